@@ -1,0 +1,3 @@
+from fusionapp.cli import main
+
+main()

@@ -1,0 +1,188 @@
+"""The run directory: what is saved, written atomically so a crash never leaves half a file,
+and how a run is loaded back for evaluation and prediction."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+from fusionapp.errors import FusionError
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+PREPROCESSING_FILE = "preprocessing.json"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+SKIPPED_FILE = "skipped.csv"
+RESUME_DIR = "resume"
+LOCK_FILE = ".lock"
+# Files `train --overwrite` may remove; anything else in the folder is the user's and stays.
+RUN_FILES = (MODEL_FILE, CONFIG_FILE, PREPROCESSING_FILE, HISTORY_FILE, METRICS_FILE, SKIPPED_FILE,
+             "test_metrics.json", "learning_curve.png")
+
+
+# === Atomic writes ===
+@contextlib.contextmanager
+def atomic_path(path: str, suffix: str = ""):
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}")
+    os.close(handle)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_text(path: str, text: str) -> None:
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def write_json(path: str, values) -> None:
+    write_text(path, json.dumps(values, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def write_csv(path: str, header: list[str], rows) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def save_model(model, path: str) -> None:
+    with atomic_path(path, suffix=".keras") as temporary:
+        model.save(temporary)
+
+
+def save_weights(model, path: str) -> None:
+    with atomic_path(path, suffix=".weights.h5") as temporary:
+        model.save_weights(temporary)
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def read_json(path: str):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, json.JSONDecodeError) as error:
+        raise FusionError(f"{path}: cannot read ({error})") from error
+
+
+# === The run directory ===
+def prepare_run_dir(path: str, resume: bool, overwrite: bool) -> None:
+    """Create or check the output folder before any training starts."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise FusionError(f"{path}: exists and is not a directory")
+    existing = os.path.isdir(path) and any(name != LOCK_FILE for name in os.listdir(path))
+    if resume:
+        if not os.path.exists(os.path.join(path, RESUME_DIR, "state.json")):
+            raise FusionError(f"{path}: nothing to resume (no {RESUME_DIR}/state.json); train without --resume")
+    elif existing and not overwrite:
+        raise FusionError(f"{path}: already holds files; pass --resume to continue it or --overwrite to replace it")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise FusionError(f"{path}: cannot write there ({error.strerror or error})") from error
+    if overwrite and not resume:
+        for name in RUN_FILES:
+            if os.path.exists(os.path.join(path, name)):
+                os.remove(os.path.join(path, name))
+        shutil.rmtree(os.path.join(path, RESUME_DIR), ignore_errors=True)
+
+
+@contextlib.contextmanager
+def run_lock(path: str):
+    """Hold an exclusive lock on the run folder so two trainings cannot write into it at once."""
+    import fcntl
+
+    handle = open(os.path.join(path, LOCK_FILE), "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        handle.close()
+        raise FusionError(f"{path}: another fusionapp process is training into this folder") from error
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+@dataclass
+class Run:
+    """A trained run loaded for inference: the model plus what it was trained with."""
+
+    path: str
+    model: object
+    config: dict
+    preprocessing: object  # fusionapp.preprocessing.Preprocessing
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.model.settings["modalities"])
+
+
+def resolve_run_dir(path: str) -> str:
+    """A run folder, or the model file inside one, -> the run folder."""
+    if not os.path.exists(path):
+        raise FusionError(f"{path}: no such run directory or model file")
+    if os.path.isfile(path):
+        if not path.endswith(".keras"):
+            raise FusionError(f"{path}: not a fusionapp run (expected a run directory or its {MODEL_FILE})")
+        return os.path.dirname(os.path.abspath(path))
+    if not os.path.exists(os.path.join(path, MODEL_FILE)):
+        if os.path.exists(os.path.join(path, RESUME_DIR, "state.json")):
+            raise FusionError(f"{path}: training did not finish (no {MODEL_FILE}); continue it with "
+                              f"`fusionapp train --resume --out {path}`")
+        raise FusionError(f"{path}: not a fusionapp run (no {MODEL_FILE})")
+    return path
+
+
+def load_run(path: str) -> Run:
+    import keras
+
+    import fusionapp
+    from fusionapp.preprocessing import Preprocessing
+    import fusionapp.model  # noqa: F401 - registers the custom classes for safe-mode loading
+
+    run_dir = resolve_run_dir(path)
+    model_path = path if os.path.isfile(path) else os.path.join(run_dir, MODEL_FILE)
+    config_path = os.path.join(run_dir, CONFIG_FILE)
+    config = read_json(config_path) if os.path.exists(config_path) else {}
+    saved_version = str(config.get("fusionapp_version", fusionapp.__version__))
+    if saved_version.split(".")[0] != fusionapp.__version__.split(".")[0]:
+        raise FusionError(f"{model_path}: made by fusionapp {saved_version}, which this fusionapp "
+                          f"{fusionapp.__version__} cannot load (different major version); retrain it")
+    try:
+        model = keras.saving.load_model(model_path, safe_mode=True)
+    except Exception as error:  # noqa: BLE001 - any loader failure means an unusable file
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise FusionError(f"{model_path}: cannot load the model ({detail[:300]})") from error
+    if not hasattr(model, "preprocessing"):
+        raise FusionError(f"{model_path}: not a fusionapp model (no preprocessing state inside)")
+    return Run(run_dir, model, config, Preprocessing.from_dict(model.preprocessing))

@@ -1,0 +1,216 @@
+"""The command line: each command parses its flags and calls one plain function.
+
+Nothing heavy is imported at module level, so `fusionapp --help` answers without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from fusionapp import __version__
+from fusionapp.errors import FusionError
+
+ON_BAD_ROW = click.Choice(["skip", "error"])
+TENSORFLOW_COMMANDS = ("train", "evaluate", "predict")
+
+
+def _load_tensorflow(debug: bool = False) -> None:
+    """Import TensorFlow with its start-up chatter on stderr hidden.
+
+    TensorFlow's C++ core logs CUDA probes and oneDNN notes before any log level applies, so the
+    only way to keep them from users is to point file descriptor 2 elsewhere during the import.
+    """
+    if debug or "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _int_list(value):
+    return None if value is None else tuple(int(part) for part in value.split(",") if part.strip())
+
+
+def column_options(function):
+    """--image-col/--text-col/--label-col/--id-col/--split-col/--image-root, shared by every data command."""
+    options = [
+        click.option("--image-col", help="Column holding image paths (default: image)."),
+        click.option("--text-col", help="Column holding the text (default: text)."),
+        click.option("--label-col", help="Column holding the label (default: label)."),
+        click.option("--id-col", help="Column holding row ids, copied to predictions (default: id)."),
+        click.option("--split-col", help="Column holding train/val/test (default: split)."),
+        click.option("--image-root", type=click.Path(file_okay=False),
+                     help="Folder relative image paths resolve against (default: the table's folder)."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="fusionapp")
+def cli():
+    """Train, evaluate and serve image + text (+ tabular) classifiers.
+
+    \b
+    fusionapp train                      # demo data, a few minutes on a laptop CPU
+    fusionapp train my.csv --tabular-col price
+    fusionapp evaluate checkpoints/RUN my.csv --split test
+    fusionapp predict checkpoints/RUN --image cat.jpg --text "a photo of my cat"
+
+    Add --debug to any command to see the full traceback of an error.
+    """
+
+
+@cli.command()
+@click.option("--out", default="data/demo", show_default=True, type=click.Path(file_okay=False),
+              help="Folder to write images/ and demo.csv into.")
+@click.option("--rows", default=3000, show_default=True, type=click.IntRange(min=40), help="Number of examples.")
+@click.option("--seed", default=0, show_default=True, type=int)
+def demo(out, rows, seed):
+    """Write the synthetic demo set, whose label needs both the image and the text."""
+    from fusionapp.data.demo import make_demo
+
+    table = make_demo(out, rows=rows, seed=seed)
+    click.echo(f"Wrote {rows} examples to {table} (with a split column: train / val / test)")
+
+
+@cli.command()
+@click.argument("data", required=False)
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: checkpoints/<data>-<time>).")
+@column_options
+@click.option("--tabular-col", multiple=True,
+              help="Tabular column, repeatable; NAME:numeric or NAME:categorical forces its kind.")
+@click.option("--modalities", help="Comma list from image,text,tabular (default: all the data has).")
+@click.option("--image-size", type=click.IntRange(min=16), help="Image side in pixels (default: 64).")
+@click.option("--image-kernels", help="Kernel sizes of each image block, e.g. 1,3,5,7 (default: 1,3,5).")
+@click.option("--image-filters", help="Output channels of each image block, e.g. 48,96,192.")
+@click.option("--text-encoder", type=click.Choice(["cnn", "mean"]), help="Text branch (default: cnn).")
+@click.option("--text-tokens", type=click.Choice(["words", "chars"]),
+              help="Split text into words (default) or characters (for languages without spaces).")
+@click.option("--max-tokens", type=click.IntRange(min=10), help="Vocabulary size bound (default: 20000).")
+@click.option("--sequence-length", type=click.IntRange(min=1), help="Tokens kept per text (default: 64).")
+@click.option("--dropout", type=click.FloatRange(0, 0.95), help="Dropout rate (default: 0.3).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs (default: 15).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size (default: 64).")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate (default: 0.002).")
+@click.option("--seed", type=int, help="Random seed (default: 0).")
+@click.option("--val-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Hold-out fraction when the data has no split column (default: 0.15).")
+@click.option("--patience", type=click.IntRange(min=1), help="Epochs without val-loss improvement before stopping (default: 4).")
+@click.option("--class-weight", type=click.Choice(["none", "balanced"]), help="Weight classes by inverse frequency.")
+@click.option("--augment/--no-augment", default=None, help="Random flips and shifts of training images (default: on).")
+@click.option("--on-bad-row", type=ON_BAD_ROW, help="Skip and count bad rows (default) or stop at the first.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last epoch.")
+@click.option("--overwrite", is_flag=True, help="Replace the run already in --out.")
+def train(data, out, resume, overwrite, image_kernels, image_filters, modalities, tabular_col, **flags):
+    """Train a classifier on DATA (a CSV / JSON Lines table or tfds:NAME[:SPLIT]).
+
+    With no DATA, trains on the demo set, creating it under data/demo first.
+    """
+    from fusionapp.training import train as train_run
+
+    flags.update(
+        image_kernels=_int_list(image_kernels),
+        image_filters=_int_list(image_filters),
+        modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()) if modalities else None,
+        tabular_col=tuple(tabular_col) or None,
+    )
+    train_run(data, out, resume=resume, overwrite=overwrite, **flags)
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("data")
+@click.option("--split", help="Use only the rows of this split (e.g. test).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the report as JSON here.")
+@click.option("--predictions", type=click.Path(dir_okay=False), help="Write per-row predictions (CSV) here.")
+@click.option("--on-bad-row", type=ON_BAD_ROW, default="skip", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@column_options
+def evaluate(model, data, **options):
+    """Score the run MODEL on the labelled rows of DATA (scikit-learn metrics)."""
+    from fusionapp.evaluation import evaluate as evaluate_run
+
+    evaluate_run(model, data, **options)
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("data", required=False)
+@click.option("--image", type=str, help="Image file of a single pair.")
+@click.option("--text", type=str, help="Text of a single pair.")
+@click.option("--tabular", multiple=True, metavar="COL=VALUE", help="Tabular value of a single pair (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the single-pair result as JSON.")
+@click.option("--split", help="Use only the rows of this split.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the predictions CSV here (default: stdout).")
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Also list the K likeliest labels.")
+@click.option("--on-bad-row", type=ON_BAD_ROW, default="skip", show_default=True,
+              help="List unreadable rows with an error (skip) or stop at the first (error).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@column_options
+def predict(model, data, image, text, tabular, as_json, split, out, top_k, **options):
+    """Label one pair (--image/--text) or every row of DATA with the run MODEL."""
+    from fusionapp.prediction import format_pair, predict as predict_run
+
+    if data is None:
+        if image is None and text is None and not tabular:
+            raise click.UsageError("give DATA (a table) or a single pair with --image/--text")
+        values = {}
+        for item in tabular:
+            name, separator, value = item.partition("=")
+            if not separator or not name:
+                raise click.UsageError(f"--tabular expects COL=VALUE (got '{item}')")
+            values[name] = value
+        result = predict_run(model, image=image, text=text, tabular=values, top_k=top_k)
+        click.echo(json.dumps(result, ensure_ascii=False) if as_json else format_pair(result))
+        return
+    if image or text or tabular:
+        raise click.UsageError("give either DATA or --image/--text/--tabular, not both")
+    predict_run(model, data, split=split, out=out, top_k=top_k, **options)
+
+
+def main(argv=None):
+    """Entry point: user mistakes become one line on stderr and exit code 1."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("FUSIONAPP_DEBUG") == "1"
+    args = [arg for arg in args if arg != "--debug"]
+    try:
+        if args and args[0] in TENSORFLOW_COMMANDS and not {"-h", "--help"} & set(args):
+            _load_tensorflow(debug)
+        cli.main(args=args, prog_name="fusionapp", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except FusionError as error:
+        if debug:
+            raise
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    except Exception as error:  # noqa: BLE001 - a last line of defence: no traceback for users
+        if debug:
+            raise
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        click.echo(f"error: {type(error).__name__}: {detail[:300]} (rerun with --debug for details)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

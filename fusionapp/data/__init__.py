@@ -1,0 +1,1 @@
+"""Tables and TFDS sources -> validated examples -> tf.data pipelines; the demo data set."""

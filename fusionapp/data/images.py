@@ -1,0 +1,100 @@
+"""The one image decoder used by training, evaluation and prediction, and the checks before it."""
+
+from __future__ import annotations
+
+import os
+
+# File signatures of the formats tf.io.decode_image reads.
+_SIGNATURES = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"BM": "BMP",
+}
+
+
+def check_image_file(path: str) -> str | None:
+    """Return why `path` is not a usable image file, or None if it looks like one.
+
+    Only the first bytes are read, so this is cheap enough to run on every row before training;
+    a file that passes can still be corrupt inside, which `find_undecodable` catches.
+    """
+    if not path:
+        return "no image given"
+    try:
+        if os.path.isdir(path):
+            return f"{path} is a directory, not an image"
+        if not os.path.exists(path):
+            return f"{path} does not exist"
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as error:
+        return f"{path} cannot be read ({error.strerror or error})"
+    return check_image_bytes(head, path)
+
+
+def check_image_bytes(head: bytes, name: str = "image") -> str | None:
+    if not head:
+        return f"{name} is an empty file"
+    if not any(head.startswith(signature) for signature in _SIGNATURES):
+        return f"{name} is not a JPEG, PNG, GIF or BMP image"
+    return None
+
+
+def decode_image(encoded, image_size: int):
+    """Encoded image bytes -> uint8 RGB tensor of shape (image_size, image_size, 3).
+
+    GIFs give their first frame; grayscale and RGBA become RGB. The image is resized without
+    keeping its aspect ratio, so the whole picture is always seen.
+    """
+    import tensorflow as tf
+
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
+    image.set_shape([None, None, 3])
+    image = tf.image.resize(image, (image_size, image_size), antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def find_undecodable(images, from_files: bool, threads: int | None = None) -> dict[int, str]:
+    """Decode every image once, in parallel, and return {index: reason} for those that fail.
+
+    tf.data stops at the first failing element, so the bad ones are found by dropping errors and
+    noticing which indices did not come through; only those few are decoded again to say why.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    if len(images) == 0:
+        return {}
+
+    def decodes(index, image):
+        encoded = tf.io.read_file(image) if from_files else image
+        decoded = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        # Touch the pixels so the decode cannot be optimised away.
+        return index, tf.shape(decoded)[0]
+
+    dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(images)), list(images)))
+    dataset = dataset.map(decodes, num_parallel_calls=threads or tf.data.AUTOTUNE)
+    dataset = dataset.ignore_errors().batch(1024)
+    seen = np.zeros(len(images), dtype=bool)
+    for indices, _ in dataset.as_numpy_iterator():
+        seen[indices] = True
+    failures = {}
+    for index in np.flatnonzero(~seen):
+        failures[int(index)] = _why_undecodable(images[index], from_files)
+    return failures
+
+
+def _why_undecodable(image, from_files: bool) -> str:
+    import tensorflow as tf
+
+    name = image if from_files else "image"
+    try:
+        encoded = tf.io.read_file(image) if from_files else image
+        tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    except Exception as error:  # noqa: BLE001 - any decoder failure is the user's file, not our bug
+        detail = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        detail = detail.split("}}")[-1].strip()
+        return f"{name} cannot be decoded ({detail})"
+    return f"{name} cannot be decoded"

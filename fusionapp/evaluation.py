@@ -1,0 +1,52 @@
+"""`fusionapp evaluate`: a trained run + labelled rows -> the scikit-learn report."""
+
+from __future__ import annotations
+
+import sys
+
+from fusionapp import artifacts
+from fusionapp.data.examples import Examples, drop_bad_rows
+from fusionapp.inference import column_renames, predict_probabilities, progress_verbosity, read_rows_for_run
+from fusionapp.metrics import classification_report, format_report
+
+
+def evaluate(model: str, data: str, *, split: str | None = None, out: str | None = None,
+             predictions: str | None = None, on_bad_row: str = "skip", batch_size: int = 256,
+             image_root: str | None = None, verbose: int = 1, **column_overrides) -> dict:
+    """Score run `model` on the labelled rows of `data`; return (and optionally write) the report.
+
+    `column_overrides` rename columns for this data: `text_col="body"`, `label_col="y"`, ...
+    """
+    from fusionapp.artifacts import load_run
+    from fusionapp.prediction import prediction_table
+
+    run = load_run(model)
+    examples, bad_rows = read_rows_for_run(run, data, split, need_label=True,
+                                           column_overrides=column_renames(column_overrides), image_root=image_root)
+    checked = drop_bad_rows(examples, bad_rows, on_bad_row)
+    if checked.skipped and verbose:
+        print(f"Skipped {len(checked.skipped)} bad rows; first: {checked.skipped[0].message(examples.source)}",
+              file=sys.stderr)
+    usable = checked.examples
+    probabilities = predict_probabilities(run.model, run.preprocessing, usable, run.modalities,
+                                          batch_size=batch_size, verbose=progress_verbosity(verbose))
+    report = classification_report(run.preprocessing.label_indices(usable.labels), probabilities,
+                                   run.preprocessing.class_names, n_skipped=len(checked.skipped))
+    if verbose:
+        print(format_report(report, title=f"Evaluation of {run.path} on {examples.source}"
+                                          + (f" (split {split})" if split else "")))
+    if out:
+        artifacts.write_json(out, report)
+    if predictions:
+        header, rows = prediction_table(usable, probabilities, run.preprocessing.class_names,
+                                        with_labels=True)
+        artifacts.write_csv(predictions, header, rows)
+    return report
+
+
+def evaluate_examples(model, prep, examples: Examples, modalities, n_skipped: int = 0) -> dict:
+    """The report for already-checked examples and a model in memory (used after training)."""
+    probabilities = predict_probabilities(model, prep, examples, modalities)
+    return classification_report(prep.label_indices(examples.labels), probabilities, prep.class_names,
+                                 n_skipped=n_skipped)
+

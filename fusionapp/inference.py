@@ -1,0 +1,64 @@
+"""What evaluate and predict share: reading rows the way the run expects, finding the unusable
+ones, and turning the rest into class probabilities."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+
+from fusionapp.artifacts import Run
+from fusionapp.config import Columns, RunSettings
+from fusionapp.data.examples import BadRow, Examples, find_bad_rows, load_examples
+
+PREDICT_BATCH_SIZE = 256
+
+
+def run_columns(run: Run, overrides: dict | None = None) -> Columns:
+    """The run's column names, with any the user renamed for this data (`--text-col body`)."""
+    columns = RunSettings.from_dict(run.config.get("settings", {})).columns
+    if not run.config.get("settings"):
+        columns = Columns(tabular=tuple(column.name for column in run.preprocessing.tabular))
+    changes = {name: value for name, value in (overrides or {}).items() if value is not None}
+    return dataclasses.replace(columns, **changes) if changes else columns
+
+
+def read_rows_for_run(run: Run, data: str, split: str | None, need_label: bool,
+                      column_overrides: dict | None = None, image_root: str | None = None,
+                      ) -> tuple[Examples, list[BadRow]]:
+    """Load `data` with the run's columns and return all rows plus the bad ones among them."""
+    columns = run_columns(run, column_overrides)
+    examples = load_examples(data, columns, image_root=image_root, need_label=need_label,
+                             modalities=run.modalities)
+    if split is not None:
+        examples = examples.select_split(split)
+    bad_rows = find_bad_rows(examples, columns, run.modalities, need_label=need_label,
+                             known_labels=run.preprocessing.class_names if need_label else None,
+                             tabular_kinds=run.preprocessing.tabular_kinds)
+    return examples, bad_rows
+
+
+def predict_probabilities(model, prep, examples: Examples, modalities, batch_size: int = PREDICT_BATCH_SIZE,
+                          verbose: int = 0) -> np.ndarray:
+    """Class probabilities, one row per example, in order."""
+    from fusionapp.data.pipeline import make_dataset
+
+    if len(examples) == 0:
+        return np.zeros((0, prep.num_classes), dtype=np.float32)
+    dataset = make_dataset(examples, prep, modalities, batch_size, with_labels=False)
+    return np.asarray(model.predict(dataset, verbose=verbose), dtype=np.float32)
+
+
+def column_renames(flags: dict) -> dict:
+    """`image_col=...`-style keyword arguments -> Columns field changes."""
+    names = {"image_col": "image", "text_col": "text", "label_col": "label", "id_col": "id", "split_col": "split"}
+    unknown = sorted(set(flags) - set(names))
+    if unknown:
+        raise TypeError(f"unexpected argument '{unknown[0]}'")
+    return {names[key]: value for key, value in flags.items() if value is not None}
+
+
+def progress_verbosity(verbose: int) -> int:
+    """Keras progress bars only on a terminal; in logs they would print one line per batch."""
+    return 1 if verbose and sys.stdout.isatty() else 0

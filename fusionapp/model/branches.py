@@ -1,0 +1,47 @@
+"""One function per modality: inputs -> a fixed-width feature vector for the fusion head."""
+
+from __future__ import annotations
+
+from keras import layers
+
+from fusionapp.config import ModelSettings
+from fusionapp.model.blocks import BN_MOMENTUM, multi_kernel_block
+
+
+def image_branch(images, settings: ModelSettings):
+    """uint8 RGB images -> features: stem conv, multi-kernel blocks, global pooling, projection."""
+    x = layers.Rescaling(1.0 / 255.0, name="image.rescale")(images)
+    x = layers.Conv2D(settings.image_stem_filters, 3, strides=2, padding="same", use_bias=False,
+                      name="image.stem.conv3x3")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="image.stem.bn")(x)
+    x = layers.Activation("relu", name="image.stem.relu")(x)
+    last = len(settings.image_filters) - 1
+    for i, filters in enumerate(settings.image_filters):
+        # The last block feeds global pooling, so pooling it first would only discard detail.
+        x = multi_kernel_block(x, filters, settings.image_kernels, name=f"image.block{i + 1}", pool=i < last)
+    x = layers.GlobalAveragePooling2D(name="image.global_pool")(x)
+    return layers.Dense(settings.branch_units, activation="relu", name="image.projection")(x)
+
+
+def text_branch(token_ids, settings: ModelSettings, vocabulary_size: int):
+    """Token ids -> features: embedding, then parallel 1-D convolutions (or a masked mean)."""
+    if settings.text_encoder == "mean":
+        x = layers.Embedding(vocabulary_size, settings.text_embedding_dim, mask_zero=True,
+                             name="text.embedding")(token_ids)
+        x = layers.GlobalAveragePooling1D(name="text.mean_pool")(x)
+    else:
+        x = layers.Embedding(vocabulary_size, settings.text_embedding_dim, name="text.embedding")(token_ids)
+        widths = []
+        for width in settings.text_widths:
+            y = layers.Conv1D(settings.text_filters, width, padding="same", activation="relu",
+                              name=f"text.conv{width}")(x)
+            widths.append(layers.GlobalMaxPooling1D(name=f"text.conv{width}.max_pool")(y))
+        x = layers.Concatenate(name="text.concat")(widths) if len(widths) > 1 else widths[0]
+    x = layers.Dropout(settings.dropout, name="text.dropout")(x)
+    return layers.Dense(settings.branch_units, activation="relu", name="text.projection")(x)
+
+
+def tabular_branch(values, settings: ModelSettings):
+    """Encoded tabular values -> features through two dense layers."""
+    x = layers.Dense(settings.tabular_units, activation="relu", name="tabular.dense")(values)
+    return layers.Dense(settings.branch_units, activation="relu", name="tabular.projection")(x)

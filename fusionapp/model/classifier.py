@@ -1,0 +1,70 @@
+"""The fusion classifier: branch features concatenated, dense layers, class probabilities."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from fusionapp.config import MODALITIES, ModelSettings, settings_from_dict
+from fusionapp.errors import FusionError
+from fusionapp.model.blocks import TwoClassProbabilities
+from fusionapp.model.branches import image_branch, tabular_branch, text_branch
+
+
+@keras.saving.register_keras_serializable(package="fusionapp")
+class FusionClassifier(keras.Model):
+    """A functional model rebuilt from its settings, so `model.keras` reloads exactly.
+
+    `preprocessing` is the adapted state (vocabulary, statistics, class names); it does not shape
+    the graph beyond its sizes, but travelling in the config makes the saved file self-sufficient.
+    """
+
+    def __init__(self, settings: dict, preprocessing: dict, **kwargs):
+        model_settings = settings_from_dict(ModelSettings, settings)
+        # === Layers and functional model ===
+        inputs, features = {}, []
+        modalities = [m for m in MODALITIES if m in model_settings.modalities]
+        if not modalities:
+            raise FusionError("--modalities must name at least one of: image, text, tabular")
+        num_classes = len(preprocessing["class_names"])
+        if "image" in modalities:
+            size = model_settings.image_size
+            inputs["image"] = keras.Input((size, size, 3), dtype="uint8", name="image")
+            features.append(image_branch(inputs["image"], model_settings))
+        if "text" in modalities:
+            vocabulary_size = len(preprocessing["vocabulary"]) + 2
+            inputs["text"] = keras.Input((preprocessing["sequence_length"],), dtype="int64", name="text")
+            features.append(text_branch(inputs["text"], model_settings, vocabulary_size))
+        if "tabular" in modalities:
+            width = sum(2 if c["kind"] == "numeric" else len(c["categories"]) + 1
+                        for c in preprocessing["tabular"])
+            inputs["tabular"] = keras.Input((width,), dtype="float32", name="tabular")
+            features.append(tabular_branch(inputs["tabular"], model_settings))
+        x = layers.Concatenate(name="fusion.concat")(features) if len(features) > 1 else features[0]
+        x = layers.Dense(model_settings.fusion_units, activation="relu", name="fusion.dense")(x)
+        x = layers.Dropout(model_settings.dropout, name="fusion.dropout")(x)
+        if num_classes == 2:
+            positive = layers.Dense(1, activation="sigmoid", name="head.sigmoid", dtype="float32")(x)
+            outputs = TwoClassProbabilities(name="head.probabilities", dtype="float32")(positive)
+        else:
+            outputs = layers.Dense(num_classes, activation="softmax", name="head.probabilities",
+                                   dtype="float32")(x)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.settings = dict(settings)
+        self.preprocessing = dict(preprocessing)
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable,
+                "settings": self.settings, "preprocessing": self.preprocessing}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def build_classifier(settings: ModelSettings, preprocessing: dict, name: str = "fusion_classifier"):
+    from dataclasses import asdict
+
+    return FusionClassifier(asdict(settings), preprocessing, name=name)

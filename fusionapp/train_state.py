@@ -1,0 +1,94 @@
+"""Per-epoch checkpoints, early stopping and the state `train --resume` continues from.
+
+Early stopping lives here rather than in keras.callbacks.EarlyStopping because its counters must
+survive a crash: they are saved with every epoch's checkpoint and read back on resume.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import keras
+
+from fusionapp import artifacts
+
+STATE_FILE = "state.json"
+BEST_WEIGHTS = "best.weights.h5"
+
+
+def load_state(run_dir: str) -> dict:
+    state = artifacts.read_json(os.path.join(run_dir, artifacts.RESUME_DIR, STATE_FILE))
+    checkpoint = os.path.join(run_dir, artifacts.RESUME_DIR, state.get("checkpoint") or "")
+    if not state.get("checkpoint") or not os.path.exists(checkpoint):
+        return None  # interrupted before the first epoch ended: start again from scratch
+    return state
+
+
+def new_state() -> dict:
+    return {"epoch": 0, "best_val_loss": None, "best_epoch": None, "wait": 0, "stopped": False,
+            "checkpoint": None, "history": []}
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """After every epoch: record history, keep the best weights, save a resumable checkpoint."""
+
+    def __init__(self, run_dir: str, patience: int, state: dict | None = None):
+        super().__init__()
+        self.run_dir = run_dir
+        self.resume_dir = os.path.join(run_dir, artifacts.RESUME_DIR)
+        self.patience = patience
+        self.state = state or new_state()
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        row = {"epoch": epoch + 1}
+        row.update({name: float(value) for name, value in logs.items() if name != "learning_rate"})
+        row["learning_rate"] = _current_learning_rate(self.model.optimizer)
+        row["seconds"] = round(time.perf_counter() - self._started, 3)
+        state = self.state
+        state["history"].append(row)
+        val_loss = row.get("val_loss", row["loss"])
+        if state["best_val_loss"] is None or val_loss < state["best_val_loss"]:
+            state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
+            artifacts.save_weights(self.model, os.path.join(self.resume_dir, BEST_WEIGHTS))
+        else:
+            state["wait"] += 1
+        if state["wait"] >= self.patience:
+            state["stopped"] = True
+            self.model.stop_training = True
+        # Each epoch gets a new checkpoint file and state.json names it only once it is complete,
+        # so a crash at any moment leaves a state that points at a whole checkpoint.
+        previous = state["checkpoint"]
+        state["checkpoint"] = f"epoch{epoch + 1:04d}.keras"
+        state["epoch"] = epoch + 1
+        artifacts.save_model(self.model, os.path.join(self.resume_dir, state["checkpoint"]))
+        artifacts.write_json(os.path.join(self.resume_dir, STATE_FILE), state)
+        if previous and previous != state["checkpoint"]:
+            _remove(os.path.join(self.resume_dir, previous))
+        history = state["history"]
+        header = list(dict.fromkeys(name for entry in history for name in entry))
+        artifacts.write_csv(os.path.join(self.run_dir, artifacts.HISTORY_FILE), header,
+                            [[entry.get(name, "") for name in header] for entry in history])
+
+    def restore_best(self, model) -> None:
+        path = os.path.join(self.resume_dir, BEST_WEIGHTS)
+        if os.path.exists(path):
+            model.load_weights(path)
+
+
+def _current_learning_rate(optimizer) -> float:
+    import numpy as np
+
+    return float(np.asarray(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,253 @@
+"""`fusionapp train`: data -> checked rows -> adapted preprocessing -> fitted model -> run folder."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+from fusionapp import artifacts
+from fusionapp.config import RunSettings, apply_flat
+from fusionapp.errors import FusionError
+
+DEMO_DIR = os.path.join("data", "demo")
+DEMO_TABLE = os.path.join(DEMO_DIR, "demo.csv")
+DEMO_TABULAR = ("price", "seller")
+
+
+def train(data: str | None = None, out: str | None = None, *, resume: bool = False, overwrite: bool = False,
+          verbose: int = 1, **settings) -> str:
+    """Train a classifier and return its run directory.
+
+    `settings` are the flat names of the CLI flags (`epochs=3`, `image_col="photo"`, ...).
+    With no `data`, trains on the demo set, creating it under data/demo first.
+    """
+    import keras
+
+    if resume:
+        if out is None:
+            raise FusionError("--resume needs --out RUN_DIR, the run to continue")
+        run_settings, data = _saved_settings(out, data)
+    else:
+        run_settings = apply_flat(RunSettings(), settings)
+        if data is None:
+            data = _demo_table(verbose)
+            if not run_settings.columns.tabular:
+                run_settings = apply_flat(run_settings, {"tabular_col": DEMO_TABULAR})
+        out = out or _default_out(data)
+    _check_settings(run_settings)
+    artifacts.prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    with artifacts.run_lock(out):
+        keras.utils.set_random_seed(run_settings.training.seed)
+        return _train_locked(data, out, run_settings, resume, verbose)
+
+
+def _train_locked(data: str, out: str, settings: RunSettings, resume: bool, verbose: int) -> str:
+    from fusionapp.data.examples import drop_bad_rows, find_bad_rows, load_examples
+    from fusionapp.data.splits import split_train_val, training_rows
+    from fusionapp.preprocessing import Preprocessing, adapt, infer_tabular_kinds
+
+    say = _printer(verbose)
+    columns, training = settings.columns, settings.training
+    requested = settings.model.modalities if _modalities_given(settings) else None
+    examples = load_examples(data, columns, image_root=settings.image_root, need_label=True, modalities=requested)
+    modalities = requested or examples.modalities
+    settings = apply_flat(settings, {"modalities": modalities})
+    candidates = training_rows(examples)
+    kinds = infer_tabular_kinds(candidates, columns) if "tabular" in modalities else {}
+    say(f"Checking {len(candidates)} rows of {examples.source} ...")
+    bad_rows = find_bad_rows(candidates, columns, modalities, need_label=True, tabular_kinds=kinds)
+    checked = drop_bad_rows(candidates, bad_rows, training.on_bad_row)
+    train_rows, val_rows = split_train_val(checked.examples, training.val_split, training.seed)
+
+    preprocessing_path = os.path.join(out, artifacts.PREPROCESSING_FILE)
+    if resume:
+        prep = Preprocessing.from_dict(artifacts.read_json(preprocessing_path))
+    else:
+        prep = adapt(train_rows, settings.text, settings.model.image_size, modalities, kinds)
+        artifacts.write_json(preprocessing_path, prep.to_dict())
+    val_rows, unseen = _drop_unseen_labels(val_rows, prep.class_names, columns.label)
+    skipped = checked.skipped + unseen
+    if skipped:
+        artifacts.write_csv(os.path.join(out, artifacts.SKIPPED_FILE), ["row", "column", "reason"],
+                            [(row.row, row.column, row.reason) for row in skipped])
+        say(f"Skipped {len(skipped)} bad rows (listed in {os.path.join(out, artifacts.SKIPPED_FILE)}); "
+            f"first: {skipped[0].message(examples.source)}")
+    if len(val_rows) == 0:
+        raise FusionError(f"{examples.source}: no usable validation rows")
+
+    config = _run_config(data, settings, prep, len(train_rows), len(val_rows), len(skipped))
+    artifacts.write_json(os.path.join(out, artifacts.CONFIG_FILE), config)
+    say(f"Training on {len(train_rows)} rows, validating on {len(val_rows)}; modalities: {', '.join(modalities)}; "
+        f"classes: {', '.join(prep.class_names)}")
+
+    model, history = _fit(settings, prep, modalities, train_rows, val_rows, out, resume, verbose)
+
+    from fusionapp.evaluation import evaluate_examples
+    from fusionapp.metrics import format_report
+
+    report = evaluate_examples(model, prep, val_rows, modalities, n_skipped=len(skipped))
+    artifacts.save_model(model, os.path.join(out, artifacts.MODEL_FILE))
+    artifacts.write_json(os.path.join(out, artifacts.METRICS_FILE), report)
+    say(format_report(report, title="Validation (best epoch)"))
+    if examples.splits is not None and "test" in examples.splits:
+        test_report = _evaluate_test_split(model, prep, examples, columns, modalities, say)
+        artifacts.write_json(os.path.join(out, "test_metrics.json"), test_report)
+    best = min(history, key=lambda row: row["val_loss"]) if history else {}
+    config.update(status="complete", epochs_run=len(history), best_epoch=best.get("epoch"))
+    artifacts.write_json(os.path.join(out, artifacts.CONFIG_FILE), config)
+    say(f"Saved the run to {out}")
+    return out
+
+
+def _fit(settings: RunSettings, prep, modalities, train_rows, val_rows, out: str, resume: bool, verbose: int):
+    """Fit with per-epoch checkpoints and early stopping; return the best model and the history."""
+    import keras
+
+    from fusionapp.data.pipeline import make_dataset
+    from fusionapp.model import build_classifier
+    from fusionapp.train_state import RunCheckpoint, load_state
+
+    training = settings.training
+    batch_size = training.batch_size
+    train_data = make_dataset(train_rows, prep, modalities, batch_size, shuffle=True,
+                              augment=training.augment, seed=training.seed)
+    val_data = make_dataset(val_rows, prep, modalities, batch_size)
+    state = load_state(out) if resume else None
+    if state is not None:
+        model = keras.saving.load_model(os.path.join(out, artifacts.RESUME_DIR, state["checkpoint"]))
+    else:
+        model = build_classifier(settings.model, prep.to_dict())
+        steps = math.ceil(len(train_rows) / batch_size) * training.epochs
+        schedule = keras.optimizers.schedules.CosineDecay(training.learning_rate, decay_steps=steps, alpha=0.05)
+        model.compile(optimizer=keras.optimizers.Adam(schedule),
+                      loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    checkpoint = RunCheckpoint(out, patience=training.patience, state=state)
+    done = checkpoint.state["epoch"]
+    if done < training.epochs and not checkpoint.state["stopped"]:
+        if resume:
+            _printer(verbose)(f"Resuming after epoch {done}")
+        model.fit(train_data, validation_data=val_data, epochs=training.epochs, initial_epoch=done,
+                  class_weight=_class_weights(prep, train_rows, training.class_weight),
+                  callbacks=[checkpoint], shuffle=False, verbose=_keras_verbosity(verbose))
+    checkpoint.restore_best(model)
+    return model, checkpoint.state["history"]
+
+
+def _class_weights(prep, train_rows, mode: str) -> dict | None:
+    if mode == "none":
+        return None
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = prep.label_indices(train_rows.labels)
+    present = np.unique(y)
+    weights = compute_class_weight("balanced", classes=present, y=y)
+    return {int(label): float(weight) for label, weight in zip(present, weights)}
+
+
+def _drop_unseen_labels(val_rows, class_names, label_column):
+    """Validation rows whose label never occurs in training cannot be scored; skip them."""
+    from fusionapp.data.examples import BadRow
+
+    known = set(class_names)
+    keep, unseen = [], []
+    for i, label in enumerate(val_rows.labels):
+        if label in known:
+            keep.append(i)
+        else:
+            unseen.append(BadRow(int(val_rows.row_numbers[i]), label_column,
+                                 f"label '{label}' occurs only in validation rows, not in training"))
+    return val_rows.subset(keep), unseen
+
+
+def _evaluate_test_split(model, prep, examples, columns, modalities, say) -> dict:
+    from fusionapp.data.examples import drop_bad_rows, find_bad_rows
+    from fusionapp.evaluation import evaluate_examples
+    from fusionapp.metrics import format_report
+
+    test = examples.select_split("test")
+    bad_rows = find_bad_rows(test, columns, modalities, need_label=True, known_labels=prep.class_names,
+                             tabular_kinds=prep.tabular_kinds)
+    checked = drop_bad_rows(test, bad_rows, "skip")
+    report = evaluate_examples(model, prep, checked.examples, modalities, n_skipped=len(checked.skipped))
+    say(format_report(report, title="Test split"))
+    return report
+
+
+def _run_config(data, settings: RunSettings, prep, n_train, n_val, n_skipped) -> dict:
+    import keras
+    import tensorflow as tf
+
+    import fusionapp
+
+    return {
+        "fusionapp_version": fusionapp.__version__,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "data": data if data.startswith("tfds:") else os.path.abspath(data),
+        "settings": settings.to_dict(),
+        "class_names": prep.class_names,
+        "tabular_kinds": prep.tabular_kinds,
+        "n_train": n_train,
+        "n_val": n_val,
+        "n_skipped": n_skipped,
+        "status": "training",
+    }
+
+
+def _saved_settings(out: str, data: str | None):
+    path = os.path.join(out, artifacts.CONFIG_FILE)
+    if not os.path.exists(path):
+        raise FusionError(f"{out}: nothing to resume (no {artifacts.CONFIG_FILE})")
+    config = artifacts.read_json(path)
+    return RunSettings.from_dict(config["settings"]), data or config["data"]
+
+
+def _modalities_given(settings: RunSettings) -> bool:
+    return settings.model.modalities != RunSettings().model.modalities
+
+
+def _check_settings(settings: RunSettings) -> None:
+    from fusionapp.config import MODALITIES
+
+    unknown = [m for m in settings.model.modalities if m not in MODALITIES]
+    if unknown or not settings.model.modalities:
+        raise FusionError(f"--modalities must be a comma list from: {', '.join(MODALITIES)} (got "
+                          f"'{','.join(settings.model.modalities)}')")
+    training = settings.training
+    if training.epochs < 1 or training.batch_size < 1:
+        raise FusionError("--epochs and --batch-size must be at least 1")
+    if training.class_weight not in ("none", "balanced"):
+        raise FusionError(f"--class-weight must be 'none' or 'balanced' (got '{training.class_weight}')")
+    if settings.model.image_size < 16:
+        raise FusionError(f"--image-size must be at least 16 (got {settings.model.image_size})")
+
+
+def _demo_table(verbose: int) -> str:
+    if not os.path.exists(DEMO_TABLE):
+        from fusionapp.data.demo import make_demo
+
+        _printer(verbose)(f"Creating the demo data set in {DEMO_DIR} ...")
+        make_demo(DEMO_DIR)
+    return DEMO_TABLE
+
+
+def _default_out(data: str) -> str:
+    name = data.split(":")[1] if data.startswith("tfds:") else os.path.splitext(os.path.basename(data))[0]
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return os.path.join("checkpoints", f"{name}-{stamp}")
+
+
+def _printer(verbose: int):
+    return (lambda message: print(message, flush=True)) if verbose else (lambda message: None)
+
+
+def _keras_verbosity(verbose: int) -> int:
+    if not verbose:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
