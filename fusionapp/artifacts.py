@@ -98,6 +98,8 @@ def prepare_run_dir(path: str, resume: bool, overwrite: bool) -> None:
         raise FusionError(f"{path}: exists and is not a directory")
     existing = os.path.isdir(path) and any(name != LOCK_FILE for name in os.listdir(path))
     if resume:
+        if os.path.exists(os.path.join(path, MODEL_FILE)) and not os.path.isdir(os.path.join(path, RESUME_DIR)):
+            raise FusionError(f"{path}: this run already finished; nothing to resume")
         if not os.path.exists(os.path.join(path, RESUME_DIR, "state.json")):
             raise FusionError(f"{path}: nothing to resume (no {RESUME_DIR}/state.json); train without --resume")
     elif existing and not overwrite:

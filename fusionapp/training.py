@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -100,6 +101,8 @@ def _train_locked(data: str, out: str, settings: RunSettings, resume: bool, verb
     best = min(history, key=lambda row: row["val_loss"]) if history else {}
     config.update(status="complete", epochs_run=len(history), best_epoch=best.get("epoch"))
     artifacts.write_json(os.path.join(out, artifacts.CONFIG_FILE), config)
+    # The run is complete; its resumable checkpoints would only double its size on disk.
+    shutil.rmtree(os.path.join(out, artifacts.RESUME_DIR), ignore_errors=True)
     say(f"Saved the run to {out}")
     return out
 

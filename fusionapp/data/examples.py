@@ -100,8 +100,7 @@ def load_examples(data: str, columns: Columns, image_root: str | None = None, ne
 
     table = read_table(data)
     if modalities is None:
-        modalities = [name for name, column in (("image", columns.image), ("text", columns.text))
-                      if column in table.columns] + (["tabular"] if columns.tabular else [])
+        modalities = default_modalities(columns, table.columns)
         if not modalities:
             raise FusionError(f"{table.path}: no column '{columns.image}' or '{columns.text}' and no "
                               f"--tabular-col, so there is nothing to learn from "
@@ -140,6 +139,21 @@ def load_examples(data: str, columns: Columns, image_root: str | None = None, ne
         splits=[value.strip().lower() for value in column(columns.split)] if has_split else None,
         has_ids=columns.id in table.columns,
     )
+
+
+def default_modalities(columns: Columns, available) -> list[str]:
+    """Every modality the data has: image/text when their column exists, tabular when named.
+
+    A column the user named explicitly (`--text-col caption`) counts as wanted, so its absence
+    is reported rather than silently training without that modality.
+    """
+    defaults = Columns()
+    modalities = []
+    for name in ("image", "text"):
+        column = getattr(columns, name)
+        if column in available or column != getattr(defaults, name):
+            modalities.append(name)
+    return modalities + (["tabular"] if columns.tabular else [])
 
 
 def _resolve(path: str, root: str) -> str:

@@ -31,15 +31,18 @@ def load_tfds_examples(data: str, columns: Columns, need_label: bool = True, mod
         raise FusionError(f"{data}: cannot load the TFDS data set ({detail[:300]})") from error
     features = builder.info.features
     if modalities is None:
-        modalities = [m for m, column in (("image", columns.image), ("text", columns.text)) if column in features]
-        modalities += ["tabular"] if columns.tabular else []
+        from fusionapp.data.examples import default_modalities
+
+        modalities = default_modalities(columns, features)
     needed = {"image": [columns.image], "text": [columns.text], "tabular": list(columns.tabular_names)}
     wanted = [column for m in modalities for column in needed[m]] + ([columns.label] if need_label else [])
     for column in wanted:
         if column not in features:
             raise FusionError(f"{data}: no feature '{column}' (features: {', '.join(features)})")
     available = list(builder.info.splits)
-    if split and split not in available:
+    if not split and not available:
+        raise FusionError(f"{data}: the data set lists no splits; name one as tfds:{name}:SPLIT")
+    if split and available and split not in available:
         raise FusionError(f"{data}: no split '{split}' (splits: {', '.join(available)})")
     chosen = [split] if split else available
     decoders = {columns.image: tfds.decode.SkipDecoding()} if "image" in modalities else None
