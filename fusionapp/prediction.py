@@ -33,8 +33,9 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
     errors = {row.row: row.reason for row in bad_rows}
     good = [i for i, row in enumerate(examples.row_numbers) if int(row) not in errors]
     usable = examples.subset(good)
+    # A progress bar would be mixed into the CSV when that goes to stdout.
     probabilities = predict_probabilities(run.model, run.preprocessing, usable, run.modalities,
-                                          batch_size=batch_size, verbose=progress_verbosity(verbose))
+                                          batch_size=batch_size, verbose=progress_verbosity(verbose) if out else 0)
     full = np.full((len(examples), run.preprocessing.num_classes), np.nan, dtype=np.float32)
     full[good] = probabilities
     header, rows = prediction_table(examples, full, run.preprocessing.class_names, errors=errors, top_k=top_k)

@@ -1,0 +1,21 @@
+"""The demo is built so that only a model fusing image and text can solve it: check that it does."""
+
+import json
+import os
+
+from conftest import TINY_MODEL
+
+
+def test_fused_model_beats_each_single_modality(tmp_path):
+    from fusionapp import make_demo, train
+
+    table = make_demo(str(tmp_path / "demo"), rows=1500, seed=0)
+    settings = {**TINY_MODEL, "image_filters": (24, 48, 96), "epochs": 10, "patience": 10, "seed": 0, "verbose": 0}
+    accuracy = {}
+    for modalities in (("image", "text"), ("image",), ("text",)):
+        run = train(table, str(tmp_path / "_".join(modalities)), modalities=modalities, **settings)
+        accuracy[modalities] = json.load(open(os.path.join(run, "test_metrics.json")))["accuracy"]
+    fused, image_only, text_only = accuracy.values()
+    # Either modality alone can at best tell 2 of the 4 classes apart (about 50%).
+    assert image_only < 0.62 and text_only < 0.62, accuracy
+    assert fused > max(image_only, text_only) + 0.2, accuracy
