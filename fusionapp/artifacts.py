@@ -92,29 +92,44 @@ def read_json(path: str):
 
 
 # === The run directory ===
-def prepare_run_dir(path: str, resume: bool, overwrite: bool) -> None:
-    """Create or check the output folder before any training starts."""
+def make_writable_dir(path: str) -> None:
+    """Create the output folder and prove it is writable, before any training starts."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise FusionError(f"{path}: exists and is not a directory")
-    existing = os.path.isdir(path) and any(name != LOCK_FILE for name in os.listdir(path))
-    if resume:
-        if os.path.exists(os.path.join(path, MODEL_FILE)) and not os.path.isdir(os.path.join(path, RESUME_DIR)):
-            raise FusionError(f"{path}: this run already finished; nothing to resume")
-        if not os.path.exists(os.path.join(path, RESUME_DIR, "state.json")):
-            raise FusionError(f"{path}: nothing to resume (no {RESUME_DIR}/state.json); train without --resume")
-    elif existing and not overwrite:
-        raise FusionError(f"{path}: already holds files; pass --resume to continue it or --overwrite to replace it")
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as error:
         raise FusionError(f"{path}: cannot write there ({error.strerror or error})") from error
+
+
+def prepare_run_dir(path: str, resume: bool, overwrite: bool) -> None:
+    """Check what the (locked) folder holds against --resume / --overwrite and tidy it."""
+    existing = any(name != LOCK_FILE and not name.startswith(".") for name in os.listdir(path))
+    if resume:
+        if os.path.exists(os.path.join(path, MODEL_FILE)) and not os.path.isdir(os.path.join(path, RESUME_DIR)):
+            raise FusionError(f"{path}: this run already finished; nothing to resume")
+        if not os.path.exists(os.path.join(path, CONFIG_FILE)):
+            raise FusionError(f"{path}: nothing to resume (no {CONFIG_FILE}); train without --resume")
+    elif existing and not overwrite:
+        raise FusionError(f"{path}: already holds files; pass --resume to continue it or --overwrite to replace it")
     if overwrite and not resume:
         for name in RUN_FILES:
             if os.path.exists(os.path.join(path, name)):
                 os.remove(os.path.join(path, name))
         shutil.rmtree(os.path.join(path, RESUME_DIR), ignore_errors=True)
+    _remove_stale_temporaries(path)
+
+
+def _remove_stale_temporaries(path: str) -> None:
+    """Temporary files left by a process killed mid-write; the real files are untouched."""
+    for folder in (path, os.path.join(path, RESUME_DIR)):
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            if name.startswith(".") and ".tmp" in name:
+                os.remove(os.path.join(folder, name))
 
 
 @contextlib.contextmanager
@@ -128,6 +143,7 @@ def run_lock(path: str):
     except OSError as error:
         handle.close()
         raise FusionError(f"{path}: another fusionapp process is training into this folder") from error
+    # The lock is held by the open file, so a killed process releases it with no clean-up needed.
     try:
         yield
     finally:

@@ -136,6 +136,7 @@ def train(data, out, resume, overwrite, image_kernels, image_filters, modalities
 @click.option("--split", help="Use only the rows of this split (e.g. test).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the report as JSON here.")
 @click.option("--predictions", type=click.Path(dir_okay=False), help="Write per-row predictions (CSV) here.")
+@click.option("--skipped", type=click.Path(dir_okay=False), help="List the skipped bad rows (CSV) here.")
 @click.option("--on-bad-row", type=ON_BAD_ROW, default="skip", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @column_options

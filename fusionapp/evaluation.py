@@ -11,7 +11,8 @@ from fusionapp.metrics import classification_report, format_report
 
 
 def evaluate(model: str, data: str, *, split: str | None = None, out: str | None = None,
-             predictions: str | None = None, on_bad_row: str = "skip", batch_size: int = 256,
+             predictions: str | None = None, skipped: str | None = None, on_bad_row: str = "skip",
+             batch_size: int = 256,
              image_root: str | None = None, verbose: int = 1, **column_overrides) -> dict:
     """Score run `model` on the labelled rows of `data`; return (and optionally write) the report.
 
@@ -37,11 +38,18 @@ def evaluate(model: str, data: str, *, split: str | None = None, out: str | None
                                           + (f" (split {split})" if split else "")))
     if out:
         artifacts.write_json(out, report)
+    if skipped:
+        write_skipped(skipped, checked.skipped)
     if predictions:
         header, rows = prediction_table(usable, probabilities, run.preprocessing.class_names,
                                         with_labels=True)
         artifacts.write_csv(predictions, header, rows)
     return report
+
+
+def write_skipped(path: str, bad_rows) -> None:
+    """The skipped rows as CSV (row, column, reason): what --on-bad-row skip left out."""
+    artifacts.write_csv(path, ["row", "column", "reason"], [(row.row, row.column, row.reason) for row in bad_rows])
 
 
 def evaluate_examples(model, prep, examples: Examples, modalities, n_skipped: int = 0) -> dict:

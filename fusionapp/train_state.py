@@ -17,8 +17,12 @@ STATE_FILE = "state.json"
 BEST_WEIGHTS = "best.weights.h5"
 
 
-def load_state(run_dir: str) -> dict:
-    state = artifacts.read_json(os.path.join(run_dir, artifacts.RESUME_DIR, STATE_FILE))
+def load_state(run_dir: str) -> dict | None:
+    """The state of the last completed epoch, or None if no epoch completed before the crash."""
+    path = os.path.join(run_dir, artifacts.RESUME_DIR, STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    state = artifacts.read_json(path)
     checkpoint = os.path.join(run_dir, artifacts.RESUME_DIR, state.get("checkpoint") or "")
     if not state.get("checkpoint") or not os.path.exists(checkpoint):
         return None  # interrupted before the first epoch ended: start again from scratch

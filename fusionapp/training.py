@@ -41,8 +41,9 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
                 run_settings = apply_flat(run_settings, {"tabular_col": DEMO_TABULAR})
         out = out or _default_out(data)
     _check_settings(run_settings)
-    artifacts.prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    artifacts.make_writable_dir(out)
     with artifacts.run_lock(out):
+        artifacts.prepare_run_dir(out, resume=resume, overwrite=overwrite)
         keras.utils.set_random_seed(run_settings.training.seed)
         return _train_locked(data, out, run_settings, resume, verbose)
 
@@ -50,9 +51,13 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
 def _train_locked(data: str, out: str, settings: RunSettings, resume: bool, verbose: int) -> str:
     from fusionapp.data.examples import drop_bad_rows, find_bad_rows, load_examples
     from fusionapp.data.splits import split_train_val, training_rows
+    from fusionapp.evaluation import write_skipped
     from fusionapp.preprocessing import Preprocessing, adapt, infer_tabular_kinds
 
     say = _printer(verbose)
+    if not resume:
+        # Written first, so a run killed at any later moment can be resumed.
+        artifacts.write_json(os.path.join(out, artifacts.CONFIG_FILE), _run_config(data, settings))
     columns, training = settings.columns, settings.training
     requested = settings.model.modalities if _modalities_given(settings) else None
     examples = load_examples(data, columns, image_root=settings.image_root, need_label=True, modalities=requested)
@@ -66,7 +71,7 @@ def _train_locked(data: str, out: str, settings: RunSettings, resume: bool, verb
     train_rows, val_rows = split_train_val(checked.examples, training.val_split, training.seed)
 
     preprocessing_path = os.path.join(out, artifacts.PREPROCESSING_FILE)
-    if resume:
+    if resume and os.path.exists(preprocessing_path):
         prep = Preprocessing.from_dict(artifacts.read_json(preprocessing_path))
     else:
         prep = adapt(train_rows, settings.text, settings.model.image_size, modalities, kinds)
@@ -74,14 +79,15 @@ def _train_locked(data: str, out: str, settings: RunSettings, resume: bool, verb
     val_rows, unseen = _drop_unseen_labels(val_rows, prep.class_names, columns.label)
     skipped = checked.skipped + unseen
     if skipped:
-        artifacts.write_csv(os.path.join(out, artifacts.SKIPPED_FILE), ["row", "column", "reason"],
-                            [(row.row, row.column, row.reason) for row in skipped])
+        write_skipped(os.path.join(out, artifacts.SKIPPED_FILE), skipped)
         say(f"Skipped {len(skipped)} bad rows (listed in {os.path.join(out, artifacts.SKIPPED_FILE)}); "
             f"first: {skipped[0].message(examples.source)}")
     if len(val_rows) == 0:
         raise FusionError(f"{examples.source}: no usable validation rows")
 
-    config = _run_config(data, settings, prep, len(train_rows), len(val_rows), len(skipped))
+    config = _run_config(data, settings)
+    config.update(class_names=prep.class_names, tabular_kinds=prep.tabular_kinds, n_train=len(train_rows),
+                  n_val=len(val_rows), n_skipped=len(skipped))
     artifacts.write_json(os.path.join(out, artifacts.CONFIG_FILE), config)
     say(f"Training on {len(train_rows)} rows, validating on {len(val_rows)}; modalities: {', '.join(modalities)}; "
         f"classes: {', '.join(prep.class_names)}")
@@ -181,7 +187,7 @@ def _evaluate_test_split(model, prep, examples, columns, modalities, say) -> dic
     return report
 
 
-def _run_config(data, settings: RunSettings, prep, n_train, n_val, n_skipped) -> dict:
+def _run_config(data, settings: RunSettings) -> dict:
     import keras
     import tensorflow as tf
 
@@ -194,11 +200,6 @@ def _run_config(data, settings: RunSettings, prep, n_train, n_val, n_skipped) ->
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "data": data if data.startswith("tfds:") else os.path.abspath(data),
         "settings": settings.to_dict(),
-        "class_names": prep.class_names,
-        "tabular_kinds": prep.tabular_kinds,
-        "n_train": n_train,
-        "n_val": n_val,
-        "n_skipped": n_skipped,
         "status": "training",
     }
 

@@ -167,7 +167,7 @@ def find_bad_rows(examples: Examples, columns: Columns, modalities, need_label: 
                   known_labels=None, tabular_kinds: dict[str, str] | None = None,
                   check_images: bool = True) -> list[BadRow]:
     """Every row that cannot be used, with the column and reason; at most one reason per row."""
-    from fusionapp.data.images import check_image_bytes, check_image_file, find_undecodable
+    from fusionapp.data.images import HEADER_BYTES, check_image_bytes, check_image_file, find_undecodable
 
     problems: dict[int, BadRow] = {}
 
@@ -196,7 +196,7 @@ def find_bad_rows(examples: Examples, columns: Columns, modalities, need_label: 
             if reason:
                 flag(i, name, reason)
     if "image" in modalities and check_images:
-        check = check_image_file if examples.images_are_files else (lambda b: check_image_bytes(b[:16]))
+        check = check_image_file if examples.images_are_files else (lambda b: check_image_bytes(b[:HEADER_BYTES]))
         readable = []
         for i, image in enumerate(examples.images):
             reason = check(image)

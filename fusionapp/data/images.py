@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import stat
+import struct
 
 # File signatures of the formats tf.io.decode_image reads.
 _SIGNATURES = {
@@ -14,31 +16,86 @@ _SIGNATURES = {
 }
 
 
+# Decoding a 30000x30000 PNG (a few KB on disk) would need gigabytes; such files are refused
+# from their header before any pixel is decoded.
+MAX_PIXELS = 64_000_000
+
+
 def check_image_file(path: str) -> str | None:
     """Return why `path` is not a usable image file, or None if it looks like one.
 
-    Only the first bytes are read, so this is cheap enough to run on every row before training;
-    a file that passes can still be corrupt inside, which `find_undecodable` catches.
+    Only the header is read, so this is cheap enough to run on every row before training; a file
+    that passes can still be corrupt inside, which `find_undecodable` catches.
     """
     if not path:
         return "no image given"
     try:
-        if os.path.isdir(path):
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
             return f"{path} is a directory, not an image"
-        if not os.path.exists(path):
-            return f"{path} does not exist"
+        if not stat.S_ISREG(info.st_mode):
+            return f"{path} is not a regular file"
         with open(path, "rb") as handle:
-            head = handle.read(16)
+            head = handle.read(HEADER_BYTES)
+    except FileNotFoundError:
+        return f"{path} does not exist"
     except OSError as error:
         return f"{path} cannot be read ({error.strerror or error})"
     return check_image_bytes(head, path)
 
 
+HEADER_BYTES = 256 * 1024  # enough to reach a JPEG's frame header past large EXIF blocks
+
+
 def check_image_bytes(head: bytes, name: str = "image") -> str | None:
+    """Why these leading bytes are not a usable image, or None: format and pixel count."""
     if not head:
         return f"{name} is an empty file"
-    if not any(head.startswith(signature) for signature in _SIGNATURES):
+    kind = next((kind for signature, kind in _SIGNATURES.items() if head.startswith(signature)), None)
+    if kind is None:
         return f"{name} is not a JPEG, PNG, GIF or BMP image"
+    size = image_dimensions(head, kind)
+    if size is not None:
+        width, height = size
+        if width <= 0 or height <= 0:
+            return f"{name} has an invalid size ({width}x{height})"
+        if width * height > MAX_PIXELS:
+            return (f"{name} is {width}x{height} pixels, more than the {MAX_PIXELS // 1_000_000} megapixels "
+                    "fusionapp decodes")
+    return None
+
+
+def image_dimensions(head: bytes, kind: str) -> tuple[int, int] | None:
+    """(width, height) from a file's header, or None when the header does not say."""
+    if kind == "PNG" and len(head) >= 24:
+        return struct.unpack(">II", head[16:24])
+    if kind == "GIF" and len(head) >= 10:
+        return struct.unpack("<HH", head[6:10])
+    if kind == "BMP" and len(head) >= 26:
+        width, height = struct.unpack("<ii", head[18:26])
+        return width, abs(height)
+    if kind == "JPEG":
+        return _jpeg_dimensions(head)
+    return None
+
+
+def _jpeg_dimensions(head: bytes) -> tuple[int, int] | None:
+    position = 2
+    while position + 9 <= len(head):
+        if head[position] != 0xFF:
+            return None
+        marker = head[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", head[position + 5:position + 9])
+            return width, height
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            position += 2
+            continue
+        (length,) = struct.unpack(">H", head[position + 2:position + 4])
+        position += 2 + length
     return None
 
 

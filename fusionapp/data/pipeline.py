@@ -32,6 +32,12 @@ def make_dataset(examples: Examples, prep: Preprocessing, modalities, batch_size
     if shuffle:
         # Only file names and small arrays are shuffled; pixels are decoded after this point.
         dataset = dataset.shuffle(min(len(examples), 20_000), seed=seed, reshuffle_each_iteration=True)
+    augment = augment and "image" in modalities
+    if augment:
+        # One seed pair per example, new each epoch but fixed by `seed`: stateless random ops fed
+        # from this stream give the same augmentation however the parallel map schedules work.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(lambda element, pair: (*element, pair))
 
     if "image" in modalities:
         from_files = examples.images_are_files
@@ -41,7 +47,8 @@ def make_dataset(examples: Examples, prep: Preprocessing, modalities, batch_size
             encoded = tf.io.read_file(features["image"]) if from_files else features["image"]
             image = decode_image(encoded, size)
             if augment:
-                image = augment_image(image, size)
+                *rest, pair = rest
+                image = augment_image(image, size, pair)
             return ({**features, "image": image}, *rest)
 
         dataset = dataset.map(load_image, num_parallel_calls=autotune, deterministic=True)
@@ -58,14 +65,15 @@ def make_dataset(examples: Examples, prep: Preprocessing, modalities, batch_size
     return dataset.prefetch(autotune)
 
 
-def augment_image(image, size: int):
+def augment_image(image, size: int, seed):
     """Light, label-preserving changes: a horizontal flip and a small random shift."""
     import tensorflow as tf
 
-    image = tf.image.random_flip_left_right(image)
+    flip_seed, crop_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     pad = max(size // 8, 1)
     image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
-    return tf.image.random_crop(image, (size, size, 3))
+    return tf.image.stateless_random_crop(image, (size, size, 3), crop_seed)
 
 
 def _as_string_tensor(values):
