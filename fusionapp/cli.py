@@ -15,7 +15,7 @@ from fusionapp import __version__
 from fusionapp.errors import FusionError
 
 ON_BAD_ROW = click.Choice(["skip", "error"])
-TENSORFLOW_COMMANDS = ("train", "evaluate", "predict")
+TENSORFLOW_COMMANDS = ("train", "evaluate", "predict", "export", "serve")
 
 
 def _load_tensorflow(debug: bool = False) -> None:
@@ -39,7 +39,19 @@ def _load_tensorflow(debug: bool = False) -> None:
 
 
 def _int_list(value):
-    return None if value is None else tuple(int(part) for part in value.split(",") if part.strip())
+    """`"1,3,5"` (a flag) or `[1, 3, 5]` (a config file) -> (1, 3, 5)."""
+    if value is None or isinstance(value, (list, tuple)):
+        return None if value is None else tuple(int(part) for part in value)
+    try:
+        return tuple(int(part) for part in str(value).split(",") if part.strip())
+    except ValueError as error:
+        raise click.BadParameter(f"expected a comma list of integers, got '{value}'") from error
+
+
+def _name_list(value):
+    if value is None or isinstance(value, (list, tuple)):
+        return None if value is None else tuple(value)
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def column_options(function):
@@ -112,22 +124,73 @@ def demo(out, rows, seed):
 @click.option("--class-weight", type=click.Choice(["none", "balanced"]), help="Weight classes by inverse frequency.")
 @click.option("--augment/--no-augment", default=None, help="Random flips and shifts of training images (default: on).")
 @click.option("--on-bad-row", type=ON_BAD_ROW, help="Skip and count bad rows (default) or stop at the first.")
+@click.option("--tensorboard", is_flag=True, default=None, help="Write TensorBoard logs into RUN/tensorboard.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="TOML or JSON file with the same settings as these flags; flags win.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last epoch.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --out.")
-def train(data, out, resume, overwrite, image_kernels, image_filters, modalities, tabular_col, **flags):
+def train(data, out, resume, overwrite, config_file, **flags):
     """Train a classifier on DATA (a CSV / JSON Lines table or tfds:NAME[:SPLIT]).
 
     With no DATA, trains on the demo set, creating it under data/demo first.
     """
     from fusionapp.training import train as train_run
 
-    flags.update(
-        image_kernels=_int_list(image_kernels),
-        image_filters=_int_list(image_filters),
-        modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()) if modalities else None,
-        tabular_col=tuple(tabular_col) or None,
-    )
+    flags["tabular_col"] = flags["tabular_col"] or None
+    if config_file:
+        from fusionapp.config_file import read_config_file
+
+        saved = read_config_file(config_file)
+        data = data or saved.pop("data", None)
+        out = out or saved.pop("out", None)
+        saved.pop("data", None), saved.pop("out", None)
+        flags = {**saved, **{name: value for name, value in flags.items() if value is not None}}
+    for name in ("image_kernels", "image_filters"):
+        flags[name] = _int_list(flags.get(name))
+    flags["modalities"] = _name_list(flags.get("modalities"))
+    if isinstance(flags.get("tabular_col"), str):
+        flags["tabular_col"] = (flags["tabular_col"],)
     train_run(data, out, resume=resume, overwrite=overwrite, **flags)
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--out", required=True, type=click.Path(), help="Folder to write the SavedModel into.")
+@click.option("--overwrite", is_flag=True, help="Replace what is already in --out.")
+def export(model, out, overwrite):
+    """Write the run MODEL as a TensorFlow SavedModel taking raw inputs (for TF Serving)."""
+    from fusionapp.export import export_run
+
+    export_run(model, out, overwrite=overwrite)
+    click.echo(f"Wrote the SavedModel to {out} (signature serving_default)")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--max-body-mb", default=16, show_default=True, type=click.IntRange(min=1), help="Request body limit.")
+def serve(model, host, port, max_body_mb):
+    """Serve the run MODEL over HTTP: /predict, /predict/batch, /health, /metadata and a page at /."""
+    import uvicorn
+
+    from fusionapp.artifacts import load_run
+    from fusionapp.serve.app import create_app
+
+    app = create_app(load_run(model), max_body_bytes=max_body_mb * 1024 * 1024)
+    click.echo(f"Serving {model} on http://{host}:{port}/ (Ctrl+C to stop)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def info(model, as_json):
+    """Show a run's classes, columns, settings, metrics and versions."""
+    from fusionapp.run_info import format_info, run_info
+
+    details = run_info(model)
+    click.echo(json.dumps(details, indent=2, ensure_ascii=False) if as_json else format_info(details))
 
 
 @cli.command()

@@ -79,6 +79,7 @@ class TrainingSettings:
     class_weight: str = "none"  # "none" or "balanced"
     augment: bool = True
     on_bad_row: str = "skip"  # "skip" or "error"
+    tensorboard: bool = False
 
 
 @dataclass(frozen=True)

@@ -136,13 +136,16 @@ def _fit(settings: RunSettings, prep, modalities, train_rows, val_rows, out: str
         model.compile(optimizer=keras.optimizers.Adam(schedule),
                       loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
     checkpoint = RunCheckpoint(out, patience=training.patience, state=state)
+    callbacks = [checkpoint]
+    if training.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(out, "tensorboard")))
     done = checkpoint.state["epoch"]
     if done < training.epochs and not checkpoint.state["stopped"]:
         if resume:
             _printer(verbose)(f"Resuming after epoch {done}")
         model.fit(train_data, validation_data=val_data, epochs=training.epochs, initial_epoch=done,
                   class_weight=_class_weights(prep, train_rows, training.class_weight),
-                  callbacks=[checkpoint], shuffle=False, verbose=_keras_verbosity(verbose))
+                  callbacks=callbacks, shuffle=False, verbose=_keras_verbosity(verbose))
     checkpoint.restore_best(model)
     return model, checkpoint.state["history"]
 
@@ -228,6 +231,11 @@ def _check_settings(settings: RunSettings) -> None:
         raise FusionError("--epochs and --batch-size must be at least 1")
     if training.class_weight not in ("none", "balanced"):
         raise FusionError(f"--class-weight must be 'none' or 'balanced' (got '{training.class_weight}')")
+    if training.tensorboard:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise FusionError("--tensorboard needs the tensorboard package: pip install 'fusionapp[tensorboard]'")
     if settings.model.image_size < 16:
         raise FusionError(f"--image-size must be at least 16 (got {settings.model.image_size})")
 

@@ -1,0 +1,64 @@
+"""`fusionapp info`: what a run is, read from its JSON files (no TensorFlow needed)."""
+
+from __future__ import annotations
+
+import os
+
+from fusionapp import artifacts
+
+
+def run_info(model: str) -> dict:
+    run_dir = artifacts.resolve_run_dir(model)
+    config = artifacts.read_json(os.path.join(run_dir, artifacts.CONFIG_FILE)) \
+        if os.path.exists(os.path.join(run_dir, artifacts.CONFIG_FILE)) else {}
+    metrics_path = os.path.join(run_dir, artifacts.METRICS_FILE)
+    test_path = os.path.join(run_dir, "test_metrics.json")
+    settings = config.get("settings", {})
+    return {
+        "run": os.path.abspath(run_dir),
+        "status": config.get("status"),
+        "created": config.get("created"),
+        "data": config.get("data"),
+        "class_names": config.get("class_names"),
+        "modalities": settings.get("model", {}).get("modalities"),
+        "columns": settings.get("columns"),
+        "tabular_kinds": config.get("tabular_kinds"),
+        "rows": {key: config.get(key) for key in ("n_train", "n_val", "n_skipped")},
+        "epochs_run": config.get("epochs_run"),
+        "best_epoch": config.get("best_epoch"),
+        "settings": settings,
+        "validation_metrics": artifacts.read_json(metrics_path) if os.path.exists(metrics_path) else None,
+        "test_metrics": artifacts.read_json(test_path) if os.path.exists(test_path) else None,
+        "versions": {key: config.get(f"{key}_version") for key in ("fusionapp", "tensorflow", "keras")},
+    }
+
+
+def format_info(info: dict) -> str:
+    columns = info["columns"] or {}
+    lines = [
+        f"run          {info['run']} ({info['status']}, created {info['created']})",
+        f"data         {info['data']}",
+        f"classes      {', '.join(info['class_names'] or [])}",
+        f"modalities   {', '.join(info['modalities'] or [])}",
+        f"columns      image={columns.get('image')} text={columns.get('text')} label={columns.get('label')}"
+        + (f" tabular={', '.join(f'{k} ({v})' for k, v in (info['tabular_kinds'] or {}).items())}"
+           if info["tabular_kinds"] else ""),
+        f"rows         train {info['rows']['n_train']}, val {info['rows']['n_val']}, skipped {info['rows']['n_skipped']}",
+        f"epochs       {info['epochs_run']} run, best {info['best_epoch']}",
+    ]
+    model, training = info["settings"].get("model", {}), info["settings"].get("training", {})
+    if model:
+        lines.append(f"model        image {model.get('image_size')} px, kernels {model.get('image_kernels')}, "
+                     f"filters {model.get('image_filters')}, text encoder {model.get('text_encoder')}")
+    if training:
+        lines.append(f"training     lr {training.get('learning_rate')}, batch {training.get('batch_size')}, "
+                     f"seed {training.get('seed')}, class weight {training.get('class_weight')}")
+    for title, key in (("validation", "validation_metrics"), ("test", "test_metrics")):
+        if info[key]:
+            m = info[key]
+            lines.append(f"{title:<12} accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} "
+                         f"({m['n_examples']} rows)")
+    versions = info["versions"]
+    lines.append(f"versions     fusionapp {versions['fusionapp']}, TensorFlow {versions['tensorflow']}, "
+                 f"Keras {versions['keras']}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""`fusionapp serve`: an HTTP API and a small web page over one loaded run."""

@@ -1,0 +1,196 @@
+"""The real server on a free loopback port, spoken to over HTTP."""
+
+import base64
+import concurrent.futures
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def request(url, body=None, content_type="application/json", method=None):
+    headers = {"Content-Type": content_type} if body is not None else {}
+    req = urllib.request.Request(url, data=body, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def post_json(url, payload):
+    return request(url, json.dumps(payload).encode())
+
+
+def multipart(fields, files):
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for name, (filename, data) in files.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.fixture(scope="module")
+def server(trained_run):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "fusionapp", "serve", trained_run, "--port", str(port),
+                                "--max-body-mb", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=2)
+            break
+        except OSError:
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.time() < deadline, "the server did not start"
+            time.sleep(0.3)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def pair(demo_dir):
+    return {"image": (demo_dir / "images" / "00003.png").read_bytes(), "text": "listing one worn vase, cash only",
+            "price": "31.5", "seller": "east"}
+
+
+def test_health_and_metadata(server):
+    assert request(server + "/health") == (200, {"status": "ok"})
+    status, metadata = request(server + "/metadata")
+    assert status == 200
+    assert metadata["classes"] == ["angular_new", "angular_used", "round_new", "round_used"]
+    assert set(metadata["inputs"]) == {"image", "text", "tabular"}
+    assert metadata["inputs"]["tabular"]["seller"]["categories"] == ["east", "north", "south", "west"]
+    assert metadata["fusionapp_version"]
+
+
+def test_json_and_multipart_predictions_equal_the_cli(server, pair, trained_run, demo_dir, tmp_path):
+    from fusionapp import predict
+
+    image_path = tmp_path / "x.png"
+    image_path.write_bytes(pair["image"])
+    expected = predict(trained_run, image=str(image_path), text=pair["text"],
+                       tabular={"price": pair["price"], "seller": pair["seller"]})
+    status, result = post_json(server + "/predict", {"image": base64.b64encode(pair["image"]).decode(),
+                                                     "text": pair["text"],
+                                                     "tabular": {"price": 31.5, "seller": "east"}})
+    assert status == 200 and result["predicted_label"] == expected["predicted_label"]
+    for name, p in expected["probabilities"].items():
+        assert result["probabilities"][name] == pytest.approx(p, abs=1e-5)
+    body, content_type = multipart({"text": pair["text"], "price": pair["price"], "seller": pair["seller"]},
+                                   {"image": ("x.png", pair["image"])})
+    status, form_result = request(server + "/predict", body, content_type)
+    assert status == 200
+    assert form_result["probabilities"] == pytest.approx(result["probabilities"], abs=1e-6)
+
+
+def test_batch_answers_every_item(server, pair):
+    good = {"image": base64.b64encode(pair["image"]).decode(), "text": pair["text"]}
+    items = [good, {"image": "%%%", "text": "x"}, {"image": base64.b64encode(pair["image"][:200]).decode(), "text": "x"},
+             {"image": good["image"], "text": ""}, good]
+    status, body = post_json(server + "/predict/batch", {"items": items})
+    assert status == 200 and len(body["predictions"]) == 5
+    first, bad_base64, corrupt, empty_text, last = body["predictions"]
+    assert first == last and "predicted_label" in first
+    assert "not valid base64" in bad_base64["error"]
+    assert "cannot be decoded" in corrupt["error"]
+    assert "empty text" in empty_text["error"]
+
+
+@pytest.mark.parametrize("case,status,fragment", [
+    ("not_json", 400, "not valid JSON"),
+    ("no_image", 400, "needs an image"),
+    ("not_an_image", 422, "not a JPEG, PNG, GIF or BMP"),
+    ("unknown_column", 422, "unknown tabular column 'colour'"),
+    ("bad_number", 422, "'lots' is not a number"),
+    ("too_large", 413, "over 1048576 bytes"),
+    ("empty_batch", 400, "at least one item"),
+    ("unknown_route", 404, "Not Found"),
+    ("wrong_method", 405, "Method Not Allowed"),
+])
+def test_user_mistakes_get_4xx_json(case, status, fragment, server, pair):
+    image = base64.b64encode(pair["image"]).decode()
+    calls = {
+        "not_json": lambda: request(server + "/predict", b"{oops"),
+        "no_image": lambda: post_json(server + "/predict", {"text": "hi"}),
+        "not_an_image": lambda: post_json(server + "/predict", {"image": base64.b64encode(b"hello").decode(),
+                                                                "text": "hi"}),
+        "unknown_column": lambda: post_json(server + "/predict", {"image": image, "text": "hi",
+                                                                  "tabular": {"colour": "red"}}),
+        "bad_number": lambda: post_json(server + "/predict", {"image": image, "text": "hi",
+                                                              "tabular": {"price": "lots"}}),
+        "too_large": lambda: request(server + "/predict", b"x" * (1024 * 1024 + 10)),
+        "empty_batch": lambda: post_json(server + "/predict/batch", {"items": []}),
+        "unknown_route": lambda: request(server + "/nowhere"),
+        "wrong_method": lambda: request(server + "/predict"),
+    }
+    code, body = calls[case]()
+    assert code == status and fragment in body["error"], body
+
+
+def test_concurrent_requests_are_safe(server, pair):
+    payload = {"image": base64.b64encode(pair["image"]).decode(), "text": pair["text"]}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: post_json(server + "/predict", payload), range(32)))
+    assert all(status == 200 for status, _ in results)
+    first = results[0][1]["probabilities"]
+    for _, body in results:
+        assert body["probabilities"] == pytest.approx(first, abs=1e-6)
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="no chromium installed (apt-get install chromium)")
+def test_web_page_in_a_headless_browser(server, pair, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    image_path = tmp_path / "shape.png"
+    image_path.write_bytes(pair["image"])
+    _, expected = post_json(server + "/predict", {"image": base64.b64encode(pair["image"]).decode(),
+                                                  "text": pair["text"], "tabular": {"price": 31.5, "seller": "east"}})
+    with sync_api.sync_playwright() as playwright:
+        # Playwright runs headless with a fresh temporary profile of its own.
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page()
+            page.goto(server + "/")
+            page.wait_for_selector("#tab-price")
+            page.set_input_files("#image", str(image_path))
+            assert page.locator("#preview").is_visible()
+            page.fill("#text", pair["text"])
+            page.fill("#tab-price", "31.5")
+            page.fill("#tab-seller", "east")
+            page.click("#submit")
+            page.wait_for_selector("#label")
+            assert page.inner_text("#label") == expected["predicted_label"]
+            bars = page.locator(".bar")
+            assert bars.count() == 4
+            shown = float(page.locator(f'.bar[data-label="{expected["predicted_label"]}"] .p').inner_text())
+            assert shown == pytest.approx(expected["confidence"], abs=1e-3)
+            page.set_input_files("#image", [])
+            page.click("#submit")
+            page.wait_for_selector("#error")
+            assert "needs an image" in page.inner_text("#error")
+        finally:
+            browser.close()
