@@ -108,7 +108,9 @@ def demo(out, rows, seed):
 @click.option("--image-size", type=click.IntRange(min=16), help="Image side in pixels (default: 64).")
 @click.option("--image-kernels", help="Kernel sizes of each image block, e.g. 1,3,5,7 (default: 1,3,5).")
 @click.option("--image-filters", help="Output channels of each image block, e.g. 48,96,192.")
-@click.option("--text-encoder", type=click.Choice(["cnn", "mean"]), help="Text branch (default: cnn).")
+@click.option("--text-encoder", type=click.Choice(["cnn", "mean", "bag"]),
+              help="Text branch: cnn (default), mean (pooled embeddings), bag (TF-IDF n-grams).")
+@click.option("--ngrams", type=click.IntRange(1, 8), help="N-gram length for --text-encoder bag (default: 2).")
 @click.option("--text-tokens", type=click.Choice(["words", "chars"]),
               help="Split text into words (default) or characters (for languages without spaces).")
 @click.option("--max-tokens", type=click.IntRange(min=10), help="Vocabulary size bound (default: 20000).")
@@ -123,6 +125,9 @@ def demo(out, rows, seed):
 @click.option("--patience", type=click.IntRange(min=1), help="Epochs without val-loss improvement before stopping (default: 4).")
 @click.option("--class-weight", type=click.Choice(["none", "balanced"]), help="Weight classes by inverse frequency.")
 @click.option("--augment/--no-augment", default=None, help="Random flips and shifts of training images (default: on).")
+@click.option("--modality-dropout", type=click.FloatRange(0, 0.5),
+              help="Share of training rows whose image (and, separately, text) is blanked, so the model "
+                   "copes with missing inputs (default: 0.1).")
 @click.option("--on-bad-row", type=ON_BAD_ROW, help="Skip and count bad rows (default) or stop at the first.")
 @click.option("--tensorboard", is_flag=True, default=None, help="Write TensorBoard logs into RUN/tensorboard.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
@@ -200,6 +205,9 @@ def info(model, as_json):
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the report as JSON here.")
 @click.option("--predictions", type=click.Path(dir_okay=False), help="Write per-row predictions (CSV) here.")
 @click.option("--skipped", type=click.Path(dir_okay=False), help="List the skipped bad rows (CSV) here.")
+@click.option("--ablate", is_flag=True, help="Also score with each modality blanked, to show what each contributes.")
+@click.option("--plots", type=click.Path(file_okay=False),
+              help="Write confusion-matrix, ROC and precision-recall PNGs into this folder.")
 @click.option("--on-bad-row", type=ON_BAD_ROW, default="skip", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @column_options

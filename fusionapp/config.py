@@ -49,7 +49,9 @@ class ModelSettings:
     image_stem_filters: int = 32
     image_kernels: tuple[int, ...] = (1, 3, 5)
     image_filters: tuple[int, ...] = (48, 96, 192)
-    text_encoder: str = "cnn"  # "cnn" (parallel 1-D convolutions) or "mean" (pooled embeddings)
+    # "cnn": parallel 1-D convolutions over token ids; "mean": pooled embeddings;
+    # "bag": a dense layer over TF-IDF weighted n-gram counts
+    text_encoder: str = "cnn"
     text_embedding_dim: int = 64
     text_widths: tuple[int, ...] = (2, 3, 4)
     text_filters: int = 64
@@ -66,6 +68,7 @@ class TextSettings:
     tokens: str = "words"  # "words" or "chars"
     max_tokens: int = 20000
     sequence_length: int = 64
+    ngrams: int = 2  # n-grams up to this length, for the "bag" text encoder
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class TrainingSettings:
     augment: bool = True
     on_bad_row: str = "skip"  # "skip" or "error"
     tensorboard: bool = False
+    modality_dropout: float = 0.1  # share of training rows that lose their image, and their text
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,7 @@ FLAT_NAMES = {
     "image_col": ("columns", "image"), "text_col": ("columns", "text"), "label_col": ("columns", "label"),
     "tabular_col": ("columns", "tabular"), "split_col": ("columns", "split"), "id_col": ("columns", "id"),
     "text_tokens": ("text", "tokens"), "max_tokens": ("text", "max_tokens"),
-    "sequence_length": ("text", "sequence_length"),
+    "sequence_length": ("text", "sequence_length"), "ngrams": ("text", "ngrams"),
     **{f.name: ("model", f.name) for f in dataclasses.fields(ModelSettings)},
     **{f.name: ("training", f.name) for f in dataclasses.fields(TrainingSettings)},
     "image_root": (None, "image_root"),

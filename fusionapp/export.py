@@ -26,7 +26,7 @@ def export_run(model: str, out: str, overwrite: bool = False) -> str:
     import tensorflow as tf
 
     from fusionapp.artifacts import load_run
-    from fusionapp.data.images import decode_image
+    from fusionapp.data.images import decode_or_blank
 
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)) and not overwrite:
         raise FusionError(f"{out}: already exists; pass --overwrite to replace it")
@@ -61,7 +61,7 @@ def export_run(model: str, out: str, overwrite: bool = False) -> str:
         given = dict(zip([spec.name for spec in specs], values))
         inputs = {}
         if "image" in modalities:
-            inputs["image"] = tf.map_fn(lambda encoded: decode_image(encoded, size), given["image"],
+            inputs["image"] = tf.map_fn(lambda encoded: decode_or_blank(encoded, size), given["image"],
                                         fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
         if "text" in modalities:
             inputs["text"] = vectorizer(given["text"])

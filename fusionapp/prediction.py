@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from fusionapp import artifacts
-from fusionapp.data.examples import BadRow, Examples, find_bad_rows
+from fusionapp.data.examples import BadRow, Examples, find_bad_rows, missing_inputs
 from fusionapp.errors import FusionError
 from fusionapp.inference import (column_renames, predict_probabilities, progress_verbosity,
                                  read_rows_for_run, run_columns)
@@ -38,7 +38,8 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
                                           batch_size=batch_size, verbose=progress_verbosity(verbose) if out else 0)
     full = np.full((len(examples), run.preprocessing.num_classes), np.nan, dtype=np.float32)
     full[good] = probabilities
-    header, rows = prediction_table(examples, full, run.preprocessing.class_names, errors=errors, top_k=top_k)
+    header, rows = prediction_table(examples, full, run.preprocessing.class_names, run.modalities, errors=errors,
+                                    top_k=top_k)
     if out:
         artifacts.write_csv(out, header, rows)
     elif verbose:
@@ -61,9 +62,6 @@ def predict_pair(run, image: str | None, text: str | None, tabular: dict, top_k:
     if unknown:
         raise FusionError(f"--tabular {unknown[0]}=...: this model has no tabular column '{unknown[0]}'"
                           + (f" (its columns: {', '.join(kinds)})" if kinds else " (it uses no tabular columns)"))
-    for name, flag in (("image", "--image"), ("text", "--text")):
-        if name in run.modalities and (image if name == "image" else text) is None:
-            raise FusionError(f"{flag} is required: this model uses the {name} modality")
     examples = Examples(source="input", row_numbers=np.array([1]), ids=["1"],
                         images=[image or ""] if "image" in run.modalities else None, images_are_files=True,
                         texts=[text or ""] if "text" in run.modalities else None,
@@ -76,7 +74,8 @@ def predict_pair(run, image: str | None, text: str | None, tabular: dict, top_k:
     names = run.preprocessing.class_names
     best = int(np.argmax(probabilities))
     result = {"predicted_label": names[best], "confidence": float(probabilities[best]),
-              "probabilities": {name: float(p) for name, p in zip(names, probabilities)}}
+              "probabilities": {name: float(p) for name, p in zip(names, probabilities)},
+              "missing": missing_inputs(examples, 0, run.modalities)}
     if top_k > 1:
         order = np.argsort(-probabilities)[:top_k]
         result["top_k"] = [{"label": names[i], "probability": float(probabilities[i])} for i in order]
@@ -89,33 +88,34 @@ def _pair_message(bad_row: BadRow, columns) -> str:
     return f"{flag}: {bad_row.reason}"
 
 
-def prediction_table(examples: Examples, probabilities, class_names, errors: dict | None = None,
+def prediction_table(examples: Examples, probabilities, class_names, modalities, errors: dict | None = None,
                      top_k: int = 1, with_labels: bool = False):
     """CONTRACT.md's prediction CSV: id (or row), [label], predicted_label, confidence, prob_<class>...,
-    [top_k], error."""
+    [top_k], missing (the empty inputs the model answered without), error."""
     errors = errors or {}
     header = ["id" if examples.has_ids else "row"] + (["label"] if with_labels else [])
     header += ["predicted_label", "confidence"] + [f"prob_{name}" for name in class_names]
-    header += (["top_k"] if top_k > 1 else []) + ["error"]
+    header += (["top_k"] if top_k > 1 else []) + ["missing", "error"]
     rows = []
     for i in range(len(examples)):
         row = [examples.ids[i]] + ([examples.labels[i]] if with_labels else [])
         reason = errors.get(int(examples.row_numbers[i]))
         if reason:
-            row += ["", ""] + [""] * len(class_names) + ([""] if top_k > 1 else []) + [reason]
+            row += ["", ""] + [""] * len(class_names) + ([""] if top_k > 1 else []) + ["", reason]
         else:
             p = probabilities[i]
             best = int(np.argmax(p))
             row += [class_names[best], f"{p[best]:.6f}"] + [f"{value:.6f}" for value in p]
             if top_k > 1:
                 row.append(" ".join(class_names[j] for j in np.argsort(-p)[:top_k]))
-            row.append("")
+            row += [" ".join(missing_inputs(examples, i, modalities)), ""]
         rows.append(row)
     return header, rows
 
 
 def format_pair(result: dict) -> str:
-    lines = [f"{result['predicted_label']} (confidence {result['confidence']:.4f})"]
+    lines = [f"{result['predicted_label']} (confidence {result['confidence']:.4f})"
+             + (f"; answered without: {', '.join(result['missing'])}" if result.get("missing") else "")]
     for entry in result.get("top_k", []):
         lines.append(f"  {entry['label']:<20} {entry['probability']:.4f}")
     return "\n".join(lines)

@@ -39,6 +39,9 @@ class Preprocessing:
     text_tokens: str = "words"
     sequence_length: int = 64
     vocabulary: list[str] = field(default_factory=list)
+    text_mode: str = "sequence"  # "sequence" (token ids) or "tf_idf" (weighted n-gram bag)
+    ngrams: int = 1
+    idf_weights: list[float] = field(default_factory=list)
     tabular: list[TabularColumn] = field(default_factory=list)
 
     # === Labels ===
@@ -56,7 +59,11 @@ class Preprocessing:
         return len(self.vocabulary) + 2  # padding and out-of-vocabulary ids come first
 
     def text_vectorizer(self):
-        """A TextVectorization layer holding the saved vocabulary (raw strings -> token ids)."""
+        """A TextVectorization layer holding the saved state: raw strings -> token ids, or
+        TF-IDF weights over the n-gram vocabulary."""
+        if self.text_mode == "tf_idf":
+            return _make_vectorizer(self.text_tokens, self.sequence_length, vocabulary=self.vocabulary,
+                                    ngrams=self.ngrams, idf_weights=self.idf_weights)
         return _make_vectorizer(self.text_tokens, self.sequence_length, vocabulary=self.vocabulary)
 
     # === Tabular ===
@@ -98,22 +105,37 @@ class Preprocessing:
 
 
 def adapt(train: Examples, text: TextSettings, image_size: int, modalities,
-          tabular_kinds: dict[str, str]) -> Preprocessing:
+          tabular_kinds: dict[str, str], text_mode: str = "sequence") -> Preprocessing:
     """Learn the preprocessing state from the training rows only."""
     class_names = sorted(set(train.labels))
     if len(class_names) < 2:
         raise FusionError(f"{train.source}: the training rows have only one label ('{class_names[0]}'); "
                           "a classifier needs at least two")
-    vocabulary = []
+    vocabulary, idf_weights = [], []
+    ngrams = text.ngrams if text_mode == "tf_idf" else 1
     if "text" in modalities:
-        vectorizer = _make_vectorizer(text.tokens, text.sequence_length, max_tokens=text.max_tokens)
-        vectorizer.adapt(np.array(train.texts, dtype=object))
+        texts = np.array(train.texts, dtype=object)
+        vectorizer = _make_vectorizer(text.tokens, text.sequence_length, max_tokens=text.max_tokens,
+                                      ngrams=ngrams, output_mode="count" if text_mode == "tf_idf" else "int")
+        vectorizer.adapt(texts)
         vocabulary = [str(token) for token in vectorizer.get_vocabulary(include_special_tokens=False)]
+        if text_mode == "tf_idf":
+            idf_weights = _idf_weights(texts, text.tokens, vocabulary, ngrams)
     tabular = []
     if "tabular" in modalities:
         tabular = [_adapt_column(name, kind, train.tabular[name]) for name, kind in tabular_kinds.items()]
     return Preprocessing(class_names=class_names, image_size=image_size, text_tokens=text.tokens,
-                         sequence_length=text.sequence_length, vocabulary=vocabulary, tabular=tabular)
+                         sequence_length=text.sequence_length, vocabulary=vocabulary, tabular=tabular,
+                         text_mode=text_mode, ngrams=ngrams, idf_weights=idf_weights)
+
+
+def _idf_weights(texts, tokens: str, vocabulary: list[str], ngrams: int) -> list[float]:
+    """Keras' inverse document frequency, log(1 + n / (1 + document count)), per vocabulary entry."""
+    present = _make_vectorizer(tokens, 1, vocabulary=vocabulary, ngrams=ngrams, output_mode="multi_hot")
+    counts = np.zeros(len(vocabulary) + 1)
+    for start in range(0, len(texts), 1024):
+        counts += np.asarray(present(texts[start:start + 1024])).sum(axis=0)
+    return [float(w) for w in np.log(1.0 + len(texts) / (1.0 + counts[1:]))]
 
 
 def infer_tabular_kinds(examples: Examples, columns: Columns) -> dict[str, str]:
@@ -150,16 +172,20 @@ def _number_or_nan(cell: str) -> float:
     return float("nan") if number is None else number
 
 
-def _make_vectorizer(tokens: str, sequence_length: int, max_tokens: int | None = None, vocabulary=None):
+def _make_vectorizer(tokens: str, sequence_length: int, max_tokens: int | None = None, vocabulary=None,
+                     ngrams: int = 1, output_mode: str | None = None, idf_weights=None):
     import keras
 
     if tokens not in ("words", "chars"):
         raise FusionError(f"text tokens must be 'words' or 'chars' (got '{tokens}')")
+    output_mode = output_mode or ("tf_idf" if idf_weights else "int")
     return keras.layers.TextVectorization(
         max_tokens=max_tokens,
         standardize="lower_and_strip_punctuation" if tokens == "words" else "lower",
         split="whitespace" if tokens == "words" else "character",
-        output_mode="int",
-        output_sequence_length=sequence_length,
+        ngrams=ngrams if ngrams > 1 else None,
+        output_mode=output_mode,
+        output_sequence_length=sequence_length if output_mode == "int" else None,
         vocabulary=vocabulary or None,
+        idf_weights=idf_weights or None,
     )

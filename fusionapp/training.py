@@ -74,7 +74,8 @@ def _train_locked(data: str, out: str, settings: RunSettings, resume: bool, verb
     if resume and os.path.exists(preprocessing_path):
         prep = Preprocessing.from_dict(artifacts.read_json(preprocessing_path))
     else:
-        prep = adapt(train_rows, settings.text, settings.model.image_size, modalities, kinds)
+        text_mode = "tf_idf" if settings.model.text_encoder == "bag" else "sequence"
+        prep = adapt(train_rows, settings.text, settings.model.image_size, modalities, kinds, text_mode)
         artifacts.write_json(preprocessing_path, prep.to_dict())
     val_rows, unseen = _drop_unseen_labels(val_rows, prep.class_names, columns.label)
     skipped = checked.skipped + unseen
@@ -104,6 +105,10 @@ def _train_locked(data: str, out: str, settings: RunSettings, resume: bool, verb
     if examples.splits is not None and "test" in examples.splits:
         test_report = _evaluate_test_split(model, prep, examples, columns, modalities, say)
         artifacts.write_json(os.path.join(out, "test_metrics.json"), test_report)
+    if history:
+        from fusionapp.plots import learning_curve
+
+        learning_curve(history, os.path.join(out, "learning_curve.png"))
     best = min(history, key=lambda row: row["val_loss"]) if history else {}
     config.update(status="complete", epochs_run=len(history), best_epoch=best.get("epoch"))
     artifacts.write_json(os.path.join(out, artifacts.CONFIG_FILE), config)
@@ -124,7 +129,8 @@ def _fit(settings: RunSettings, prep, modalities, train_rows, val_rows, out: str
     training = settings.training
     batch_size = training.batch_size
     train_data = make_dataset(train_rows, prep, modalities, batch_size, shuffle=True,
-                              augment=training.augment, seed=training.seed)
+                              augment=training.augment, seed=training.seed,
+                              modality_dropout=training.modality_dropout)
     val_data = make_dataset(val_rows, prep, modalities, batch_size)
     state = load_state(out) if resume else None
     if state is not None:

@@ -83,7 +83,8 @@ def test_predict_table_matches_evaluate_predictions(trained_run, demo_table, tmp
     assert code == 0, err
     evaluated, predicted = read_csv(tmp_path / "e.csv"), read_csv(tmp_path / "p.csv")
     classes = ["angular_new", "angular_used", "round_new", "round_used"]
-    assert list(predicted[0]) == ["id", "predicted_label", "confidence"] + [f"prob_{c}" for c in classes] + ["error"]
+    assert list(predicted[0]) == (["id", "predicted_label", "confidence"] + [f"prob_{c}" for c in classes]
+                                  + ["missing", "error"])
     assert [r["id"] for r in predicted] == [r["id"] for r in evaluated]
     assert [r["predicted_label"] for r in predicted] == [r["predicted_label"] for r in evaluated]
 

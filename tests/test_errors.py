@@ -59,7 +59,7 @@ def test_unknown_split(trained_run, demo_table, capsys):
     ("missing_image", "image", "does not exist"),
     ("corrupt_image", "image", "cannot be decoded"),
     ("text_image", "image", "not a JPEG, PNG, GIF or BMP"),
-    ("empty_text", "text", "empty text"),
+    ("no_inputs", "text", "no inputs: every input of this row is empty"),
     ("non_numeric", "price", "'cheap' is not a number"),
     ("empty_label", "label", "empty label"),
 ])
@@ -75,16 +75,16 @@ def test_bad_rows_stop_training_with_on_bad_row_error(problem, column, message, 
     elif problem == "text_image":
         (tmp_path / "fake.jpg").write_text("hello")
         bad["image"] = str(tmp_path / "fake.jpg")
-    elif problem == "empty_text":
-        bad["text"] = "   "
+    elif problem == "no_inputs":
+        bad["text"], bad["image"] = "   ", ""
     elif problem == "non_numeric":
         bad["price"] = "cheap"
     else:
         bad["label"] = ""
     bad["split"] = "train"
     table = write_table(tmp_path / "bad.csv", rows)
-    code, _, err = run_cli(capsys, "train", table, "--tabular-col", "price", "--on-bad-row", "error",
-                           "--out", tmp_path / "run")
+    tabular = [] if problem == "no_inputs" else ["--tabular-col", "price"]
+    code, _, err = run_cli(capsys, "train", table, *tabular, "--on-bad-row", "error", "--out", tmp_path / "run")
     assert_user_error(code, err, "bad.csv row 5", f"column '{column}'", message)
     assert not (tmp_path / "run" / "model.keras").exists()
 
@@ -94,8 +94,9 @@ def test_bad_rows_are_skipped_counted_and_listed(demo_rows, tmp_path):
 
     rows = [dict(row) for row in demo_rows]
     rows[2]["image"] = str(tmp_path / "gone.png")
-    rows[7]["text"] = ""
-    rows[2]["split"] = rows[7]["split"] = "train"
+    rows[7]["text"], rows[7]["image"] = "", ""  # no inputs at all; one missing input alone is fine
+    rows[9]["text"] = ""
+    rows[2]["split"] = rows[7]["split"] = rows[9]["split"] = "train"
     table = write_table(tmp_path / "bad.csv", rows)
     run = train(table, str(tmp_path / "run"), epochs=1, verbose=0, modalities=("image", "text"), **TINY_MODEL)
     config = json.load(open(os.path.join(run, "config.json")))

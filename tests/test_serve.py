@@ -113,12 +113,12 @@ def test_batch_answers_every_item(server, pair):
     assert first == last and "predicted_label" in first
     assert "not valid base64" in bad_base64["error"]
     assert "cannot be decoded" in corrupt["error"]
-    assert "empty text" in empty_text["error"]
+    assert empty_text["missing"] == ["text"] and "predicted_label" in empty_text  # a missing text is allowed
 
 
 @pytest.mark.parametrize("case,status,fragment", [
     ("not_json", 400, "not valid JSON"),
-    ("no_image", 400, "needs an image"),
+    ("no_inputs", 400, "no inputs"),
     ("not_an_image", 422, "not a JPEG, PNG, GIF or BMP"),
     ("unknown_column", 422, "unknown tabular column 'colour'"),
     ("bad_number", 422, "'lots' is not a number"),
@@ -131,7 +131,7 @@ def test_user_mistakes_get_4xx_json(case, status, fragment, server, pair):
     image = base64.b64encode(pair["image"]).decode()
     calls = {
         "not_json": lambda: request(server + "/predict", b"{oops"),
-        "no_image": lambda: post_json(server + "/predict", {"text": "hi"}),
+        "no_inputs": lambda: post_json(server + "/predict", {"text": "", "tabular": {}}),
         "not_an_image": lambda: post_json(server + "/predict", {"image": base64.b64encode(b"hello").decode(),
                                                                 "text": "hi"}),
         "unknown_column": lambda: post_json(server + "/predict", {"image": image, "text": "hi",
@@ -145,6 +145,11 @@ def test_user_mistakes_get_4xx_json(case, status, fragment, server, pair):
     }
     code, body = calls[case]()
     assert code == status and fragment in body["error"], body
+
+
+def test_missing_image_is_answered_and_reported(server, pair):
+    status, body = post_json(server + "/predict", {"text": pair["text"]})
+    assert status == 200 and body["missing"] == ["image"] and "predicted_label" in body
 
 
 def test_concurrent_requests_are_safe(server, pair):
@@ -189,8 +194,11 @@ def test_web_page_in_a_headless_browser(server, pair, tmp_path):
             shown = float(page.locator(f'.bar[data-label="{expected["predicted_label"]}"] .p').inner_text())
             assert shown == pytest.approx(expected["confidence"], abs=1e-3)
             page.set_input_files("#image", [])
+            page.fill("#text", "")
+            page.fill("#tab-price", "")
+            page.fill("#tab-seller", "")
             page.click("#submit")
             page.wait_for_selector("#error")
-            assert "needs an image" in page.inner_text("#error")
+            assert "no inputs" in page.inner_text("#error")
         finally:
             browser.close()

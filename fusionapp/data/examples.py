@@ -184,10 +184,10 @@ def find_bad_rows(examples: Examples, columns: Columns, modalities, need_label: 
             elif known is not None and label not in known:
                 flag(i, columns.label, f"label '{label}' was not seen in training "
                                        f"(known: {', '.join(sorted(known))})")
-    if "text" in modalities:
-        for i, text in enumerate(examples.texts):
-            if not text.strip():
-                flag(i, columns.text, "empty text")
+    for i in range(len(examples)):
+        if len(missing_inputs(examples, i, modalities)) == len(modalities):
+            column = columns.text if "text" in modalities else columns.image if "image" in modalities else ""
+            flag(i, column, "no inputs: every input of this row is empty")
     for name, kind in (tabular_kinds or {}).items():
         if kind != "numeric" or "tabular" not in modalities:
             continue
@@ -199,6 +199,8 @@ def find_bad_rows(examples: Examples, columns: Columns, modalities, need_label: 
         check = check_image_file if examples.images_are_files else (lambda b: check_image_bytes(b[:HEADER_BYTES]))
         readable = []
         for i, image in enumerate(examples.images):
+            if not image:
+                continue  # a missing image is a value the model knows, not an error
             reason = check(image)
             if reason:
                 flag(i, columns.image, reason)
@@ -208,6 +210,19 @@ def find_bad_rows(examples: Examples, columns: Columns, modalities, need_label: 
         for position, reason in failures.items():
             flag(readable[position], columns.image, reason)
     return [problems[i] for i in sorted(problems)]
+
+
+def missing_inputs(examples: Examples, index: int, modalities) -> list[str]:
+    """The modalities of row `index` that are empty: no image path, blank text, all tabular cells empty."""
+    missing = []
+    if "image" in modalities and not examples.images[index]:
+        missing.append("image")
+    if "text" in modalities and not examples.texts[index].strip():
+        missing.append("text")
+    if "tabular" in modalities and examples.tabular and not any(
+            values[index].strip() for values in examples.tabular.values()):
+        missing.append("tabular")
+    return missing
 
 
 def parse_number(value: str) -> float | None:

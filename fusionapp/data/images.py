@@ -113,6 +113,26 @@ def decode_image(encoded, image_size: int):
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
 
+def decode_or_blank(encoded, image_size: int):
+    """`decode_image`, except that empty bytes (a missing image) give an all-zero image.
+
+    The model learns what a blank image means because training blanks images at random
+    (modality dropout), so a missing image is an input it knows, not an error.
+    """
+    import tensorflow as tf
+
+    return tf.cond(tf.strings.length(encoded) > 0,
+                   lambda: decode_image(encoded, image_size),
+                   lambda: tf.zeros((image_size, image_size, 3), tf.uint8))
+
+
+def read_or_blank(path):
+    """The bytes of `path`, or empty bytes for an empty path (a missing image)."""
+    import tensorflow as tf
+
+    return tf.cond(tf.strings.length(path) > 0, lambda: tf.io.read_file(path), lambda: tf.constant(b""))
+
+
 def find_undecodable(images, from_files: bool, threads: int | None = None) -> dict[int, str]:
     """Decode every image once, in parallel, and return {index: reason} for those that fail.
 

@@ -6,13 +6,19 @@ from __future__ import annotations
 import numpy as np
 
 from fusionapp.data.examples import Examples
-from fusionapp.data.images import decode_image
+from fusionapp.data.images import decode_or_blank, read_or_blank
 from fusionapp.preprocessing import Preprocessing
 
 
 def make_dataset(examples: Examples, prep: Preprocessing, modalities, batch_size: int,
-                 with_labels: bool = True, shuffle: bool = False, augment: bool = False, seed: int = 0):
-    """Batches of ({"image", "text", "tabular"} inputs, label index) ready for `model.fit`."""
+                 with_labels: bool = True, shuffle: bool = False, augment: bool = False, seed: int = 0,
+                 modality_dropout: float = 0.0):
+    """Batches of ({"image", "text", "tabular"} inputs, label index) ready for `model.fit`.
+
+    Empty image paths and empty texts are missing values: a blank image, an empty text.
+    `modality_dropout` blanks the image or the text of that share of rows each (never both), so
+    the model learns to answer from what is there.
+    """
     import tensorflow as tf
 
     autotune = tf.data.AUTOTUNE
@@ -33,7 +39,8 @@ def make_dataset(examples: Examples, prep: Preprocessing, modalities, batch_size
         # Only file names and small arrays are shuffled; pixels are decoded after this point.
         dataset = dataset.shuffle(min(len(examples), 20_000), seed=seed, reshuffle_each_iteration=True)
     augment = augment and "image" in modalities
-    if augment:
+    drop = modality_dropout if {"image", "text"} <= set(modalities) else 0.0
+    if augment or drop:
         # One seed pair per example, new each epoch but fixed by `seed`: stateless random ops fed
         # from this stream give the same augmentation however the parallel map schedules work.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
@@ -44,12 +51,17 @@ def make_dataset(examples: Examples, prep: Preprocessing, modalities, batch_size
         size = prep.image_size
 
         def load_image(features, *rest):
-            encoded = tf.io.read_file(features["image"]) if from_files else features["image"]
-            image = decode_image(encoded, size)
-            if augment:
+            encoded = read_or_blank(features["image"]) if from_files else features["image"]
+            image = decode_or_blank(encoded, size)
+            features = {**features, "image": image}
+            if augment or drop:
                 *rest, pair = rest
-                image = augment_image(image, size, pair)
-            return ({**features, "image": image}, *rest)
+                augment_seed, drop_seed = tf.unstack(tf.random.experimental.stateless_split(pair, 2))
+                if augment:
+                    features["image"] = augment_image(image, size, augment_seed)
+                if drop:
+                    features = drop_modality(features, drop, drop_seed)
+            return (features, *rest)
 
         dataset = dataset.map(load_image, num_parallel_calls=autotune, deterministic=True)
     dataset = dataset.batch(batch_size)
@@ -63,6 +75,18 @@ def make_dataset(examples: Examples, prep: Preprocessing, modalities, batch_size
     if not with_labels:
         dataset = dataset.map(lambda features: features)
     return dataset.prefetch(autotune)
+
+
+def drop_modality(features, rate: float, seed):
+    """With probability `rate` each, blank the image or the text (one at most)."""
+    import tensorflow as tf
+
+    roll = tf.random.stateless_uniform([], seed)
+    drop_image = roll < rate
+    drop_text = (roll >= rate) & (roll < 2 * rate)
+    image = tf.where(drop_image, tf.zeros_like(features["image"]), features["image"])
+    text = tf.where(drop_text, tf.constant(""), features["text"])
+    return {**features, "image": image, "text": text}
 
 
 def augment_image(image, size: int, seed):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keras import layers
+from keras import layers, regularizers
 
 from fusionapp.config import ModelSettings
 from fusionapp.model.blocks import BN_MOMENTUM, multi_kernel_block
@@ -23,8 +23,15 @@ def image_branch(images, settings: ModelSettings):
     return layers.Dense(settings.branch_units, activation="relu", name="image.projection")(x)
 
 
-def text_branch(token_ids, settings: ModelSettings, vocabulary_size: int):
-    """Token ids -> features: embedding, then parallel 1-D convolutions (or a masked mean)."""
+def text_branch(text, settings: ModelSettings, vocabulary_size: int):
+    """Token ids -> features: embedding, then parallel 1-D convolutions (or a masked mean);
+    or, for the "bag" encoder, TF-IDF n-gram weights -> one wide dense layer."""
+    token_ids = text
+    if settings.text_encoder == "bag":
+        x = layers.Dropout(settings.dropout, name="text.bag_dropout")(text)
+        x = layers.Dense(settings.branch_units, activation="relu", kernel_regularizer=regularizers.L2(1e-5),
+                         name="text.bag_dense")(x)
+        return layers.Dropout(settings.dropout, name="text.dropout")(x)
     if settings.text_encoder == "mean":
         x = layers.Embedding(vocabulary_size, settings.text_embedding_dim, mask_zero=True,
                              name="text.embedding")(token_ids)

@@ -32,9 +32,12 @@ class FusionClassifier(keras.Model):
             inputs["image"] = keras.Input((size, size, 3), dtype="uint8", name="image")
             features.append(image_branch(inputs["image"], model_settings))
         if "text" in modalities:
-            vocabulary_size = len(preprocessing["vocabulary"]) + 2
-            inputs["text"] = keras.Input((preprocessing["sequence_length"],), dtype="int64", name="text")
-            features.append(text_branch(inputs["text"], model_settings, vocabulary_size))
+            if preprocessing.get("text_mode") == "tf_idf":
+                # one weight per vocabulary entry, plus the out-of-vocabulary slot
+                inputs["text"] = keras.Input((len(preprocessing["vocabulary"]) + 1,), dtype="float32", name="text")
+            else:
+                inputs["text"] = keras.Input((preprocessing["sequence_length"],), dtype="int64", name="text")
+            features.append(text_branch(inputs["text"], model_settings, len(preprocessing["vocabulary"]) + 2))
         if "tabular" in modalities:
             width = sum(2 if c["kind"] == "numeric" else len(c["categories"]) + 1
                         for c in preprocessing["tabular"])

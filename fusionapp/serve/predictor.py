@@ -43,26 +43,30 @@ class PairPredictor:
             names = self.prep.class_names
             for i, p in zip(usable, probabilities):
                 best = int(np.argmax(p))
+                missing = [m for m in ("image", "text") if m in self.modalities and not items[i].get(m)]
                 results[i] = {"predicted_label": names[best], "confidence": float(p[best]),
-                              "probabilities": {name: float(value) for name, value in zip(names, p)}}
+                              "probabilities": {name: float(value) for name, value in zip(names, p)},
+                              "missing": missing}
         return results
 
     def _check(self, item: dict):
         image = None
+        missing = [m for m in ("image", "text") if m in self.modalities and not item.get(m)]
+        if missing and len(missing) == len(self.modalities):
+            return "no inputs: every input is empty", None
         if "image" in self.modalities:
             data = item.get("image")
-            if not data:
-                return "no image given", None
-            problem = check_image_bytes(data[:HEADER_BYTES], "image")
-            if problem:
+            size = self.prep.image_size
+            if not data:  # a missing image: the blank image the model was trained to expect
+                image = np.zeros((size, size, 3), np.uint8)
+            elif problem := check_image_bytes(data[:HEADER_BYTES], "image"):
                 return problem, None
-            try:
-                image = decode_image(data, self.prep.image_size).numpy()
-            except Exception as error:  # noqa: BLE001 - a decoder failure is the client's file
-                detail = str(error).strip().splitlines()[-1].split("}}")[-1].strip() if str(error).strip() else ""
-                return f"image cannot be decoded ({detail})", None
-        if "text" in self.modalities and not str(item.get("text") or "").strip():
-            return "empty text", None
+            else:
+                try:
+                    image = decode_image(data, size).numpy()
+                except Exception as error:  # noqa: BLE001 - a decoder failure is the client's file
+                    detail = str(error).strip().splitlines()[-1].split("}}")[-1].strip() if str(error).strip() else ""
+                    return f"image cannot be decoded ({detail})", None
         tabular = item.get("tabular") or {}
         unknown = sorted(set(tabular) - set(self.columns))
         if unknown:
@@ -81,7 +85,8 @@ class PairPredictor:
         if "image" in self.modalities:
             inputs["image"] = np.stack(images)
         if "text" in self.modalities:
-            inputs["text"] = self.vectorizer(np.array([str(item["text"]) for item in items], dtype=object)).numpy()
+            texts = [str(item.get("text") or "") for item in items]
+            inputs["text"] = self.vectorizer(np.array(texts, dtype=object)).numpy()
         if "tabular" in self.modalities:
             examples = Examples(source="request", row_numbers=np.arange(1, len(items) + 1),
                                 ids=[""] * len(items), images=None, images_are_files=False, texts=None,

@@ -1,0 +1,74 @@
+"""Pictures of a run: learning curves after training; confusion matrix, ROC and precision-recall
+curves after evaluation. matplotlib with the non-interactive Agg backend, written atomically."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from fusionapp import artifacts
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: str) -> None:
+    with artifacts.atomic_path(path, suffix=".png") as temporary:
+        figure.savefig(temporary, dpi=110, bbox_inches="tight", format="png")
+    _pyplot().close(figure)
+
+
+def learning_curve(history: list[dict], path: str) -> None:
+    """Loss and accuracy per epoch, training and validation."""
+    plt = _pyplot()
+    epochs = [row["epoch"] for row in history]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-o"), ("val_", "--o")):
+            values = [row.get(prefix + metric) for row in history]
+            if all(value is not None for value in values):
+                axis.plot(epochs, values, style, markersize=3, label=("validation " if prefix else "training ") + metric)
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    _save(figure, path)
+
+
+def evaluation_plots(y_true, probabilities, class_names, folder: str) -> list[str]:
+    """confusion_matrix.png, roc.png and precision_recall.png (one-vs-rest per class) in `folder`."""
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
+
+    plt = _pyplot()
+    os.makedirs(folder, exist_ok=True)
+    y_true = np.asarray(y_true)
+    labels = list(range(len(class_names)))
+    written = []
+
+    figure, axis = plt.subplots(figsize=(1.2 * len(class_names) + 3, 1.2 * len(class_names) + 2.5))
+    ConfusionMatrixDisplay.from_predictions(y_true, probabilities.argmax(axis=1), labels=labels,
+                                            display_labels=class_names, ax=axis, colorbar=False,
+                                            xticks_rotation=45)
+    axis.set_title("confusion matrix (rows = true)")
+    written.append(os.path.join(folder, "confusion_matrix.png"))
+    _save(figure, written[-1])
+
+    for name, display, title in (("roc.png", RocCurveDisplay, "ROC, one vs rest"),
+                                 ("precision_recall.png", PrecisionRecallDisplay, "precision-recall, one vs rest")):
+        figure, axis = plt.subplots(figsize=(6, 5))
+        for index, label in enumerate(class_names):
+            positives = y_true == index
+            if positives.any() and not positives.all():
+                display.from_predictions(positives, probabilities[:, index], name=label, ax=axis)
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+        written.append(os.path.join(folder, name))
+        _save(figure, written[-1])
+    return written
