@@ -32,10 +32,12 @@ def _load_tensorflow(debug: bool = False) -> None:
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
+            import tensorflow
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+    # Retracing and AutoGraph notes are for TensorFlow developers, not for our users.
+    tensorflow.get_logger().setLevel("ERROR")
 
 
 def _int_list(value):
@@ -108,11 +110,12 @@ def demo(out, rows, seed):
 @click.option("--image-size", type=click.IntRange(min=16), help="Image side in pixels (default: 64).")
 @click.option("--image-kernels", help="Kernel sizes of each image block, e.g. 1,3,5,7 (default: 1,3,5).")
 @click.option("--image-filters", help="Output channels of each image block, e.g. 48,96,192.")
-@click.option("--text-encoder", type=click.Choice(["cnn", "mean", "bag"]),
-              help="Text branch: cnn (default), mean (pooled embeddings), bag (TF-IDF n-grams).")
-@click.option("--ngrams", type=click.IntRange(1, 8), help="N-gram length for --text-encoder bag (default: 2).")
-@click.option("--text-tokens", type=click.Choice(["words", "chars"]),
-              help="Split text into words (default) or characters (for languages without spaces).")
+@click.option("--text-encoder", type=click.Choice(["bag", "cnn", "mean"]),
+              help="Text branch: bag (TF-IDF n-grams, default), cnn (1-D convolutions), mean (pooled embeddings).")
+@click.option("--ngrams", type=click.IntRange(1, 8),
+              help="N-gram length for the bag encoder (default: 5 for chars, 2 for words).")
+@click.option("--text-tokens", type=click.Choice(["auto", "words", "chars"]),
+              help="Words or characters (for languages without spaces); auto: chars for bag, words otherwise.")
 @click.option("--max-tokens", type=click.IntRange(min=10), help="Vocabulary size bound (default: 20000).")
 @click.option("--sequence-length", type=click.IntRange(min=1), help="Tokens kept per text (default: 64).")
 @click.option("--dropout", type=click.FloatRange(0, 0.95), help="Dropout rate (default: 0.3).")
@@ -125,6 +128,13 @@ def demo(out, rows, seed):
 @click.option("--patience", type=click.IntRange(min=1), help="Epochs without val-loss improvement before stopping (default: 4).")
 @click.option("--class-weight", type=click.Choice(["none", "balanced"]), help="Weight classes by inverse frequency.")
 @click.option("--augment/--no-augment", default=None, help="Random flips and shifts of training images (default: on).")
+@click.option("--cache", type=click.Choice(["memory", "disk"]),
+              help="Keep decoded, resized images after epoch 1 (in memory, or in RUN/cache while training).")
+@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16", "mixed_float16"]),
+              help="Compute precision (default: float32).")
+@click.option("--jit/--no-jit", default=None, help="XLA-compile the training step (default: off).")
+@click.option("--tune-decisions/--no-tune-decisions", default=None,
+              help="After training, shift per-class decision offsets to maximise validation macro-F1 (default: on).")
 @click.option("--modality-dropout", type=click.FloatRange(0, 0.5),
               help="Share of training rows whose image (and, separately, text) is blanked, so the model "
                    "copes with missing inputs (default: 0.1).")

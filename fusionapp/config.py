@@ -51,7 +51,7 @@ class ModelSettings:
     image_filters: tuple[int, ...] = (48, 96, 192)
     # "cnn": parallel 1-D convolutions over token ids; "mean": pooled embeddings;
     # "bag": a dense layer over TF-IDF weighted n-gram counts
-    text_encoder: str = "cnn"
+    text_encoder: str = "bag"
     text_embedding_dim: int = 64
     text_widths: tuple[int, ...] = (2, 3, 4)
     text_filters: int = 64
@@ -65,10 +65,16 @@ class ModelSettings:
 class TextSettings:
     """How text becomes token ids: whitespace words or single characters."""
 
-    tokens: str = "words"  # "words" or "chars"
+    tokens: str = "auto"  # "words", "chars", or "auto": chars for the bag encoder, words otherwise
     max_tokens: int = 20000
     sequence_length: int = 64
-    ngrams: int = 2  # n-grams up to this length, for the "bag" text encoder
+    ngrams: int = 0  # n-grams up to this length for the bag encoder; 0: 5 for chars, 2 for words
+
+    def resolved(self, text_encoder: str) -> "TextSettings":
+        """The settings with "auto" values decided for this encoder (what config.json records)."""
+        tokens = self.tokens if self.tokens != "auto" else ("chars" if text_encoder == "bag" else "words")
+        ngrams = self.ngrams or (5 if tokens == "chars" else 2)
+        return dataclasses.replace(self, tokens=tokens, ngrams=ngrams)
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,10 @@ class TrainingSettings:
     on_bad_row: str = "skip"  # "skip" or "error"
     tensorboard: bool = False
     modality_dropout: float = 0.1  # share of training rows that lose their image, and their text
+    tune_decisions: bool = True  # per-class offsets chosen on validation rows for macro-F1
+    cache: str = ""  # "", "memory" or "disk": keep decoded images after the first epoch
+    precision: str = "float32"  # "float32", "mixed_bfloat16" or "mixed_float16"
+    jit: bool = False  # XLA-compile the training step
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,7 @@ class Preprocessing:
 def adapt(train: Examples, text: TextSettings, image_size: int, modalities,
           tabular_kinds: dict[str, str], text_mode: str = "sequence") -> Preprocessing:
     """Learn the preprocessing state from the training rows only."""
+    text = text.resolved("bag" if text_mode == "tf_idf" else "cnn")
     class_names = sorted(set(train.labels))
     if len(class_names) < 2:
         raise FusionError(f"{train.source}: the training rows have only one label ('{class_names[0]}'); "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import os
 import shutil
@@ -42,10 +44,27 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
         out = out or _default_out(data)
     _check_settings(run_settings)
     artifacts.make_writable_dir(out)
-    with artifacts.run_lock(out):
+    with artifacts.run_lock(out), precision_policy(run_settings.training.precision):
         artifacts.prepare_run_dir(out, resume=resume, overwrite=overwrite)
         keras.utils.set_random_seed(run_settings.training.seed)
         return _train_locked(data, out, run_settings, resume, verbose)
+
+
+@contextlib.contextmanager
+def precision_policy(name: str):
+    """Keras' global dtype policy for the layers built inside, restored afterwards.
+
+    Mixed policies compute in bfloat16 / float16 and keep float32 weights; the policy is saved
+    with each layer, so the trained model reloads with the same precision.
+    """
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _train_locked(data: str, out: str, settings: RunSettings, resume: bool, verbose: int) -> str:
@@ -62,7 +81,8 @@ def _train_locked(data: str, out: str, settings: RunSettings, resume: bool, verb
     requested = settings.model.modalities if _modalities_given(settings) else None
     examples = load_examples(data, columns, image_root=settings.image_root, need_label=True, modalities=requested)
     modalities = requested or examples.modalities
-    settings = apply_flat(settings, {"modalities": modalities})
+    settings = dataclasses.replace(apply_flat(settings, {"modalities": modalities}),
+                                   text=settings.text.resolved(settings.model.text_encoder))
     candidates = training_rows(examples)
     kinds = infer_tabular_kinds(candidates, columns) if "tabular" in modalities else {}
     say(f"Checking {len(candidates)} rows of {examples.source} ...")
@@ -98,6 +118,14 @@ def _train_locked(data: str, out: str, settings: RunSettings, resume: bool, verb
     from fusionapp.evaluation import evaluate_examples
     from fusionapp.metrics import format_report
 
+    if settings.training.tune_decisions:
+        from fusionapp.decision import apply_offsets, tune_offsets
+        from fusionapp.inference import predict_probabilities
+
+        offsets = tune_offsets(prep.label_indices(val_rows.labels),
+                               predict_probabilities(model, prep, val_rows, modalities))
+        apply_offsets(model, offsets)
+        config["class_offsets"] = dict(zip(prep.class_names, map(float, offsets)))
     report = evaluate_examples(model, prep, val_rows, modalities, n_skipped=len(skipped))
     artifacts.save_model(model, os.path.join(out, artifacts.MODEL_FILE))
     artifacts.write_json(os.path.join(out, artifacts.METRICS_FILE), report)
@@ -128,10 +156,16 @@ def _fit(settings: RunSettings, prep, modalities, train_rows, val_rows, out: str
 
     training = settings.training
     batch_size = training.batch_size
+    cache = {"": (None, None), "memory": ("memory", "memory"),
+             "disk": tuple(os.path.join(out, "cache", name) for name in ("train", "val"))}[training.cache]
+    if training.cache == "disk":
+        # A cache left by an interrupted run may be partial; tf.data would refuse or misread it.
+        shutil.rmtree(os.path.join(out, "cache"), ignore_errors=True)
+        os.makedirs(os.path.join(out, "cache"))
     train_data = make_dataset(train_rows, prep, modalities, batch_size, shuffle=True,
                               augment=training.augment, seed=training.seed,
-                              modality_dropout=training.modality_dropout)
-    val_data = make_dataset(val_rows, prep, modalities, batch_size)
+                              modality_dropout=training.modality_dropout, cache=cache[0])
+    val_data = make_dataset(val_rows, prep, modalities, batch_size, cache=cache[1])
     state = load_state(out) if resume else None
     if state is not None:
         model = keras.saving.load_model(os.path.join(out, artifacts.RESUME_DIR, state["checkpoint"]))
@@ -139,8 +173,8 @@ def _fit(settings: RunSettings, prep, modalities, train_rows, val_rows, out: str
         model = build_classifier(settings.model, prep.to_dict())
         steps = math.ceil(len(train_rows) / batch_size) * training.epochs
         schedule = keras.optimizers.schedules.CosineDecay(training.learning_rate, decay_steps=steps, alpha=0.05)
-        model.compile(optimizer=keras.optimizers.Adam(schedule),
-                      loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=keras.losses.SparseCategoricalCrossentropy(),
+                      metrics=["accuracy"], jit_compile=training.jit)
     checkpoint = RunCheckpoint(out, patience=training.patience, state=state)
     callbacks = [checkpoint]
     if training.tensorboard:
@@ -153,6 +187,7 @@ def _fit(settings: RunSettings, prep, modalities, train_rows, val_rows, out: str
                   class_weight=_class_weights(prep, train_rows, training.class_weight),
                   callbacks=callbacks, shuffle=False, verbose=_keras_verbosity(verbose))
     checkpoint.restore_best(model)
+    shutil.rmtree(os.path.join(out, "cache"), ignore_errors=True)
     return model, checkpoint.state["history"]
 
 
@@ -242,6 +277,10 @@ def _check_settings(settings: RunSettings) -> None:
 
         if importlib.util.find_spec("tensorboard") is None:
             raise FusionError("--tensorboard needs the tensorboard package: pip install 'fusionapp[tensorboard]'")
+    if training.precision not in ("float32", "mixed_bfloat16", "mixed_float16"):
+        raise FusionError(f"--precision must be float32, mixed_bfloat16 or mixed_float16 (got '{training.precision}')")
+    if training.cache not in ("", "memory", "disk"):
+        raise FusionError(f"--cache must be memory or disk (got '{training.cache}')")
     if settings.model.image_size < 16:
         raise FusionError(f"--image-size must be at least 16 (got {settings.model.image_size})")
 

@@ -12,6 +12,11 @@ PREP = {"class_names": ["a", "b", "c"], "vocabulary": [f"w{i}" for i in range(30
                                                            "categories": ["x", "y"]}]}
 
 
+def settings(**overrides):
+    """Small model settings; the text encoder reads the token ids PREP describes."""
+    return ModelSettings(**{"image_size": 16, "image_filters": (8, 16), "text_encoder": "cnn", **overrides})
+
+
 def inputs(batch=2, size=16, seed=0):
     rng = np.random.default_rng(seed)
     return {"image": rng.integers(0, 256, (batch, size, size, 3)).astype("uint8"),
@@ -51,7 +56,7 @@ def test_each_branch_gives_branch_units_features():
 
 @pytest.mark.parametrize("modalities", [("image", "text", "tabular"), ("image",), ("text",), ("text", "tabular")])
 def test_classifier_builds_any_subset(modalities):
-    model = build_classifier(ModelSettings(modalities=modalities, image_size=16, image_filters=(8, 16)), PREP)
+    model = build_classifier(settings(modalities=modalities), PREP)
     assert sorted(model.input) == sorted(modalities)
     probabilities = model.predict({m: inputs()[m] for m in modalities}, verbose=0)
     assert probabilities.shape == (2, 3)
@@ -59,7 +64,7 @@ def test_classifier_builds_any_subset(modalities):
 
 
 def test_two_classes_use_a_sigmoid_but_return_two_columns():
-    model = build_classifier(ModelSettings(image_size=16, image_filters=(8, 16)), {**PREP, "class_names": ["n", "p"]})
+    model = build_classifier(settings(), {**PREP, "class_names": ["n", "p"]})
     assert model.get_layer("head.sigmoid").units == 1
     probabilities = model.predict(inputs(), verbose=0)
     assert probabilities.shape == (2, 2)
@@ -67,7 +72,7 @@ def test_two_classes_use_a_sigmoid_but_return_two_columns():
 
 
 def test_save_and_reload_gives_equal_outputs(tmp_path):
-    model = build_classifier(ModelSettings(image_size=16, image_filters=(8, 16)), PREP)
+    model = build_classifier(settings(), PREP)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(inputs(8), np.array([0, 1, 2, 0, 1, 2, 0, 1]), epochs=1, verbose=0)  # move BN statistics
     path = str(tmp_path / "model.keras")
@@ -78,7 +83,21 @@ def test_save_and_reload_gives_equal_outputs(tmp_path):
     np.testing.assert_allclose(reloaded.predict(batch, verbose=0), model.predict(batch, verbose=0), rtol=1e-5, atol=1e-6)
 
 
+def test_bag_text_encoder_reads_tf_idf_vectors():
+    prep = {**PREP, "text_mode": "tf_idf", "vocabulary": [f"w{i}" for i in range(9)]}
+    model = build_classifier(settings(text_encoder="bag", modalities=("text",)), prep)
+    assert model.input["text"].shape == (None, 10)  # 9 n-grams + the out-of-vocabulary slot
+    assert model.predict({"text": np.random.rand(3, 10).astype("float32")}, verbose=0).shape == (3, 3)
+
+
+def test_mismatched_text_encoder_and_preprocessing_is_refused():
+    from fusionapp.errors import FusionError
+
+    with pytest.raises(FusionError, match="bag"):
+        build_classifier(settings(text_encoder="bag"), PREP)
+
+
 def test_layer_names_say_what_they_compute():
-    model = build_classifier(ModelSettings(image_size=16, image_filters=(8, 16)), PREP)
+    model = build_classifier(settings(), PREP)
     names = {layer.name for layer in model.layers}
     assert {"image.block2.conv5x5", "image.stem.conv3x3", "text.conv3", "tabular.dense", "fusion.concat"} <= names

@@ -12,12 +12,13 @@ from fusionapp.preprocessing import Preprocessing
 
 def make_dataset(examples: Examples, prep: Preprocessing, modalities, batch_size: int,
                  with_labels: bool = True, shuffle: bool = False, augment: bool = False, seed: int = 0,
-                 modality_dropout: float = 0.0):
+                 modality_dropout: float = 0.0, cache: str | None = None):
     """Batches of ({"image", "text", "tabular"} inputs, label index) ready for `model.fit`.
 
     Empty image paths and empty texts are missing values: a blank image, an empty text.
     `modality_dropout` blanks the image or the text of that share of rows each (never both), so
-    the model learns to answer from what is there.
+    the model learns to answer from what is there. `cache` keeps decoded, resized images after the
+    first pass: "memory", or a file path prefix for tf.data's on-disk cache.
     """
     import tensorflow as tf
 
@@ -35,9 +36,24 @@ def make_dataset(examples: Examples, prep: Preprocessing, modalities, batch_size
         dataset = tf.data.Dataset.zip((inputs, labels))
     else:
         dataset = inputs.map(lambda features: (features,))
+
+    size = prep.image_size
+    from_files = examples.images_are_files
+
+    def decode(features, *rest):
+        encoded = read_or_blank(features["image"]) if from_files else features["image"]
+        return ({**features, "image": decode_or_blank(encoded, size)}, *rest)
+
+    decoded = False
+    if cache and "image" in modalities:
+        # Decoded pixels are cached before shuffling, so every epoch still sees a new order.
+        dataset = dataset.map(decode, num_parallel_calls=autotune, deterministic=True)
+        dataset = dataset.cache("" if cache == "memory" else cache)
+        decoded = True
     if shuffle:
-        # Only file names and small arrays are shuffled; pixels are decoded after this point.
-        dataset = dataset.shuffle(min(len(examples), 20_000), seed=seed, reshuffle_each_iteration=True)
+        # Without a cache only file names and small arrays are shuffled; pixels come later.
+        dataset = dataset.shuffle(min(len(examples), 20_000 if not decoded else 4_096), seed=seed,
+                                  reshuffle_each_iteration=True)
     augment = augment and "image" in modalities
     drop = modality_dropout if {"image", "text"} <= set(modalities) else 0.0
     if augment or drop:
@@ -46,19 +62,15 @@ def make_dataset(examples: Examples, prep: Preprocessing, modalities, batch_size
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds)).map(lambda element, pair: (*element, pair))
 
-    if "image" in modalities:
-        from_files = examples.images_are_files
-        size = prep.image_size
-
+    if "image" in modalities and not (decoded and not augment and not drop):
         def load_image(features, *rest):
-            encoded = read_or_blank(features["image"]) if from_files else features["image"]
-            image = decode_or_blank(encoded, size)
-            features = {**features, "image": image}
+            if not decoded:
+                features, *rest = decode(features, *rest)
             if augment or drop:
                 *rest, pair = rest
                 augment_seed, drop_seed = tf.unstack(tf.random.experimental.stateless_split(pair, 2))
                 if augment:
-                    features["image"] = augment_image(image, size, augment_seed)
+                    features = {**features, "image": augment_image(features["image"], size, augment_seed)}
                 if drop:
                     features = drop_modality(features, drop, drop_seed)
             return (features, *rest)

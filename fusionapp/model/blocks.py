@@ -49,3 +49,25 @@ class TwoClassProbabilities(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], 2)
+
+
+@keras.saving.register_keras_serializable(package="fusionapp")
+class ClassPrior(layers.Layer):
+    """Shift class probabilities by per-class log offsets: softmax(log p + offsets).
+
+    The offsets start at zero (no change) and are not trained by gradient descent; after training
+    they are set to the values that maximise validation macro-F1, which moves decisions towards
+    rare classes without retraining. They are weights, so they are saved with the model.
+    """
+
+    def __init__(self, num_classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.offsets = self.add_weight(shape=(num_classes,), initializer="zeros", trainable=False, name="offsets")
+
+    def call(self, probabilities):
+        logits = keras.ops.log(keras.ops.maximum(probabilities, 1e-12)) + self.offsets
+        return keras.ops.softmax(logits, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}

@@ -7,7 +7,7 @@ from keras import layers
 
 from fusionapp.config import MODALITIES, ModelSettings, settings_from_dict
 from fusionapp.errors import FusionError
-from fusionapp.model.blocks import TwoClassProbabilities
+from fusionapp.model.blocks import ClassPrior, TwoClassProbabilities
 from fusionapp.model.branches import image_branch, tabular_branch, text_branch
 
 
@@ -32,7 +32,11 @@ class FusionClassifier(keras.Model):
             inputs["image"] = keras.Input((size, size, 3), dtype="uint8", name="image")
             features.append(image_branch(inputs["image"], model_settings))
         if "text" in modalities:
-            if preprocessing.get("text_mode") == "tf_idf":
+            bag = model_settings.text_encoder == "bag"
+            if bag != (preprocessing.get("text_mode") == "tf_idf"):
+                raise FusionError("the bag text encoder needs TF-IDF preprocessing (text_mode tf_idf), "
+                                  "and the cnn/mean encoders need token ids")
+            if bag:
                 # one weight per vocabulary entry, plus the out-of-vocabulary slot
                 inputs["text"] = keras.Input((len(preprocessing["vocabulary"]) + 1,), dtype="float32", name="text")
             else:
@@ -48,10 +52,11 @@ class FusionClassifier(keras.Model):
         x = layers.Dropout(model_settings.dropout, name="fusion.dropout")(x)
         if num_classes == 2:
             positive = layers.Dense(1, activation="sigmoid", name="head.sigmoid", dtype="float32")(x)
-            outputs = TwoClassProbabilities(name="head.probabilities", dtype="float32")(positive)
+            probabilities = TwoClassProbabilities(name="head.probabilities", dtype="float32")(positive)
         else:
-            outputs = layers.Dense(num_classes, activation="softmax", name="head.probabilities",
-                                   dtype="float32")(x)
+            probabilities = layers.Dense(num_classes, activation="softmax", name="head.probabilities",
+                                         dtype="float32")(x)
+        outputs = ClassPrior(num_classes, name="head.class_prior", dtype="float32")(probabilities)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Config ===

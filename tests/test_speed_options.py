@@ -1,0 +1,40 @@
+"""--cache, --precision and --jit change how training runs, not what it produces."""
+
+import json
+import os
+
+import keras
+import pytest
+
+from conftest import TINY_MODEL
+
+
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_cached_images_give_the_same_run(cache, demo_table, tmp_path):
+    from fusionapp import train
+
+    common = dict(epochs=2, seed=3, verbose=0, tabular_col=("price", "seller"), **TINY_MODEL)
+    plain = train(demo_table, str(tmp_path / "plain"), **common)
+    cached = train(demo_table, str(tmp_path / "cached"), cache=cache, **common)
+    assert open(os.path.join(plain, "metrics.json")).read() == open(os.path.join(cached, "metrics.json")).read()
+    assert not os.path.exists(os.path.join(cached, "cache"))  # removed once training ends
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16"])
+def test_mixed_precision_trains_and_restores_the_global_policy(precision, demo_table, tmp_path):
+    from fusionapp import evaluate, train
+
+    run = train(demo_table, str(tmp_path / "run"), epochs=1, verbose=0, precision=precision, jit=True, **TINY_MODEL)
+    assert keras.config.dtype_policy().name == "float32"
+    settings = json.load(open(os.path.join(run, "config.json")))["settings"]["training"]
+    assert settings["precision"] == precision and settings["jit"] is True
+    report = evaluate(run, demo_table, split="test", verbose=0)
+    assert report["n_examples"] == 24
+
+
+def test_unknown_precision_is_refused(demo_table, tmp_path):
+    from fusionapp import train
+    from fusionapp.errors import FusionError
+
+    with pytest.raises(FusionError, match="--precision must be"):
+        train(demo_table, str(tmp_path / "run"), precision="float8", verbose=0)
