@@ -118,7 +118,8 @@ def prepare_run_dir(path: str, resume: bool, overwrite: bool) -> None:
         for name in RUN_FILES:
             if os.path.exists(os.path.join(path, name)):
                 os.remove(os.path.join(path, name))
-        shutil.rmtree(os.path.join(path, RESUME_DIR), ignore_errors=True)
+        for folder in (RESUME_DIR, "tensorboard", "cache"):
+            shutil.rmtree(os.path.join(path, folder), ignore_errors=True)
     _remove_stale_temporaries(path)
 
 

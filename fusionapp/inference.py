@@ -17,8 +17,11 @@ PREDICT_BATCH_SIZE = 256
 
 def run_columns(run: Run, overrides: dict | None = None) -> Columns:
     """The run's column names, with any the user renamed for this data (`--text-col body`)."""
-    columns = RunSettings.from_dict(run.config.get("settings", {})).columns
-    if not run.config.get("settings"):
+    if run.config.get("settings"):
+        columns = RunSettings.from_dict(run.config["settings"]).columns
+    else:
+        # A model.keras copied away from its run folder: default column names, and the tabular
+        # columns its preprocessing state names.
         columns = Columns(tabular=tuple(column.name for column in run.preprocessing.tabular))
     changes = {name: value for name, value in (overrides or {}).items() if value is not None}
     return dataclasses.replace(columns, **changes) if changes else columns
