@@ -47,6 +47,25 @@ def multipart(fields, files):
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
+def declared_too_large(url):
+    """Declare a 2 MB body and wait for the answer before sending it: the server must refuse from
+    the header alone (sending the body first would race the server closing the connection)."""
+    import http.client
+    from urllib.parse import urlparse
+
+    address = urlparse(url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    connection.putrequest("POST", "/predict")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(2 * 1024 * 1024))
+    connection.endheaders()
+    response = connection.getresponse()
+    try:
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
 @pytest.fixture(scope="module")
 def server(trained_run):
     port = free_port()
@@ -138,7 +157,7 @@ def test_user_mistakes_get_4xx_json(case, status, fragment, server, pair):
                                                                   "tabular": {"colour": "red"}}),
         "bad_number": lambda: post_json(server + "/predict", {"image": image, "text": "hi",
                                                               "tabular": {"price": "lots"}}),
-        "too_large": lambda: request(server + "/predict", b"x" * (1024 * 1024 + 10)),
+        "too_large": lambda: declared_too_large(server),
         "empty_batch": lambda: post_json(server + "/predict/batch", {"items": []}),
         "unknown_route": lambda: request(server + "/nowhere"),
         "wrong_method": lambda: request(server + "/predict"),
@@ -202,3 +221,39 @@ def test_web_page_in_a_headless_browser(server, pair, tmp_path):
             assert "no inputs" in page.inner_text("#error")
         finally:
             browser.close()
+
+
+def test_body_limit_counts_bytes_that_declare_no_length():
+    import asyncio
+
+    from fusionapp.serve.app import BodyLimit
+
+    async def echo_app(scope, receive, send):
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    async def scenario(chunks):
+        incoming = [{"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+                    for i, chunk in enumerate(chunks)]
+        sent = []
+
+        async def receive():
+            return incoming.pop(0)
+
+        async def send(message):
+            sent.append(message)
+
+        await BodyLimit(echo_app, limit=10)({"type": "http", "headers": [(b"transfer-encoding", b"chunked")]},
+                                            receive, send)
+        return sent
+
+    refused = asyncio.run(scenario([b"123456", b"789012"]))
+    assert refused[0]["status"] == 413 and b"over 10 bytes" in refused[1]["body"]
+    accepted = asyncio.run(scenario([b"12345", b"678"]))
+    assert accepted[0]["status"] == 200 and accepted[1]["body"] == b"12345678"
