@@ -60,11 +60,17 @@ class Preprocessing:
 
     def text_vectorizer(self):
         """A TextVectorization layer holding the saved state: raw strings -> token ids, or
-        TF-IDF weights over the n-gram vocabulary."""
-        if self.text_mode == "tf_idf":
-            return _make_vectorizer(self.text_tokens, self.sequence_length, vocabulary=self.vocabulary,
-                                    ngrams=self.ngrams, idf_weights=self.idf_weights)
-        return _make_vectorizer(self.text_tokens, self.sequence_length, vocabulary=self.vocabulary)
+        TF-IDF weights over the n-gram vocabulary. Built once: its lookup table over a large
+        vocabulary costs far more than vectorising one request."""
+        cached = self.__dict__.get("_vectorizer")
+        if cached is None:
+            if self.text_mode == "tf_idf":
+                cached = _make_vectorizer(self.text_tokens, self.sequence_length, vocabulary=self.vocabulary,
+                                          ngrams=self.ngrams, idf_weights=self.idf_weights)
+            else:
+                cached = _make_vectorizer(self.text_tokens, self.sequence_length, vocabulary=self.vocabulary)
+            self.__dict__["_vectorizer"] = cached  # not a dataclass field, so to_dict() leaves it out
+        return cached
 
     # === Tabular ===
     @property
