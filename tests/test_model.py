@@ -7,7 +7,7 @@ from fusionapp.model import build_classifier
 from fusionapp.model.blocks import branch_filters, multi_kernel_block
 from fusionapp.model.branches import image_branch, tabular_branch, text_branch
 
-PREP = {"class_names": ["a", "b", "c"], "vocabulary": [f"w{i}" for i in range(30)], "sequence_length": 12,
+PREP = {"class_names": ["a", "b", "c"], "image_size": 16, "vocabulary": [f"w{i}" for i in range(30)], "sequence_length": 12,
         "tabular": [{"name": "price", "kind": "numeric"}, {"name": "shop", "kind": "categorical",
                                                            "categories": ["x", "y"]}]}
 

@@ -9,6 +9,7 @@ from fusionapp.config import MODALITIES, ModelSettings, settings_from_dict
 from fusionapp.errors import FusionError
 from fusionapp.model.blocks import ClassPrior, TwoClassProbabilities
 from fusionapp.model.branches import image_branch, tabular_branch, text_branch
+from fusionapp.preprocessing import Preprocessing
 
 
 @keras.saving.register_keras_serializable(package="fusionapp")
@@ -26,26 +27,25 @@ class FusionClassifier(keras.Model):
         modalities = [m for m in MODALITIES if m in model_settings.modalities]
         if not modalities:
             raise FusionError("--modalities must name at least one of: image, text, tabular")
-        num_classes = len(preprocessing["class_names"])
+        prep = Preprocessing.from_dict(preprocessing)
+        num_classes = prep.num_classes
         if "image" in modalities:
             size = model_settings.image_size
             inputs["image"] = keras.Input((size, size, 3), dtype="uint8", name="image")
             features.append(image_branch(inputs["image"], model_settings))
         if "text" in modalities:
             bag = model_settings.text_encoder == "bag"
-            if bag != (preprocessing.get("text_mode") == "tf_idf"):
+            if bag != (prep.text_mode == "tf_idf"):
                 raise FusionError("the bag text encoder needs TF-IDF preprocessing (text_mode tf_idf), "
                                   "and the cnn/mean encoders need token ids")
             if bag:
                 # one weight per vocabulary entry, plus the out-of-vocabulary slot
-                inputs["text"] = keras.Input((len(preprocessing["vocabulary"]) + 1,), dtype="float32", name="text")
+                inputs["text"] = keras.Input((len(prep.vocabulary) + 1,), dtype="float32", name="text")
             else:
-                inputs["text"] = keras.Input((preprocessing["sequence_length"],), dtype="int64", name="text")
-            features.append(text_branch(inputs["text"], model_settings, len(preprocessing["vocabulary"]) + 2))
+                inputs["text"] = keras.Input((prep.sequence_length,), dtype="int64", name="text")
+            features.append(text_branch(inputs["text"], model_settings, prep.vocabulary_size))
         if "tabular" in modalities:
-            width = sum(2 if c["kind"] == "numeric" else len(c["categories"]) + 1
-                        for c in preprocessing["tabular"])
-            inputs["tabular"] = keras.Input((width,), dtype="float32", name="tabular")
+            inputs["tabular"] = keras.Input((prep.tabular_width,), dtype="float32", name="tabular")
             features.append(tabular_branch(inputs["tabular"], model_settings))
         x = layers.Concatenate(name="fusion.concat")(features) if len(features) > 1 else features[0]
         x = layers.Dense(model_settings.fusion_units, activation="relu", name="fusion.dense")(x)
