@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
-from fusionapp.errors import FusionError
+from fusionapp.errors import FusionError, one_line
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -200,8 +200,7 @@ def load_run(path: str) -> Run:
     try:
         model = keras.saving.load_model(model_path, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - any loader failure means an unusable file
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise FusionError(f"{model_path}: cannot load the model ({detail[:300]})") from error
+        raise FusionError(f"{model_path}: cannot load the model ({one_line(error)})") from error
     if not hasattr(model, "preprocessing"):
         raise FusionError(f"{model_path}: not a fusionapp model (no preprocessing state inside)")
     return Run(run_dir, model, config, Preprocessing.from_dict(model.preprocessing))

@@ -12,7 +12,7 @@ import sys
 import click
 
 from fusionapp import __version__
-from fusionapp.errors import FusionError
+from fusionapp.errors import FusionError, one_line
 
 ON_BAD_ROW = click.Choice(["skip", "error"])
 TENSORFLOW_COMMANDS = ("train", "evaluate", "predict", "export", "serve")
@@ -156,9 +156,8 @@ def train(data, out, resume, overwrite, config_file, **flags):
         from fusionapp.config_file import read_config_file
 
         saved = read_config_file(config_file)
-        data = data or saved.pop("data", None)
-        out = out or saved.pop("out", None)
-        saved.pop("data", None), saved.pop("out", None)
+        saved_data, saved_out = saved.pop("data", None), saved.pop("out", None)
+        data, out = data or saved_data, out or saved_out
         flags = {**saved, **{name: value for name, value in flags.items() if value is not None}}
     for name in ("image_kernels", "image_filters"):
         flags[name] = _int_list(flags.get(name))
@@ -289,8 +288,7 @@ def main(argv=None):
     except Exception as error:  # noqa: BLE001 - a last line of defence: no traceback for users
         if debug:
             raise
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        click.echo(f"error: {type(error).__name__}: {detail[:300]} (rerun with --debug for details)", err=True)
+        click.echo(f"error: {type(error).__name__}: {one_line(error)} (rerun with --debug for details)", err=True)
         sys.exit(1)
 
 

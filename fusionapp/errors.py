@@ -7,3 +7,9 @@ its traceback.
 
 class FusionError(Exception):
     """A problem with the user's data, model or settings, described in one line."""
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """An exception's message as one line for users: its first line, or its type when empty."""
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:limit]

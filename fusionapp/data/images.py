@@ -171,7 +171,12 @@ def _why_undecodable(image, from_files: bool) -> str:
         encoded = tf.io.read_file(image) if from_files else image
         tf.io.decode_image(encoded, channels=3, expand_animations=False)
     except Exception as error:  # noqa: BLE001 - any decoder failure is the user's file, not our bug
-        detail = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        detail = detail.split("}}")[-1].strip()
-        return f"{name} cannot be decoded ({detail})"
+        return undecodable_reason(name, error)
     return f"{name} cannot be decoded"
+
+
+def undecodable_reason(name: str, error: BaseException) -> str:
+    """`NAME cannot be decoded (why)`, keeping TensorFlow's last line without its op prefix."""
+    text = str(error).strip()
+    detail = text.splitlines()[-1].split("}}")[-1].strip() if text else type(error).__name__
+    return f"{name} cannot be decoded ({detail})"

@@ -62,7 +62,7 @@ def make_dataset(examples: Examples, prep: Preprocessing, modalities, batch_size
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds)).map(lambda element, pair: (*element, pair))
 
-    if "image" in modalities and not (decoded and not augment and not drop):
+    if "image" in modalities and (not decoded or augment or drop):
         def load_image(features, *rest):
             if not decoded:
                 features, *rest = decode(features, *rest)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from fusionapp.config import Columns
-from fusionapp.errors import FusionError
+from fusionapp.errors import FusionError, one_line
 
 # TFDS split names -> the split column's values
 SPLIT_NAMES = {"train": "train", "validation": "val", "valid": "val", "val": "val", "dev": "val", "test": "test"}
@@ -27,8 +27,7 @@ def load_tfds_examples(data: str, columns: Columns, need_label: bool = True, mod
         builder = tfds.builder(name)
         builder.download_and_prepare()
     except Exception as error:  # noqa: BLE001 - unknown names, failed downloads, missing files
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise FusionError(f"{data}: cannot load the TFDS data set ({detail[:300]})") from error
+        raise FusionError(f"{data}: cannot load the TFDS data set ({one_line(error)})") from error
     features = builder.info.features
     if modalities is None:
         from fusionapp.data.examples import default_modalities

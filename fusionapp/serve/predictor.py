@@ -11,7 +11,7 @@ import threading
 import numpy as np
 
 from fusionapp.data.examples import Examples, numeric_problem
-from fusionapp.data.images import HEADER_BYTES, check_image_bytes, decode_image
+from fusionapp.data.images import HEADER_BYTES, check_image_bytes, decode_image, undecodable_reason
 
 
 class PairPredictor:
@@ -65,8 +65,7 @@ class PairPredictor:
                 try:
                     image = decode_image(data, size).numpy()
                 except Exception as error:  # noqa: BLE001 - a decoder failure is the client's file
-                    detail = str(error).strip().splitlines()[-1].split("}}")[-1].strip() if str(error).strip() else ""
-                    return f"image cannot be decoded ({detail})", None
+                    return undecodable_reason("image", error), None
         tabular = item.get("tabular") or {}
         unknown = sorted(set(tabular) - set(self.columns))
         if unknown:
