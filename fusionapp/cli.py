@@ -120,7 +120,7 @@ def demo(out, rows, seed):
 @click.option("--sequence-length", type=click.IntRange(min=1), help="Tokens kept per text (default: 64).")
 @click.option("--dropout", type=click.FloatRange(0, 0.95), help="Dropout rate (default: 0.3).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs (default: 15).")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size (default: 64).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size per replica; the global batch is this times the replicas (default: 64).")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate (default: 0.002).")
 @click.option("--seed", type=int, help="Random seed (default: 0).")
 @click.option("--val-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -133,6 +133,9 @@ def demo(out, rows, seed):
 @click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16", "mixed_float16"]),
               help="Compute precision (default: float32).")
 @click.option("--jit/--no-jit", default=None, help="XLA-compile the training step (default: off).")
+@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multi-worker"]),
+              help="tf.distribute strategy: mirrored over this machine's GPUs, multi-worker across the machines "
+                   "in TF_CONFIG; auto picks by what it finds (default: auto).")
 @click.option("--tune-decisions/--no-tune-decisions", default=None,
               help="After training, shift per-class decision offsets to maximise validation macro-F1 (default: on).")
 @click.option("--modality-dropout", type=click.FloatRange(0, 0.5),

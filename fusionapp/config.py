@@ -94,6 +94,7 @@ class TrainingSettings:
     cache: str = ""  # "", "memory" or "disk": keep decoded images after the first epoch
     precision: str = "float32"  # "float32", "mixed_bfloat16" or "mixed_float16"
     jit: bool = False  # XLA-compile the training step
+    strategy: str = "auto"  # "auto", "default", "mirrored" or "multi-worker" (tf.distribute)
 
 
 @dataclass(frozen=True)

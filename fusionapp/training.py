@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 
@@ -29,8 +30,6 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
     `settings` are the flat names of the CLI flags (`epochs=3`, `image_col="photo"`, ...).
     With no `data`, trains on the demo set, creating it under data/demo first.
     """
-    import keras
-
     if resume:
         if out is None:
             raise FusionError("--resume needs --out RUN_DIR, the run to continue")
@@ -43,11 +42,33 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
                 run_settings = apply_flat(run_settings, {"tabular_col": DEMO_TABULAR})
         out = out or _default_out(data)
     _check_settings(run_settings)
+    from fusionapp.distribute import make_placement
+
+    # Before anything else runs a TensorFlow op: multi-worker training cannot start after one.
+    placement = make_placement(run_settings.training.strategy)
+    if resume and placement.num_workers > 1:
+        raise FusionError("--resume is not supported with --strategy multi-worker: restart the whole cluster "
+                          "without --resume")
+    if placement.is_chief:
+        return _train_in(data, out, run_settings, placement, resume, overwrite, verbose)
+    # Other workers train in step with the chief but write where nobody reads, then clean up.
+    scratch = tempfile.mkdtemp(prefix=f"fusionapp-worker{placement.worker_index}-")
+    try:
+        _train_in(data, os.path.join(scratch, "run"), run_settings, placement, False, False, 0)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out
+
+
+def _train_in(data: str, out: str, settings: RunSettings, placement, resume: bool, overwrite: bool,
+              verbose: int) -> str:
+    import keras
+
     artifacts.make_writable_dir(out)
-    with artifacts.run_lock(out), precision_policy(run_settings.training.precision):
+    with artifacts.run_lock(out), precision_policy(settings.training.precision):
         artifacts.prepare_run_dir(out, resume=resume, overwrite=overwrite)
-        keras.utils.set_random_seed(run_settings.training.seed)
-        return _train_locked(data, out, run_settings, resume, verbose)
+        keras.utils.set_random_seed(settings.training.seed)
+        return _train_locked(data, out, settings, placement, resume, verbose)
 
 
 @contextlib.contextmanager
@@ -67,7 +88,7 @@ def precision_policy(name: str):
         keras.config.set_dtype_policy(previous)
 
 
-def _train_locked(data: str, out: str, settings: RunSettings, resume: bool, verbose: int) -> str:
+def _train_locked(data: str, out: str, settings: RunSettings, placement, resume: bool, verbose: int) -> str:
     from fusionapp.data.examples import drop_bad_rows, find_bad_rows, load_examples
     from fusionapp.data.splits import split_train_val, training_rows
     from fusionapp.evaluation import write_skipped
@@ -108,12 +129,17 @@ def _train_locked(data: str, out: str, settings: RunSettings, resume: bool, verb
 
     config = _run_config(data, settings)
     config.update(class_names=prep.class_names, tabular_kinds=prep.tabular_kinds, n_train=len(train_rows),
-                  n_val=len(val_rows), n_skipped=len(skipped))
+                  n_val=len(val_rows), n_skipped=len(skipped), strategy=placement.name,
+                  replicas=placement.replicas, workers=placement.num_workers,
+                  global_batch_size=placement.global_batch_size(settings.training.batch_size))
     artifacts.write_json(os.path.join(out, artifacts.CONFIG_FILE), config)
     say(f"Training on {len(train_rows)} rows, validating on {len(val_rows)}; modalities: {', '.join(modalities)}; "
         f"classes: {', '.join(prep.class_names)}")
+    if placement.name != "default":
+        say(f"Strategy {placement.name}: {placement.replicas} replicas in sync on {placement.num_workers} "
+            f"worker(s), global batch {placement.global_batch_size(settings.training.batch_size)}")
 
-    model, history = _fit(settings, prep, modalities, train_rows, val_rows, out, resume, verbose)
+    model, history = _fit(settings, prep, modalities, train_rows, val_rows, out, placement, resume, verbose)
 
     from fusionapp.evaluation import evaluate_examples
     from fusionapp.metrics import format_report
@@ -146,8 +172,13 @@ def _train_locked(data: str, out: str, settings: RunSettings, resume: bool, verb
     return out
 
 
-def _fit(settings: RunSettings, prep, modalities, train_rows, val_rows, out: str, resume: bool, verbose: int):
-    """Fit with per-epoch checkpoints and early stopping; return the best model and the history."""
+def _fit(settings: RunSettings, prep, modalities, train_rows, val_rows, out: str, placement, resume: bool,
+         verbose: int):
+    """Fit with per-epoch checkpoints and early stopping; return the best model and the history.
+
+    The returned model lives outside any distribution strategy, so what follows (decision tuning,
+    evaluation, saving) runs the same on every worker without collective ops.
+    """
     import keras
 
     from fusionapp.data.pipeline import make_dataset
@@ -155,26 +186,34 @@ def _fit(settings: RunSettings, prep, modalities, train_rows, val_rows, out: str
     from fusionapp.train_state import RunCheckpoint, load_state
 
     training = settings.training
-    batch_size = training.batch_size
+    batch_size = placement.global_batch_size(training.batch_size)
     cache = {"": (None, None), "memory": ("memory", "memory"),
              "disk": tuple(os.path.join(out, "cache", name) for name in ("train", "val"))}[training.cache]
     if training.cache == "disk":
         # A cache left by an interrupted run may be partial; tf.data would refuse or misread it.
         shutil.rmtree(os.path.join(out, "cache"), ignore_errors=True)
         os.makedirs(os.path.join(out, "cache"))
+    # Each worker reads and decodes only its own share of the rows.
+    shard = (placement.num_workers, placement.worker_index) if placement.num_workers > 1 else None
     train_data = make_dataset(train_rows, prep, modalities, batch_size, shuffle=True,
                               augment=training.augment, seed=training.seed,
-                              modality_dropout=training.modality_dropout, cache=cache[0])
-    val_data = make_dataset(val_rows, prep, modalities, batch_size, cache=cache[1])
+                              modality_dropout=training.modality_dropout, cache=cache[0], shard=shard)
+    val_data = make_dataset(val_rows, prep, modalities, batch_size, cache=cache[1], shard=shard)
     state = load_state(out) if resume else None
-    if state is not None:
-        model = keras.saving.load_model(os.path.join(out, artifacts.RESUME_DIR, state["checkpoint"]))
-    else:
-        model = build_classifier(settings.model, prep.to_dict())
-        steps = math.ceil(len(train_rows) / batch_size) * training.epochs
-        schedule = keras.optimizers.schedules.CosineDecay(training.learning_rate, decay_steps=steps, alpha=0.05)
-        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=keras.losses.SparseCategoricalCrossentropy(),
-                      metrics=["accuracy"], jit_compile=training.jit)
+    with placement.strategy.scope():
+        if state is not None:
+            model = keras.saving.load_model(os.path.join(out, artifacts.RESUME_DIR, state["checkpoint"]))
+        else:
+            model = build_classifier(settings.model, prep.to_dict())
+            steps = math.ceil(len(train_rows) / batch_size) * training.epochs
+            schedule = keras.optimizers.schedules.CosineDecay(training.learning_rate, decay_steps=steps, alpha=0.05)
+            model.compile(optimizer=keras.optimizers.Adam(schedule),
+                          loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
+                          jit_compile=training.jit)
+    if placement.num_workers > 1:
+        from fusionapp.distribute import build_from_local_batch
+
+        build_from_local_batch(model, train_data)
     checkpoint = RunCheckpoint(out, patience=training.patience, state=state)
     callbacks = [checkpoint]
     if training.tensorboard:
@@ -188,6 +227,10 @@ def _fit(settings: RunSettings, prep, modalities, train_rows, val_rows, out: str
                   callbacks=callbacks, shuffle=False, verbose=_keras_verbosity(verbose))
     checkpoint.restore_best(model)
     shutil.rmtree(os.path.join(out, "cache"), ignore_errors=True)
+    if placement.name != "default":
+        trained = model
+        model = build_classifier(settings.model, prep.to_dict())
+        model.set_weights(trained.get_weights())
     return model, checkpoint.state["history"]
 
 

@@ -12,13 +12,15 @@ from fusionapp.preprocessing import Preprocessing
 
 def make_dataset(examples: Examples, prep: Preprocessing, modalities, batch_size: int,
                  with_labels: bool = True, shuffle: bool = False, augment: bool = False, seed: int = 0,
-                 modality_dropout: float = 0.0, cache: str | None = None):
+                 modality_dropout: float = 0.0, cache: str | None = None, shard: tuple[int, int] | None = None):
     """Batches of ({"image", "text", "tabular"} inputs, label index) ready for `model.fit`.
 
     Empty image paths and empty texts are missing values: a blank image, an empty text.
     `modality_dropout` blanks the image or the text of that share of rows each (never both), so
     the model learns to answer from what is there. `cache` keeps decoded, resized images after the
-    first pass: "memory", or a file path prefix for tf.data's on-disk cache.
+    first pass: "memory", or a file path prefix for tf.data's on-disk cache. `shard` = (count,
+    index) keeps every count-th row from `index` on, before any file is read: a multi-worker
+    strategy then gets each worker's share as is, instead of every worker decoding every image.
     """
     import tensorflow as tf
 
@@ -36,6 +38,8 @@ def make_dataset(examples: Examples, prep: Preprocessing, modalities, batch_size
         dataset = tf.data.Dataset.zip((inputs, labels))
     else:
         dataset = inputs.map(lambda features: (features,))
+    if shard is not None:
+        dataset = dataset.shard(*shard)
 
     size = prep.image_size
     from_files = examples.images_are_files
@@ -86,6 +90,10 @@ def make_dataset(examples: Examples, prep: Preprocessing, modalities, batch_size
         dataset = dataset.map(vectorize, num_parallel_calls=autotune, deterministic=True)
     if not with_labels:
         dataset = dataset.map(lambda features: features)
+    if shard is not None:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        dataset = dataset.with_options(options)
     return dataset.prefetch(autotune)
 
 

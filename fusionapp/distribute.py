@@ -1,0 +1,136 @@
+"""`--strategy`: which tf.distribute strategy trains the model, and this process's part in it.
+
+MultiWorkerMirroredStrategy must exist before the process runs any other TensorFlow op, so
+`train` picks the strategy before it reads data or adapts preprocessing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from fusionapp.errors import FusionError, one_line
+
+STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The strategy and where this process stands in it."""
+
+    strategy: object  # a tf.distribute.Strategy
+    name: str  # the resolved name: "default", "mirrored" or "multi-worker"
+    num_workers: int = 1
+    worker_index: int = 0
+    is_chief: bool = True
+
+    @property
+    def replicas(self) -> int:
+        return int(self.strategy.num_replicas_in_sync)
+
+    def global_batch_size(self, per_replica: int) -> int:
+        return per_replica * self.replicas
+
+
+def cluster_spec() -> dict | None:
+    """The `cluster` and `task` of TF_CONFIG, or None when it is unset."""
+    raw = os.environ.get("TF_CONFIG", "").strip()
+    if not raw:
+        return None
+    try:
+        config = json.loads(raw)
+        cluster, task = config["cluster"], config["task"]
+        task_type, task_index = task["type"], int(task["index"])
+        size = len(cluster[task_type])
+    except (ValueError, KeyError, TypeError) as error:
+        raise FusionError(f"TF_CONFIG is not a valid cluster description ({error.__class__.__name__}: {error}); "
+                          'expected {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", '
+                          '"index": 0}}') from None
+    if not 0 <= task_index < size:
+        raise FusionError(f"TF_CONFIG: task index {task_index} is outside the {size} '{task_type}' addresses")
+    return {"cluster": cluster, "type": task_type, "index": task_index}
+
+
+def resolve_name(name: str) -> str:
+    """`auto` -> multi-worker under a TF_CONFIG with several tasks, mirrored with several GPUs,
+    else default."""
+    if name not in STRATEGIES:
+        raise FusionError(f"--strategy must be one of {', '.join(STRATEGIES)} (got '{name}')")
+    if name != "auto":
+        return name
+    spec = cluster_spec()
+    if spec and sum(len(addresses) for addresses in spec["cluster"].values()) > 1:
+        return "multi-worker"
+    import tensorflow as tf
+
+    return "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "default"
+
+
+def make_placement(name: str) -> Placement:
+    resolved = resolve_name(name)
+    spec = cluster_spec() if resolved == "multi-worker" else None
+    if resolved == "multi-worker" and spec is None:
+        raise FusionError("--strategy multi-worker needs TF_CONFIG describing the cluster and this worker's "
+                          "place in it (see the README, 'Training on several machines')")
+    import tensorflow as tf
+
+    if resolved == "default":
+        return Placement(tf.distribute.get_strategy(), resolved)
+    if resolved == "mirrored":
+        # All GPUs; without GPUs, every logical CPU device (one, unless the process configured more).
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return Placement(tf.distribute.MirroredStrategy([device.name for device in devices]), resolved)
+    workers = _worker_tasks(spec["cluster"])
+    task = (spec["type"], spec["index"])
+    if task not in workers:
+        raise FusionError(f"TF_CONFIG: this task is a '{spec['type']}'; fusionapp trains on 'chief' and "
+                          "'worker' tasks only")
+    _fix_keras_multi_worker_logs()
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    except (RuntimeError, ValueError) as error:
+        raise FusionError(f"cannot start multi-worker training: {one_line(error)}") from None
+    return Placement(strategy, resolved, num_workers=len(workers), worker_index=workers.index(task),
+                     is_chief=task == workers[0])
+
+
+def _worker_tasks(cluster: dict) -> list[tuple[str, int]]:
+    """Every training task in order: the chief first (when the cluster names one), then the workers.
+    The first is the chief, the only one that writes the run folder."""
+    return [(kind, i) for kind in ("chief", "worker") for i in range(len(cluster.get(kind, [])))]
+
+
+# === Keras 3 workarounds for MultiWorkerMirroredStrategy ===
+# Keras 3's `fit` under MultiWorkerMirroredStrategy trips over two of its own reductions. Both
+# only touch how Keras summarises values (shapes for the first build, logs after each step); the
+# gradients are all-reduced by the strategy as usual. tests/test_distributed.py runs a real
+# two-worker cluster, so a Keras release that changes these internals fails there, not in use.
+
+
+def build_from_local_batch(model, dataset) -> None:
+    """Keras builds the model by all-reducing the first batch as one value, which fails for a batch
+    of several inputs (keras-team/keras#20329). Only shapes and dtypes matter for that build, so
+    hand it one batch of this worker's own dataset instead."""
+    sample = next(iter(dataset.take(1)))
+    build = model._maybe_symbolic_build
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(data_batch=sample)
+
+
+def _fix_keras_multi_worker_logs() -> None:
+    """Keras averages each scalar log over axis 0 across workers, which fails for scalars
+    (tensorflow/tensorflow#72388). Average them over the replicas instead."""
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer
+
+    original = trainer.reduce_per_replica
+    if getattr(original, "fusionapp_fix", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.fusionapp_fix = True
+    trainer.reduce_per_replica = reduce_per_replica
