@@ -7,7 +7,8 @@ Generates (once, under data/throughput/) tables of photo-like JPEGs of --photo-s
 reports in one run:
   1. training samples/s through the real pipeline (files on disk, decode + resize + augment);
   2. the same model's training samples/s on a decoded batch held in memory (the compute ceiling);
-  3. the ratio 1/2 (how well decoding is hidden behind compute);
+  3. the ratio 1/2 (how well decoding is hidden behind compute), one core's decoding time per
+     photo (what limits 3 on a small machine), and the ratio with --cache memory after epoch 1;
   4. achieved FLOP/s of the training step (3 x forward FLOPs counted from the layers) against
      this machine's fp32 matmul peak measured now (4096^2 matmuls);
   5. `fusionapp predict RUN table.csv` rows/s end to end (cold process) and at steady state, and
@@ -89,6 +90,23 @@ def matmul_peak(dtype: str = "float32", size: int = 4096, repeats: int = 5) -> f
     return 2 * size**3 * repeats / (time.perf_counter() - started)
 
 
+def decode_seconds_per_image(examples, prep, count: int = 300) -> float:
+    """Read + decode + resize, one image at a time on one thread, as the pipeline does per image."""
+    import tensorflow as tf
+
+    from fusionapp.data.images import decode_or_blank, read_or_blank
+
+    paths = tf.data.Dataset.from_tensor_slices(list(examples.images[:count]))
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1
+    decoded = paths.map(lambda path: decode_or_blank(read_or_blank(path), prep.image_size)).with_options(options)
+    for _ in decoded.take(20):
+        pass
+    started = time.perf_counter()
+    n = sum(1 for _ in decoded)
+    return (time.perf_counter() - started) / n
+
+
 def peak_memory_of(command: list[str]) -> float:
     """Peak resident memory (GB) of a command, from GNU time."""
     done = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True, check=True)
@@ -142,6 +160,21 @@ def main(argv=None) -> dict:
     figures["train_in_memory_samples_per_s"] = round(len(batches) * args.batch_size / (time.perf_counter() - started), 1)
     figures["pipeline_over_memory"] = round(figures["train_pipeline_samples_per_s"]
                                             / figures["train_in_memory_samples_per_s"], 3)
+
+    # Why the ratio stops where it does: one core's time to read, decode and resize one photo,
+    # and the cores that decoding alone would need to feed the compute ceiling.
+    figures["decode_ms_per_image_one_core"] = round(1000 * decode_seconds_per_image(examples, prep), 2)
+    figures["cores_decoding_needs_at_ceiling"] = round(
+        figures["decode_ms_per_image_one_core"] / 1000 * figures["train_in_memory_samples_per_s"], 2)
+    # With --cache memory, epochs after the first read decoded pixels (epoch 1 fills the cache).
+    cached = make_dataset(examples, prep, loaded.modalities, args.batch_size, shuffle=True, augment=True,
+                          cache="memory")
+    model.fit(cached, epochs=1, verbose=0)
+    started = time.perf_counter()
+    model.fit(cached, epochs=1, verbose=0)
+    figures["train_cached_samples_per_s"] = round(len(examples) / (time.perf_counter() - started), 1)
+    figures["cached_over_memory"] = round(figures["train_cached_samples_per_s"]
+                                          / figures["train_in_memory_samples_per_s"], 3)
 
     # 4. achieved FLOP/s of the training step against the measured matmul peak
     step_flops = 3 * count_forward_flops(model)

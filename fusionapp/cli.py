@@ -120,7 +120,8 @@ def demo(out, rows, seed):
 @click.option("--sequence-length", type=click.IntRange(min=1), help="Tokens kept per text (default: 64).")
 @click.option("--dropout", type=click.FloatRange(0, 0.95), help="Dropout rate (default: 0.3).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs (default: 15).")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size per replica; the global batch is this times the replicas (default: 64).")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Batch size per replica; the global batch is this times the replicas (default: 64).")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate (default: 0.002).")
 @click.option("--seed", type=int, help="Random seed (default: 0).")
 @click.option("--val-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),

@@ -39,7 +39,9 @@ class Preprocessing:
     text_tokens: str = "words"
     sequence_length: int = 64
     vocabulary: list[str] = field(default_factory=list)
-    text_mode: str = "sequence"  # "sequence" (token ids) or "tf_idf" (weighted n-gram bag)
+    # "sequence": token ids; "counts": n-gram counts, weighted inside the model by `idf_weights`;
+    # "tf_idf": TF-IDF weights (runs saved before fusionapp 0.2)
+    text_mode: str = "sequence"
     ngrams: int = 1
     idf_weights: list[float] = field(default_factory=list)
     tabular: list[TabularColumn] = field(default_factory=list)
@@ -58,13 +60,22 @@ class Preprocessing:
     def vocabulary_size(self) -> int:
         return len(self.vocabulary) + 2  # padding and out-of-vocabulary ids come first
 
+    @property
+    def count_idf_weights(self) -> list[float]:
+        """One idf weight per count column: the out-of-vocabulary slot (given the mean) first."""
+        weights = list(self.idf_weights)
+        return [float(np.mean(weights)) if weights else 1.0, *weights]
+
     def text_vectorizer(self):
-        """A TextVectorization layer holding the saved state: raw strings -> token ids, or
-        TF-IDF weights over the n-gram vocabulary. Built once: its lookup table over a large
-        vocabulary costs far more than vectorising one request."""
+        """A TextVectorization layer holding the saved state: raw strings -> token ids, n-gram
+        counts, or TF-IDF weights. Built once: its lookup table over a large vocabulary costs far
+        more than vectorising one request."""
         cached = self.__dict__.get("_vectorizer")
         if cached is None:
-            if self.text_mode == "tf_idf":
+            if self.text_mode == "counts":
+                cached = _make_vectorizer(self.text_tokens, self.sequence_length, vocabulary=self.vocabulary,
+                                          ngrams=self.ngrams, output_mode="count")
+            elif self.text_mode == "tf_idf":
                 cached = _make_vectorizer(self.text_tokens, self.sequence_length, vocabulary=self.vocabulary,
                                           ngrams=self.ngrams, idf_weights=self.idf_weights)
             else:
@@ -113,20 +124,21 @@ class Preprocessing:
 def adapt(train: Examples, text: TextSettings, image_size: int, modalities,
           tabular_kinds: dict[str, str], text_mode: str = "sequence") -> Preprocessing:
     """Learn the preprocessing state from the training rows only."""
-    text = text.resolved("bag" if text_mode == "tf_idf" else "cnn")
+    bag = text_mode in ("counts", "tf_idf")
+    text = text.resolved("bag" if bag else "cnn")
     class_names = sorted(set(train.labels))
     if len(class_names) < 2:
         raise FusionError(f"{train.source}: the training rows have only one label ('{class_names[0]}'); "
                           "a classifier needs at least two")
     vocabulary, idf_weights = [], []
-    ngrams = text.ngrams if text_mode == "tf_idf" else 1
+    ngrams = text.ngrams if bag else 1
     if "text" in modalities:
         texts = np.array(train.texts, dtype=object)
         vectorizer = _make_vectorizer(text.tokens, text.sequence_length, max_tokens=text.max_tokens,
-                                      ngrams=ngrams, output_mode="count" if text_mode == "tf_idf" else "int")
+                                      ngrams=ngrams, output_mode="count" if bag else "int")
         vectorizer.adapt(texts)
         vocabulary = [str(token) for token in vectorizer.get_vocabulary(include_special_tokens=False)]
-        if text_mode == "tf_idf":
+        if bag:
             idf_weights = _idf_weights(texts, text.tokens, vocabulary, ngrams)
     tabular = []
     if "tabular" in modalities:

@@ -115,7 +115,7 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
     if resume and os.path.exists(preprocessing_path):
         prep = Preprocessing.from_dict(artifacts.read_json(preprocessing_path))
     else:
-        text_mode = "tf_idf" if settings.model.text_encoder == "bag" else "sequence"
+        text_mode = "counts" if settings.model.text_encoder == "bag" else "sequence"
         prep = adapt(train_rows, settings.text, settings.model.image_size, modalities, kinds, text_mode)
         artifacts.write_json(preprocessing_path, prep.to_dict())
     val_rows, unseen = _drop_unseen_labels(val_rows, prep.class_names, columns.label)

@@ -83,11 +83,34 @@ def test_save_and_reload_gives_equal_outputs(tmp_path):
     np.testing.assert_allclose(reloaded.predict(batch, verbose=0), model.predict(batch, verbose=0), rtol=1e-5, atol=1e-6)
 
 
-def test_bag_text_encoder_reads_tf_idf_vectors():
-    prep = {**PREP, "text_mode": "tf_idf", "vocabulary": [f"w{i}" for i in range(9)]}
+def test_bag_text_encoder_reads_n_gram_counts():
+    prep = {**PREP, "text_mode": "counts", "vocabulary": [f"w{i}" for i in range(9)],
+            "idf_weights": [1.0 + i / 10 for i in range(9)]}
     model = build_classifier(settings(text_encoder="bag", modalities=("text",)), prep)
     assert model.input["text"].shape == (None, 10)  # 9 n-grams + the out-of-vocabulary slot
+    idf = model.get_layer("text.sublinear_tf_idf").get_weights()[0]
+    np.testing.assert_allclose(idf, [1.4] + prep["idf_weights"], rtol=1e-6)  # out-of-vocabulary: the mean
     assert model.predict({"text": np.random.rand(3, 10).astype("float32")}, verbose=0).shape == (3, 3)
+
+
+def test_runs_saved_with_tf_idf_inputs_still_build_without_the_count_weighting():
+    prep = {**PREP, "text_mode": "tf_idf", "vocabulary": [f"w{i}" for i in range(9)]}
+    model = build_classifier(settings(text_encoder="bag", modalities=("text",)), prep)
+    assert "text.sublinear_tf_idf" not in {layer.name for layer in model.layers}
+    assert model.predict({"text": np.random.rand(3, 10).astype("float32")}, verbose=0).shape == (3, 3)
+
+
+def test_sublinear_tf_idf_is_log_counts_times_idf_at_unit_length():
+    from fusionapp.model.blocks import SublinearTfIdf
+
+    idf = np.array([1.0, 2.0, 0.5, 3.0], dtype="float32")
+    counts = np.array([[0, 1, 4, 2], [3, 0, 0, 0], [0, 0, 0, 0]], dtype="float32")
+    weighted = np.log1p(counts) * idf
+    expected = weighted / np.maximum(np.linalg.norm(weighted, axis=1, keepdims=True), 1e-6)
+    out = np.asarray(SublinearTfIdf(4, idf)(counts))
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.linalg.norm(out[:2], axis=1), 1.0, rtol=1e-5)
+    assert not out[2].any()  # an empty text stays all zeros: "missing", not a unit vector
 
 
 def test_mismatched_text_encoder_and_preprocessing_is_refused():

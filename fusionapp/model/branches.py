@@ -5,7 +5,7 @@ from __future__ import annotations
 from keras import layers, regularizers
 
 from fusionapp.config import ModelSettings
-from fusionapp.model.blocks import BN_MOMENTUM, multi_kernel_block
+from fusionapp.model.blocks import BN_MOMENTUM, SublinearTfIdf, multi_kernel_block
 
 
 def image_branch(images, settings: ModelSettings):
@@ -23,11 +23,14 @@ def image_branch(images, settings: ModelSettings):
     return layers.Dense(settings.branch_units, activation="relu", name="image.projection")(x)
 
 
-def text_branch(text, settings: ModelSettings, vocabulary_size: int):
+def text_branch(text, settings: ModelSettings, vocabulary_size: int, idf_weights=None):
     """Token ids -> features: embedding, then parallel 1-D convolutions (or a masked mean);
-    or, for the "bag" encoder, TF-IDF n-gram weights -> one wide dense layer."""
+    or, for the "bag" encoder, n-gram counts -> sublinear TF-IDF -> one wide dense layer.
+    (Runs saved before fusionapp 0.2 feed TF-IDF weights directly and pass no `idf_weights`.)"""
     token_ids = text
     if settings.text_encoder == "bag":
+        if idf_weights is not None:
+            text = SublinearTfIdf(len(idf_weights), idf_weights, name="text.sublinear_tf_idf")(text)
         x = layers.Dropout(settings.dropout, name="text.bag_dropout")(text)
         x = layers.Dense(settings.branch_units, activation="relu", kernel_regularizer=regularizers.L2(1e-5),
                          name="text.bag_dense")(x)

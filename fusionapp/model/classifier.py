@@ -35,15 +35,16 @@ class FusionClassifier(keras.Model):
             features.append(image_branch(inputs["image"], model_settings))
         if "text" in modalities:
             bag = model_settings.text_encoder == "bag"
-            if bag != (prep.text_mode == "tf_idf"):
-                raise FusionError("the bag text encoder needs TF-IDF preprocessing (text_mode tf_idf), "
+            if bag != (prep.text_mode in ("counts", "tf_idf")):
+                raise FusionError("the bag text encoder needs n-gram counts (text_mode counts), "
                                   "and the cnn/mean encoders need token ids")
             if bag:
-                # one weight per vocabulary entry, plus the out-of-vocabulary slot
+                # one column per vocabulary entry, plus the out-of-vocabulary slot
                 inputs["text"] = keras.Input((len(prep.vocabulary) + 1,), dtype="float32", name="text")
             else:
                 inputs["text"] = keras.Input((prep.sequence_length,), dtype="int64", name="text")
-            features.append(text_branch(inputs["text"], model_settings, prep.vocabulary_size))
+            idf = prep.count_idf_weights if prep.text_mode == "counts" else None
+            features.append(text_branch(inputs["text"], model_settings, prep.vocabulary_size, idf))
         if "tabular" in modalities:
             inputs["tabular"] = keras.Input((prep.tabular_width,), dtype="float32", name="tabular")
             features.append(tabular_branch(inputs["tabular"], model_settings))
