@@ -131,8 +131,8 @@ def demo(out, rows, seed):
 @click.option("--augment/--no-augment", default=None, help="Random flips and shifts of training images (default: on).")
 @click.option("--cache", type=click.Choice(["memory", "disk"]),
               help="Keep decoded, resized images after epoch 1 (in memory, or in RUN/cache while training).")
-@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16", "mixed_float16"]),
-              help="Compute precision (default: float32).")
+@click.option("--precision", type=click.Choice(["auto", "float32", "mixed_bfloat16", "mixed_float16"]),
+              help="Compute precision; auto: bfloat16 where the hardware has it natively (default: auto).")
 @click.option("--jit/--no-jit", default=None, help="XLA-compile the training step (default: off).")
 @click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multi-worker"]),
               help="tf.distribute strategy: mirrored over this machine's GPUs, multi-worker across the machines "

@@ -92,7 +92,7 @@ class TrainingSettings:
     modality_dropout: float = 0.1  # share of training rows that lose their image, and their text
     tune_decisions: bool = True  # per-class offsets chosen on validation rows for macro-F1
     cache: str = ""  # "", "memory" or "disk": keep decoded images after the first epoch
-    precision: str = "float32"  # "float32", "mixed_bfloat16" or "mixed_float16"
+    precision: str = "auto"  # "auto", "float32", "mixed_bfloat16" or "mixed_float16"
     jit: bool = False  # XLA-compile the training step
     strategy: str = "auto"  # "auto", "default", "mirrored" or "multi-worker" (tf.distribute)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -46,6 +45,10 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
 
     # Before anything else runs a TensorFlow op: multi-worker training cannot start after one.
     placement = make_placement(run_settings.training.strategy)
+    from fusionapp.precision import resolve_precision
+
+    # Recorded as resolved, so config.json says what ran and --resume keeps it on other hardware.
+    run_settings = apply_flat(run_settings, {"precision": resolve_precision(run_settings.training.precision)})
     if resume and placement.num_workers > 1:
         raise FusionError("--resume is not supported with --strategy multi-worker: restart the whole cluster "
                           "without --resume")
@@ -65,27 +68,12 @@ def _train_in(data: str, out: str, settings: RunSettings, placement, resume: boo
     import keras
 
     artifacts.make_writable_dir(out)
+    from fusionapp.precision import precision_policy
+
     with artifacts.run_lock(out), precision_policy(settings.training.precision):
         artifacts.prepare_run_dir(out, resume=resume, overwrite=overwrite)
         keras.utils.set_random_seed(settings.training.seed)
         return _train_locked(data, out, settings, placement, resume, verbose)
-
-
-@contextlib.contextmanager
-def precision_policy(name: str):
-    """Keras' global dtype policy for the layers built inside, restored afterwards.
-
-    Mixed policies compute in bfloat16 / float16 and keep float32 weights; the policy is saved
-    with each layer, so the trained model reloads with the same precision.
-    """
-    import keras
-
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def _train_locked(data: str, out: str, settings: RunSettings, placement, resume: bool, verbose: int) -> str:
@@ -320,8 +308,6 @@ def _check_settings(settings: RunSettings) -> None:
 
         if importlib.util.find_spec("tensorboard") is None:
             raise FusionError("--tensorboard needs the tensorboard package: pip install 'fusionapp[tensorboard]'")
-    if training.precision not in ("float32", "mixed_bfloat16", "mixed_float16"):
-        raise FusionError(f"--precision must be float32, mixed_bfloat16 or mixed_float16 (got '{training.precision}')")
     if training.cache not in ("", "memory", "disk"):
         raise FusionError(f"--cache must be memory or disk (got '{training.cache}')")
     if settings.model.image_size < 16:

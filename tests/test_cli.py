@@ -99,8 +99,9 @@ def test_predict_single_pair_text_and_json(trained_run, demo_dir, capsys):
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert result["confidence"] == max(result["probabilities"].values())
     assert len(result["top_k"]) == 2
-    code, out, _ = run_cli(capsys, "predict", trained_run, "--image", image, "--text", "selling a new lamp")
-    assert code == 0 and result["predicted_label"] in out
+    code, out, _ = run_cli(capsys, "predict", trained_run, "--image", image, "--text", "selling a new lamp",
+                           "--tabular", "price=50")
+    assert code == 0 and out.startswith(f"{result['predicted_label']} (confidence {result['confidence']:.4f})")
 
 
 def test_reloaded_in_a_new_process_predicts_the_same_probabilities(trained_run, demo_table, tmp_path):

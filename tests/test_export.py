@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from conftest import run_cli
+from conftest import TINY_MODEL, run_cli
 
 LOAD = """
 import json, sys
@@ -25,7 +26,18 @@ print(json.dumps({"probabilities": out["probabilities"].numpy().tolist(),
 """
 
 
-def test_exported_savedmodel_matches_predict(trained_run, demo_dir, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def bfloat16_run(demo_table, tmp_path_factory):
+    from fusionapp import train
+
+    out = tmp_path_factory.mktemp("runs") / "bf16"
+    return train(demo_table, str(out), epochs=1, tabular_col=("price", "seller"), precision="mixed_bfloat16",
+                 verbose=0, **TINY_MODEL)
+
+
+@pytest.mark.parametrize("run_name", ["trained_run", "bfloat16_run"])
+def test_exported_savedmodel_matches_predict(run_name, request, demo_dir, tmp_path, capsys):
+    trained_run = request.getfixturevalue(run_name)
     code, _, err = run_cli(capsys, "export", trained_run, "--out", tmp_path / "exported")
     assert code == 0, err
     with open(demo_dir / "demo.csv", newline="") as handle:

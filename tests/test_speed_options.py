@@ -38,3 +38,24 @@ def test_unknown_precision_is_refused(demo_table, tmp_path):
 
     with pytest.raises(FusionError, match="--precision must be"):
         train(demo_table, str(tmp_path / "run"), precision="float8", verbose=0)
+
+
+@pytest.mark.parametrize("flags, native", [
+    ("fpu vme avx512f avx512_bf16 avx512_vnni", True),
+    ("fpu vme amx_bf16 amx_tile", True),
+    ("fpu vme avx2 avx512f", False),
+])
+def test_auto_precision_uses_bfloat16_only_where_the_cpu_has_it(flags, native, tmp_path):
+    from fusionapp.precision import cpu_has_native_bfloat16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: {flags}\n")
+    assert cpu_has_native_bfloat16(str(cpuinfo)) is native
+    assert cpu_has_native_bfloat16(str(tmp_path / "absent")) is False
+
+
+def test_auto_precision_is_recorded_as_what_ran(trained_run):
+    from fusionapp.precision import resolve_precision
+
+    settings = json.load(open(os.path.join(trained_run, "config.json")))["settings"]["training"]
+    assert settings["precision"] == resolve_precision("auto") != "auto"
