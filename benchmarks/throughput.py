@@ -81,8 +81,8 @@ def count_forward_flops(model) -> int:
 def matmul_peak(dtype: str = "float32", size: int = 4096, repeats: int = 5) -> float:
     import tensorflow as tf
 
-    a = tf.random.normal((size, size), dtype=dtype)
-    b = tf.random.normal((size, size), dtype=dtype)
+    a = tf.cast(tf.random.normal((size, size)), dtype)
+    b = tf.cast(tf.random.normal((size, size)), dtype)
     (a @ b).numpy()
     started = time.perf_counter()
     for _ in range(repeats):
@@ -121,6 +121,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--photo-size", type=int, default=480)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
+                        help="compute precision of every training here (float32 to compare with the fp32 peak)")
     parser.add_argument("--out", default="benchmarks/results/throughput.json")
     args = parser.parse_args(argv)
 
@@ -137,7 +139,7 @@ def main(argv=None) -> dict:
     figures["generate_s"] = round(time.perf_counter() - started, 1)
     work = tempfile.mkdtemp()
     run = train(table, os.path.join(work, "run"), epochs=1, image_size=args.image_size, batch_size=args.batch_size,
-                verbose=0, tune_decisions=False)
+                precision=args.precision, verbose=0, tune_decisions=False)
     loaded = load_run(run)
     model, prep = loaded.model, loaded.preprocessing
     examples = load_examples(table, run_columns(loaded), modalities=loaded.modalities)
@@ -182,6 +184,9 @@ def main(argv=None) -> dict:
     figures["train_achieved_gflops"] = round(step_flops * figures["train_in_memory_samples_per_s"] / 1e9, 1)
     figures["matmul_peak_fp32_gflops"] = round(matmul_peak("float32") / 1e9, 1)
     figures["fraction_of_fp32_peak"] = round(figures["train_achieved_gflops"] / figures["matmul_peak_fp32_gflops"], 3)
+    if args.precision == "mixed_bfloat16":
+        figures["matmul_peak_bf16_gflops"] = round(matmul_peak("bfloat16") / 1e9, 1)
+        figures["fraction_of_bf16_peak"] = round(figures["train_achieved_gflops"] / figures["matmul_peak_bf16_gflops"], 3)
 
     # 5. prediction: end to end in a fresh process, steady state in this one, single pair
     started = time.perf_counter()
@@ -204,7 +209,8 @@ def main(argv=None) -> dict:
     # 6. peak memory, 1 epoch, small vs big table
     if args.big_rows:
         big = make_photos(os.path.join("data", "throughput", f"{args.big_rows}"), args.big_rows, args.photo_size)
-        common = ["--epochs", "1", "--image-size", str(args.image_size), "--no-tune-decisions"]
+        common = ["--epochs", "1", "--image-size", str(args.image_size), "--no-tune-decisions",
+                  "--precision", args.precision]
         small_gb = peak_memory_of([sys.executable, "-m", "fusionapp", "train", table, "--out",
                                    os.path.join(work, "m1"), *common])
         big_gb = peak_memory_of([sys.executable, "-m", "fusionapp", "train", big, "--out",

@@ -78,7 +78,10 @@ def _forward_function(model, element_spec):
     key = tuple(sorted((name, tuple(spec.shape), spec.dtype.name) for name, spec in signature.items()))
     functions = _FORWARD_FUNCTIONS.setdefault(model, {})
     if key not in functions:
-        functions[key] = tf.function(lambda inputs: model(inputs, training=False), input_signature=[signature])
+        # A weak reference, so the cached function does not keep its model (the key) alive.
+        model_ref = weakref.ref(model)
+        functions[key] = tf.function(lambda inputs: model_ref()(inputs, training=False),
+                                     input_signature=[signature])
     return functions[key]
 
 
