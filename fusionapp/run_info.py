@@ -26,6 +26,11 @@ def run_info(model: str) -> dict:
         "rows": {key: config.get(key) for key in ("n_train", "n_val", "n_skipped")},
         "epochs_run": config.get("epochs_run"),
         "best_epoch": config.get("best_epoch"),
+        # absent from runs made before fusionapp 0.2, which trained on one device
+        "distribution": {"strategy": config.get("strategy", "default"), "replicas": config.get("replicas", 1),
+                         "workers": config.get("workers", 1),
+                         "global_batch_size": config.get("global_batch_size",
+                                                         settings.get("training", {}).get("batch_size"))},
         "settings": settings,
         "validation_metrics": artifacts.read_json(metrics_path) if os.path.exists(metrics_path) else None,
         "test_metrics": artifacts.read_json(test_path) if os.path.exists(test_path) else None,
@@ -51,8 +56,12 @@ def format_info(info: dict) -> str:
         lines.append(f"model        image {model.get('image_size')} px, kernels {model.get('image_kernels')}, "
                      f"filters {model.get('image_filters')}, text encoder {model.get('text_encoder')}")
     if training:
+        distribution = info["distribution"]
         lines.append(f"training     lr {training.get('learning_rate')}, batch {training.get('batch_size')}, "
-                     f"seed {training.get('seed')}, class weight {training.get('class_weight')}")
+                     f"seed {training.get('seed')}, class weight {training.get('class_weight')}, "
+                     f"precision {training.get('precision', 'float32')}")
+        lines.append(f"devices      strategy {distribution['strategy']}, {distribution['replicas']} replica(s) on "
+                     f"{distribution['workers']} worker(s), global batch {distribution['global_batch_size']}")
     for title, key in (("validation", "validation_metrics"), ("test", "test_metrics")):
         if info[key]:
             m = info[key]

@@ -16,6 +16,7 @@ def test_info_readable_and_json(trained_run, capsys):
     assert details["modalities"] == ["image", "text", "tabular"]
     assert details["validation_metrics"]["n_examples"] > 0
     assert details["versions"]["fusionapp"]
+    assert details["distribution"] == {"strategy": "default", "replicas": 1, "workers": 1, "global_batch_size": 64}
 
 
 def test_info_on_something_that_is_not_a_run(tmp_path, capsys):
