@@ -156,7 +156,6 @@ def main(argv=None) -> dict:
     loaded = load_run(run)
     model, prep = loaded.model, loaded.preprocessing
     examples = load_examples(table, run_columns(loaded), modalities=loaded.modalities)
-    y = prep.label_indices(examples.labels)
 
     # 1. the real pipeline, 2. the same batches held in memory. Each is timed over several epochs
     # after a warm-up epoch (tracing, filling a cache), and the median epoch counts: one short

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import TINY_MODEL, run_cli
+from conftest import run_cli
 from fusionapp.metrics import REPORT_KEYS
 
 

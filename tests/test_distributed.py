@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from conftest import TINY_MODEL, run_cli

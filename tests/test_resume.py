@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 
 from conftest import TINY_MODEL, run_cli
 
