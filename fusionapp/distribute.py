@@ -72,7 +72,7 @@ def make_placement(name: str) -> Placement:
     spec = cluster_spec() if resolved == "multi-worker" else None
     if resolved == "multi-worker" and spec is None:
         raise FusionError("--strategy multi-worker needs TF_CONFIG describing the cluster and this worker's "
-                          "place in it (see the README, 'Training on several machines')")
+                          "place in it (see the README, 'Training on several GPUs or machines')")
     import tensorflow as tf
 
     if resolved == "default":
