@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 from fusionapp.errors import FusionError, one_line
 
+# Runs written in an older layout (fusionapp 0.2: probability heads, vocabulary in the model's
+# config) cannot be loaded; the format number says which layout a run has.
+RUN_FORMAT = 2
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 PREPROCESSING_FILE = "preprocessing.json"
@@ -154,16 +157,19 @@ def run_lock(path: str):
 
 @dataclass
 class Run:
-    """A trained run loaded for inference: the model plus what it was trained with."""
+    """A trained run loaded for inference: the model (with its preprocessor) and its config."""
 
     path: str
-    model: object
+    model: object  # fusionapp.model.FusionClassifier, with .preprocessor
     config: dict
-    preprocessing: object  # fusionapp.preprocessing.Preprocessing
+
+    @property
+    def preprocessor(self):
+        return self.model.preprocessor
 
     @property
     def modalities(self) -> tuple[str, ...]:
-        return tuple(self.model.settings["modalities"])
+        return self.preprocessor.modalities
 
 
 def resolve_run_dir(path: str) -> str:
@@ -186,21 +192,23 @@ def load_run(path: str) -> Run:
     import keras
 
     import fusionapp
-    from fusionapp.preprocessing import Preprocessing
     import fusionapp.model  # noqa: F401 - registers the custom classes for safe-mode loading
+    import fusionapp.preprocessing  # noqa: F401
 
     run_dir = resolve_run_dir(path)
     model_path = path if os.path.isfile(path) else os.path.join(run_dir, MODEL_FILE)
     config_path = os.path.join(run_dir, CONFIG_FILE)
     config = read_json(config_path) if os.path.exists(config_path) else {}
     saved_version = str(config.get("fusionapp_version", fusionapp.__version__))
-    if saved_version.split(".")[0] != fusionapp.__version__.split(".")[0]:
-        raise FusionError(f"{model_path}: made by fusionapp {saved_version}, which this fusionapp "
-                          f"{fusionapp.__version__} cannot load (different major version); retrain it")
+    if saved_version.split(".")[0] != fusionapp.__version__.split(".")[0] or \
+            (config and config.get("run_format", 1) != RUN_FORMAT):
+        raise FusionError(f"{model_path}: made by fusionapp {saved_version}, whose runs this fusionapp "
+                          f"{fusionapp.__version__} cannot load (run format {config.get('run_format', 1)}, "
+                          f"expected {RUN_FORMAT}); retrain it")
     try:
         model = keras.saving.load_model(model_path, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - any loader failure means an unusable file
         raise FusionError(f"{model_path}: cannot load the model ({one_line(error)})") from error
-    if not hasattr(model, "preprocessing"):
-        raise FusionError(f"{model_path}: not a fusionapp model (no preprocessing state inside)")
-    return Run(run_dir, model, config, Preprocessing.from_dict(model.preprocessing))
+    if getattr(model, "preprocessor", None) is None:
+        raise FusionError(f"{model_path}: not a fusionapp model (no preprocessor inside)")
+    return Run(run_dir, model, config)

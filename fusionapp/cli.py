@@ -14,7 +14,6 @@ import click
 from fusionapp import __version__
 from fusionapp.errors import FusionError, one_line
 
-ON_BAD_ROW = click.Choice(["skip", "error"])
 TENSORFLOW_COMMANDS = ("train", "evaluate", "predict", "export", "serve")
 
 
@@ -40,20 +39,12 @@ def _load_tensorflow(debug: bool = False) -> None:
     tensorflow.get_logger().setLevel("ERROR")
 
 
-def _int_list(value):
-    """`"1,3,5"` (a flag) or `[1, 3, 5]` (a config file) -> (1, 3, 5)."""
-    if value is None or isinstance(value, (list, tuple)):
-        return None if value is None else tuple(int(part) for part in value)
-    try:
-        return tuple(int(part) for part in str(value).split(",") if part.strip())
-    except ValueError as error:
-        raise click.BadParameter(f"expected a comma list of integers, got '{value}'") from error
+def setting_option(*declarations, name: str, help: str, **options):
+    """A train flag whose accepted values are the setting's own rule (fusionapp.config): the rule
+    is checked once, when the settings are built, and its words are shown in --help."""
+    from fusionapp.config import requirement
 
-
-def _name_list(value):
-    if value is None or isinstance(value, (list, tuple)):
-        return None if value is None else tuple(value)
-    return tuple(part.strip() for part in value.split(",") if part.strip())
+    return click.option(*declarations, help=f"{help} [{requirement(name)}]", **options)
 
 
 def column_options(function):
@@ -104,45 +95,50 @@ def demo(out, rows, seed):
 @click.argument("data", required=False)
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: checkpoints/<data>-<time>).")
 @column_options
-@click.option("--tabular-col", multiple=True,
-              help="Tabular column, repeatable; NAME:numeric or NAME:categorical forces its kind.")
-@click.option("--modalities", help="Comma list from image,text,tabular (default: all the data has).")
-@click.option("--image-size", type=click.IntRange(min=16), help="Image side in pixels (default: 64).")
-@click.option("--image-kernels", help="Kernel sizes of each image block, e.g. 1,3,5,7 (default: 1,3,5).")
-@click.option("--image-filters", help="Output channels of each image block, e.g. 48,96,192.")
-@click.option("--text-encoder", type=click.Choice(["bag", "cnn", "mean"]),
-              help="Text branch: bag (TF-IDF n-grams, default), cnn (1-D convolutions), mean (pooled embeddings).")
-@click.option("--ngrams", type=click.IntRange(1, 8),
-              help="N-gram length for the bag encoder (default: 5 for chars, 2 for words).")
-@click.option("--text-tokens", type=click.Choice(["auto", "words", "chars"]),
-              help="Words or characters (for languages without spaces); auto: chars for bag, words otherwise.")
-@click.option("--max-tokens", type=click.IntRange(min=10), help="Vocabulary size bound (default: 20000).")
-@click.option("--sequence-length", type=click.IntRange(min=1), help="Tokens kept per text (default: 64).")
-@click.option("--dropout", type=click.FloatRange(0, 0.95), help="Dropout rate (default: 0.3).")
-@click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs (default: 15).")
-@click.option("--batch-size", type=click.IntRange(min=1),
-              help="Batch size per replica; the global batch is this times the replicas (default: 64).")
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate (default: 0.002).")
-@click.option("--seed", type=int, help="Random seed (default: 0).")
-@click.option("--val-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Hold-out fraction when the data has no split column (default: 0.15).")
-@click.option("--patience", type=click.IntRange(min=1), help="Epochs without val-loss improvement before stopping (default: 4).")
-@click.option("--class-weight", type=click.Choice(["none", "balanced"]), help="Weight classes by inverse frequency.")
-@click.option("--augment/--no-augment", default=None, help="Random flips and shifts of training images (default: on).")
-@click.option("--cache", type=click.Choice(["memory", "disk"]),
-              help="Keep decoded, resized images after epoch 1 (in memory, or in RUN/cache while training).")
-@click.option("--precision", type=click.Choice(["auto", "float32", "mixed_bfloat16", "mixed_float16"]),
-              help="Compute precision; auto: bfloat16 where the hardware has it natively (default: auto).")
-@click.option("--jit/--no-jit", default=None, help="XLA-compile the training step (default: off).")
-@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multi-worker"]),
-              help="tf.distribute strategy: mirrored over this machine's GPUs, multi-worker across the machines "
-                   "in TF_CONFIG; auto picks by what it finds (default: auto).")
-@click.option("--tune-decisions/--no-tune-decisions", default=None,
-              help="After training, shift per-class decision offsets to maximise validation macro-F1 (default: on).")
-@click.option("--modality-dropout", type=click.FloatRange(0, 0.5),
-              help="Share of training rows whose image (and, separately, text) is blanked, so the model "
-                   "copes with missing inputs (default: 0.1).")
-@click.option("--on-bad-row", type=ON_BAD_ROW, help="Skip and count bad rows (default) or stop at the first.")
+@setting_option("--tabular-col", name="tabular_col", multiple=True,
+                help="Tabular column, repeatable; NAME:numeric or NAME:categorical forces its kind.")
+@setting_option("--modalities", name="modalities", help="Inputs the model uses (default: all the data has).")
+@setting_option("--image-size", name="image_size", type=int, help="Image side in pixels (default: 64).")
+@setting_option("--image-kernels", name="image_kernels", help="Kernel sizes of each image block (default: 1,3,5).")
+@setting_option("--image-filters", name="image_filters", help="Output channels of each image block (default: 48,96,192).")
+@setting_option("--image-reduction", name="image_reduction", type=float,
+                help="1x1 reductions before the larger kernels, as a share of each branch's channels; "
+                     "0 for none (default: 0.5).")
+@setting_option("--text-encoder", name="text_encoder",
+                help="Text branch: bag (TF-IDF n-grams, default), cnn (1-D convolutions), mean (pooled embeddings).")
+@setting_option("--ngrams", name="ngrams", type=int,
+                help="N-gram length for the bag encoder; 0: 5 for chars, 2 for words (default: 0).")
+@setting_option("--text-tokens", name="text_tokens",
+                help="Words or characters (for languages without spaces); auto: chars for bag, words otherwise.")
+@setting_option("--max-tokens", name="max_tokens", type=int, help="Vocabulary size bound (default: 20000).")
+@setting_option("--sequence-length", name="sequence_length", type=int, help="Tokens kept per text (default: 64).")
+@setting_option("--dropout", name="dropout", type=float, help="Dropout rate (default: 0.3).")
+@setting_option("--epochs", name="epochs", type=int, help="Maximum epochs (default: 15).")
+@setting_option("--batch-size", name="batch_size", type=int,
+                help="Batch size per replica; the global batch is this times the replicas (default: 64).")
+@setting_option("--learning-rate", name="learning_rate", type=float, help="Peak learning rate (default: 0.002).")
+@setting_option("--seed", name="seed", type=int, help="Random seed (default: 0).")
+@setting_option("--val-split", name="val_split", type=float,
+                help="Hold-out fraction when the data has no split column (default: 0.15).")
+@setting_option("--patience", name="patience", type=int,
+                help="Epochs without val-loss improvement before stopping (default: 4).")
+@setting_option("--class-weight", name="class_weight", help="Weight classes by inverse frequency (default: none).")
+@setting_option("--augment/--no-augment", name="augment", default=None,
+                help="Random flips and shifts of training images (default: on).")
+@setting_option("--cache", name="cache",
+                help="Keep decoded, resized images after one pass (in memory, or in RUN/cache while training).")
+@setting_option("--precision", name="precision",
+                help="Compute precision; auto: bfloat16 where the hardware has it natively (default: auto).")
+@setting_option("--jit/--no-jit", name="jit", default=None, help="XLA-compile the training step (default: off).")
+@setting_option("--strategy", name="strategy",
+                help="tf.distribute strategy: mirrored over this machine's GPUs, multi-worker across the machines "
+                     "in TF_CONFIG; auto picks by what it finds (default: auto).")
+@setting_option("--tune-decisions/--no-tune-decisions", name="tune_decisions", default=None,
+                help="After training, shift per-class decision offsets to maximise validation macro-F1 (default: on).")
+@setting_option("--modality-dropout", name="modality_dropout", type=float,
+                help="Share of training rows whose image (and, separately, text) is blanked, so the model "
+                     "copes with missing inputs (default: 0.1).")
+@setting_option("--on-bad-row", name="on_bad_row", help="Skip and count bad rows (default) or stop at the first.")
 @click.option("--tensorboard", is_flag=True, default=None, help="Write TensorBoard logs into RUN/tensorboard.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="TOML or JSON file with the same settings as these flags; flags win.")
@@ -153,22 +149,33 @@ def train(data, out, resume, overwrite, config_file, **flags):
 
     With no DATA, trains on the demo set, creating it under data/demo first.
     """
+    from fusionapp.config import RunSettings, SettingError, apply_flat
     from fusionapp.training import train as train_run
 
     flags["tabular_col"] = flags["tabular_col"] or None
+    settings = RunSettings()
     if config_file:
         from fusionapp.config_file import read_config_file
 
         saved = read_config_file(config_file)
-        saved_data, saved_out = saved.pop("data", None), saved.pop("out", None)
-        data, out = data or saved_data, out or saved_out
-        flags = {**saved, **{name: value for name, value in flags.items() if value is not None}}
-    for name in ("image_kernels", "image_filters"):
-        flags[name] = _int_list(flags.get(name))
-    flags["modalities"] = _name_list(flags.get("modalities"))
-    if isinstance(flags.get("tabular_col"), str):
-        flags["tabular_col"] = (flags["tabular_col"],)
-    train_run(data, out, resume=resume, overwrite=overwrite, **flags)
+        for key in ("data", "out"):
+            if not isinstance(saved.get(key, ""), str):
+                raise FusionError(f"{config_file}: {key} = {saved[key]!r}: must be a path")
+        data, out = data or saved.pop("data", None), out or saved.pop("out", None)
+        saved.pop("data", None)
+        saved.pop("out", None)
+        try:
+            settings = apply_flat(settings, saved)
+        except SettingError as error:
+            raise FusionError(f"{config_file}: {error.option} = {error.value!r}: must be {error.requirement}") from None
+        except FusionError as error:
+            raise FusionError(f"{config_file}: {error}") from None
+    try:
+        settings = apply_flat(settings, flags)
+    except SettingError as error:
+        raise click.BadParameter(f"{error.value!r}: must be {error.requirement}",
+                                 param_hint=f"'--{error.option}'") from None
+    train_run(data, out, resume=resume, overwrite=overwrite, settings=settings)
 
 
 @cli.command()
@@ -221,14 +228,15 @@ def info(model, as_json):
 @click.option("--ablate", is_flag=True, help="Also score with each modality blanked, to show what each contributes.")
 @click.option("--plots", type=click.Path(file_okay=False),
               help="Write confusion-matrix, ROC and precision-recall PNGs into this folder.")
-@click.option("--on-bad-row", type=ON_BAD_ROW, default="skip", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--on-bad-row", default="skip", show_default=True, help="skip: drop and count bad rows; error: stop.")
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Rows per prediction batch.")
 @column_options
-def evaluate(model, data, **options):
+def evaluate(model, data, on_bad_row, batch_size, **options):
     """Score the run MODEL on the labelled rows of DATA (scikit-learn metrics)."""
     from fusionapp.evaluation import evaluate as evaluate_run
 
-    evaluate_run(model, data, **options)
+    checked = _prediction_options(on_bad_row=on_bad_row, batch_size=batch_size)
+    evaluate_run(model, data, on_bad_row=checked.on_bad_row, batch_size=checked.batch_size, **options)
 
 
 @cli.command()
@@ -240,15 +248,18 @@ def evaluate(model, data, **options):
 @click.option("--json", "as_json", is_flag=True, help="Print the single-pair result as JSON.")
 @click.option("--split", help="Use only the rows of this split.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the predictions CSV here (default: stdout).")
-@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Also list the K likeliest labels.")
-@click.option("--on-bad-row", type=ON_BAD_ROW, default="skip", show_default=True,
+@click.option("--top-k", type=int, default=1, show_default=True, help="Also list the K likeliest labels.")
+@click.option("--on-bad-row", default="skip", show_default=True,
               help="List unreadable rows with an error (skip) or stop at the first (error).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Rows per prediction batch.")
 @column_options
-def predict(model, data, image, text, tabular, as_json, split, out, top_k, **options):
+def predict(model, data, image, text, tabular, as_json, split, out, top_k, on_bad_row, batch_size, **options):
     """Label one pair (--image/--text) or every row of DATA with the run MODEL."""
     from fusionapp.prediction import format_pair, predict as predict_run
 
+    checked = _prediction_options(top_k=top_k, on_bad_row=on_bad_row, batch_size=batch_size)
+    options.update(on_bad_row=checked.on_bad_row, batch_size=checked.batch_size)
+    top_k = checked.top_k
     if data is None:
         if image is None and text is None and not tabular:
             raise click.UsageError("give DATA (a table) or a single pair with --image/--text")
@@ -264,6 +275,17 @@ def predict(model, data, image, text, tabular, as_json, split, out, top_k, **opt
     if image or text or tabular:
         raise click.UsageError("give either DATA or --image/--text/--tabular, not both")
     predict_run(model, data, split=split, out=out, top_k=top_k, **options)
+
+
+def _prediction_options(**values):
+    """evaluate / predict options checked by their settings' rules; a refused one is a usage error."""
+    from fusionapp.config import SettingError, prediction_settings
+
+    try:
+        return prediction_settings(**values)
+    except SettingError as error:
+        raise click.BadParameter(f"{error.value!r}: must be {error.requirement}",
+                                 param_hint=f"'--{error.option}'") from None
 
 
 def main(argv=None):

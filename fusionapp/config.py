@@ -1,23 +1,201 @@
-"""Settings for a run, as frozen dataclasses that round-trip through plain dicts (config.json)."""
+"""Settings for a run, as frozen dataclasses that check their own values and round-trip through
+plain dicts (config.json).
+
+Every setting is checked here and nowhere else: the flags, `--config` files and the Python API all
+build these dataclasses, so a value one of them refuses is refused by all of them. Each field's
+rule sits beside its default (`choice`, `integer`, `number`, ...); `requirement(name)` words it
+for help texts.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
+from fusionapp.errors import FusionError
+
 MODALITIES = ("image", "text", "tabular")
+TABULAR_KINDS = ("numeric", "categorical")
 
 
+class SettingError(FusionError):
+    """A setting given a value it cannot take. `name` is its flat name (`text_encoder`)."""
+
+    def __init__(self, name: str, value, requirement: str):
+        self.name, self.value, self.requirement = name, value, requirement
+        super().__init__(f"{name}={value!r}: must be {requirement}")
+
+    @property
+    def option(self) -> str:
+        """The name as flags and config files spell it: `text-encoder`."""
+        return self.name.replace("_", "-")
+
+    def renamed(self, name: str) -> "SettingError":
+        return SettingError(name, self.value, self.requirement)
+
+
+# === Field rules ===
+@dataclass(frozen=True)
+class Rule:
+    """How one field is checked: `coerce(name, value)` returns the value in its canonical form
+    (a tuple for lists, a float for numbers) or raises SettingError."""
+
+    requirement: str
+    coerce: object
+
+
+def _rule_field(default, rule: Rule):
+    if isinstance(default, (list, tuple)):
+        return field(default=tuple(default), metadata={"rule": rule})
+    return field(default=default, metadata={"rule": rule})
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _range_words(low, high, low_open=False, high_open=False) -> str:
+    if low is not None and high is not None:
+        if low_open or high_open:
+            return f"above {low} and below {high}" if low_open and high_open else \
+                (f"above {low} and at most {high}" if low_open else f"at least {low} and below {high}")
+        return f"from {low} to {high}"
+    if low is not None:
+        return f"above {low}" if low_open else f"at least {low}"
+    return f"at most {high}" if high is not None else "any value"
+
+
+def choice(default: str, options: tuple[str, ...]):
+    requirement = "one of " + ", ".join(options)
+
+    def coerce(name, value):
+        if not isinstance(value, str) or value not in options:
+            raise SettingError(name, value, requirement)
+        return value
+
+    return _rule_field(default, Rule(requirement, coerce))
+
+
+def integer(default: int, low: int | None = None, high: int | None = None):
+    requirement = f"an integer {_range_words(low, high)}" if (low, high) != (None, None) else "an integer"
+
+    def coerce(name, value):
+        if not _is_int(value) or (low is not None and value < low) or (high is not None and value > high):
+            raise SettingError(name, value, requirement)
+        return value
+
+    return _rule_field(default, Rule(requirement, coerce))
+
+
+def number(default: float, low: float | None = None, high: float | None = None, low_open: bool = False,
+           high_open: bool = False):
+    requirement = f"a number {_range_words(low, high, low_open, high_open)}"
+
+    def coerce(name, value):
+        if not (_is_int(value) or isinstance(value, float)) or not math.isfinite(value):
+            raise SettingError(name, value, requirement)
+        if low is not None and (value < low or (low_open and value == low)):
+            raise SettingError(name, value, requirement)
+        if high is not None and (value > high or (high_open and value == high)):
+            raise SettingError(name, value, requirement)
+        return float(value)
+
+    return _rule_field(default, Rule(requirement, coerce))
+
+
+def switch(default: bool):
+    def coerce(name, value):
+        if not isinstance(value, bool):
+            raise SettingError(name, value, "true or false")
+        return value
+
+    return _rule_field(default, Rule("true or false", coerce))
+
+
+def _as_list(value) -> list:
+    """A comma string (a flag: `1,3,5`) or a list (a config file: [1, 3, 5]) -> list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise TypeError
+
+
+def integers(default: tuple[int, ...], low: int = 1):
+    requirement = f"a non-empty list of integers of at least {low} (e.g. 1,3,5)"
+
+    def coerce(name, value):
+        try:
+            items = [int(item) if isinstance(item, str) else item for item in _as_list(value)]
+        except (TypeError, ValueError):
+            raise SettingError(name, value, requirement) from None
+        if not items or not all(_is_int(item) and item >= low for item in items):
+            raise SettingError(name, value, requirement)
+        return tuple(items)
+
+    return _rule_field(default, Rule(requirement, coerce))
+
+
+def names(default: tuple[str, ...], options: tuple[str, ...] | None = None, non_empty: bool = True):
+    requirement = (f"a comma list from {', '.join(options)}" if options else "a list of names")
+    requirement += ", each once" if options else ""
+
+    def coerce(name, value):
+        try:
+            items = _as_list(value)
+        except TypeError:
+            raise SettingError(name, value, requirement) from None
+        if not all(isinstance(item, str) and item.strip() for item in items) or (non_empty and not items):
+            raise SettingError(name, value, requirement)
+        items = [item.strip() for item in items]
+        if options and (any(item not in options for item in items) or len(set(items)) != len(items)):
+            raise SettingError(name, value, requirement)
+        return tuple(items)
+
+    return _rule_field(default, Rule(requirement, coerce))
+
+
+def column(default: str):
+    def coerce(name, value):
+        if not isinstance(value, str) or not value.strip():
+            raise SettingError(name, value, "a column name")
+        return value.strip()
+
+    return _rule_field(default, Rule("a column name", coerce))
+
+
+def _check(settings) -> None:
+    """Run every field's rule, storing the canonical values (the dataclasses are frozen)."""
+    for item in dataclasses.fields(settings):
+        rule = item.metadata.get("rule")
+        if rule is not None:
+            object.__setattr__(settings, item.name, rule.coerce(item.name, getattr(settings, item.name)))
+
+
+# === The settings ===
 @dataclass(frozen=True)
 class Columns:
     """Which table columns (or TFDS features) hold each input."""
 
-    image: str = "image"
-    text: str = "text"
-    label: str = "label"
-    tabular: tuple[str, ...] = ()
-    split: str = "split"
-    id: str = "id"
+    image: str = column("image")
+    text: str = column("text")
+    label: str = column("label")
+    tabular: tuple[str, ...] = names((), non_empty=False)
+    split: str = column("split")
+    id: str = column("id")
+
+    def __post_init__(self):
+        _check(self)
+        seen = set()
+        for spec in self.tabular:
+            name, kind = tabular_spec(spec)
+            if name in seen:
+                raise SettingError("tabular", self.tabular, f"a list of different columns ('{name}' is named twice)")
+            if name in (self.label, self.image, self.text):
+                raise SettingError("tabular", self.tabular,
+                                   f"a list of columns other than the image, text and label columns ('{name}')")
+            seen.add(name)
 
     @property
     def tabular_names(self) -> tuple[str, ...]:
@@ -29,9 +207,6 @@ class Columns:
         return {name: kind for name, kind in map(tabular_spec, self.tabular) if kind}
 
 
-TABULAR_KINDS = ("numeric", "categorical")
-
-
 def tabular_spec(spec: str) -> tuple[str, str | None]:
     """`price` -> ("price", None); `zip:categorical` -> ("zip", "categorical")."""
     name, _, kind = spec.rpartition(":")
@@ -40,35 +215,48 @@ def tabular_spec(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
+TEXT_ENCODERS = ("bag", "cnn", "mean")
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     """The network's shape; everything needed to rebuild it before loading weights."""
 
-    modalities: tuple[str, ...] = MODALITIES
-    image_size: int = 64
-    image_stem_filters: int = 32
-    image_kernels: tuple[int, ...] = (1, 3, 5)
-    image_filters: tuple[int, ...] = (48, 96, 192)
-    # "cnn": parallel 1-D convolutions over token ids; "mean": pooled embeddings;
-    # "bag": a dense layer over TF-IDF weighted n-gram counts
-    text_encoder: str = "bag"
-    text_embedding_dim: int = 64
-    text_widths: tuple[int, ...] = (2, 3, 4)
-    text_filters: int = 64
-    tabular_units: int = 64
-    branch_units: int = 128
-    fusion_units: int = 256
-    dropout: float = 0.3
+    # empty: every modality the data has (training records what it resolved to)
+    modalities: tuple[str, ...] = names((), options=MODALITIES, non_empty=False)
+    image_size: int = integer(64, 16, 1024)
+    image_stem_filters: int = integer(32, 1)
+    image_kernels: tuple[int, ...] = integers((1, 3, 5))
+    image_filters: tuple[int, ...] = integers((48, 96, 192))
+    # 1x1 convolutions before each larger kernel, with this share of the branch's output channels
+    # (Inception's reductions); 0 feeds the larger kernels the full input instead
+    image_reduction: float = number(0.5, 0.0, 1.0)
+    # "bag": a dense layer over sublinear TF-IDF n-gram vectors; "cnn": parallel 1-D convolutions
+    # over token ids; "mean": pooled embeddings
+    text_encoder: str = choice("bag", TEXT_ENCODERS)
+    text_embedding_dim: int = integer(64, 1)
+    text_widths: tuple[int, ...] = integers((2, 3, 4))
+    text_filters: int = integer(64, 1)
+    tabular_units: int = integer(64, 1)
+    branch_units: int = integer(128, 1)
+    fusion_units: int = integer(256, 1)
+    dropout: float = number(0.3, 0.0, 0.95)
+
+    def __post_init__(self):
+        _check(self)
 
 
 @dataclass(frozen=True)
 class TextSettings:
-    """How text becomes token ids: whitespace words or single characters."""
+    """How text becomes model input: words or characters, n-grams, vocabulary bound."""
 
-    tokens: str = "auto"  # "words", "chars", or "auto": chars for the bag encoder, words otherwise
-    max_tokens: int = 20000
-    sequence_length: int = 64
-    ngrams: int = 0  # n-grams up to this length for the bag encoder; 0: 5 for chars, 2 for words
+    tokens: str = choice("auto", ("auto", "words", "chars"))  # auto: chars for the bag encoder, words otherwise
+    max_tokens: int = integer(20000, 10)
+    sequence_length: int = integer(64, 1)
+    ngrams: int = integer(0, 0, 8)  # n-grams up to this length for the bag encoder; 0: 5 for chars, 2 for words
+
+    def __post_init__(self):
+        _check(self)
 
     def resolved(self, text_encoder: str) -> "TextSettings":
         """The settings with "auto" values decided for this encoder (what config.json records)."""
@@ -77,24 +265,45 @@ class TextSettings:
         return dataclasses.replace(self, tokens=tokens, ngrams=ngrams)
 
 
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
+ON_BAD_ROW = ("skip", "error")
+
+
 @dataclass(frozen=True)
 class TrainingSettings:
-    epochs: int = 15
-    batch_size: int = 64
-    learning_rate: float = 2e-3
-    seed: int = 0
-    val_split: float = 0.15
-    patience: int = 4
-    class_weight: str = "none"  # "none" or "balanced"
-    augment: bool = True
-    on_bad_row: str = "skip"  # "skip" or "error"
-    tensorboard: bool = False
-    modality_dropout: float = 0.1  # share of training rows that lose their image, and their text
-    tune_decisions: bool = True  # per-class offsets chosen on validation rows for macro-F1
-    cache: str = ""  # "", "memory" or "disk": keep decoded images after the first epoch
-    precision: str = "auto"  # "auto", "float32", "mixed_bfloat16" or "mixed_float16"
-    jit: bool = False  # XLA-compile the training step
-    strategy: str = "auto"  # "auto", "default", "mirrored" or "multi-worker" (tf.distribute)
+    epochs: int = integer(15, 1)
+    batch_size: int = integer(64, 1)
+    learning_rate: float = number(2e-3, 0.0, 10.0, low_open=True)
+    seed: int = integer(0, 0)
+    val_split: float = number(0.15, 0.0, 1.0, low_open=True, high_open=True)
+    patience: int = integer(4, 1)
+    class_weight: str = choice("none", ("none", "balanced"))
+    augment: bool = switch(True)
+    on_bad_row: str = choice("skip", ON_BAD_ROW)
+    tensorboard: bool = switch(False)
+    # share of training rows that lose their image, and (separately) their text; never both
+    modality_dropout: float = number(0.1, 0.0, 0.5)
+    tune_decisions: bool = switch(True)  # per-class offsets chosen on validation rows for macro-F1
+    cache: str = choice("none", ("none", "memory", "disk"))  # keep decoded images after the first pass
+    precision: str = choice("auto", PRECISIONS)
+    jit: bool = switch(False)  # XLA-compile the training step
+    strategy: str = choice("auto", STRATEGIES)  # tf.distribute
+
+    def __post_init__(self):
+        _check(self)
+
+
+@dataclass(frozen=True)
+class PredictionSettings:
+    """The options of `evaluate` and `predict`."""
+
+    batch_size: int = integer(256, 1)
+    on_bad_row: str = choice("skip", ON_BAD_ROW)
+    top_k: int = integer(1, 1)
+
+    def __post_init__(self):
+        _check(self)
 
 
 @dataclass(frozen=True)
@@ -106,6 +315,10 @@ class RunSettings:
     text: TextSettings = field(default_factory=TextSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     image_root: str | None = None
+
+    def __post_init__(self):
+        if self.image_root is not None and not isinstance(self.image_root, str):
+            raise SettingError("image_root", self.image_root, "a folder path")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -122,14 +335,9 @@ class RunSettings:
 
 
 def settings_from_dict(cls, values: dict):
-    """Build a settings dataclass from a dict, turning JSON lists back into tuples."""
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for name, value in values.items():
-        if name not in known:
-            continue  # settings written by a newer fusionapp are ignored, not fatal
-        kwargs[name] = tuple(value) if isinstance(value, list) else value
-    return cls(**kwargs)
+    """Build a settings dataclass from a saved dict; names a newer fusionapp wrote are ignored."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{name: value for name, value in values.items() if name in known})
 
 
 # Flat setting names, as CLI flags, config files and Python keyword arguments spell them,
@@ -143,13 +351,15 @@ FLAT_NAMES = {
     **{f.name: ("training", f.name) for f in dataclasses.fields(TrainingSettings)},
     "image_root": (None, "image_root"),
 }
+_SECTIONS = {"columns": Columns, "model": ModelSettings, "text": TextSettings, "training": TrainingSettings}
 
 
 def apply_flat(settings: RunSettings, values: dict) -> RunSettings:
-    """Return `settings` with flat-named values (None = not given) put in their sections."""
-    from fusionapp.errors import FusionError
+    """Return `settings` with flat-named values (None = not given) put in their sections and checked.
 
-    sections = {"columns": {}, "model": {}, "text": {}, "training": {}}
+    A refused value raises SettingError under its flat name; an unknown name raises FusionError.
+    """
+    changes = {section: {} for section in _SECTIONS}
     top = {}
     for name, value in values.items():
         if value is None:
@@ -157,14 +367,29 @@ def apply_flat(settings: RunSettings, values: dict) -> RunSettings:
         if name not in FLAT_NAMES:
             raise FusionError(f"unknown setting '{name}' (known: {', '.join(sorted(FLAT_NAMES))})")
         section, field_name = FLAT_NAMES[name]
-        if isinstance(value, list):
-            value = tuple(value)
-        (sections[section] if section else top)[field_name] = value
-    return dataclasses.replace(
-        settings,
-        columns=dataclasses.replace(settings.columns, **sections["columns"]),
-        model=dataclasses.replace(settings.model, **sections["model"]),
-        text=dataclasses.replace(settings.text, **sections["text"]),
-        training=dataclasses.replace(settings.training, **sections["training"]),
-        **top,
-    )
+        (changes[section] if section else top)[field_name] = value
+    flat = {(section, field_name): name for name, (section, field_name) in FLAT_NAMES.items()}
+    replaced = {}
+    for section, section_changes in changes.items():
+        try:
+            replaced[section] = dataclasses.replace(getattr(settings, section), **section_changes)
+        except SettingError as error:
+            raise error.renamed(flat.get((section, error.name), error.name)) from None
+    return dataclasses.replace(settings, **replaced, **top)
+
+
+def requirement(name: str) -> str:
+    """What the flat-named setting accepts, in words, for help texts."""
+    section, field_name = FLAT_NAMES[name]
+    if section is None:
+        return "a folder path"
+    item = next(f for f in dataclasses.fields(_SECTIONS[section]) if f.name == field_name)
+    return item.metadata["rule"].requirement
+
+
+def prediction_settings(**values) -> PredictionSettings:
+    """The evaluate / predict options, checked; None means the default."""
+    try:
+        return PredictionSettings(**{name: value for name, value in values.items() if value is not None})
+    except TypeError as error:
+        raise FusionError(str(error)) from None

@@ -12,9 +12,6 @@ from dataclasses import dataclass
 
 from fusionapp.errors import FusionError, one_line
 
-STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
-
-
 @dataclass(frozen=True)
 class Placement:
     """The strategy and where this process stands in it."""
@@ -54,9 +51,7 @@ def cluster_spec() -> dict | None:
 
 def resolve_name(name: str) -> str:
     """`auto` -> multi-worker under a TF_CONFIG with several tasks, mirrored with several GPUs,
-    else default."""
-    if name not in STRATEGIES:
-        raise FusionError(f"--strategy must be one of {', '.join(STRATEGIES)} (got '{name}')")
+    else default. (The name itself was checked with the other settings.)"""
     if name != "auto":
         return name
     spec = cluster_spec()

@@ -5,9 +5,12 @@ from __future__ import annotations
 import sys
 
 from fusionapp import artifacts
-from fusionapp.data.examples import Examples, drop_bad_rows
-from fusionapp.inference import column_renames, predict_probabilities, progress_verbosity, read_rows_for_run
+from fusionapp.config import prediction_settings
+from fusionapp.data.checks import drop_bad_rows
+from fusionapp.data.examples import Examples
+from fusionapp.inference import predict_examples
 from fusionapp.metrics import classification_report, format_report
+from fusionapp.run_rows import column_renames, read_rows_for_run, show_progress
 
 
 def evaluate(model: str, data: str, *, split: str | None = None, out: str | None = None,
@@ -18,24 +21,24 @@ def evaluate(model: str, data: str, *, split: str | None = None, out: str | None
 
     `column_overrides` rename columns for this data: `text_col="body"`, `label_col="y"`, ...
     """
-    from fusionapp.artifacts import load_run
     from fusionapp.prediction import prediction_table
 
-    run = load_run(model)
+    options = prediction_settings(on_bad_row=on_bad_row, batch_size=batch_size)
+    run = artifacts.load_run(model)
     examples, bad_rows = read_rows_for_run(run, data, split, need_label=True,
                                            column_overrides=column_renames(column_overrides), image_root=image_root)
-    checked = drop_bad_rows(examples, bad_rows, on_bad_row)
+    checked = drop_bad_rows(examples, bad_rows, options.on_bad_row)
     if checked.skipped and verbose:
         print(f"Skipped {len(checked.skipped)} bad rows; first: {checked.skipped[0].message(examples.source)}",
               file=sys.stderr)
     usable = checked.examples
-    probabilities = predict_probabilities(run.model, run.preprocessing, usable, run.modalities,
-                                          batch_size=batch_size, verbose=progress_verbosity(verbose))
-    y_true = run.preprocessing.label_indices(usable.labels)
-    report = classification_report(y_true, probabilities, run.preprocessing.class_names,
-                                   n_skipped=len(checked.skipped))
+    predicted = predict_examples(run.model, usable, options.batch_size, progress=show_progress(verbose))
+    probabilities = predicted.probabilities
+    class_names = run.preprocessor.class_names
+    y_true = run.preprocessor.label_indices(usable.labels)
+    report = classification_report(y_true, probabilities, class_names, n_skipped=len(checked.skipped))
     if ablate:
-        report["ablation"] = modality_ablation(run, usable, report, batch_size)
+        report["ablation"] = modality_ablation(run, usable, report, options.batch_size)
     if verbose:
         print(format_report(report, title=f"Evaluation of {run.path} on {examples.source}"
                                           + (f" (split {split})" if split else "")))
@@ -44,7 +47,7 @@ def evaluate(model: str, data: str, *, split: str | None = None, out: str | None
     if plots:
         from fusionapp.plots import evaluation_plots
 
-        written = evaluation_plots(y_true, probabilities, run.preprocessing.class_names, plots)
+        written = evaluation_plots(y_true, probabilities, class_names, plots)
         if verbose:
             print(f"Wrote {', '.join(written)}")
     if out:
@@ -52,8 +55,7 @@ def evaluate(model: str, data: str, *, split: str | None = None, out: str | None
     if skipped:
         write_skipped(skipped, checked.skipped)
     if predictions:
-        header, rows = prediction_table(usable, probabilities, run.preprocessing.class_names, run.modalities,
-                                        with_labels=True)
+        header, rows = prediction_table(usable, predicted, class_names, with_labels=True)
         artifacts.write_csv(predictions, header, rows)
     return report
 
@@ -70,25 +72,13 @@ def modality_ablation(run, examples: Examples, full_report: dict, batch_size: in
     ablation = {}
     if len(run.modalities) < 2:
         return ablation
-    y_true = run.preprocessing.label_indices(examples.labels)
+    y_true = run.preprocessor.label_indices(examples.labels)
     for modality in run.modalities:
-        blanked = blank_modality(examples, modality)
-        probabilities = predict_probabilities(run.model, run.preprocessing, blanked, run.modalities, batch_size)
-        report = classification_report(y_true, probabilities, run.preprocessing.class_names)
+        probabilities = predict_examples(run.model, examples.blanked(modality), batch_size).probabilities
+        report = classification_report(y_true, probabilities, run.preprocessor.class_names)
         ablation[modality] = {key: report[key] for key in ABLATION_KEYS}
         ablation[modality].update({f"{key}_change": report[key] - full_report[key] for key in ABLATION_KEYS})
     return ablation
-
-
-def blank_modality(examples: Examples, modality: str) -> Examples:
-    import dataclasses
-
-    empty = [""] * len(examples)
-    if modality == "image":
-        return dataclasses.replace(examples, images=empty)
-    if modality == "text":
-        return dataclasses.replace(examples, texts=empty)
-    return dataclasses.replace(examples, tabular={name: empty for name in examples.tabular})
 
 
 def format_ablation(ablation: dict) -> str:
@@ -107,9 +97,9 @@ def write_skipped(path: str, bad_rows) -> None:
     artifacts.write_csv(path, ["row", "column", "reason"], [(row.row, row.column, row.reason) for row in bad_rows])
 
 
-def evaluate_examples(model, prep, examples: Examples, modalities, n_skipped: int = 0) -> dict:
+def evaluate_examples(model, examples: Examples, n_skipped: int = 0) -> dict:
     """The report for already-checked examples and a model in memory (used after training)."""
-    probabilities = predict_probabilities(model, prep, examples, modalities)
-    return classification_report(prep.label_indices(examples.labels), probabilities, prep.class_names,
-                                 n_skipped=n_skipped)
-
+    preprocessor = model.preprocessor
+    probabilities = predict_examples(model, examples).probabilities
+    return classification_report(preprocessor.label_indices(examples.labels), probabilities,
+                                 preprocessor.class_names, n_skipped=n_skipped)

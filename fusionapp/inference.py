@@ -1,99 +1,93 @@
-"""What evaluate and predict share: reading rows the way the run expects, finding the unusable
-ones, and turning the rest into class probabilities."""
+"""Running a trained model on inputs: the one place it happens.
+
+`RawInference` is a single TensorFlow function from raw inputs (encoded image bytes, texts, table
+cells) to logits, probabilities, the predicted label and the names of the missing inputs: the
+model's preprocessor, then the network, then one softmax. `predict`, `evaluate`, the server and
+training's own validation call it; `export` saves it as the SavedModel's signature.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import sys
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 
-from fusionapp.artifacts import Run
-from fusionapp.config import Columns, RunSettings
-from fusionapp.data.examples import BadRow, Examples, find_bad_rows, load_examples
+from fusionapp.data.examples import Examples, raw_columns
 
 PREDICT_BATCH_SIZE = 256
 
 
-def run_columns(run: Run, overrides: dict | None = None) -> Columns:
-    """The run's column names, with any the user renamed for this data (`--text-col body`)."""
-    if run.config.get("settings"):
-        columns = RunSettings.from_dict(run.config["settings"]).columns
-    else:
-        # A model.keras copied away from its run folder: default column names, and the tabular
-        # columns its preprocessing state names.
-        columns = Columns(tabular=tuple(column.name for column in run.preprocessing.tabular))
-    changes = {name: value for name, value in (overrides or {}).items() if value is not None}
-    return dataclasses.replace(columns, **changes) if changes else columns
+class RawInference:
+    """model.preprocessor + model -> outputs, traced once for any batch size."""
+
+    def __init__(self, model):
+        import tensorflow as tf
+
+        self.preprocessor = model.preprocessor
+        self.specs = self.preprocessor.input_specs()
+        self._class_names = tf.constant(self.preprocessor.class_names)
+        # A weak reference, so a cached function does not keep its model alive.
+        self._model = weakref.ref(model)
+        self.function = tf.function(self.outputs, input_signature=[self.specs])
+
+    def outputs(self, raw: dict) -> dict:
+        """TensorFlow ops: a batch of raw inputs (named as `specs`) -> the prediction tensors."""
+        import tensorflow as tf
+
+        logits = tf.cast(self._model()(self.preprocessor.encode(raw), training=False), tf.float32)
+        probabilities = tf.nn.softmax(logits, axis=-1)
+        return {"logits": logits, "probabilities": probabilities,
+                "predicted_label": tf.gather(self._class_names, tf.argmax(logits, axis=-1)),
+                "confidence": tf.reduce_max(probabilities, axis=-1),
+                "missing": self.preprocessor.missing(raw)}
+
+    def __call__(self, raw: dict) -> dict:
+        """numpy columns (see data.examples.raw_columns) -> numpy outputs."""
+        import tensorflow as tf
+
+        tensors = {name: tf.constant(raw[name], dtype=spec.dtype) for name, spec in self.specs.items()}
+        return {name: value.numpy() for name, value in self.function(tensors).items()}
 
 
-def read_rows_for_run(run: Run, data: str, split: str | None, need_label: bool,
-                      column_overrides: dict | None = None, image_root: str | None = None,
-                      ) -> tuple[Examples, list[BadRow]]:
-    """Load `data` with the run's columns and return all rows plus the bad ones among them."""
-    columns = run_columns(run, column_overrides)
-    examples = load_examples(data, columns, image_root=image_root, need_label=need_label,
-                             modalities=run.modalities)
-    if split is not None:
-        examples = examples.select_split(split)
-    bad_rows = find_bad_rows(examples, columns, run.modalities, need_label=need_label,
-                             known_labels=run.preprocessing.class_names if need_label else None,
-                             tabular_kinds=run.preprocessing.tabular_kinds)
-    return examples, bad_rows
+_INFERENCE = weakref.WeakKeyDictionary()
 
 
-def predict_probabilities(model, prep, examples: Examples, modalities, batch_size: int = PREDICT_BATCH_SIZE,
-                          verbose: int = 0) -> np.ndarray:
-    """Class probabilities, one row per example, in order."""
-    from fusionapp.data.pipeline import make_dataset
+def inference_for(model) -> RawInference:
+    """The model's RawInference, built once per model (tracing costs more than a small prediction)."""
+    if model not in _INFERENCE:
+        _INFERENCE[model] = RawInference(model)
+    return _INFERENCE[model]
 
+
+@dataclass
+class Predictions:
+    logits: np.ndarray  # [rows, classes]
+    probabilities: np.ndarray  # [rows, classes]
+    missing: list[list[str]]  # per row, the inputs that were missing
+
+
+def predict_examples(model, examples: Examples, batch_size: int = PREDICT_BATCH_SIZE,
+                     progress: bool = False) -> Predictions:
+    """Every row of already-checked `examples` through the raw-input function, in order."""
+    inference = inference_for(model)
+    preprocessor = inference.preprocessor
+    classes = preprocessor.num_classes
     if len(examples) == 0:
-        return np.zeros((0, prep.num_classes), dtype=np.float32)
-    dataset = make_dataset(examples, prep, modalities, batch_size, with_labels=False)
-    forward = _forward_function(model, dataset.element_spec)
-    progress = None
-    if verbose:
+        return Predictions(np.zeros((0, classes), np.float32), np.zeros((0, classes), np.float32), [])
+    bar = None
+    if progress:
         import keras
 
-        progress = keras.utils.Progbar(len(examples), unit_name="row")
-    parts = []
-    for batch in dataset:
-        parts.append(np.asarray(forward(batch), dtype=np.float32))
-        if progress is not None:
-            progress.add(len(parts[-1]))
-    return np.concatenate(parts)
-
-
-_FORWARD_FUNCTIONS = weakref.WeakKeyDictionary()
-
-
-def _forward_function(model, element_spec):
-    """The model's forward pass as one graph for any batch size, built once per model and input
-    spec. Keras' `predict` traces again for the last, smaller batch and sets up more per call;
-    on a cold start this saves about 0.7 s of the 1.6 s it takes to predict 452 rows."""
-    import tensorflow as tf
-
-    signature = {name: tf.TensorSpec([None, *spec.shape[1:]], spec.dtype) for name, spec in element_spec.items()}
-    key = tuple(sorted((name, tuple(spec.shape), spec.dtype.name) for name, spec in signature.items()))
-    functions = _FORWARD_FUNCTIONS.setdefault(model, {})
-    if key not in functions:
-        # A weak reference, so the cached function does not keep its model (the key) alive.
-        model_ref = weakref.ref(model)
-        functions[key] = tf.function(lambda inputs: model_ref()(inputs, training=False),
-                                     input_signature=[signature])
-    return functions[key]
-
-
-def column_renames(flags: dict) -> dict:
-    """`image_col=...`-style keyword arguments -> Columns field changes."""
-    names = {"image_col": "image", "text_col": "text", "label_col": "label", "id_col": "id", "split_col": "split"}
-    unknown = sorted(set(flags) - set(names))
-    if unknown:
-        raise TypeError(f"unexpected argument '{unknown[0]}'")
-    return {names[key]: value for key, value in flags.items() if value is not None}
-
-
-def progress_verbosity(verbose: int) -> int:
-    """Keras progress bars only on a terminal; in logs they would print one line per batch."""
-    return 1 if verbose and sys.stdout.isatty() else 0
+        bar = keras.utils.Progbar(len(examples), unit_name="row")
+    logits, probabilities, missing = [], [], []
+    for start in range(0, len(examples), batch_size):
+        indices = range(start, min(start + batch_size, len(examples)))
+        out = inference(raw_columns(examples, preprocessor.modalities, preprocessor.tabular_kinds, indices,
+                                    read_images=True))
+        logits.append(out["logits"])
+        probabilities.append(out["probabilities"])
+        missing.extend(names.decode("utf-8").split() for names in out["missing"])
+        if bar is not None:
+            bar.add(len(indices))
+    return Predictions(np.concatenate(logits), np.concatenate(probabilities), missing)

@@ -1,4 +1,5 @@
-"""Class probabilities + true labels -> the report of CONTRACT.md, every figure from scikit-learn."""
+"""Class probabilities + true labels -> the evaluate report the README describes, every figure from
+scikit-learn."""
 
 from __future__ import annotations
 

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import contextlib
 
-from fusionapp.errors import FusionError
-
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-
 
 def resolve_precision(name: str) -> str:
     """`auto` -> mixed_bfloat16 where the hardware computes bfloat16 natively (GPUs of compute
     capability 8.0 or more; CPUs with AVX512-BF16 or AMX), float32 elsewhere, where bfloat16 would
-    be emulated and slower. Call after the distribution strategy exists: this may start TensorFlow."""
-    if name not in PRECISIONS:
-        raise FusionError(f"--precision must be one of {', '.join(PRECISIONS)} (got '{name}')")
+    be emulated and slower. Call after the distribution strategy exists: this may start TensorFlow.
+    (The name itself was checked with the other settings.)"""
     if name != "auto":
         return name
     import tensorflow as tf
@@ -40,8 +35,8 @@ def cpu_has_native_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
 def precision_policy(name: str):
     """Keras' global dtype policy for the layers built inside, restored afterwards.
 
-    Mixed policies compute in bfloat16 / float16 and keep float32 weights; the policy is saved
-    with each layer, so the trained model reloads with the same precision.
+    Mixed policies compute in bfloat16 / float16 and keep float32 weights. Only training runs
+    under it: the saved model is rebuilt in float32 (see training._fit).
     """
     import keras
 

@@ -7,10 +7,11 @@ import sys
 import numpy as np
 
 from fusionapp import artifacts
-from fusionapp.data.examples import BadRow, Examples, find_bad_rows, missing_inputs
+from fusionapp.config import prediction_settings
+from fusionapp.data.examples import BadRow, Examples
 from fusionapp.errors import FusionError
-from fusionapp.inference import (column_renames, predict_probabilities, progress_verbosity,
-                                 read_rows_for_run, run_columns)
+from fusionapp.inference import Predictions, predict_examples
+from fusionapp.run_rows import check_rows, column_renames, read_rows_for_run, run_columns, show_progress
 
 
 def predict(model: str, data: str | None = None, *, image: str | None = None, text: str | None = None,
@@ -21,25 +22,21 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
 
     Table rows that cannot be read are returned with an `error` and no prediction.
     """
-    from fusionapp.artifacts import load_run
-
-    run = load_run(model)
+    options = prediction_settings(top_k=top_k, on_bad_row=on_bad_row, batch_size=batch_size)
+    run = artifacts.load_run(model)
     if data is None:
-        return predict_pair(run, image=image, text=text, tabular=tabular or {}, top_k=top_k)
+        return predict_pair(run, image=image, text=text, tabular=tabular or {}, top_k=options.top_k)
     examples, bad_rows = read_rows_for_run(run, data, split, need_label=False,
                                            column_overrides=column_renames(column_overrides), image_root=image_root)
-    if bad_rows and on_bad_row == "error":
+    if bad_rows and options.on_bad_row == "error":
         raise FusionError(bad_rows[0].message(examples.source))
     errors = {row.row: row.reason for row in bad_rows}
     good = [i for i, row in enumerate(examples.row_numbers) if int(row) not in errors]
-    usable = examples.subset(good)
     # A progress bar would be mixed into the CSV when that goes to stdout.
-    probabilities = predict_probabilities(run.model, run.preprocessing, usable, run.modalities,
-                                          batch_size=batch_size, verbose=progress_verbosity(verbose) if out else 0)
-    full = np.full((len(examples), run.preprocessing.num_classes), np.nan, dtype=np.float32)
-    full[good] = probabilities
-    header, rows = prediction_table(examples, full, run.preprocessing.class_names, run.modalities, errors=errors,
-                                    top_k=top_k)
+    predictions = predict_examples(run.model, examples.subset(good), options.batch_size,
+                                   progress=show_progress(verbose) and bool(out))
+    header, rows = prediction_table(examples, predictions, run.preprocessor.class_names, rows=good, errors=errors,
+                                    top_k=options.top_k)
     if out:
         artifacts.write_csv(out, header, rows)
     elif verbose:
@@ -55,9 +52,10 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
 
 
 def predict_pair(run, image: str | None, text: str | None, tabular: dict, top_k: int = 1) -> dict:
-    """One image-text(-tabular) pair given directly -> {predicted_label, confidence, probabilities}."""
+    """One image-text(-tabular) pair given directly -> {predicted_label, confidence, probabilities,
+    missing[, top_k]}."""
     columns = run_columns(run)
-    kinds = run.preprocessing.tabular_kinds
+    kinds = run.preprocessor.tabular_kinds
     unknown = sorted(set(tabular) - set(kinds))
     if unknown:
         raise FusionError(f"--tabular {unknown[0]}=...: this model has no tabular column '{unknown[0]}'"
@@ -65,20 +63,23 @@ def predict_pair(run, image: str | None, text: str | None, tabular: dict, top_k:
     examples = Examples(source="input", row_numbers=np.array([1]), ids=["1"],
                         images=[image or ""] if "image" in run.modalities else None, images_are_files=True,
                         texts=[text or ""] if "text" in run.modalities else None,
-                        tabular={name: [str(tabular.get(name, ""))] for name in kinds},
-                        labels=None, splits=None)
-    bad_rows = find_bad_rows(examples, columns, run.modalities, need_label=False, tabular_kinds=kinds)
+                        tabular={name: [tabular.get(name, "")] for name in kinds}, labels=None, splits=None)
+    bad_rows = check_rows(run, examples, columns, need_label=False)
     if bad_rows:
         raise FusionError(_pair_message(bad_rows[0], columns))
-    probabilities = predict_probabilities(run.model, run.preprocessing, examples, run.modalities)[0]
-    names = run.preprocessing.class_names
+    return pair_result(predict_examples(run.model, examples), 0, run.preprocessor.class_names, top_k)
+
+
+def pair_result(predictions: Predictions, index: int, class_names, top_k: int = 1) -> dict:
+    """One row's answer as the JSON that `predict --json` prints and the server returns."""
+    probabilities = predictions.probabilities[index]
     best = int(np.argmax(probabilities))
-    result = {"predicted_label": names[best], "confidence": float(probabilities[best]),
-              "probabilities": {name: float(p) for name, p in zip(names, probabilities)},
-              "missing": missing_inputs(examples, 0, run.modalities)}
+    result = {"predicted_label": class_names[best], "confidence": float(probabilities[best]),
+              "probabilities": {name: float(p) for name, p in zip(class_names, probabilities)},
+              "missing": predictions.missing[index]}
     if top_k > 1:
-        order = np.argsort(-probabilities)[:top_k]
-        result["top_k"] = [{"label": names[i], "probability": float(probabilities[i])} for i in order]
+        order = np.argsort(-probabilities, kind="stable")[:top_k]
+        result["top_k"] = [{"label": class_names[i], "probability": float(probabilities[i])} for i in order]
     return result
 
 
@@ -88,29 +89,34 @@ def _pair_message(bad_row: BadRow, columns) -> str:
     return f"{flag}: {bad_row.reason}"
 
 
-def prediction_table(examples: Examples, probabilities, class_names, modalities, errors: dict | None = None,
+def prediction_table(examples: Examples, predictions: Predictions, class_names, rows=None, errors: dict | None = None,
                      top_k: int = 1, with_labels: bool = False):
-    """CONTRACT.md's prediction CSV: id (or row), [label], predicted_label, confidence, prob_<class>...,
-    [top_k], missing (the empty inputs the model answered without), error."""
+    """The prediction CSV of the README: id (or row), [label], predicted_label, confidence,
+    prob_<class>..., [top_k], missing (the empty inputs the model answered without), error.
+
+    `predictions` hold the rows at positions `rows` of `examples` (all of them when None); the
+    others are listed with their reason from `errors` (keyed by row number).
+    """
     errors = errors or {}
+    position = {row: i for i, row in enumerate(range(len(examples)) if rows is None else rows)}
     header = ["id" if examples.has_ids else "row"] + (["label"] if with_labels else [])
     header += ["predicted_label", "confidence"] + [f"prob_{name}" for name in class_names]
     header += (["top_k"] if top_k > 1 else []) + ["missing", "error"]
-    rows = []
+    table = []
     for i in range(len(examples)):
         row = [examples.ids[i]] + ([examples.labels[i]] if with_labels else [])
-        reason = errors.get(int(examples.row_numbers[i]))
-        if reason:
+        if i not in position:
+            reason = errors.get(int(examples.row_numbers[i]), "")
             row += ["", ""] + [""] * len(class_names) + ([""] if top_k > 1 else []) + ["", reason]
         else:
-            p = probabilities[i]
+            p = predictions.probabilities[position[i]]
             best = int(np.argmax(p))
             row += [class_names[best], f"{p[best]:.6f}"] + [f"{value:.6f}" for value in p]
             if top_k > 1:
-                row.append(" ".join(class_names[j] for j in np.argsort(-p)[:top_k]))
-            row += [" ".join(missing_inputs(examples, i, modalities)), ""]
-        rows.append(row)
-    return header, rows
+                row.append(" ".join(class_names[j] for j in np.argsort(-p, kind="stable")[:top_k]))
+            row += [" ".join(predictions.missing[position[i]]), ""]
+        table.append(row)
+    return header, table
 
 
 def format_pair(result: dict) -> str:

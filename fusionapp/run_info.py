@@ -54,7 +54,8 @@ def format_info(info: dict) -> str:
     model, training = info["settings"].get("model", {}), info["settings"].get("training", {})
     if model:
         lines.append(f"model        image {model.get('image_size')} px, kernels {model.get('image_kernels')}, "
-                     f"filters {model.get('image_filters')}, text encoder {model.get('text_encoder')}")
+                     f"filters {model.get('image_filters')}, 1x1 reductions {model.get('image_reduction', 0)}, "
+                     f"text encoder {model.get('text_encoder')}")
     if training:
         distribution = info["distribution"]
         lines.append(f"training     lr {training.get('learning_rate')}, batch {training.get('batch_size')}, "

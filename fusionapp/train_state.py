@@ -14,24 +14,24 @@ import keras
 from fusionapp import artifacts
 
 STATE_FILE = "state.json"
-BEST_WEIGHTS = "best.weights.h5"
 
 
 def load_state(run_dir: str) -> dict | None:
     """The state of the last completed epoch, or None if no epoch completed before the crash."""
-    path = os.path.join(run_dir, artifacts.RESUME_DIR, STATE_FILE)
+    resume_dir = os.path.join(run_dir, artifacts.RESUME_DIR)
+    path = os.path.join(resume_dir, STATE_FILE)
     if not os.path.exists(path):
         return None
     state = artifacts.read_json(path)
-    checkpoint = os.path.join(run_dir, artifacts.RESUME_DIR, state.get("checkpoint") or "")
-    if not state.get("checkpoint") or not os.path.exists(checkpoint):
+    named = [state.get("checkpoint"), state.get("best_weights")]
+    if not all(named) or not all(os.path.exists(os.path.join(resume_dir, name)) for name in named):
         return None  # interrupted before the first epoch ended: start again from scratch
     return state
 
 
 def new_state() -> dict:
     return {"epoch": 0, "best_val_loss": None, "best_epoch": None, "wait": 0, "stopped": False,
-            "checkpoint": None, "history": []}
+            "checkpoint": None, "best_weights": None, "history": []}
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -57,32 +57,35 @@ class RunCheckpoint(keras.callbacks.Callback):
         state = self.state
         state["history"].append(row)
         val_loss = row.get("val_loss", row["loss"])
+        # Every file is named by its epoch and written before state.json names it; state.json is
+        # replaced in one rename, and files it no longer names are removed only after that. A
+        # crash at any instant therefore leaves a state whose checkpoint and best weights both
+        # exist and belong to the epochs it records.
         if state["best_val_loss"] is None or val_loss < state["best_val_loss"]:
-            state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
-            artifacts.save_weights(self.model, os.path.join(self.resume_dir, BEST_WEIGHTS))
+            state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0,
+                         best_weights=f"best-epoch{epoch + 1:04d}.weights.h5")
+            artifacts.save_weights(self.model, os.path.join(self.resume_dir, state["best_weights"]))
         else:
             state["wait"] += 1
         if state["wait"] >= self.patience:
             state["stopped"] = True
             self.model.stop_training = True
-        # Each epoch gets a new checkpoint file and state.json names it only once it is complete,
-        # so a crash at any moment leaves a state that points at a whole checkpoint.
-        previous = state["checkpoint"]
         state["checkpoint"] = f"epoch{epoch + 1:04d}.keras"
         state["epoch"] = epoch + 1
         artifacts.save_model(self.model, os.path.join(self.resume_dir, state["checkpoint"]))
         artifacts.write_json(os.path.join(self.resume_dir, STATE_FILE), state)
-        if previous and previous != state["checkpoint"]:
-            _remove(os.path.join(self.resume_dir, previous))
+        named = {STATE_FILE, state["checkpoint"], state["best_weights"]}
+        for name in os.listdir(self.resume_dir):
+            if name not in named and not name.startswith("."):
+                _remove(os.path.join(self.resume_dir, name))
         history = state["history"]
         header = list(dict.fromkeys(name for entry in history for name in entry))
         artifacts.write_csv(os.path.join(self.run_dir, artifacts.HISTORY_FILE), header,
                             [[entry.get(name, "") for name in header] for entry in history])
 
     def restore_best(self, model) -> None:
-        path = os.path.join(self.resume_dir, BEST_WEIGHTS)
-        if os.path.exists(path):
-            model.load_weights(path)
+        if self.state["best_weights"]:
+            model.load_weights(os.path.join(self.resume_dir, self.state["best_weights"]))
 
 
 def _current_learning_rate(optimizer) -> float:

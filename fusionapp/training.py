@@ -1,4 +1,4 @@
-"""`fusionapp train`: data -> checked rows -> adapted preprocessing -> fitted model -> run folder."""
+"""`fusionapp train`: data -> checked rows -> adapted preprocessor -> fitted model -> run folder."""
 
 from __future__ import annotations
 
@@ -22,10 +22,11 @@ DEMO_TABULAR = ("price", "seller")
 
 
 def train(data: str | None = None, out: str | None = None, *, resume: bool = False, overwrite: bool = False,
-          verbose: int = 1, **settings) -> str:
+          verbose: int = 1, settings: RunSettings | None = None, **flat) -> str:
     """Train a classifier and return its run directory.
 
-    `settings` are the flat names of the CLI flags (`epochs=3`, `image_col="photo"`, ...).
+    Settings come as `settings` (checked RunSettings, as the CLI builds them) and/or as the flat
+    names of the CLI flags (`epochs=3`, `image_col="photo"`, ...), which are checked here.
     With no `data`, trains on the demo set, creating it under data/demo first.
     """
     if resume:
@@ -33,13 +34,13 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
             raise FusionError("--resume needs --out RUN_DIR, the run to continue")
         run_settings, data = _saved_settings(out, data)
     else:
-        run_settings = apply_flat(RunSettings(), settings)
+        run_settings = apply_flat(settings or RunSettings(), flat)
         if data is None:
             data = _demo_table(verbose)
             if not run_settings.columns.tabular:
                 run_settings = apply_flat(run_settings, {"tabular_col": DEMO_TABULAR})
         out = out or _default_out(data)
-    _check_settings(run_settings)
+    _check_environment(run_settings)
     from fusionapp.distribute import make_placement
 
     # Before anything else runs a TensorFlow op: multi-worker training cannot start after one.
@@ -76,36 +77,39 @@ def _train_in(data: str, out: str, settings: RunSettings, placement, resume: boo
 
 
 def _train_locked(data: str, out: str, settings: RunSettings, placement, resume: bool, verbose: int) -> str:
-    from fusionapp.data.examples import drop_bad_rows, find_bad_rows, load_examples
+    from fusionapp.data.checks import drop_bad_rows, find_bad_rows
+    from fusionapp.data.sources import load_examples
     from fusionapp.data.splits import split_train_val, training_rows
     from fusionapp.evaluation import write_skipped
-    from fusionapp.preprocessing import Preprocessing, adapt, infer_tabular_kinds
+    from fusionapp.preprocessing import infer_tabular_kinds
+    from fusionapp.train_state import load_state
 
     say = _printer(verbose)
     if not resume:
         # Written first, so a run killed at any later moment can be resumed.
         artifacts.write_json(os.path.join(out, artifacts.CONFIG_FILE), _run_config(data, settings))
     columns, training = settings.columns, settings.training
-    requested = settings.model.modalities if _modalities_given(settings) else None
+    requested = settings.model.modalities or None
     examples = load_examples(data, columns, image_root=settings.image_root, need_label=True, modalities=requested)
     modalities = requested or examples.modalities
+    if "tabular" in modalities and not columns.tabular:
+        raise FusionError("--modalities tabular needs the tabular columns named with --tabular-col")
     settings = dataclasses.replace(apply_flat(settings, {"modalities": modalities}),
                                    text=settings.text.resolved(settings.model.text_encoder))
     candidates = training_rows(examples)
-    kinds = infer_tabular_kinds(candidates, columns) if "tabular" in modalities else {}
+    kinds = (infer_tabular_kinds({name: candidates.tabular[name] for name in columns.tabular_names},
+                                 columns.tabular_kinds) if "tabular" in modalities else {})
     say(f"Checking {len(candidates)} rows of {examples.source} ...")
     bad_rows = find_bad_rows(candidates, columns, modalities, need_label=True, tabular_kinds=kinds)
     checked = drop_bad_rows(candidates, bad_rows, training.on_bad_row)
     train_rows, val_rows = split_train_val(checked.examples, training.val_split, training.seed)
 
-    preprocessing_path = os.path.join(out, artifacts.PREPROCESSING_FILE)
-    if resume and os.path.exists(preprocessing_path):
-        prep = Preprocessing.from_dict(artifacts.read_json(preprocessing_path))
-    else:
-        text_mode = "counts" if settings.model.text_encoder == "bag" else "sequence"
-        prep = adapt(train_rows, settings.text, settings.model.image_size, modalities, kinds, text_mode)
-        artifacts.write_json(preprocessing_path, prep.to_dict())
-    val_rows, unseen = _drop_unseen_labels(val_rows, prep.class_names, columns.label)
+    state = load_state(out) if resume else None
+    checkpoint_model = _load_checkpoint(out, state, placement) if state else None
+    preprocessor = (checkpoint_model.preprocessor if checkpoint_model is not None
+                    else _adapt(train_rows, settings, modalities, kinds, examples.source))
+    artifacts.write_json(os.path.join(out, artifacts.PREPROCESSING_FILE), preprocessor.describe())
+    val_rows, unseen = _drop_unseen_labels(val_rows, preprocessor.class_names, columns.label)
     skipped = checked.skipped + unseen
     if skipped:
         write_skipped(os.path.join(out, artifacts.SKIPPED_FILE), skipped)
@@ -115,36 +119,36 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
         raise FusionError(f"{examples.source}: no usable validation rows")
 
     config = _run_config(data, settings)
-    config.update(class_names=prep.class_names, tabular_kinds=prep.tabular_kinds, n_train=len(train_rows),
-                  n_val=len(val_rows), n_skipped=len(skipped), strategy=placement.name,
+    config.update(class_names=preprocessor.class_names, tabular_kinds=preprocessor.tabular_kinds,
+                  n_train=len(train_rows), n_val=len(val_rows), n_skipped=len(skipped), strategy=placement.name,
                   replicas=placement.replicas, workers=placement.num_workers,
                   global_batch_size=placement.global_batch_size(settings.training.batch_size))
     artifacts.write_json(os.path.join(out, artifacts.CONFIG_FILE), config)
     say(f"Training on {len(train_rows)} rows, validating on {len(val_rows)}; modalities: {', '.join(modalities)}; "
-        f"classes: {', '.join(prep.class_names)}")
+        f"classes: {', '.join(preprocessor.class_names)}")
     if placement.name != "default":
         say(f"Strategy {placement.name}: {placement.replicas} replicas in sync on {placement.num_workers} "
             f"worker(s), global batch {placement.global_batch_size(settings.training.batch_size)}")
 
-    model, history = _fit(settings, prep, modalities, train_rows, val_rows, out, placement, resume, verbose)
+    model, history = _fit(settings, preprocessor, train_rows, val_rows, out, placement, checkpoint_model, state,
+                          verbose)
 
     from fusionapp.evaluation import evaluate_examples
     from fusionapp.metrics import format_report
 
     if settings.training.tune_decisions:
         from fusionapp.decision import apply_offsets, tune_offsets
-        from fusionapp.inference import predict_probabilities
+        from fusionapp.inference import predict_examples
 
-        offsets = tune_offsets(prep.label_indices(val_rows.labels),
-                               predict_probabilities(model, prep, val_rows, modalities))
+        offsets = tune_offsets(preprocessor.label_indices(val_rows.labels), predict_examples(model, val_rows).logits)
         apply_offsets(model, offsets)
-        config["class_offsets"] = dict(zip(prep.class_names, map(float, offsets)))
-    report = evaluate_examples(model, prep, val_rows, modalities, n_skipped=len(skipped))
+        config["class_offsets"] = dict(zip(preprocessor.class_names, map(float, offsets)))
+    report = evaluate_examples(model, val_rows, n_skipped=len(skipped))
     artifacts.save_model(model, os.path.join(out, artifacts.MODEL_FILE))
     artifacts.write_json(os.path.join(out, artifacts.METRICS_FILE), report)
     say(format_report(report, title="Validation (best epoch)"))
     if examples.splits is not None and "test" in examples.splits:
-        test_report = _evaluate_test_split(model, prep, examples, columns, modalities, say)
+        test_report = _evaluate_test_split(model, examples, columns, say)
         artifacts.write_json(os.path.join(out, "test_metrics.json"), test_report)
     if history:
         from fusionapp.plots import learning_curve
@@ -159,43 +163,62 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
     return out
 
 
-def _fit(settings: RunSettings, prep, modalities, train_rows, val_rows, out: str, placement, resume: bool,
+def _adapt(train_rows, settings: RunSettings, modalities, kinds, source: str):
+    from fusionapp.preprocessing import adapt
+
+    return adapt(train_rows.labels, train_rows.texts, train_rows.tabular, modalities=modalities,
+                 image_size=settings.model.image_size, text=settings.text, text_encoder=settings.model.text_encoder,
+                 tabular_kinds=kinds, source=source)
+
+
+def _load_checkpoint(out: str, state: dict, placement):
+    """The model of the last completed epoch, with its optimizer and preprocessor."""
+    import keras
+
+    import fusionapp.model  # noqa: F401 - registers the classes the checkpoint names
+    import fusionapp.preprocessing  # noqa: F401
+
+    with placement.strategy.scope():
+        return keras.saving.load_model(os.path.join(out, artifacts.RESUME_DIR, state["checkpoint"]))
+
+
+def _fit(settings: RunSettings, preprocessor, train_rows, val_rows, out: str, placement, model, state,
          verbose: int):
     """Fit with per-epoch checkpoints and early stopping; return the best model and the history.
 
-    The returned model lives outside any distribution strategy, so what follows (decision tuning,
-    evaluation, saving) runs the same on every worker without collective ops.
+    `model` is the checkpoint to continue from (None: a new model). The returned model lives
+    outside any distribution strategy, so what follows (decision tuning, evaluation, saving) runs
+    the same on every worker without collective ops; it computes in float32.
     """
     import keras
 
     from fusionapp.data.pipeline import make_dataset
     from fusionapp.model import build_classifier
-    from fusionapp.train_state import RunCheckpoint, load_state
+    from fusionapp.precision import precision_policy
+    from fusionapp.train_state import RunCheckpoint
 
     training = settings.training
     batch_size = placement.global_batch_size(training.batch_size)
-    cache = {"": (None, None), "memory": ("memory", "memory"),
-             "disk": tuple(os.path.join(out, "cache", name) for name in ("train", "val"))}[training.cache]
+    cache_dir = os.path.join(out, "cache")
+    cache = {"none": (None, None), "memory": ("memory", "memory"),
+             "disk": tuple(os.path.join(cache_dir, f"{name}.npy") for name in ("train", "val"))}[training.cache]
     if training.cache == "disk":
-        # A cache left by an interrupted run may be partial; tf.data would refuse or misread it.
-        shutil.rmtree(os.path.join(out, "cache"), ignore_errors=True)
-        os.makedirs(os.path.join(out, "cache"))
+        # A cache left by an interrupted run may be partial; it is rebuilt.
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        os.makedirs(cache_dir)
     # Each worker reads and decodes only its own share of the rows.
     shard = (placement.num_workers, placement.worker_index) if placement.num_workers > 1 else None
-    train_data = make_dataset(train_rows, prep, modalities, batch_size, shuffle=True,
-                              augment=training.augment, seed=training.seed,
-                              modality_dropout=training.modality_dropout, cache=cache[0], shard=shard)
-    val_data = make_dataset(val_rows, prep, modalities, batch_size, cache=cache[1], shard=shard)
-    state = load_state(out) if resume else None
-    with placement.strategy.scope():
-        if state is not None:
-            model = keras.saving.load_model(os.path.join(out, artifacts.RESUME_DIR, state["checkpoint"]))
-        else:
-            model = build_classifier(settings.model, prep.to_dict())
+    train_data = make_dataset(train_rows, preprocessor, batch_size, shuffle=True, augment=training.augment,
+                              seed=training.seed, modality_dropout=training.modality_dropout, cache=cache[0],
+                              shard=shard)
+    val_data = make_dataset(val_rows, preprocessor, batch_size, cache=cache[1], shard=shard)
+    if model is None:
+        with placement.strategy.scope():
+            model = build_classifier(settings.model, preprocessor.network_inputs(), preprocessor)
             steps = math.ceil(len(train_rows) / batch_size) * training.epochs
             schedule = keras.optimizers.schedules.CosineDecay(training.learning_rate, decay_steps=steps, alpha=0.05)
             model.compile(optimizer=keras.optimizers.Adam(schedule),
-                          loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
                           jit_compile=training.jit)
     if placement.num_workers > 1:
         from fusionapp.distribute import build_from_local_batch
@@ -207,26 +230,28 @@ def _fit(settings: RunSettings, prep, modalities, train_rows, val_rows, out: str
         callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(out, "tensorboard")))
     done = checkpoint.state["epoch"]
     if done < training.epochs and not checkpoint.state["stopped"]:
-        if resume:
+        if state is not None:
             _printer(verbose)(f"Resuming after epoch {done}")
         model.fit(train_data, validation_data=val_data, epochs=training.epochs, initial_epoch=done,
-                  class_weight=_class_weights(prep, train_rows, training.class_weight),
+                  class_weight=_class_weights(preprocessor, train_rows, training.class_weight),
                   callbacks=callbacks, shuffle=False, verbose=_keras_verbosity(verbose))
     checkpoint.restore_best(model)
-    shutil.rmtree(os.path.join(out, "cache"), ignore_errors=True)
-    if placement.name != "default":
-        trained = model
-        model = build_classifier(settings.model, prep.to_dict())
-        model.set_weights(trained.get_weights())
-    return model, checkpoint.state["history"]
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    # The trained weights in a float32 model built outside any strategy: what is tuned, scored and
+    # saved computes in float32 whatever precision trained it, so every later load of the run (on
+    # any hardware, any backend) answers exactly as the scores written now.
+    with precision_policy("float32"):
+        final = build_classifier(settings.model, preprocessor.network_inputs(), preprocessor)
+    final.set_weights(model.get_weights())
+    return final, checkpoint.state["history"]
 
 
-def _class_weights(prep, train_rows, mode: str) -> dict | None:
+def _class_weights(preprocessor, train_rows, mode: str) -> dict | None:
     if mode == "none":
         return None
     from sklearn.utils.class_weight import compute_class_weight
 
-    y = prep.label_indices(train_rows.labels)
+    y = preprocessor.label_indices(train_rows.labels)
     present = np.unique(y)
     weights = compute_class_weight("balanced", classes=present, y=y)
     return {int(label): float(weight) for label, weight in zip(present, weights)}
@@ -247,16 +272,17 @@ def _drop_unseen_labels(val_rows, class_names, label_column):
     return val_rows.subset(keep), unseen
 
 
-def _evaluate_test_split(model, prep, examples, columns, modalities, say) -> dict:
-    from fusionapp.data.examples import drop_bad_rows, find_bad_rows
+def _evaluate_test_split(model, examples, columns, say) -> dict:
+    from fusionapp.data.checks import drop_bad_rows, find_bad_rows
     from fusionapp.evaluation import evaluate_examples
     from fusionapp.metrics import format_report
 
+    preprocessor = model.preprocessor
     test = examples.select_split("test")
-    bad_rows = find_bad_rows(test, columns, modalities, need_label=True, known_labels=prep.class_names,
-                             tabular_kinds=prep.tabular_kinds)
+    bad_rows = find_bad_rows(test, columns, preprocessor.modalities, need_label=True,
+                             known_labels=preprocessor.class_names, tabular_kinds=preprocessor.tabular_kinds)
     checked = drop_bad_rows(test, bad_rows, "skip")
-    report = evaluate_examples(model, prep, checked.examples, modalities, n_skipped=len(checked.skipped))
+    report = evaluate_examples(model, checked.examples, n_skipped=len(checked.skipped))
     say(format_report(report, title="Test split"))
     return report
 
@@ -269,6 +295,7 @@ def _run_config(data, settings: RunSettings) -> dict:
 
     return {
         "fusionapp_version": fusionapp.__version__,
+        "run_format": artifacts.RUN_FORMAT,
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -283,34 +310,19 @@ def _saved_settings(out: str, data: str | None):
     if not os.path.exists(path):
         raise FusionError(f"{out}: nothing to resume (no {artifacts.CONFIG_FILE})")
     config = artifacts.read_json(path)
+    if config.get("run_format", 1) != artifacts.RUN_FORMAT:
+        raise FusionError(f"{out}: started by fusionapp {config.get('fusionapp_version')}, whose runs this "
+                          "fusionapp cannot resume; train again")
     return RunSettings.from_dict(config["settings"]), data or config["data"]
 
 
-def _modalities_given(settings: RunSettings) -> bool:
-    return settings.model.modalities != RunSettings().model.modalities
-
-
-def _check_settings(settings: RunSettings) -> None:
-    from fusionapp.config import MODALITIES
-
-    unknown = [m for m in settings.model.modalities if m not in MODALITIES]
-    if unknown or not settings.model.modalities:
-        raise FusionError(f"--modalities must be a comma list from: {', '.join(MODALITIES)} (got "
-                          f"'{','.join(settings.model.modalities)}')")
-    training = settings.training
-    if training.epochs < 1 or training.batch_size < 1:
-        raise FusionError("--epochs and --batch-size must be at least 1")
-    if training.class_weight not in ("none", "balanced"):
-        raise FusionError(f"--class-weight must be 'none' or 'balanced' (got '{training.class_weight}')")
-    if training.tensorboard:
+def _check_environment(settings: RunSettings) -> None:
+    """What settings need of this machine, checked before any work starts."""
+    if settings.training.tensorboard:
         import importlib.util
 
         if importlib.util.find_spec("tensorboard") is None:
             raise FusionError("--tensorboard needs the tensorboard package: pip install 'fusionapp[tensorboard]'")
-    if training.cache not in ("", "memory", "disk"):
-        raise FusionError(f"--cache must be memory or disk (got '{training.cache}')")
-    if settings.model.image_size < 16:
-        raise FusionError(f"--image-size must be at least 16 (got {settings.model.image_size})")
 
 
 def _demo_table(verbose: int) -> str:

@@ -1,9 +1,19 @@
-"""Tiny synthetic fixtures shared by the tests; nothing here downloads anything."""
+"""Shared fixtures and helpers: tiny synthetic data, tiny runs, a running server, CSV files, the CLI
+in-process. Nothing here downloads anything."""
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -13,8 +23,10 @@ import pytest
 # Small enough for a 2-core CI machine: 32 px images and narrow blocks.
 TINY_MODEL = {"image_size": 32, "image_filters": (16, 32), "image_stem_filters": 16, "text_filters": 16,
               "text_embedding_dim": 16, "branch_units": 32, "fusion_units": 32}
+DEMO_CLASSES = ["angular_new", "angular_used", "round_new", "round_used"]
 
 
+# === The command line and its errors ===
 def run_cli(capsys, *args):
     """Run `fusionapp ARGS` in-process; return (exit code, stdout, stderr)."""
     from fusionapp.cli import main
@@ -28,6 +40,38 @@ def run_cli(capsys, *args):
     return code, captured.out, captured.err
 
 
+def assert_user_error(code, err, *fragments, exit_code=1):
+    """One `error:` line holding every fragment, the exit code, and no traceback."""
+    assert code == exit_code, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def assert_usage_error(code, err, *fragments):
+    """click's usage error: exit code 2, `Error:` with every fragment, no traceback."""
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert all(fragment in err for fragment in fragments), err
+
+
+# === Files ===
+def write_csv(path, rows, **options):
+    """rows (dicts with the same keys) -> a CSV table at `path`; returns the path as a string."""
+    with open(path, "w", newline="", encoding=options.pop("encoding", "utf-8")) as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), **options)
+        writer.writeheader()
+        writer.writerows(rows)
+    return str(path)
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
 def image_bytes(array: np.ndarray, fmt: str, mode: str | None = None) -> bytes:
     from PIL import Image
 
@@ -39,6 +83,7 @@ def image_bytes(array: np.ndarray, fmt: str, mode: str | None = None) -> bytes:
     return buffer.getvalue()
 
 
+# === Data and runs ===
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory):
     from fusionapp.data.demo import make_demo
@@ -53,6 +98,15 @@ def demo_table(demo_dir):
     return str(demo_dir / "demo.csv")
 
 
+@pytest.fixture
+def demo_rows(demo_dir):
+    """The demo table's rows with absolute image paths, to edit and write elsewhere."""
+    rows = read_csv(demo_dir / "demo.csv")
+    for row in rows:
+        row["image"] = str(demo_dir / row["image"])
+    return rows
+
+
 @pytest.fixture(scope="session")
 def trained_run(demo_table, tmp_path_factory):
     """One tiny run on the demo table shared by the evaluate/predict tests."""
@@ -60,3 +114,97 @@ def trained_run(demo_table, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     return train(demo_table, str(out), epochs=2, tabular_col=("price", "seller"), verbose=0, **TINY_MODEL)
+
+
+TRAIN_SCRIPT = """
+import sys
+from fusionapp import train
+train(sys.argv[1], sys.argv[2], epochs=4, patience=10, verbose=0, **{tiny})
+"""
+
+
+def start_training(table, run_dir, prelude: str = ""):
+    """A 4-epoch tiny training in a child process (to be killed); `prelude` runs before it."""
+    script = prelude + TRAIN_SCRIPT.format(tiny=repr(TINY_MODEL))
+    return subprocess.Popen([sys.executable, "-c", script, table, str(run_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+# === The exported SavedModel ===
+SAVED_MODEL_SCRIPT = """
+import json, sys
+import tensorflow as tf
+model = tf.saved_model.load(sys.argv[1])
+serve = model.signatures["serving_default"]
+rows = json.load(open(sys.argv[2]))
+out = serve(image=tf.constant([open(r["image"], "rb").read() if r["image"] else b"" for r in rows]),
+            text=tf.constant([r["text"] for r in rows]),
+            tabular_price=tf.constant([float(r["price"]) if r["price"] else float("nan") for r in rows]),
+            tabular_seller=tf.constant([r["seller"] for r in rows]))
+assert "fusionapp" not in sys.modules
+print(json.dumps({"probabilities": out["probabilities"].numpy().tolist(),
+                  "labels": [label.decode() for label in out["predicted_label"].numpy()],
+                  "missing": [names.decode() for names in out["missing"].numpy()]}))
+"""
+
+
+def exported_outputs(export_dir, rows, tmp_path):
+    """The SavedModel's outputs for `rows`, computed in a process that imports only TensorFlow."""
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    done = subprocess.run([sys.executable, "-c", SAVED_MODEL_SCRIPT, str(export_dir), str(tmp_path / "rows.json")],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# === The server ===
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http(url, body=None, content_type="application/json", method=None):
+    """(status, parsed JSON body) of one request."""
+    headers = {"Content-Type": content_type} if body is not None else {}
+    req = urllib.request.Request(url, data=body, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def post_json(url, payload):
+    return http(url, json.dumps(payload).encode())
+
+
+def multipart(fields, files):
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for name, (filename, data) in files.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.fixture(scope="session")
+def server(trained_run):
+    """`fusionapp serve` on the tiny run, on a free loopback port (a 1 MB body limit)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "fusionapp", "serve", trained_run, "--port", str(port),
+                                "--max-body-mb", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=2)
+            break
+        except OSError:
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.time() < deadline, "the server did not start"
+            time.sleep(0.3)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)

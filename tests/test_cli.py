@@ -1,6 +1,5 @@
 """End to end through the command line: demo -> train -> evaluate -> predict."""
 
-import csv
 import json
 import os
 import subprocess
@@ -9,13 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import DEMO_CLASSES, assert_usage_error, read_csv, run_cli, write_csv
 from fusionapp.metrics import REPORT_KEYS
-
-
-def read_csv(path):
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_help_and_version(capsys):
@@ -39,7 +33,7 @@ def test_train_writes_a_complete_run(trained_run):
         assert os.path.exists(os.path.join(trained_run, name)), name
     assert not os.path.exists(os.path.join(trained_run, "resume"))
     config = json.load(open(os.path.join(trained_run, "config.json")))
-    assert config["class_names"] == ["angular_new", "angular_used", "round_new", "round_used"]
+    assert config["class_names"] == DEMO_CLASSES and config["run_format"] == 2
     assert config["settings"]["columns"]["tabular"] == ["price", "seller"]
     assert config["settings"]["model"]["modalities"] == ["image", "text", "tabular"]
     assert {"fusionapp_version", "tensorflow_version", "keras_version"} <= set(config)
@@ -82,11 +76,11 @@ def test_predict_table_matches_evaluate_predictions(trained_run, demo_table, tmp
     code, _, err = run_cli(capsys, "predict", trained_run, demo_table, "--split", "val", "--out", tmp_path / "p.csv")
     assert code == 0, err
     evaluated, predicted = read_csv(tmp_path / "e.csv"), read_csv(tmp_path / "p.csv")
-    classes = ["angular_new", "angular_used", "round_new", "round_used"]
-    assert list(predicted[0]) == (["id", "predicted_label", "confidence"] + [f"prob_{c}" for c in classes]
+    assert list(predicted[0]) == (["id", "predicted_label", "confidence"] + [f"prob_{c}" for c in DEMO_CLASSES]
                                   + ["missing", "error"])
     assert [r["id"] for r in predicted] == [r["id"] for r in evaluated]
-    assert [r["predicted_label"] for r in predicted] == [r["predicted_label"] for r in evaluated]
+    for column in ["predicted_label", "confidence", *(f"prob_{c}" for c in DEMO_CLASSES)]:
+        assert [r[column] for r in predicted] == [r[column] for r in evaluated]
 
 
 def test_predict_single_pair_text_and_json(trained_run, demo_dir, capsys):
@@ -95,10 +89,12 @@ def test_predict_single_pair_text_and_json(trained_run, demo_dir, capsys):
                              "--tabular", "price=50", "--json", "--top-k", "2")
     assert code == 0, err
     result = json.loads(out)
-    assert set(result) >= {"predicted_label", "confidence", "probabilities"}
-    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-    assert result["confidence"] == max(result["probabilities"].values())
-    assert len(result["top_k"]) == 2
+    assert set(result) == {"predicted_label", "confidence", "probabilities", "missing", "top_k"}
+    assert list(result["probabilities"]) == DEMO_CLASSES and result["missing"] == []
+    best = max(result["probabilities"], key=result["probabilities"].get)
+    assert result["predicted_label"] == best and result["confidence"] == result["probabilities"][best]
+    second = sorted(result["probabilities"].values())[-2]
+    assert [entry["probability"] for entry in result["top_k"]] == [result["confidence"], second]
     code, out, _ = run_cli(capsys, "predict", trained_run, "--image", image, "--text", "selling a new lamp",
                            "--tabular", "price=50")
     assert code == 0 and out.startswith(f"{result['predicted_label']} (confidence {result['confidence']:.4f})")
@@ -118,14 +114,10 @@ def test_reloaded_in_a_new_process_predicts_the_same_probabilities(trained_run, 
 
 def test_unreadable_rows_get_an_error_cell_and_the_rest_are_predicted(trained_run, demo_dir, tmp_path, capsys):
     rows = read_csv(demo_dir / "demo.csv")[:3]
+    for row in rows:
+        row["image"] = str(demo_dir / row["image"])
     rows[1]["image"] = str(tmp_path / "missing.png")
-    table = tmp_path / "t.csv"
-    with open(table, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            row["image"] = row["image"] if os.path.isabs(row["image"]) else str(demo_dir / row["image"])
-            writer.writerow(row)
+    table = write_csv(tmp_path / "t.csv", rows)
     code, _, err = run_cli(capsys, "predict", trained_run, table, "--out", tmp_path / "p.csv")
     assert code == 0, err
     predicted = read_csv(tmp_path / "p.csv")
@@ -144,3 +136,22 @@ def test_python_api_mirrors_the_cli(trained_run, demo_table):
     accuracy = np.mean([row["predicted_label"] == label for row, label in
                         zip(rows, [r["label"] for r in read_csv(demo_table) if r["split"] == "test"])])
     assert accuracy == pytest.approx(report["accuracy"])
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--top-k", "0"], ["'--top-k'", "at least 1"]),
+    (["--batch-size", "-3"], ["'--batch-size'", "at least 1"]),
+    (["--on-bad-row", "ignore"], ["'--on-bad-row'", "one of skip, error"]),
+])
+def test_prediction_options_are_usage_errors(args, fragments, trained_run, demo_table, capsys):
+    assert_usage_error(*run_cli(capsys, "predict", trained_run, demo_table, *args)[::2], *fragments)
+
+
+def test_python_api_refuses_what_the_flags_refuse(trained_run, demo_table):
+    from fusionapp import evaluate, predict
+    from fusionapp.errors import FusionError
+
+    with pytest.raises(FusionError, match="top_k=0: must be an integer at least 1"):
+        predict(trained_run, demo_table, top_k=0, verbose=0)
+    with pytest.raises(FusionError, match="on_bad_row='ignore': must be one of skip, error"):
+        evaluate(trained_run, demo_table, on_bad_row="ignore", verbose=0)

@@ -1,30 +1,16 @@
 """Kill training at awkward moments; --resume must always finish the run, and nothing on disk may be
-half-written. Also: locks, and identical results for identical settings."""
+half-written or inconsistent. Also: locks, and identical results for identical settings."""
 
-import csv
 import glob
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
+import numpy as np
 import pytest
 
-from conftest import TINY_MODEL, run_cli
-from test_errors import assert_user_error
-
-TRAIN = """
-import sys
-from fusionapp import train
-train(sys.argv[1], sys.argv[2], epochs=4, patience=10, verbose=0, **{tiny})
-"""
-
-
-def start_training(table, run_dir):
-    return subprocess.Popen([sys.executable, "-c", TRAIN.format(tiny=repr(TINY_MODEL)), table, str(run_dir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+from conftest import TINY_MODEL, assert_user_error, read_csv, run_cli, start_training
 
 
 def epochs_done(run_dir):
@@ -56,24 +42,76 @@ MOMENTS = {
 }
 
 
+def resume_and_check(run, capsys):
+    import keras
+
+    import fusionapp.model  # noqa: F401
+    import fusionapp.preprocessing  # noqa: F401
+
+    code, _, err = run_cli(capsys, "train", "--resume", "--out", run)
+    assert code == 0, err
+    assert [int(row["epoch"]) for row in read_csv(os.path.join(run, "history.csv"))] == [1, 2, 3, 4]
+    keras.saving.load_model(os.path.join(run, "model.keras"), safe_mode=True)
+    leftovers = [name for name in os.listdir(run) if ".tmp" in name]
+    assert leftovers == [] and not os.path.exists(os.path.join(run, "resume"))
+
+
 @pytest.mark.parametrize("moment", list(MOMENTS))
 def test_sigkill_then_resume_finishes_the_run(moment, demo_table, tmp_path, capsys):
     import keras
 
     import fusionapp.model  # noqa: F401
+    import fusionapp.preprocessing  # noqa: F401
 
     run = str(tmp_path / "run")
     kill_when(start_training(demo_table, run), lambda: MOMENTS[moment](run))
     model_path = os.path.join(run, "model.keras")
     if os.path.exists(model_path):  # whatever exists must be whole
         keras.saving.load_model(model_path, safe_mode=True)
-    code, _, err = run_cli(capsys, "train", "--resume", "--out", run)
-    assert code == 0, err
-    with open(os.path.join(run, "history.csv"), newline="") as handle:
-        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [1, 2, 3, 4]
-    keras.saving.load_model(model_path, safe_mode=True)
-    leftovers = [name for name in os.listdir(run) if ".tmp" in name]
-    assert leftovers == [] and not os.path.exists(os.path.join(run, "resume"))
+    resume_and_check(run, capsys)
+
+
+# The child kills itself at the instant between writing an epoch's new best weights and committing
+# the state that names them: the most dangerous moment for a resume.
+KILL_BEFORE_STATE_COMMIT = """
+import os, signal
+from fusionapp import artifacts
+save_weights, write_json = artifacts.save_weights, artifacts.write_json
+written = []
+def recording_save_weights(model, path):
+    save_weights(model, path)
+    written.append(path)
+def killing_write_json(path, values):
+    if path.endswith("state.json") and values["epoch"] >= 2 and written and "0002" in written[-1]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    write_json(path, values)
+artifacts.save_weights, artifacts.write_json = recording_save_weights, killing_write_json
+"""
+
+
+def test_sigkill_between_the_best_weights_and_the_state_commit(demo_table, tmp_path, capsys):
+    import keras
+
+    import fusionapp.model  # noqa: F401
+    import fusionapp.preprocessing  # noqa: F401
+
+    run = str(tmp_path / "run")
+    process = start_training(demo_table, run, prelude=KILL_BEFORE_STATE_COMMIT)
+    process.wait(timeout=300)
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-2000:]
+    resume_dir = os.path.join(run, "resume")
+    state = json.load(open(os.path.join(resume_dir, "state.json")))
+    # epoch 2's best weights are on disk, but the committed state still describes epoch 1, whose
+    # own files it names; the best weights it names are epoch 1's weights
+    assert os.path.exists(os.path.join(resume_dir, "best-epoch0002.weights.h5"))
+    assert (state["epoch"], state["best_epoch"]) == (1, 1)
+    assert (state["checkpoint"], state["best_weights"]) == ("epoch0001.keras", "best-epoch0001.weights.h5")
+    checkpoint = keras.saving.load_model(os.path.join(resume_dir, state["checkpoint"]))
+    best = keras.saving.load_model(os.path.join(resume_dir, state["checkpoint"]))
+    best.load_weights(os.path.join(resume_dir, state["best_weights"]))
+    for saved, restored in zip(checkpoint.get_weights(), best.get_weights()):
+        np.testing.assert_array_equal(saved, restored)
+    resume_and_check(run, capsys)
 
 
 def test_second_training_into_the_same_folder_refuses_while_different_folders_work(demo_table, tmp_path, capsys):

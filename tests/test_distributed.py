@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import TINY_MODEL, run_cli
+from conftest import TINY_MODEL, read_csv, run_cli
 
 TIMEOUT_S = 420
 
@@ -33,7 +33,10 @@ def _assert_loadable_run(run_dir: str, table: str) -> None:
     rows = predict(run_dir, table, verbose=0)
     assert len(rows) == 160 and all(row["predicted_label"] for row in rows)
     report = evaluate(run_dir, table, verbose=0)
-    assert 0.0 <= report["accuracy"] <= 1.0 and report["n_examples"] == 160
+    labels = [row["label"] for row in read_csv(table)]
+    assert report["n_examples"] == 160
+    assert report["accuracy"] == pytest.approx(sum(row["predicted_label"] == label
+                                                   for row, label in zip(rows, labels)) / 160)
 
 
 def test_mirrored_over_two_logical_cpus(demo_table, tmp_path):

@@ -1,38 +1,11 @@
 """Every user mistake: exit code 1, one line naming the file/row/column, no traceback."""
 
-import csv
 import json
 import os
 
 import pytest
 
-from conftest import TINY_MODEL, run_cli
-
-
-def write_table(path, rows):
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return str(path)
-
-
-@pytest.fixture
-def demo_rows(demo_dir):
-    with open(demo_dir / "demo.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        row["image"] = str(demo_dir / row["image"])
-    return rows
-
-
-def assert_user_error(code, err, *fragments):
-    assert code == 1, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from conftest import TINY_MODEL, assert_user_error, read_csv, run_cli, write_csv
 
 
 def test_missing_table(tmp_path, capsys):
@@ -82,7 +55,7 @@ def test_bad_rows_stop_training_with_on_bad_row_error(problem, column, message, 
     else:
         bad["label"] = ""
     bad["split"] = "train"
-    table = write_table(tmp_path / "bad.csv", rows)
+    table = write_csv(tmp_path / "bad.csv", rows)
     tabular = [] if problem == "no_inputs" else ["--tabular-col", "price"]
     code, _, err = run_cli(capsys, "train", table, *tabular, "--on-bad-row", "error", "--out", tmp_path / "run")
     assert_user_error(code, err, "bad.csv row 5", f"column '{column}'", message)
@@ -97,20 +70,19 @@ def test_bad_rows_are_skipped_counted_and_listed(demo_rows, tmp_path):
     rows[7]["text"], rows[7]["image"] = "", ""  # no inputs at all; one missing input alone is fine
     rows[9]["text"] = ""
     rows[2]["split"] = rows[7]["split"] = rows[9]["split"] = "train"
-    table = write_table(tmp_path / "bad.csv", rows)
+    table = write_csv(tmp_path / "bad.csv", rows)
     run = train(table, str(tmp_path / "run"), epochs=1, verbose=0, modalities=("image", "text"), **TINY_MODEL)
     config = json.load(open(os.path.join(run, "config.json")))
     assert config["n_skipped"] == 2
     assert json.load(open(os.path.join(run, "metrics.json")))["n_skipped"] == 2
-    with open(os.path.join(run, "skipped.csv"), newline="") as handle:
-        skipped = list(csv.DictReader(handle))
+    skipped = read_csv(os.path.join(run, "skipped.csv"))
     assert [(r["row"], r["column"]) for r in skipped] == [("3", "image"), ("8", "text")]
 
 
 def test_label_not_seen_in_training(trained_run, demo_rows, tmp_path, capsys):
     rows = [dict(row) for row in demo_rows[:6]]
     rows[3]["label"] = "hexagon_new"
-    table = write_table(tmp_path / "eval.csv", rows)
+    table = write_csv(tmp_path / "eval.csv", rows)
     code, _, err = run_cli(capsys, "evaluate", trained_run, table, "--on-bad-row", "error")
     assert_user_error(code, err, "eval.csv row 4", "column 'label'", "label 'hexagon_new' was not seen in training")
     code, out, err = run_cli(capsys, "evaluate", trained_run, table, "--out", tmp_path / "r.json")

@@ -1,54 +1,38 @@
 """Hostile inputs through the CLI: each gets a clear one-line answer or a counted skip."""
 
-import csv
 import json
 import os
 import shutil
 
 import pytest
 
-from conftest import run_cli
+from conftest import assert_user_error, read_csv, run_cli, write_csv
 from corpus.hostile import IMAGE_CASES
-from test_errors import assert_user_error
 
 
 @pytest.fixture
-def good_rows(demo_dir):
-    with open(demo_dir / "demo.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))[:5]
-    for row in rows:
-        row["image"] = str(demo_dir / row["image"])
-    return rows
-
-
-def write_rows(path, rows, **options):
-    with open(path, "w", newline="", encoding=options.pop("encoding", "utf-8")) as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), **options)
-        writer.writeheader()
-        writer.writerows(rows)
-    return str(path)
+def good_rows(demo_rows):
+    return demo_rows[:5]
 
 
 @pytest.mark.parametrize("maker", list(IMAGE_CASES), ids=lambda maker: maker.__name__)
 def test_hostile_image(maker, trained_run, good_rows, tmp_path, capsys):
     expected = IMAGE_CASES[maker]
     good_rows[2]["image"] = maker(tmp_path)
-    table = write_rows(tmp_path / "t.csv", good_rows)
+    table = write_csv(tmp_path / "t.csv", good_rows)
     code, _, err = run_cli(capsys, "evaluate", trained_run, table, "--out", tmp_path / "r.json",
                            "--skipped", tmp_path / "s.csv")
     assert code == 0 and "Traceback" not in err, err
     report = json.load(open(tmp_path / "r.json"))
     code, _, _ = run_cli(capsys, "predict", trained_run, table, "--out", tmp_path / "p.csv")
-    with open(tmp_path / "p.csv", newline="") as handle:
-        predictions = list(csv.DictReader(handle))
+    predictions = read_csv(tmp_path / "p.csv")
     assert code == 0 and len(predictions) == 5
     if expected is None:
         assert report["n_examples"] == 5 and report["n_skipped"] == 0
         assert all(row["predicted_label"] for row in predictions)
         return
     assert report["n_examples"] == 4 and report["n_skipped"] == 1
-    with open(tmp_path / "s.csv", newline="") as handle:
-        skipped = list(csv.DictReader(handle))
+    skipped = read_csv(tmp_path / "s.csv")
     assert [(row["row"], row["column"]) for row in skipped] == [("3", "image")]
     assert expected in skipped[0]["reason"]
     assert predictions[2]["predicted_label"] == "" and expected in predictions[2]["error"]
@@ -90,7 +74,7 @@ def test_awkward_but_valid_tables_work(case, trained_run, good_rows, tmp_path, c
     if case == "jsonl_named_csv":
         path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     else:
-        write_rows(path, rows, **options)
+        write_csv(path, rows, **options)
     code, _, err = run_cli(capsys, "evaluate", trained_run, path, "--out", tmp_path / "r.json")
     assert code == 0, err
     assert json.load(open(tmp_path / "r.json"))["n_examples"] == 5
@@ -119,31 +103,32 @@ def test_broken_tables(case, fragment, trained_run, good_rows, tmp_path, capsys)
                                             ("12,50 EUR", "is not a number")])
 def test_bad_numbers_are_bad_rows(value, fragment, trained_run, good_rows, tmp_path, capsys):
     good_rows[1]["price"] = value
-    table = write_rows(tmp_path / "t.csv", good_rows)
+    table = write_csv(tmp_path / "t.csv", good_rows)
     code, _, err = run_cli(capsys, "evaluate", trained_run, table, "--on-bad-row", "error")
     assert_user_error(code, err, "t.csv row 2", "column 'price'", fragment)
 
 
-def test_single_example_label_with_a_stratified_split(demo_dir, tmp_path, capsys):
-    with open(demo_dir / "demo.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))[:30]
+def test_single_example_label_with_a_stratified_split(demo_rows, tmp_path, capsys):
+    rows = demo_rows[:30]
     for row in rows:
-        row["image"] = str(demo_dir / row["image"])
         del row["split"]
     rows[0]["label"] = "rare_label"
-    table = write_rows(tmp_path / "t.csv", rows)
+    table = write_csv(tmp_path / "t.csv", rows)
     code, _, err = run_cli(capsys, "train", table, "--out", tmp_path / "run")
     assert_user_error(code, err, "label 'rare_label' has only one usable example", "--val-split")
 
 
-def test_model_from_another_major_version(trained_run, demo_table, tmp_path, capsys):
+@pytest.mark.parametrize("version,run_format", [("99.0.0", 2), ("0.2.0", None)])
+def test_run_from_an_incompatible_version(version, run_format, trained_run, demo_table, tmp_path, capsys):
     run = tmp_path / "old"
     shutil.copytree(trained_run, run)
     config = json.load(open(run / "config.json"))
-    config["fusionapp_version"] = "99.0.0"
+    config["fusionapp_version"] = version
+    if run_format is None:
+        del config["run_format"]  # what fusionapp 0.2 wrote
     (run / "config.json").write_text(json.dumps(config))
     code, _, err = run_cli(capsys, "evaluate", run, demo_table)
-    assert_user_error(code, err, "fusionapp 99.0.0", "different major version")
+    assert_user_error(code, err, f"fusionapp {version}", "cannot load", "retrain it")
 
 
 def test_keras_file_with_arbitrary_code_is_refused(demo_table, tmp_path, capsys):

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from conftest import image_bytes
-from fusionapp.data.images import check_image_file, decode_image, find_undecodable
+from fusionapp.data.images import check_image_file, find_undecodable
+from fusionapp.preprocessing.image import decode_image
 
 RGB = np.zeros((20, 30, 3), dtype=np.uint8)
 RGB[:, :15] = (255, 0, 0)  # left half red, right half black

@@ -1,3 +1,5 @@
+"""The network alone: blocks, branches, the logits head, save and reload."""
+
 import keras
 import numpy as np
 import pytest
@@ -7,14 +9,14 @@ from fusionapp.model import build_classifier
 from fusionapp.model.blocks import branch_filters, multi_kernel_block
 from fusionapp.model.branches import image_branch, tabular_branch, text_branch
 
-PREP = {"class_names": ["a", "b", "c"], "image_size": 16, "vocabulary": [f"w{i}" for i in range(30)], "sequence_length": 12,
-        "tabular": [{"name": "price", "kind": "numeric"}, {"name": "shop", "kind": "categorical",
-                                                           "categories": ["x", "y"]}]}
+# The sizes a Preprocessor reports: token ids of 12 over 32 ids for the cnn / mean encoders.
+INPUTS = {"num_classes": 3, "image_size": 16, "text_input": "token_ids", "text_width": 32, "sequence_length": 12,
+          "tabular_width": 5}
 
 
 def settings(**overrides):
-    """Small model settings; the text encoder reads the token ids PREP describes."""
-    return ModelSettings(**{"image_size": 16, "image_filters": (8, 16), "text_encoder": "cnn", **overrides})
+    return ModelSettings(**{"image_size": 16, "image_filters": (8, 16), "text_encoder": "cnn",
+                            "modalities": ("image", "text", "tabular"), **overrides})
 
 
 def inputs(batch=2, size=16, seed=0):
@@ -38,89 +40,91 @@ def test_multi_kernel_block_shape_and_channels(kernels, filters):
     assert [layer.name for layer in convs] == [f"block.conv{k}x{k}" for k in kernels]
 
 
+def test_reductions_put_a_1x1_convolution_before_each_larger_kernel():
+    x = keras.Input((16, 16, 64))
+    model = keras.Model(x, multi_kernel_block(x, 48, (1, 3, 5), name="block", reduction=0.5))
+    convs = {layer.name: layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)}
+    assert set(convs) == {"block.conv1x1", "block.conv3x3.reduce", "block.conv3x3", "block.conv5x5.reduce",
+                          "block.conv5x5"}
+    # each reduction has half its branch's 16 output channels, and the large kernel reads only those
+    assert convs["block.conv5x5.reduce"].filters == 8 and convs["block.conv5x5"].input.shape[-1] == 8
+    assert convs["block.conv1x1"].input.shape[-1] == 64
+    assert model.output.shape == (None, 8, 8, 48)
+
+
+def test_reductions_cut_the_image_branch_multiply_adds():
+    def macs(reduction):
+        model = build_classifier(settings(modalities=("image",), image_reduction=reduction,
+                                          image_filters=(48, 96, 192), image_size=64), {**INPUTS, "image_size": 64})
+        return sum(int(np.prod(layer.output.shape[1:-1])) * int(np.prod(layer.kernel_size))
+                   * layer.input.shape[-1] * layer.filters
+                   for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+
+    assert macs(0.5) < 0.6 * macs(0.0)
+
+
 def test_branch_filters_split_exactly():
     assert branch_filters(50, (1, 3, 5, 7)) == [13, 13, 12, 12]
 
 
 def test_each_branch_gives_branch_units_features():
-    settings = ModelSettings(image_size=16, image_filters=(8, 16), branch_units=24)
-    image = keras.Model(i := keras.Input((16, 16, 3), dtype="uint8"), image_branch(i, settings))
+    s = ModelSettings(image_size=16, image_filters=(8, 16), branch_units=24)
+    image = keras.Model(i := keras.Input((16, 16, 3), dtype="uint8"), image_branch(i, s))
     assert tuple(image(inputs()["image"]).shape) == (2, 24)
     for encoder in ("cnn", "mean"):
-        s = ModelSettings(text_encoder=encoder, branch_units=24)
-        text = keras.Model(t := keras.Input((12,), dtype="int64"), text_branch(t, s, vocabulary_size=32))
+        text_settings = ModelSettings(text_encoder=encoder, branch_units=24)
+        text = keras.Model(t := keras.Input((12,), dtype="int64"), text_branch(t, text_settings, vocabulary_size=32))
         assert tuple(text(inputs()["text"]).shape) == (2, 24)
-    tab = keras.Model(v := keras.Input((5,)), tabular_branch(v, settings))
+    bag = keras.Model(b := keras.Input((40,)), text_branch(b, ModelSettings(branch_units=24), vocabulary_size=40))
+    assert tuple(bag(np.random.rand(2, 40).astype("float32")).shape) == (2, 24)
+    tab = keras.Model(v := keras.Input((5,)), tabular_branch(v, s))
     assert tuple(tab(inputs()["tabular"]).shape) == (2, 24)
 
 
 @pytest.mark.parametrize("modalities", [("image", "text", "tabular"), ("image",), ("text",), ("text", "tabular")])
-def test_classifier_builds_any_subset(modalities):
-    model = build_classifier(settings(modalities=modalities), PREP)
+def test_classifier_builds_any_subset_and_returns_one_logit_per_class(modalities):
+    model = build_classifier(settings(modalities=modalities), INPUTS)
     assert sorted(model.input) == sorted(modalities)
-    probabilities = model.predict({m: inputs()[m] for m in modalities}, verbose=0)
-    assert probabilities.shape == (2, 3)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    logits = model.predict({m: inputs()[m] for m in modalities}, verbose=0)
+    assert logits.shape == (2, 3)
+    assert model.get_layer("head.logits").activation.__name__ == "linear"
 
 
-def test_two_classes_use_a_sigmoid_but_return_two_columns():
-    model = build_classifier(settings(), {**PREP, "class_names": ["n", "p"]})
-    assert model.get_layer("head.sigmoid").units == 1
-    probabilities = model.predict(inputs(), verbose=0)
-    assert probabilities.shape == (2, 2)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+def test_two_classes_use_the_same_softmax_head():
+    model = build_classifier(settings(), {**INPUTS, "num_classes": 2})
+    assert model.get_layer("head.logits").units == 2
+    assert model.predict(inputs(), verbose=0).shape == (2, 2)
+
+
+def test_class_prior_offsets_shift_the_logits():
+    model = build_classifier(settings(), INPUTS)
+    batch = inputs(4, seed=5)
+    before = model.predict(batch, verbose=0)
+    model.get_layer("head.class_prior").set_weights([np.array([0.0, 1.5, -2.0], "float32")])
+    np.testing.assert_allclose(model.predict(batch, verbose=0) - before, [[0.0, 1.5, -2.0]] * 4, atol=1e-5)
 
 
 def test_save_and_reload_gives_equal_outputs(tmp_path):
-    model = build_classifier(settings(), PREP)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model = build_classifier(settings(), INPUTS)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(inputs(8), np.array([0, 1, 2, 0, 1, 2, 0, 1]), epochs=1, verbose=0)  # move BN statistics
     path = str(tmp_path / "model.keras")
     model.save(path)
     reloaded = keras.saving.load_model(path, safe_mode=True)
-    assert reloaded.preprocessing == PREP
+    assert reloaded.network_inputs == INPUTS
     batch = inputs(4, seed=3)
     np.testing.assert_allclose(reloaded.predict(batch, verbose=0), model.predict(batch, verbose=0), rtol=1e-5, atol=1e-6)
 
 
-def test_bag_text_encoder_reads_n_gram_counts():
-    prep = {**PREP, "text_mode": "counts", "vocabulary": [f"w{i}" for i in range(9)],
-            "idf_weights": [1.0 + i / 10 for i in range(9)]}
-    model = build_classifier(settings(text_encoder="bag", modalities=("text",)), prep)
-    assert model.input["text"].shape == (None, 10)  # 9 n-grams + the out-of-vocabulary slot
-    idf = model.get_layer("text.sublinear_tf_idf").get_weights()[0]
-    np.testing.assert_allclose(idf, [1.4] + prep["idf_weights"], rtol=1e-6)  # out-of-vocabulary: the mean
-    assert model.predict({"text": np.random.rand(3, 10).astype("float32")}, verbose=0).shape == (3, 3)
-
-
-def test_runs_saved_with_tf_idf_inputs_still_build_without_the_count_weighting():
-    prep = {**PREP, "text_mode": "tf_idf", "vocabulary": [f"w{i}" for i in range(9)]}
-    model = build_classifier(settings(text_encoder="bag", modalities=("text",)), prep)
-    assert "text.sublinear_tf_idf" not in {layer.name for layer in model.layers}
-    assert model.predict({"text": np.random.rand(3, 10).astype("float32")}, verbose=0).shape == (3, 3)
-
-
-def test_sublinear_tf_idf_is_log_counts_times_idf_at_unit_length():
-    from fusionapp.model.blocks import SublinearTfIdf
-
-    idf = np.array([1.0, 2.0, 0.5, 3.0], dtype="float32")
-    counts = np.array([[0, 1, 4, 2], [3, 0, 0, 0], [0, 0, 0, 0]], dtype="float32")
-    weighted = np.log1p(counts) * idf
-    expected = weighted / np.maximum(np.linalg.norm(weighted, axis=1, keepdims=True), 1e-6)
-    out = np.asarray(SublinearTfIdf(4, idf)(counts))
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(np.linalg.norm(out[:2], axis=1), 1.0, rtol=1e-5)
-    assert not out[2].any()  # an empty text stays all zeros: "missing", not a unit vector
-
-
-def test_mismatched_text_encoder_and_preprocessing_is_refused():
+def test_mismatched_text_encoder_and_inputs_is_refused():
     from fusionapp.errors import FusionError
 
     with pytest.raises(FusionError, match="bag"):
-        build_classifier(settings(text_encoder="bag"), PREP)
+        build_classifier(settings(text_encoder="bag"), INPUTS)
 
 
 def test_layer_names_say_what_they_compute():
-    model = build_classifier(settings(), PREP)
+    model = build_classifier(settings(), INPUTS)
     names = {layer.name for layer in model.layers}
-    assert {"image.block2.conv5x5", "image.stem.conv3x3", "text.conv3", "tabular.dense", "fusion.concat"} <= names
+    assert {"image.block2.conv5x5", "image.block2.conv5x5.reduce", "image.stem.conv3x3", "text.conv3",
+            "tabular.dense", "fusion.concat", "head.logits", "head.class_prior"} <= names

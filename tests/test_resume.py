@@ -1,21 +1,11 @@
 """An interrupted training run continues from its last completed epoch with --resume."""
 
-import csv
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
-
-from conftest import TINY_MODEL, run_cli
-
-TRAIN = """
-import sys
-from fusionapp import train
-train(sys.argv[1], sys.argv[2], epochs=4, patience=10, verbose=0, **{tiny})
-"""
+from conftest import read_csv, run_cli, start_training
 
 
 def wait_for_epoch(run_dir, epoch, process, timeout=180):
@@ -33,9 +23,7 @@ def wait_for_epoch(run_dir, epoch, process, timeout=180):
 
 def test_killed_run_resumes_to_the_same_number_of_epochs(demo_table, tmp_path, capsys):
     run_dir = str(tmp_path / "run")
-    script = TRAIN.format(tiny=repr(TINY_MODEL))
-    process = subprocess.Popen([sys.executable, "-c", script, demo_table, run_dir],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_training(demo_table, run_dir)
     try:
         wait_for_epoch(run_dir, 1, process)
     finally:
@@ -47,12 +35,11 @@ def test_killed_run_resumes_to_the_same_number_of_epochs(demo_table, tmp_path, c
     code, out, err = run_cli(capsys, "train", "--resume", "--out", run_dir)
     assert code == 0, err
     assert "Resuming after epoch" in out
-    with open(os.path.join(run_dir, "history.csv"), newline="") as handle:
-        epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
-    assert epochs == [1, 2, 3, 4]
+    assert [int(row["epoch"]) for row in read_csv(os.path.join(run_dir, "history.csv"))] == [1, 2, 3, 4]
     import keras
 
     import fusionapp.model  # noqa: F401
+    import fusionapp.preprocessing  # noqa: F401
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), safe_mode=True)
     assert model.count_params() > 0
     code, _, err = run_cli(capsys, "train", "--resume", "--out", run_dir)

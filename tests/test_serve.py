@@ -5,46 +5,10 @@ import concurrent.futures
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-import uuid
 
 import pytest
 
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def request(url, body=None, content_type="application/json", method=None):
-    headers = {"Content-Type": content_type} if body is not None else {}
-    req = urllib.request.Request(url, data=body, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def post_json(url, payload):
-    return request(url, json.dumps(payload).encode())
-
-
-def multipart(fields, files):
-    boundary = uuid.uuid4().hex
-    parts = []
-    for name, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-    for name, (filename, data) in files.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
-    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+from conftest import DEMO_CLASSES, http, multipart, post_json
 
 
 def declared_too_large(url):
@@ -67,36 +31,16 @@ def declared_too_large(url):
 
 
 @pytest.fixture(scope="module")
-def server(trained_run):
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "fusionapp", "serve", trained_run, "--port", str(port),
-                                "--max-body-mb", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url + "/health", timeout=2)
-            break
-        except OSError:
-            assert process.poll() is None, process.stderr.read().decode()
-            assert time.time() < deadline, "the server did not start"
-            time.sleep(0.3)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
 def pair(demo_dir):
     return {"image": (demo_dir / "images" / "00003.png").read_bytes(), "text": "listing one worn vase, cash only",
             "price": "31.5", "seller": "east"}
 
 
 def test_health_and_metadata(server):
-    assert request(server + "/health") == (200, {"status": "ok"})
-    status, metadata = request(server + "/metadata")
+    assert http(server + "/health") == (200, {"status": "ok"})
+    status, metadata = http(server + "/metadata")
     assert status == 200
-    assert metadata["classes"] == ["angular_new", "angular_used", "round_new", "round_used"]
+    assert metadata["classes"] == DEMO_CLASSES
     assert set(metadata["inputs"]) == {"image", "text", "tabular"}
     assert metadata["inputs"]["tabular"]["seller"]["categories"] == ["east", "north", "south", "west"]
     assert metadata["fusionapp_version"]
@@ -117,9 +61,10 @@ def test_json_and_multipart_predictions_equal_the_cli(server, pair, trained_run,
         assert result["probabilities"][name] == pytest.approx(p, abs=1e-5)
     body, content_type = multipart({"text": pair["text"], "price": pair["price"], "seller": pair["seller"]},
                                    {"image": ("x.png", pair["image"])})
-    status, form_result = request(server + "/predict", body, content_type)
+    status, form_result = http(server + "/predict", body, content_type)
     assert status == 200
     assert form_result["probabilities"] == pytest.approx(result["probabilities"], abs=1e-6)
+    assert expected["missing"] == result["missing"] == form_result["missing"] == []
 
 
 def test_batch_answers_every_item(server, pair):
@@ -132,12 +77,17 @@ def test_batch_answers_every_item(server, pair):
     assert first == last and "predicted_label" in first
     assert "not valid base64" in bad_base64["error"]
     assert "cannot be decoded" in corrupt["error"]
-    assert empty_text["missing"] == ["text"] and "predicted_label" in empty_text  # a missing text is allowed
+    # a missing text is allowed; no tabular values were sent either
+    assert empty_text["missing"] == ["text", "tabular"] and "predicted_label" in empty_text
 
 
 @pytest.mark.parametrize("case,status,fragment", [
     ("not_json", 400, "not valid JSON"),
-    ("no_inputs", 400, "no inputs"),
+    ("no_inputs", 422, "no inputs: every input of this row is empty"),
+    ("deeply_nested", 400, "nested too deeply"),
+    ("lone_surrogate", 400, "not valid Unicode"),
+    ("nested_tabular_value", 422, "is not a number"),
+    ("text_not_a_string", 400, "'text' must be a string"),
     ("not_an_image", 422, "not a JPEG, PNG, GIF or BMP"),
     ("unknown_column", 422, "unknown tabular column 'colour'"),
     ("bad_number", 422, "'lots' is not a number"),
@@ -149,8 +99,12 @@ def test_batch_answers_every_item(server, pair):
 def test_user_mistakes_get_4xx_json(case, status, fragment, server, pair):
     image = base64.b64encode(pair["image"]).decode()
     calls = {
-        "not_json": lambda: request(server + "/predict", b"{oops"),
+        "not_json": lambda: http(server + "/predict", b"{oops"),
         "no_inputs": lambda: post_json(server + "/predict", {"text": "", "tabular": {}}),
+        "deeply_nested": lambda: http(server + "/predict", b"[" * 5000 + b"]" * 5000),
+        "lone_surrogate": lambda: http(server + "/predict", b'{"text": "bad \\ud800 text"}'),
+        "nested_tabular_value": lambda: post_json(server + "/predict", {"text": "hi", "tabular": {"price": [[1]]}}),
+        "text_not_a_string": lambda: post_json(server + "/predict", {"text": {"a": 1}}),
         "not_an_image": lambda: post_json(server + "/predict", {"image": base64.b64encode(b"hello").decode(),
                                                                 "text": "hi"}),
         "unknown_column": lambda: post_json(server + "/predict", {"image": image, "text": "hi",
@@ -159,8 +113,8 @@ def test_user_mistakes_get_4xx_json(case, status, fragment, server, pair):
                                                               "tabular": {"price": "lots"}}),
         "too_large": lambda: declared_too_large(server),
         "empty_batch": lambda: post_json(server + "/predict/batch", {"items": []}),
-        "unknown_route": lambda: request(server + "/nowhere"),
-        "wrong_method": lambda: request(server + "/predict"),
+        "unknown_route": lambda: http(server + "/nowhere"),
+        "wrong_method": lambda: http(server + "/predict"),
     }
     code, body = calls[case]()
     assert code == status and fragment in body["error"], body
@@ -168,7 +122,7 @@ def test_user_mistakes_get_4xx_json(case, status, fragment, server, pair):
 
 def test_missing_image_is_answered_and_reported(server, pair):
     status, body = post_json(server + "/predict", {"text": pair["text"]})
-    assert status == 200 and body["missing"] == ["image"] and "predicted_label" in body
+    assert status == 200 and body["missing"] == ["image", "tabular"] and "predicted_label" in body
 
 
 def test_concurrent_requests_are_safe(server, pair):

@@ -1,4 +1,6 @@
-"""The one image decoder used by training, evaluation and prediction, and the checks before it."""
+"""Image files and bytes before decoding: the cheap header checks, one full decode pass that finds
+the corrupt ones, and reading files for the input pipeline. (Decoding itself is the preprocessor's:
+fusionapp.preprocessing.image.)"""
 
 from __future__ import annotations
 
@@ -99,33 +101,6 @@ def _jpeg_dimensions(head: bytes) -> tuple[int, int] | None:
     return None
 
 
-def decode_image(encoded, image_size: int):
-    """Encoded image bytes -> uint8 RGB tensor of shape (image_size, image_size, 3).
-
-    GIFs give their first frame; grayscale and RGBA become RGB. The image is resized without
-    keeping its aspect ratio, so the whole picture is always seen.
-    """
-    import tensorflow as tf
-
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
-    image.set_shape([None, None, 3])
-    image = tf.image.resize(image, (image_size, image_size), antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
-
-
-def decode_or_blank(encoded, image_size: int):
-    """`decode_image`, except that empty bytes (a missing image) give an all-zero image.
-
-    The model learns what a blank image means because training blanks images at random
-    (modality dropout), so a missing image is an input it knows, not an error.
-    """
-    import tensorflow as tf
-
-    return tf.cond(tf.strings.length(encoded) > 0,
-                   lambda: decode_image(encoded, image_size),
-                   lambda: tf.zeros((image_size, image_size, 3), tf.uint8))
-
-
 def read_or_blank(path):
     """The bytes of `path`, or empty bytes for an empty path (a missing image)."""
     import tensorflow as tf
@@ -144,6 +119,9 @@ def find_undecodable(images, from_files: bool, threads: int | None = None) -> di
 
     if len(images) == 0:
         return {}
+    if len(images) <= 4:
+        # A request or a single pair: decoding directly is far cheaper than starting a pipeline.
+        return {i: reason for i, image in enumerate(images) if (reason := _why_undecodable(image, from_files))}
 
     def decodes(index, image):
         encoded = tf.io.read_file(image) if from_files else image
@@ -157,22 +135,27 @@ def find_undecodable(images, from_files: bool, threads: int | None = None) -> di
     seen = np.zeros(len(images), dtype=bool)
     for indices, _ in dataset.as_numpy_iterator():
         seen[indices] = True
-    failures = {}
-    for index in np.flatnonzero(~seen):
-        failures[int(index)] = _why_undecodable(images[index], from_files)
-    return failures
+    # A decode that failed in the pipeline fails again here; "cannot be decoded" covers the odd one
+    # that does not.
+    return {int(index): _why_undecodable(images[index], from_files) or f"{_name(images[index], from_files)} "
+            "cannot be decoded" for index in np.flatnonzero(~seen)}
 
 
-def _why_undecodable(image, from_files: bool) -> str:
+def _name(image, from_files: bool) -> str:
+    return image if from_files else "image"
+
+
+def _why_undecodable(image, from_files: bool) -> str | None:
+    """Why the image cannot be decoded, or None when it can."""
     import tensorflow as tf
 
-    name = image if from_files else "image"
+    name = _name(image, from_files)
     try:
         encoded = tf.io.read_file(image) if from_files else image
         tf.io.decode_image(encoded, channels=3, expand_animations=False)
     except Exception as error:  # noqa: BLE001 - any decoder failure is the user's file, not our bug
         return undecodable_reason(name, error)
-    return f"{name} cannot be decoded"
+    return None
 
 
 def undecodable_reason(name: str, error: BaseException) -> str:

@@ -1,95 +1,81 @@
-"""Examples -> tf.data pipeline of model inputs: one stream per modality, zipped, with images
-decoded in parallel from disk and text vectorised per batch."""
+"""Examples -> tf.data pipeline of network inputs for `model.fit`: rows in a seeded order, image files
+read and decoded in parallel, text and tabular cells encoded per batch, all by the run's preprocessor."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from fusionapp.data.examples import Examples
-from fusionapp.data.images import decode_or_blank, read_or_blank
-from fusionapp.preprocessing import Preprocessing
+from fusionapp.data.examples import Examples, raw_columns
+from fusionapp.data.images import read_or_blank
 
 
-def make_dataset(examples: Examples, prep: Preprocessing, modalities, batch_size: int,
-                 with_labels: bool = True, shuffle: bool = False, augment: bool = False, seed: int = 0,
-                 modality_dropout: float = 0.0, cache: str | None = None, shard: tuple[int, int] | None = None):
-    """Batches of ({"image", "text", "tabular"} inputs, label index) ready for `model.fit`.
+def make_dataset(examples: Examples, preprocessor, batch_size: int, shuffle: bool = False, augment: bool = False, seed: int = 0, modality_dropout: float = 0.0,
+                 cache: str | None = None, shard: tuple[int, int] | None = None):
+    """Batches of ({"image", "text", "tabular"} network inputs, label index).
 
-    Empty image paths and empty texts are missing values: a blank image, an empty text.
-    `modality_dropout` blanks the image or the text of that share of rows each (never both), so
-    the model learns to answer from what is there. `cache` keeps decoded, resized images after the
-    first pass: "memory", or a file path prefix for tf.data's on-disk cache. `shard` = (count,
-    index) keeps every count-th row from `index` on, before any file is read: a multi-worker
-    strategy then gets each worker's share as is, instead of every worker decoding every image.
+    The order comes from shuffling row positions (a full shuffle, whatever the table's size), and
+    each position then fetches its row, so caching decoded images cannot change it. `cache` keeps
+    decoded, resized images after one decoding pass: "memory", or a file path for an on-disk array.
+    `modality_dropout` blanks the image or the text of that share of rows each (never both), so the
+    model learns to answer from what is there. `shard` = (count, index) keeps every count-th row from
+    `index` on, before any file is read: each worker of a multi-worker strategy reads only its share.
     """
     import tensorflow as tf
 
     autotune = tf.data.AUTOTUNE
-    streams = {}
-    if "image" in modalities:
-        streams["image"] = tf.data.Dataset.from_tensor_slices(_as_string_tensor(examples.images))
-    if "text" in modalities:
-        streams["text"] = tf.data.Dataset.from_tensor_slices(_as_string_tensor(examples.texts))
-    if "tabular" in modalities:
-        streams["tabular"] = tf.data.Dataset.from_tensor_slices(prep.encode_tabular(examples))
-    inputs = tf.data.Dataset.zip(streams)
-    if with_labels:
-        labels = tf.data.Dataset.from_tensor_slices(prep.label_indices(examples.labels))
-        dataset = tf.data.Dataset.zip((inputs, labels))
-    else:
-        dataset = inputs.map(lambda features: (features,))
+    modalities = preprocessor.modalities
+    rows = np.arange(len(examples))
     if shard is not None:
-        dataset = dataset.shard(*shard)
-
-    size = prep.image_size
+        rows = rows[shard[1]::shard[0]]
+    raw = {name: tf.constant(values[rows]) for name, values in
+           raw_columns(examples, modalities, preprocessor.tabular_kinds).items()}
+    labels = tf.constant(preprocessor.label_indices(examples.labels)[rows])
+    store = decoded_store(examples, preprocessor, rows, cache) if cache and "image" in modalities else None
     from_files = examples.images_are_files
 
-    def decode(features, *rest):
-        encoded = read_or_blank(features["image"]) if from_files else features["image"]
-        return ({**features, "image": decode_or_blank(encoded, size)}, *rest)
-
-    decoded = False
-    if cache and "image" in modalities:
-        # Decoded pixels are cached before shuffling, so every epoch still sees a new order.
-        dataset = dataset.map(decode, num_parallel_calls=autotune, deterministic=True)
-        dataset = dataset.cache("" if cache == "memory" else cache)
-        decoded = True
+    positions = tf.data.Dataset.range(len(rows))
     if shuffle:
-        # Without a cache only file names and small arrays are shuffled; pixels come later.
-        dataset = dataset.shuffle(min(len(examples), 20_000 if not decoded else 4_096), seed=seed,
-                                  reshuffle_each_iteration=True)
+        positions = positions.shuffle(max(len(rows), 1), seed=seed, reshuffle_each_iteration=True)
     augment = augment and "image" in modalities
     drop = modality_dropout if {"image", "text"} <= set(modalities) else 0.0
     if augment or drop:
         # One seed pair per example, new each epoch but fixed by `seed`: stateless random ops fed
-        # from this stream give the same augmentation however the parallel map schedules work.
+        # from this stream give the same draws however the parallel map schedules work.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip((dataset, seeds)).map(lambda element, pair: (*element, pair))
+        positions = tf.data.Dataset.zip((positions, seeds))
+    else:
+        positions = positions.map(lambda position: (position, tf.zeros([2], tf.int64)))
 
-    if "image" in modalities and (not decoded or augment or drop):
-        def load_image(features, *rest):
-            if not decoded:
-                features, *rest = decode(features, *rest)
-            if augment or drop:
-                *rest, pair = rest
-                augment_seed, drop_seed = tf.unstack(tf.random.experimental.stateless_split(pair, 2))
-                if augment:
-                    features = {**features, "image": augment_image(features["image"], size, augment_seed)}
-                if drop:
-                    features = drop_modality(features, drop, drop_seed)
-            return (features, *rest)
+    def fetch(position, pair):
+        features = {name: column[position] for name, column in raw.items()}
+        if "image" in modalities:
+            if store is not None:
+                image = tf.numpy_function(lambda i: store[i], [position], tf.uint8, stateful=False)
+                image.set_shape([preprocessor.image_size, preprocessor.image_size, 3])
+            else:
+                image = preprocessor.decode_image(read_or_blank(features["image"]) if from_files else features["image"])
+            features["image"] = image
+        if augment or drop:
+            augment_seed, drop_seed = tf.unstack(tf.random.experimental.stateless_split(pair, 2))
+            if augment:
+                features["image"] = augment_image(features["image"], preprocessor.image_size, augment_seed)
+            if drop:
+                features = drop_modality(features, drop, drop_seed)
+        return features, labels[position]
 
-        dataset = dataset.map(load_image, num_parallel_calls=autotune, deterministic=True)
-    dataset = dataset.batch(batch_size)
-    if "text" in modalities:
-        vectorizer = prep.text_vectorizer()
+    dataset = positions.map(fetch, num_parallel_calls=autotune, deterministic=True).batch(batch_size)
 
-        def vectorize(features, *rest):
-            return ({**features, "text": vectorizer(features["text"])}, *rest)
+    def encode(features, label):
+        inputs = {}
+        if "image" in modalities:
+            inputs["image"] = features["image"]
+        if "text" in modalities:
+            inputs["text"] = preprocessor.encode_text(features["text"])
+        if "tabular" in modalities:
+            inputs["tabular"] = preprocessor.encode_tabular(features)
+        return inputs, label
 
-        dataset = dataset.map(vectorize, num_parallel_calls=autotune, deterministic=True)
-    if not with_labels:
-        dataset = dataset.map(lambda features: features)
+    dataset = dataset.map(encode, num_parallel_calls=autotune, deterministic=True)
     if shard is not None:
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
@@ -97,8 +83,31 @@ def make_dataset(examples: Examples, prep: Preprocessing, modalities, batch_size
     return dataset.prefetch(autotune)
 
 
+def decoded_store(examples: Examples, preprocessor, rows, cache: str):
+    """Every image of `rows` decoded and resized once, in order: a uint8 array [rows, size, size, 3]
+    in memory (cache "memory") or in a file mapped into memory (cache = that file's path)."""
+    import tensorflow as tf
+
+    size = preprocessor.image_size
+    shape = (len(rows), size, size, 3)
+    if cache == "memory":
+        store = np.empty(shape, dtype=np.uint8)
+    else:
+        store = np.lib.format.open_memmap(cache, mode="w+", dtype=np.uint8, shape=shape)
+    images = tf.data.Dataset.from_tensor_slices(raw_columns(examples, ("image",), {})["image"][rows])
+    if examples.images_are_files:
+        images = images.map(read_or_blank, num_parallel_calls=tf.data.AUTOTUNE)
+    images = images.map(preprocessor.decode_image, num_parallel_calls=tf.data.AUTOTUNE).batch(256)
+    start = 0
+    for batch in images.as_numpy_iterator():
+        store[start:start + len(batch)] = batch
+        start += len(batch)
+    return store
+
+
 def drop_modality(features, rate: float, seed):
-    """With probability `rate` each, blank the image or the text (one at most)."""
+    """With probability `rate` each, blank the image or the text (one at most): the same blank
+    values a missing input has (an all-zero image, an empty text)."""
     import tensorflow as tf
 
     roll = tf.random.stateless_uniform([], seed)
@@ -118,9 +127,3 @@ def augment_image(image, size: int, seed):
     pad = max(size // 8, 1)
     image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
     return tf.image.stateless_random_crop(image, (size, size, 3), crop_seed)
-
-
-def _as_string_tensor(values):
-    if values and isinstance(values[0], bytes):
-        return np.array(values, dtype=object)
-    return np.array([str(value) for value in values], dtype=object)

@@ -84,7 +84,9 @@ def _parse_jsonl(path: str, content: str) -> Table:
             raise FusionError(f"{path} line {line_number}: not valid JSON ({error.msg})") from error
         if not isinstance(record, dict):
             raise FusionError(f"{path} line {line_number}: expected a JSON object per line")
-        row = {str(key): _cell(value) for key, value in record.items()}
+        row = {str(key): cell_text(value) for key, value in record.items()}
+        if not all(_encodable(text) for pair in row.items() for text in pair):
+            raise FusionError(f"{path} line {line_number}: holds text that is not valid Unicode (a lone surrogate escape)")
         columns.update(dict.fromkeys(row))
         rows.append(row)
     names = list(columns)
@@ -94,7 +96,8 @@ def _parse_jsonl(path: str, content: str) -> Table:
     return Table(path, names, rows)
 
 
-def _cell(value) -> str:
+def cell_text(value) -> str:
+    """A JSON value as a table cell: null -> "", booleans -> true/false, objects and lists as JSON."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -102,6 +105,14 @@ def _cell(value) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_header(path: str, header: list[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from fusionapp.config import Columns
+from fusionapp.data.examples import Examples, default_modalities
 from fusionapp.errors import FusionError, one_line
 
 # TFDS split names -> the split column's values
@@ -17,8 +18,6 @@ SPLIT_NAMES = {"train": "train", "validation": "val", "valid": "val", "val": "va
 
 def load_tfds_examples(data: str, columns: Columns, need_label: bool = True, modalities=None):
     import tensorflow_datasets as tfds
-
-    from fusionapp.data.examples import Examples
 
     name, _, split = data[len("tfds:"):].partition(":")
     if not name:
@@ -30,8 +29,6 @@ def load_tfds_examples(data: str, columns: Columns, need_label: bool = True, mod
         raise FusionError(f"{data}: cannot load the TFDS data set ({one_line(error)})") from error
     features = builder.info.features
     if modalities is None:
-        from fusionapp.data.examples import default_modalities
-
         modalities = default_modalities(columns, features)
     needed = {"image": [columns.image], "text": [columns.text], "tabular": list(columns.tabular_names)}
     wanted = [column for m in modalities for column in needed[m]] + ([columns.label] if need_label else [])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from keras import layers, regularizers
 
 from fusionapp.config import ModelSettings
-from fusionapp.model.blocks import BN_MOMENTUM, SublinearTfIdf, multi_kernel_block
+from fusionapp.model.blocks import BN_MOMENTUM, multi_kernel_block
 
 
 def image_branch(images, settings: ModelSettings):
@@ -18,29 +18,26 @@ def image_branch(images, settings: ModelSettings):
     last = len(settings.image_filters) - 1
     for i, filters in enumerate(settings.image_filters):
         # The last block feeds global pooling, so pooling it first would only discard detail.
-        x = multi_kernel_block(x, filters, settings.image_kernels, name=f"image.block{i + 1}", pool=i < last)
+        x = multi_kernel_block(x, filters, settings.image_kernels, name=f"image.block{i + 1}", pool=i < last,
+                               reduction=settings.image_reduction)
     x = layers.GlobalAveragePooling2D(name="image.global_pool")(x)
     return layers.Dense(settings.branch_units, activation="relu", name="image.projection")(x)
 
 
-def text_branch(text, settings: ModelSettings, vocabulary_size: int, idf_weights=None):
-    """Token ids -> features: embedding, then parallel 1-D convolutions (or a masked mean);
-    or, for the "bag" encoder, n-gram counts -> sublinear TF-IDF -> one wide dense layer.
-    (Runs saved before fusionapp 0.2 feed TF-IDF weights directly and pass no `idf_weights`.)"""
-    token_ids = text
+def text_branch(text, settings: ModelSettings, vocabulary_size: int):
+    """Text -> features. `bag`: sublinear TF-IDF vectors -> one wide dense layer; `cnn`: token ids ->
+    embedding -> parallel 1-D convolutions; `mean`: token ids -> masked mean of embeddings."""
     if settings.text_encoder == "bag":
-        if idf_weights is not None:
-            text = SublinearTfIdf(len(idf_weights), idf_weights, name="text.sublinear_tf_idf")(text)
         x = layers.Dropout(settings.dropout, name="text.bag_dropout")(text)
         x = layers.Dense(settings.branch_units, activation="relu", kernel_regularizer=regularizers.L2(1e-5),
                          name="text.bag_dense")(x)
         return layers.Dropout(settings.dropout, name="text.dropout")(x)
     if settings.text_encoder == "mean":
         x = layers.Embedding(vocabulary_size, settings.text_embedding_dim, mask_zero=True,
-                             name="text.embedding")(token_ids)
+                             name="text.embedding")(text)
         x = layers.GlobalAveragePooling1D(name="text.mean_pool")(x)
     else:
-        x = layers.Embedding(vocabulary_size, settings.text_embedding_dim, name="text.embedding")(token_ids)
+        x = layers.Embedding(vocabulary_size, settings.text_embedding_dim, name="text.embedding")(text)
         widths = []
         for width in settings.text_widths:
             y = layers.Conv1D(settings.text_filters, width, padding="same", activation="relu",

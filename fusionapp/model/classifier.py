@@ -1,4 +1,4 @@
-"""The fusion classifier: branch features concatenated, dense layers, class probabilities."""
+"""The fusion classifier: branch features concatenated, dense layers, one logit per class."""
 
 from __future__ import annotations
 
@@ -7,73 +7,75 @@ from keras import layers
 
 from fusionapp.config import MODALITIES, ModelSettings, settings_from_dict
 from fusionapp.errors import FusionError
-from fusionapp.model.blocks import ClassPrior, TwoClassProbabilities
+from fusionapp.model.blocks import ClassPrior
 from fusionapp.model.branches import image_branch, tabular_branch, text_branch
-from fusionapp.preprocessing import Preprocessing
 
 
 @keras.saving.register_keras_serializable(package="fusionapp")
 class FusionClassifier(keras.Model):
-    """A functional model rebuilt from its settings, so `model.keras` reloads exactly.
+    """A functional model rebuilt from its settings and input sizes, so `model.keras` reloads exactly.
 
-    `preprocessing` is the adapted state (vocabulary, statistics, class names); it does not shape
-    the graph beyond its sizes, but travelling in the config makes the saved file self-sufficient.
+    It returns logits (after the class-prior offsets); probabilities are the softmax of them,
+    taken once where predictions are made. `inputs` are the sizes of its inputs and head
+    (`Preprocessor.network_inputs()`): num_classes, image_size, text_input ("tf_idf" or
+    "token_ids"), text_width, sequence_length, tabular_width. `preprocessor`, a Keras layer that
+    turns raw inputs into those tensors, is optional and saved with the model when given; the
+    network itself never calls it.
     """
 
-    def __init__(self, settings: dict, preprocessing: dict, **kwargs):
+    def __init__(self, settings: dict, inputs: dict, preprocessor=None, **kwargs):
         model_settings = settings_from_dict(ModelSettings, settings)
         # === Layers and functional model ===
-        inputs, features = {}, []
         modalities = [m for m in MODALITIES if m in model_settings.modalities]
         if not modalities:
-            raise FusionError("--modalities must name at least one of: image, text, tabular")
-        prep = Preprocessing.from_dict(preprocessing)
-        num_classes = prep.num_classes
+            raise FusionError("a model needs at least one of the modalities image, text, tabular")
+        tensors, features = {}, []
         if "image" in modalities:
-            size = model_settings.image_size
-            inputs["image"] = keras.Input((size, size, 3), dtype="uint8", name="image")
-            features.append(image_branch(inputs["image"], model_settings))
+            size = inputs["image_size"]
+            tensors["image"] = keras.Input((size, size, 3), dtype="uint8", name="image")
+            features.append(image_branch(tensors["image"], model_settings))
         if "text" in modalities:
-            bag = model_settings.text_encoder == "bag"
-            if bag != (prep.text_mode in ("counts", "tf_idf")):
-                raise FusionError("the bag text encoder needs n-gram counts (text_mode counts), "
-                                  "and the cnn/mean encoders need token ids")
-            if bag:
-                # one column per vocabulary entry, plus the out-of-vocabulary slot
-                inputs["text"] = keras.Input((len(prep.vocabulary) + 1,), dtype="float32", name="text")
-            else:
-                inputs["text"] = keras.Input((prep.sequence_length,), dtype="int64", name="text")
-            idf = prep.count_idf_weights if prep.text_mode == "counts" else None
-            features.append(text_branch(inputs["text"], model_settings, prep.vocabulary_size, idf))
+            bag = inputs["text_input"] == "tf_idf"
+            if bag != (model_settings.text_encoder == "bag"):
+                raise FusionError("the bag text encoder reads TF-IDF vectors, the cnn / mean encoders token ids")
+            shape, dtype = ((inputs["text_width"],), "float32") if bag else ((inputs["sequence_length"],), "int64")
+            tensors["text"] = keras.Input(shape, dtype=dtype, name="text")
+            features.append(text_branch(tensors["text"], model_settings, inputs["text_width"]))
         if "tabular" in modalities:
-            inputs["tabular"] = keras.Input((prep.tabular_width,), dtype="float32", name="tabular")
-            features.append(tabular_branch(inputs["tabular"], model_settings))
+            tensors["tabular"] = keras.Input((inputs["tabular_width"],), dtype="float32", name="tabular")
+            features.append(tabular_branch(tensors["tabular"], model_settings))
         x = layers.Concatenate(name="fusion.concat")(features) if len(features) > 1 else features[0]
         x = layers.Dense(model_settings.fusion_units, activation="relu", name="fusion.dense")(x)
         x = layers.Dropout(model_settings.dropout, name="fusion.dropout")(x)
-        if num_classes == 2:
-            positive = layers.Dense(1, activation="sigmoid", name="head.sigmoid", dtype="float32")(x)
-            probabilities = TwoClassProbabilities(name="head.probabilities", dtype="float32")(positive)
-        else:
-            probabilities = layers.Dense(num_classes, activation="softmax", name="head.probabilities",
-                                         dtype="float32")(x)
-        outputs = ClassPrior(num_classes, name="head.class_prior", dtype="float32")(probabilities)
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        logits = layers.Dense(inputs["num_classes"], name="head.logits", dtype="float32")(x)
+        logits = ClassPrior(inputs["num_classes"], name="head.class_prior", dtype="float32")(logits)
+        super().__init__(inputs=tensors, outputs=logits, **kwargs)
 
         # === Config ===
         self.settings = dict(settings)
-        self.preprocessing = dict(preprocessing)
+        self.network_inputs = dict(inputs)
+        if preprocessor is not None:
+            self.preprocessor = preprocessor
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable,
-                "settings": self.settings, "preprocessing": self.preprocessing}
+        config = {"name": self.name, "trainable": self.trainable, "settings": self.settings,
+                  "inputs": self.network_inputs}
+        if getattr(self, "preprocessor", None) is not None:
+            config["preprocessor"] = keras.saving.serialize_keras_object(self.preprocessor)
+        return config
 
     @classmethod
     def from_config(cls, config):
+        config = dict(config)
+        if "inputs" not in config:
+            raise FusionError("this model file was written by fusionapp 0.2 or older, whose models took "
+                              "probabilities-based heads and kept their vocabulary in the config; retrain it")
+        if config.get("preprocessor") is not None:
+            config["preprocessor"] = keras.saving.deserialize_keras_object(config["preprocessor"])
         return cls(**config)
 
 
-def build_classifier(settings: ModelSettings, preprocessing: dict, name: str = "fusion_classifier"):
+def build_classifier(settings: ModelSettings, inputs: dict, preprocessor=None, name: str = "fusion_classifier"):
     from dataclasses import asdict
 
-    return FusionClassifier(asdict(settings), preprocessing, name=name)
+    return FusionClassifier(asdict(settings), inputs, preprocessor=preprocessor, name=name)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
+import threading
 from importlib import resources
 
 from starlette.applications import Starlette
@@ -21,6 +23,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
+
+from fusionapp.data.tables import cell_text
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_BATCH_ITEMS = 256
@@ -33,9 +37,7 @@ class BadRequest(Exception):
 
 
 def create_app(run, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
-    from fusionapp.serve.predictor import PairPredictor
-
-    predictor = PairPredictor(run)
+    predictor = RequestPredictor(run)
     metadata = _metadata(run)
     page = resources.files("fusionapp.serve").joinpath("page.html").read_text(encoding="utf-8")
 
@@ -85,6 +87,11 @@ def create_app(run, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
     async def http_error(request: Request, error: HTTPException):
         return JSONResponse({"error": error.detail}, status_code=error.status_code)
 
+    async def server_error(request: Request, error: Exception):
+        # A bug of ours, not the client's: still JSON, and the traceback stays in the server's log.
+        logging.getLogger("fusionapp.serve").exception("error while answering %s", request.url.path)
+        return JSONResponse({"error": "internal error"}, status_code=500)
+
     app = Starlette(
         routes=[
             Route("/", home, methods=["GET"]),
@@ -93,7 +100,7 @@ def create_app(run, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
             Route("/predict", predict_one, methods=["POST"]),
             Route("/predict/batch", predict_batch, methods=["POST"]),
         ],
-        exception_handlers={BadRequest: bad_request, HTTPException: http_error},
+        exception_handlers={BadRequest: bad_request, HTTPException: http_error, Exception: server_error},
     )
     return BodyLimit(app, max_body_bytes)
 
@@ -139,6 +146,65 @@ async def _json_body(request: Request):
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadRequest(f"the body is not valid JSON ({error})") from error
+    except RecursionError:
+        raise BadRequest("the body is nested too deeply") from None
+
+
+class RequestPredictor:
+    """Request items -> answers, through the same row check and raw-input function as `predict`.
+
+    An item is {"image": bytes | None, "text": str | None, "tabular": {column: cell}}; its answer is
+    {"predicted_label", "confidence", "probabilities", "missing"} or {"error": reason}.
+    """
+
+    def __init__(self, run):
+        from fusionapp.run_rows import run_columns
+
+        self.run = run
+        self.columns = run_columns(run)
+        # Keras models are not documented as safe to call from several threads at once.
+        self._lock = threading.Lock()
+
+    def predict(self, items: list[dict]) -> list[dict]:
+        import numpy as np
+
+        from fusionapp.data.examples import Examples
+        from fusionapp.inference import predict_examples
+        from fusionapp.prediction import pair_result
+        from fusionapp.run_rows import check_rows
+
+        run, count = self.run, len(items)
+        examples = Examples(
+            source="request", row_numbers=np.arange(1, count + 1), ids=[str(i) for i in range(count)],
+            images=[item["image"] or b"" for item in items] if "image" in run.modalities else None,
+            images_are_files=False,
+            texts=[item["text"] or "" for item in items] if "text" in run.modalities else None,
+            tabular={name: [cell_text(item["tabular"].get(name)) for item in items]
+                     for name in run.preprocessor.tabular_kinds},
+            labels=None, splits=None)
+        errors = {row.row - 1: self._message(row) for row in check_rows(run, examples, self.columns, False)}
+        good = [i for i in range(count) if i not in errors]
+        results = [{"error": errors[i]} if i in errors else None for i in range(count)]
+        if good:
+            with self._lock:
+                predictions = predict_examples(run.model, examples.subset(good))
+            for position, i in enumerate(good):
+                results[i] = pair_result(predictions, position, run.preprocessor.class_names)
+        return results
+
+    def _message(self, bad_row) -> str:
+        if bad_row.column in (self.columns.image, self.columns.text) or not bad_row.column:
+            return bad_row.reason
+        return f"tabular column '{bad_row.column}': {bad_row.reason}"
+
+
+def _unicode(value: str, what: str) -> str:
+    """JSON allows lone surrogate escapes, which no text encoding can carry."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{what} is not valid Unicode (a lone surrogate escape)") from None
+    return value
 
 
 def _json_item(raw, metadata: dict) -> dict:
@@ -158,7 +224,7 @@ def _json_item(raw, metadata: dict) -> dict:
     tabular = raw.get("tabular") or {}
     if not isinstance(tabular, dict):
         raise BadRequest("'tabular' must be an object of column: value")
-    return _complete({"image": image, "text": text, "tabular": tabular}, metadata)
+    return _item(image, text, tabular, metadata)
 
 
 async def _form_item(request: Request, metadata: dict) -> dict:
@@ -170,34 +236,39 @@ async def _form_item(request: Request, metadata: dict) -> dict:
         raise BadRequest(f"cannot read the form ({error})") from error
     image = form.get("image")
     data = await image.read() if hasattr(image, "read") else None
-    tabular = {key: value for key, value in form.items() if key not in ("image", "text") and value != ""}
-    return _complete({"image": data, "text": form.get("text"), "tabular": tabular}, metadata)
+    text = form.get("text")
+    tabular = {key: value for key, value in form.items() if key not in ("image", "text")}
+    return _item(data, text if isinstance(text, str) else None, tabular, metadata)
 
 
-def _complete(item: dict, metadata: dict) -> dict:
-    """A missing image or text is allowed (the answer lists it as missing), but not every input."""
-    inputs = metadata["inputs"]
-    given = [name for name in ("image", "text") if name in inputs and item[name]]
-    if not given and not ("tabular" in inputs and item["tabular"]):
-        raise BadRequest(f"no inputs: give at least one of {', '.join(inputs)}")
-    return item
+def _item(image, text, tabular: dict, metadata: dict) -> dict:
+    """A request item with its text and tabular fields checked as text; whether the inputs make a
+    usable row is the row check's to say, as for a table."""
+    columns = metadata["inputs"].get("tabular", {})
+    unknown = sorted(set(tabular) - set(columns))
+    if unknown:
+        raise BadRequest(f"unknown tabular column '{unknown[0]}' (this model's: {', '.join(columns) or 'none'})",
+                         status=422)
+    for name, value in tabular.items():
+        _unicode(name, "a tabular column name")
+        _unicode(cell_text(value), f"tabular column '{name}'")
+    return {"image": image, "text": _unicode(text, "'text'") if text else text, "tabular": tabular}
 
 
 def _metadata(run) -> dict:
     import fusionapp
 
-    prep = run.preprocessing
+    preprocessor = run.preprocessor
     inputs = {}
     if "image" in run.modalities:
-        inputs["image"] = {"type": "image", "size": prep.image_size}
+        inputs["image"] = {"type": "image", "size": preprocessor.image_size}
     if "text" in run.modalities:
-        inputs["text"] = {"type": "text", "tokens": prep.text_tokens, "sequence_length": prep.sequence_length}
+        inputs["text"] = {"type": "text", **preprocessor.text}
     if "tabular" in run.modalities:
-        inputs["tabular"] = {column.name: {"kind": column.kind, **({"categories": column.categories}
-                                                                  if column.kind == "categorical" else {})}
-                             for column in prep.tabular}
+        inputs["tabular"] = {column["name"]: {key: value for key, value in column.items() if key != "name"}
+                             for column in preprocessor.tabular}
     return {
-        "classes": prep.class_names,
+        "classes": preprocessor.class_names,
         "inputs": inputs,
         "run": os.path.basename(os.path.abspath(run.path)),
         "model_version": run.config.get("created"),

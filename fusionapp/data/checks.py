@@ -1,0 +1,87 @@
+"""Which rows cannot be used, and why: the one check that training, evaluation, prediction and the
+server run before any row reaches the model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fusionapp.config import Columns
+from fusionapp.data.examples import BadRow, CheckedExamples, Examples, raw_columns
+from fusionapp.errors import FusionError
+from fusionapp.preprocessing.raw import missing_inputs, numeric_problem
+
+NO_INPUTS = "no inputs: every input of this row is empty"
+
+
+def find_bad_rows(examples: Examples, columns: Columns, modalities, need_label: bool,
+                  known_labels=None, tabular_kinds: dict[str, str] | None = None) -> list[BadRow]:
+    """Every row that cannot be used, with the column and reason; at most one reason per row.
+
+    A missing input (no image, empty text, empty tabular cells) is not a problem by itself: the
+    model answers from the others. A row whose every input is missing is one.
+    """
+    from fusionapp.data.images import HEADER_BYTES, check_image_bytes, check_image_file, find_undecodable
+
+    tabular_kinds = tabular_kinds or {}
+    problems: dict[int, BadRow] = {}
+
+    def flag(index, column, reason):
+        problems.setdefault(index, BadRow(int(examples.row_numbers[index]), column, reason))
+
+    if need_label:
+        if examples.labels is None:
+            raise FusionError(f"{examples.source}: no column '{columns.label}' holding the labels")
+        known = None if known_labels is None else set(known_labels)
+        for i, label in enumerate(examples.labels):
+            if not label:
+                flag(i, columns.label, "empty label")
+            elif known is not None and label not in known:
+                flag(i, columns.label, f"label '{label}' was not seen in training "
+                                       f"(known: {', '.join(sorted(known))})")
+    if "tabular" in modalities:
+        for name, kind in tabular_kinds.items():
+            if kind == "numeric":
+                for i, value in enumerate(examples.tabular[name]):
+                    reason = numeric_problem(value)
+                    if reason:
+                        flag(i, name, reason)
+    for i in np.flatnonzero(every_input_missing(examples, modalities, tabular_kinds)):
+        column = columns.text if "text" in modalities else columns.image if "image" in modalities else ""
+        flag(int(i), column, NO_INPUTS)
+    if "image" in modalities:
+        check = check_image_file if examples.images_are_files else (lambda b: check_image_bytes(b[:HEADER_BYTES]))
+        readable = []
+        for i, image in enumerate(examples.images):
+            if not image:
+                continue  # a missing image is a value the model knows, not an error
+            reason = check(image)
+            if reason:
+                flag(i, columns.image, reason)
+            elif i not in problems:
+                readable.append(i)
+        failures = find_undecodable([examples.images[i] for i in readable], examples.images_are_files)
+        for position, reason in failures.items():
+            flag(readable[position], columns.image, reason)
+    return [problems[i] for i in sorted(problems)]
+
+
+def every_input_missing(examples: Examples, modalities, tabular_kinds: dict[str, str]) -> np.ndarray:
+    """A bool per row: is every input of the row missing, by the preprocessor's own rule?"""
+    if len(examples) == 0:
+        return np.zeros(0, dtype=bool)
+    raw = raw_columns(examples, modalities, tabular_kinds)
+    missing = missing_inputs(raw, modalities, list(tabular_kinds.items())).numpy()
+    return np.array([len(names.split()) == len(modalities) for names in missing], dtype=bool)
+
+
+def drop_bad_rows(examples: Examples, bad_rows: list[BadRow], on_bad_row: str) -> CheckedExamples:
+    """Apply --on-bad-row: stop at the first bad row, or drop them all and keep count."""
+    if bad_rows and on_bad_row == "error":
+        raise FusionError(bad_rows[0].message(examples.source)
+                          + (f" (and {len(bad_rows) - 1} more bad rows)" if len(bad_rows) > 1 else ""))
+    bad = {row.row for row in bad_rows}
+    keep = [i for i, row in enumerate(examples.row_numbers) if int(row) not in bad]
+    if not keep:
+        first = bad_rows[0].message(examples.source) if bad_rows else examples.source
+        raise FusionError(f"no usable rows left: all {len(examples)} rows are bad (first: {first})")
+    return CheckedExamples(examples.subset(keep), list(bad_rows))

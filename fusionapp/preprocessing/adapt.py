@@ -1,0 +1,110 @@
+"""Learn the preprocessor's state from the training rows only: classes, vocabulary, idf, statistics."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from fusionapp.config import TextSettings
+from fusionapp.errors import FusionError
+from fusionapp.preprocessing.preprocessor import Preprocessor
+from fusionapp.preprocessing.raw import (is_missing_cell, normalize_category, normalize_text, numeric_problem,
+                                        numeric_values, tabular_key)
+
+# A column is numeric when this share of its filled cells are numbers; the rest are then bad rows
+# (a typo in a price column) rather than turning the whole column into categories.
+NUMERIC_SHARE = 0.9
+MAX_CATEGORIES = 100
+
+
+def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, text: TextSettings,
+          text_encoder: str, tabular_kinds: dict[str, str], source: str = "data") -> Preprocessor:
+    """A Preprocessor adapted on these (training) rows. `tabular_cells` maps column -> raw cells;
+    `text` is already resolved for `text_encoder` (see TextSettings.resolved)."""
+    class_names = sorted(set(labels))
+    if len(class_names) < 2:
+        raise FusionError(f"{source}: the training rows have only one label ('{class_names[0]}'); "
+                          "a classifier needs at least two")
+    text_config, state = None, {}
+    if "text" in modalities:
+        text_config, vocabulary, idf = _adapt_text(texts, text, text_encoder, source)
+        state.update(vocabulary=vocabulary, idf=idf)
+    tabular, means, stds = [], [], []
+    if "tabular" in modalities:
+        keys = {}
+        for name, kind in tabular_kinds.items():
+            clash = keys.setdefault(tabular_key(name), name)
+            if clash != name:
+                raise FusionError(f"tabular columns '{clash}' and '{name}' both become the input "
+                                  f"'{tabular_key(name)}'; rename one")
+            if kind == "numeric":
+                values = numeric_values(tabular_cells[name]).astype(np.float64)
+                values = values[np.isfinite(values)]
+                std = float(values.std()) if values.size > 1 else 1.0
+                means.append(float(values.mean()) if values.size else 0.0)
+                stds.append(std if std > 1e-12 else 1.0)
+                tabular.append({"name": name, "kind": kind})
+            else:
+                tabular.append({"name": name, "kind": kind, "categories": _categories(tabular_cells[name])})
+        if means:
+            state.update(means=means, stds=stds)
+    preprocessor = Preprocessor(class_names, modalities, image_size, text=text_config, tabular=tabular)
+    preprocessor.set_state(**state)
+    return preprocessor
+
+
+def _adapt_text(texts, text: TextSettings, text_encoder: str, source: str):
+    import keras
+
+    bag = text_encoder == "bag"
+    texts = normalize_text(np.array(texts, dtype=object)).numpy()
+    words = text.tokens == "words"
+    ngrams = text.ngrams if bag else 1
+    counter = keras.layers.TextVectorization(
+        max_tokens=text.max_tokens, standardize="lower_and_strip_punctuation" if words else "lower",
+        split="whitespace" if words else "character", ngrams=ngrams if ngrams > 1 else None,
+        output_mode="count" if bag else "int")
+    counter.adapt(texts, batch_size=1024)
+    vocabulary = [str(token) for token in counter.get_vocabulary(include_special_tokens=False)]
+    if not vocabulary:
+        raise FusionError(f"{source}: every training text is empty; train without text (--modalities) "
+                          "or fill the text column")
+    special = 1 if bag else 2  # the out-of-vocabulary slot, and for token ids the padding id too
+    config = {"tokens": text.tokens, "ngrams": ngrams, "sequence_length": text.sequence_length,
+              "output": "tf_idf" if bag else "token_ids", "vocabulary_size": len(vocabulary) + special}
+    return config, vocabulary, (_idf_weights(texts, counter) if bag else None)
+
+
+def _idf_weights(texts, counter) -> np.ndarray:
+    """Inverse document frequency per count column, log(1 + n / (1 + documents with the n-gram));
+    the out-of-vocabulary column gets the mean."""
+    import tensorflow as tf
+
+    documents = np.zeros(counter.vocabulary_size())
+    for start in range(0, len(texts), 1024):
+        counts = counter(tf.constant(texts[start:start + 1024]))
+        documents += np.asarray(tf.reduce_sum(tf.cast(counts > 0, tf.float32), axis=0))
+    idf = np.log(1.0 + len(texts) / (1.0 + documents))
+    idf[0] = idf[1:].mean()
+    return idf
+
+
+def _categories(cells) -> list[str]:
+    """The most frequent categories (at most MAX_CATEGORIES), sorted; missing cells are none."""
+    normalised = normalize_category(np.array([str(cell) for cell in cells], dtype=object)).numpy()
+    counts = Counter(value.decode("utf-8") for value in normalised if value)
+    return sorted(category for category, _ in counts.most_common(MAX_CATEGORIES))
+
+
+def infer_tabular_kinds(tabular_cells: dict, forced: dict[str, str]) -> dict[str, str]:
+    """Numeric when nearly all filled cells are numbers, unless the user said otherwise."""
+    kinds = {}
+    for name, cells in tabular_cells.items():
+        if name in forced:
+            kinds[name] = forced[name]
+            continue
+        filled = [cell for cell in cells if not is_missing_cell(cell)]
+        numeric = sum(numeric_problem(cell) is None for cell in filled)
+        kinds[name] = "numeric" if filled and numeric >= NUMERIC_SHARE * len(filled) else "categorical"
+    return kinds

@@ -1,0 +1,212 @@
+"""The preprocessor: raw inputs -> the network's tensors, with everything adapted on the training rows.
+
+One object serves every consumer: the training pipeline maps `decode_image` per example and
+`encode_text` / `encode_tabular` per batch; prediction, the server and the exported SavedModel call
+`encode` on raw batches. It is a Keras layer saved inside model.keras (the classifier's
+`preprocessor`), so a run carries it wherever the model goes.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from fusionapp.preprocessing.image import decode_or_blank
+from fusionapp.preprocessing.raw import missing_inputs, normalize_category, normalize_text, tabular_key
+
+MODALITIES = ("image", "text", "tabular")
+
+
+@keras.saving.register_keras_serializable(package="fusionapp")
+class Preprocessor(keras.layers.Layer):
+    """Raw inputs -> network inputs.
+
+    The config holds what is small: class names, modalities, image size, how text is cut
+    (`text`: tokens, ngrams, sequence_length, output "tf_idf" or "token_ids", vocabulary_size) and
+    the tabular columns (`tabular`: name, kind, and the categories of categorical ones). The large
+    state is layer state, saved in the model file beside the weights: the text vocabulary (an asset
+    of the TextVectorization layer), the idf weights and the numeric columns' statistics.
+    """
+
+    def __init__(self, class_names, modalities, image_size: int, text: dict | None = None, tabular=(), **kwargs):
+        super().__init__(**{**kwargs, "dtype": "float32", "trainable": False})
+        self.class_names = [str(name) for name in class_names]
+        self.modalities = tuple(m for m in MODALITIES if m in modalities)
+        self.image_size = int(image_size)
+        self.text = dict(text) if text else None
+        self.tabular = [dict(column) for column in tabular]
+
+        # === Layers ===
+        if "text" in self.modalities:
+            words = self.text["tokens"] == "words"
+            token_ids = self.text["output"] == "token_ids"
+            self.text_vectorizer = keras.layers.TextVectorization(
+                standardize="lower_and_strip_punctuation" if words else "lower",
+                split="whitespace" if words else "character",
+                ngrams=self.text["ngrams"] if self.text["ngrams"] > 1 else None,
+                output_mode="int" if token_ids else "count",
+                output_sequence_length=self.text["sequence_length"] if token_ids else None,
+                name="text_vectorizer")
+            if not token_ids:
+                self.idf = self.add_weight(shape=(self.text["vocabulary_size"],), initializer="ones",
+                                           trainable=False, name="idf")
+        numeric = [column for column in self.tabular if column["kind"] == "numeric"]
+        if numeric:
+            self.numeric_mean = self.add_weight(shape=(len(numeric),), initializer="zeros", trainable=False,
+                                                name="numeric_mean")
+            self.numeric_std = self.add_weight(shape=(len(numeric),), initializer="ones", trainable=False,
+                                               name="numeric_std")
+        # One-hot with slot 0 for an unknown or missing category; a column that had no categories
+        # in training has that slot only.
+        self.category_lookups = [
+            keras.layers.StringLookup(vocabulary=column["categories"], num_oov_indices=1, output_mode="one_hot",
+                                      name=f"categories_{i}")
+            for i, column in enumerate(self.tabular) if column["kind"] == "categorical" and column["categories"]]
+        for layer in [getattr(self, "text_vectorizer", None), *self.category_lookups]:
+            if layer is not None:
+                layer.build((None,))
+        # These layers run in the input pipeline, never inside the model's compiled step; riding
+        # along with the model, they must not make Keras turn --jit off.
+        for layer in self._flatten_layers():
+            layer.supports_jit = True
+        self.built = True
+
+    # === State set by adapt ===
+    def set_state(self, vocabulary=None, idf=None, means=None, stds=None) -> None:
+        if vocabulary is not None:
+            self.text_vectorizer.set_vocabulary(list(vocabulary))
+        if idf is not None:
+            self.idf.assign(np.asarray(idf, dtype=np.float32))
+        if means is not None:
+            self.numeric_mean.assign(np.asarray(means, dtype=np.float32))
+            self.numeric_std.assign(np.asarray(stds, dtype=np.float32))
+
+    # === Raw inputs ===
+    @property
+    def tabular_columns(self) -> list[tuple[str, str]]:
+        return [(column["name"], column["kind"]) for column in self.tabular]
+
+    @property
+    def tabular_kinds(self) -> dict[str, str]:
+        return dict(self.tabular_columns)
+
+    def input_specs(self) -> dict:
+        """The raw inputs, by name: `image` (encoded bytes), `text`, and `tabular_<column>` (float32
+        with NaN for a missing number, or string for a category); each a [batch] tensor."""
+        import tensorflow as tf
+
+        specs = {}
+        if "image" in self.modalities:
+            specs["image"] = tf.TensorSpec([None], tf.string, name="image")
+        if "text" in self.modalities:
+            specs["text"] = tf.TensorSpec([None], tf.string, name="text")
+        if "tabular" in self.modalities:
+            for name, kind in self.tabular_columns:
+                key = tabular_key(name)
+                specs[key] = tf.TensorSpec([None], tf.float32 if kind == "numeric" else tf.string, name=key)
+        return specs
+
+    # === Raw -> network inputs (TensorFlow ops) ===
+    def decode_image(self, encoded):
+        """One encoded image (empty bytes: missing) -> uint8 [size, size, 3]."""
+        return decode_or_blank(encoded, self.image_size)
+
+    def encode_text(self, texts):
+        """[batch] strings -> sublinear TF-IDF vectors at unit length, or token ids."""
+        import tensorflow as tf
+
+        tokens = self.text_vectorizer(normalize_text(texts))
+        if self.text["output"] == "token_ids":
+            return tf.cast(tokens, tf.int64)
+        # log(1 + count) x idf at unit length, as scikit-learn's sublinear_tf with norm="l2": raw
+        # counts let long texts and repeated characters swamp the first dense layer.
+        weighted = tf.math.log1p(tf.cast(tokens, tf.float32)) * tf.convert_to_tensor(self.idf)
+        norm = tf.sqrt(tf.maximum(tf.reduce_sum(weighted * weighted, axis=-1, keepdims=True), 1e-12))
+        return weighted / norm
+
+    def encode_tabular(self, raw: dict):
+        """Raw cells -> float32 [batch, width]: per numeric column its normalised value (0 when
+        missing) and a missing flag; per categorical column a one-hot over unknown + categories."""
+        import tensorflow as tf
+
+        parts, numeric_index = [], 0
+        lookups = iter(self.category_lookups)
+        for column in self.tabular:
+            value = raw[tabular_key(column["name"])]
+            if column["kind"] == "numeric":
+                value = tf.cast(value, tf.float32)
+                missing = tf.math.is_nan(value)
+                mean = tf.convert_to_tensor(self.numeric_mean)[numeric_index]
+                std = tf.convert_to_tensor(self.numeric_std)[numeric_index]
+                normalised = tf.where(missing, tf.zeros_like(value), (value - mean) / std)
+                parts.append(tf.stack([normalised, tf.cast(missing, tf.float32)], axis=-1))
+                numeric_index += 1
+            elif column["categories"]:
+                parts.append(tf.cast(next(lookups)(normalize_category(value)), tf.float32))
+            else:
+                parts.append(tf.ones_like(tf.cast(tf.strings.length(value), tf.float32))[:, None])
+        return tf.concat(parts, axis=-1)
+
+    def encode(self, raw: dict) -> dict:
+        """A batch of raw inputs -> the network's inputs."""
+        import tensorflow as tf
+
+        inputs = {}
+        if "image" in self.modalities:
+            size = self.image_size
+            inputs["image"] = tf.map_fn(self.decode_image, raw["image"],
+                                        fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
+        if "text" in self.modalities:
+            inputs["text"] = self.encode_text(raw["text"])
+        if "tabular" in self.modalities:
+            inputs["tabular"] = self.encode_tabular(raw)
+        return inputs
+
+    def missing(self, raw: dict):
+        """[batch] strings naming each row's missing inputs (see preprocessing.raw)."""
+        return missing_inputs(raw, self.modalities, self.tabular_columns)
+
+    # === Labels ===
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def label_indices(self, labels) -> np.ndarray:
+        index = {name: i for i, name in enumerate(self.class_names)}
+        return np.array([index[label] for label in labels], dtype=np.int32)
+
+    # === What the network is built for ===
+    def network_inputs(self) -> dict:
+        """The sizes the classifier's inputs and head need."""
+        sizes = {"num_classes": self.num_classes, "image_size": self.image_size}
+        if "text" in self.modalities:
+            sizes.update(text_input=self.text["output"], text_width=self.text["vocabulary_size"],
+                         sequence_length=self.text["sequence_length"])
+        if "tabular" in self.modalities:
+            sizes["tabular_width"] = sum(
+                2 if column["kind"] == "numeric" else len(column["categories"]) + 1 for column in self.tabular)
+        return sizes
+
+    # === Config ===
+    def get_config(self):
+        return {**super().get_config(), "class_names": self.class_names, "modalities": list(self.modalities),
+                "image_size": self.image_size, "text": self.text, "tabular": self.tabular}
+
+    def describe(self) -> dict:
+        """The adapted state as plain JSON, for people (preprocessing.json); loading uses the model file."""
+        summary = {"class_names": self.class_names, "modalities": list(self.modalities),
+                   "image_size": self.image_size, "text": self.text, "tabular": []}
+        if "text" in self.modalities:
+            vocabulary = [str(token) for token in self.text_vectorizer.get_vocabulary()]
+            summary["vocabulary"] = vocabulary
+            if self.text["output"] == "tf_idf":
+                summary["idf"] = [round(float(w), 6) for w in np.asarray(self.idf)]
+        numeric_index = 0
+        for column in self.tabular:
+            entry = dict(column)
+            if column["kind"] == "numeric":
+                entry.update(mean=float(np.asarray(self.numeric_mean)[numeric_index]),
+                             std=float(np.asarray(self.numeric_std)[numeric_index]))
+                numeric_index += 1
+            summary["tabular"].append(entry)
+        return summary
