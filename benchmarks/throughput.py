@@ -106,12 +106,12 @@ def decode_seconds_per_image(examples, prep, count: int = 300) -> float:
     """Read + decode + resize, one image at a time on one thread, as the pipeline does per image."""
     import tensorflow as tf
 
-    from fusionapp.data.images import decode_or_blank, read_or_blank
+    from fusionapp.data.images import read_or_blank
 
     paths = tf.data.Dataset.from_tensor_slices(list(examples.images[:count]))
     options = tf.data.Options()
     options.threading.private_threadpool_size = 1
-    decoded = paths.map(lambda path: decode_or_blank(read_or_blank(path), prep.image_size)).with_options(options)
+    decoded = paths.map(lambda path: prep.decode_image(read_or_blank(path))).with_options(options)
     for _ in decoded.take(20):
         pass
     started = time.perf_counter()
@@ -136,15 +136,23 @@ def main(argv=None) -> dict:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per training figure (median)")
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
                         help="compute precision of every training here (float32 to compare with the fp32 peak)")
+    parser.add_argument("--image-reduction", type=float, default=None,
+                        help="the model's 1x1 reductions (default: the training default)")
     parser.add_argument("--out", default="benchmarks/results/throughput.json")
     args = parser.parse_args(argv)
 
+    import keras
+
     from fusionapp import train
     from fusionapp.artifacts import load_run
-    from fusionapp.data.examples import load_examples
+    from fusionapp.config import RunSettings
+    from fusionapp.model import build_classifier
+    from fusionapp.precision import precision_policy
     from fusionapp.data.pipeline import make_dataset
-    from fusionapp.inference import predict_probabilities, run_columns
+    from fusionapp.data.sources import load_examples
+    from fusionapp.inference import predict_examples
     from fusionapp.prediction import predict_pair
+    from fusionapp.run_rows import run_columns
 
     figures = {}
     started = time.perf_counter()
@@ -152,15 +160,19 @@ def main(argv=None) -> dict:
     figures["generate_s"] = round(time.perf_counter() - started, 1)
     work = tempfile.mkdtemp()
     run = train(table, os.path.join(work, "run"), epochs=1, image_size=args.image_size, batch_size=args.batch_size,
-                precision=args.precision, verbose=0, tune_decisions=False)
+                precision=args.precision, image_reduction=args.image_reduction, verbose=0, tune_decisions=False)
     loaded = load_run(run)
-    model, prep = loaded.model, loaded.preprocessing
+    prep = loaded.preprocessor
+    # The saved model computes in float32; the one timed here trains under --precision, as train does.
+    with precision_policy(args.precision):
+        model = build_classifier(RunSettings.from_dict(loaded.config["settings"]).model, prep.network_inputs(), prep)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     examples = load_examples(table, run_columns(loaded), modalities=loaded.modalities)
 
     # 1. the real pipeline, 2. the same batches held in memory. Each is timed over several epochs
     # after a warm-up epoch (tracing, filling a cache), and the median epoch counts: one short
     # epoch on a shared 2-core machine varies by a factor of two.
-    pipeline = make_dataset(examples, prep, loaded.modalities, args.batch_size, shuffle=True, augment=True)
+    pipeline = make_dataset(examples, prep, args.batch_size, shuffle=True, augment=True)
     figures["train_pipeline_samples_per_s"] = samples_per_second(model, pipeline, len(examples), args.epochs)
     # The pipeline's own batches, decoded, augmented and vectorised once, then replayed from memory:
     # the same shapes and arithmetic with no input work left.
@@ -176,8 +188,7 @@ def main(argv=None) -> dict:
         figures["decode_ms_per_image_one_core"] / 1000 * figures["train_in_memory_samples_per_s"], 2)
     # With --cache memory, epochs after the first read decoded pixels (the warm-up fills the cache)
     # and still augment and vectorise per epoch.
-    cached = make_dataset(examples, prep, loaded.modalities, args.batch_size, shuffle=True, augment=True,
-                          cache="memory")
+    cached = make_dataset(examples, prep, args.batch_size, shuffle=True, augment=True, cache="memory")
     figures["train_cached_samples_per_s"] = samples_per_second(model, cached, len(examples), args.epochs)
     figures["cached_over_memory"] = round(figures["train_cached_samples_per_s"]
                                           / figures["train_in_memory_samples_per_s"], 3)
@@ -197,9 +208,9 @@ def main(argv=None) -> dict:
     subprocess.run([sys.executable, "-m", "fusionapp", "predict", run, table, "--out", os.path.join(work, "p.csv")],
                    check=True, capture_output=True)
     figures["predict_end_to_end_rows_per_s"] = round(len(examples) / (time.perf_counter() - started), 1)
-    predict_probabilities(model, prep, examples, loaded.modalities)
+    predict_examples(loaded.model, examples)
     started = time.perf_counter()
-    predict_probabilities(model, prep, examples, loaded.modalities)
+    predict_examples(loaded.model, examples)
     figures["predict_steady_rows_per_s"] = round(len(examples) / (time.perf_counter() - started), 1)
     image = examples.images[0]
     predict_pair(loaded, image=image, text="a picture", tabular={})
@@ -215,6 +226,8 @@ def main(argv=None) -> dict:
         big = make_photos(os.path.join("data", "throughput", f"{args.big_rows}"), args.big_rows, args.photo_size)
         common = ["--epochs", "1", "--image-size", str(args.image_size), "--no-tune-decisions",
                   "--precision", args.precision]
+        if args.image_reduction is not None:
+            common += ["--image-reduction", str(args.image_reduction)]
         small_gb = peak_memory_of([sys.executable, "-m", "fusionapp", "train", table, "--out",
                                    os.path.join(work, "m1"), *common])
         big_gb = peak_memory_of([sys.executable, "-m", "fusionapp", "train", big, "--out",

@@ -1,0 +1,43 @@
+"""The network is backend-agnostic: a trained model.keras predicts the same under JAX."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("jax")
+
+JAX_SCRIPT = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "jax"
+import keras, numpy as np
+import fusionapp.model, fusionapp.preprocessing
+assert keras.backend.backend() == "jax"
+model = keras.saving.load_model(sys.argv[1], safe_mode=True)
+inputs = dict(np.load(sys.argv[2]))
+np.save(sys.argv[3], np.asarray(model.predict(inputs, verbose=0)))
+"""
+
+
+def test_model_file_predicts_the_same_under_jax(trained_run, demo_table, tmp_path):
+    import tensorflow as tf
+
+    from fusionapp.artifacts import load_run
+    from fusionapp.data.examples import raw_columns
+    from fusionapp.data.sources import load_examples
+    from fusionapp.run_rows import run_columns
+
+    run = load_run(trained_run)
+    examples = load_examples(demo_table, run_columns(run), modalities=run.modalities).subset(range(12))
+    raw = raw_columns(examples, run.modalities, run.preprocessor.tabular_kinds, read_images=True)
+    specs = run.preprocessor.input_specs()
+    encoded = run.preprocessor.encode({name: tf.constant(raw[name], dtype=spec.dtype) for name, spec in specs.items()})
+    inputs = {name: value.numpy() for name, value in encoded.items()}
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    done = subprocess.run([sys.executable, "-c", JAX_SCRIPT, os.path.join(trained_run, "model.keras"),
+                           str(tmp_path / "inputs.npz"), str(tmp_path / "jax.npy")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    tensorflow_logits = run.model.predict(inputs, verbose=0)
+    np.testing.assert_allclose(np.load(tmp_path / "jax.npy"), tensorflow_logits, rtol=1e-4, atol=1e-5)
