@@ -1,12 +1,21 @@
-"""Accuracy on a real data set: fusionapp's fused, image-only and text-only models against a
-TF-IDF + logistic regression text baseline, trained on `train`, selected on `val`, scored on `test`.
+"""Accuracy on real data: fusionapp's fused, image-only and text-only models against two fixed
+TF-IDF + logistic regression text baselines, all scored on the `test` split.
 
-    python benchmarks/quality.py DATA [--folds 1] [--seeds 3] [--out benchmarks/results/quality.json]
+    python benchmarks/quality.py DATA [--label-col label] [--tabular-col NAME ...] [--folds 1] [--seeds 1]
+    python benchmarks/quality.py --suite [--shared ../shared/data]     # every single-label set below
 
-DATA is a table with image, text, label and split columns (e.g. ../shared/data/mvsa_single/manifest.csv,
-or $FUSIONAPP_REAL_DATA). With `--folds K`, a `folds_10.csv` beside DATA (columns image, fold1..fold10)
-supplies the split of each fold. Every fusionapp model is trained through `fusionapp.train` with
-default settings, exactly as `fusionapp train` would; `--set NAME=VALUE` overrides one.
+DATA is a table with image, text, label and split columns. With `--folds K`, a `folds_10.csv` beside
+DATA (columns image, fold1..fold10) supplies the split of each fold. Every fusionapp model is trained
+through `fusionapp.train` with default settings, exactly as `fusionapp train` would (on `train`,
+validated on `val`); `--set NAME=VALUE` overrides one setting. The baselines are trained on `train`
+and `val` together:
+
+  - `tfidf-char_wb`: `char_wb` 2-5-grams, min_df=2;
+  - `tfidf-char`: `char` 1-5-grams, the 20,000 most frequent;
+
+both sublinear TF-IDF into LogisticRegression(C=4, class_weight="balanced"), on the text alone.
+`--suite` runs MVSA-Single (folds 1-3) and fashion_products with its label and two harder labels
+(`usage`, `baseColour`; the other catalogue fields are tabular inputs, never the one predicted).
 """
 
 from __future__ import annotations
@@ -21,49 +30,83 @@ import tempfile
 import time
 
 MODELS = {"fused": None, "image-only": ("image",), "text-only": ("text",)}
+BASELINES = {
+    "tfidf-char_wb": {"analyzer": "char_wb", "ngram_range": (2, 5), "min_df": 2},
+    "tfidf-char": {"analyzer": "char", "ngram_range": (1, 5), "max_features": 20000},
+}
+FASHION_FIELDS = ("gender", "baseColour", "season", "year", "usage")
+
+
+def suite(shared: str) -> list[dict]:
+    """The single-label sets of ../shared/data, as keyword arguments of `run_set`."""
+    mvsa = os.path.join(shared, "mvsa_single", "manifest.csv")
+    fashion = os.path.join(shared, "fashion_products", "manifest.csv")
+    sets = [{"name": "mvsa_single", "data": mvsa, "folds": 3}]
+    for label in ("label", "usage", "baseColour"):
+        sets.append({"name": f"fashion_products:{label}", "data": fashion, "label_col": label,
+                     "tabular_col": [field for field in FASHION_FIELDS if field != label]})
+    return sets
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", nargs="?", default=os.environ.get("FUSIONAPP_REAL_DATA"))
+    parser.add_argument("--suite", action="store_true", help="every single-label set in --shared")
+    parser.add_argument("--shared", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+    parser.add_argument("--label-col", default="label")
+    parser.add_argument("--tabular-col", action="append", default=[])
     parser.add_argument("--folds", type=int, default=1)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--models", default="fused,image-only,text-only,tfidf-logreg")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--models", default="fused,image-only,text-only,tfidf-char_wb,tfidf-char")
     parser.add_argument("--rows", type=int, help="use only the first N rows (a quick check)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a training setting, e.g. --set epochs=3")
     parser.add_argument("--out", default="benchmarks/results/quality.json")
     args = parser.parse_args(argv)
-    if not args.data:
-        parser.error("give DATA or set FUSIONAPP_REAL_DATA")
+    if not args.data and not args.suite:
+        parser.error("give DATA, --suite, or set FUSIONAPP_REAL_DATA")
     overrides = {name: json.loads(value) if value[:1] in "[{0123456789-.tfn" else value
                  for name, value in (item.split("=", 1) for item in args.set)}
+    sets = suite(args.shared) if args.suite else [
+        {"name": os.path.basename(os.path.dirname(os.path.abspath(args.data))), "data": args.data,
+         "label_col": args.label_col, "tabular_col": args.tabular_col, "folds": args.folds}]
     models = args.models.split(",")
-    rows = _read(args.data)[: args.rows] if args.rows else _read(args.data)
-    results = []
-    with tempfile.TemporaryDirectory() as work:
-        for fold in range(1, args.folds + 1):
-            table = _fold_table(args.data, rows, fold, args.folds, work)
-            for seed in range(args.seeds):
-                for model in models:
-                    if model == "tfidf-logreg" and seed > 0:
-                        continue  # deterministic
-                    started = time.perf_counter()
-                    report = (_tfidf_logreg(table) if model == "tfidf-logreg"
-                              else _fusionapp(table, MODELS[model], seed, overrides, work))
-                    seconds = time.perf_counter() - started
-                    results.append({"model": model, "fold": fold, "seed": seed, "seconds": round(seconds, 1),
-                                    **{key: report[key] for key in ("accuracy", "macro_f1", "balanced_accuracy")}})
-                    print(f"fold {fold} seed {seed} {model:<13} acc {report['accuracy']:.4f} "
-                          f"macro-F1 {report['macro_f1']:.4f} bal-acc {report['balanced_accuracy']:.4f} "
-                          f"{seconds:6.1f} s", flush=True)
-    summary = _summarise(results, models)
-    _print_table(summary)
+    results, summaries = [], {}
+    for spec in sets:
+        runs = run_set(**{"label_col": "label", "tabular_col": [], "folds": 1, **spec}, models=models,
+                       seeds=args.seeds, rows=args.rows, overrides=overrides)
+        results.extend(runs)
+        summaries[spec["name"]] = _summarise(runs, models)
+        _print_table(spec["name"], summaries[spec["name"]])
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as handle:
-        json.dump({"data": os.path.abspath(args.data), "overrides": overrides, "runs": results,
-                   "summary": summary}, handle, indent=2)
-    return summary
+        json.dump({"sets": [spec["name"] for spec in sets], "overrides": overrides, "runs": results,
+                   "summary": summaries}, handle, indent=2)
+    return summaries if args.suite else summaries[sets[0]["name"]]
+
+
+def run_set(name, data, label_col, tabular_col, folds, models, seeds, rows, overrides) -> list[dict]:
+    table_rows = _read(data)
+    table_rows = table_rows[:rows] if rows else table_rows
+    results = []
+    with tempfile.TemporaryDirectory() as work:
+        for fold in range(1, folds + 1):
+            table = _fold_table(data, table_rows, fold, folds, work)
+            for seed in range(seeds):
+                for model in models:
+                    if model in BASELINES and seed > 0:
+                        continue  # deterministic
+                    started = time.perf_counter()
+                    report = (_linear_baseline(table, label_col, BASELINES[model]) if model in BASELINES
+                              else _fusionapp(table, label_col, tabular_col, MODELS[model], seed, overrides, work))
+                    seconds = time.perf_counter() - started
+                    results.append({"set": name, "model": model, "fold": fold, "seed": seed,
+                                    "seconds": round(seconds, 1),
+                                    **{key: report[key] for key in ("accuracy", "macro_f1", "balanced_accuracy")}})
+                    print(f"{name} fold {fold} seed {seed} {model:<14} acc {report['accuracy']:.4f} "
+                          f"macro-F1 {report['macro_f1']:.4f} bal-acc {report['balanced_accuracy']:.4f} "
+                          f"{seconds:6.1f} s", flush=True)
+    return results
 
 
 def _read(path):
@@ -72,24 +115,26 @@ def _read(path):
 
 
 def _fold_table(data, rows, fold, folds, work):
-    """The table with the split of `fold` (fold 1 = the table's own split column)."""
+    """The table with the split of `fold` (fold 1 = the table's own split column) and absolute image paths."""
     root = os.path.dirname(os.path.abspath(data))
     if folds > 1:
         folds_by_image = {row["image"]: row for row in _read(os.path.join(root, "folds_10.csv"))}
         rows = [{**row, "split": folds_by_image[row["image"]][f"fold{fold}"]} for row in rows]
     path = os.path.join(work, f"fold{fold}.csv")
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["id", "image", "text", "label", "split"], extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         for row in rows:
             writer.writerow({**row, "image": os.path.join(root, row["image"])})
     return path
 
 
-def _fusionapp(table, modalities, seed, overrides, work):
+def _fusionapp(table, label_col, tabular_col, modalities, seed, overrides, work):
     from fusionapp import train
 
-    settings = {"seed": seed, "verbose": 0, **overrides}
+    settings = {"seed": seed, "verbose": 0, "label_col": label_col, **overrides}
+    if tabular_col:
+        settings["tabular_col"] = tabular_col
     if modalities:
         settings["modalities"] = modalities
     run = train(table, tempfile.mkdtemp(dir=work), **settings)
@@ -97,24 +142,24 @@ def _fusionapp(table, modalities, seed, overrides, work):
         return json.load(handle)
 
 
-def _tfidf_logreg(table):
-    """The classical baseline: character 2-5-grams, TF-IDF, balanced logistic regression, text only."""
+def _linear_baseline(table, label_col, vectorizer):
+    """Sublinear TF-IDF of the text + LogisticRegression(C=4, balanced), fitted on train + val."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
     from fusionapp.metrics import classification_report
 
-    rows = _read(table)
+    rows = [row for row in _read(table) if row[label_col].strip()]
     train = [row for row in rows if row["split"] in ("train", "val")]
-    test = [row for row in rows if row["split"] == "test"]
-    classes = sorted({row["label"] for row in train})
-    model = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2),
+    classes = sorted({row[label_col] for row in train})
+    test = [row for row in rows if row["split"] == "test" and row[label_col] in classes]
+    model = make_pipeline(TfidfVectorizer(sublinear_tf=True, **vectorizer),
                           LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000))
-    model.fit([row["text"] for row in train], [row["label"] for row in train])
+    model.fit([row["text"] for row in train], [row[label_col] for row in train])
     probabilities = model.predict_proba([row["text"] for row in test])
     order = [list(model.classes_).index(name) for name in classes]
-    return classification_report([classes.index(row["label"]) for row in test], probabilities[:, order], classes)
+    return classification_report([classes.index(row[label_col]) for row in test], probabilities[:, order], classes)
 
 
 def _summarise(results, models):
@@ -131,11 +176,11 @@ def _summarise(results, models):
     return summary
 
 
-def _print_table(summary):
-    print(f"\n{'model':<14}{'accuracy':>18}{'macro-F1':>18}{'balanced acc':>18}{'train s':>10}")
+def _print_table(name, summary):
+    print(f"\n{name}\n{'model':<16}{'accuracy':>18}{'macro-F1':>18}{'balanced acc':>18}{'train s':>10}")
     for model, row in summary.items():
         cells = [f"{row[k]:.3f} ± {row[k + '_std']:.3f}" for k in ("accuracy", "macro_f1", "balanced_accuracy")]
-        print(f"{model:<14}" + "".join(f"{cell:>18}" for cell in cells) + f"{row['seconds']:>10.0f}")
+        print(f"{model:<16}" + "".join(f"{cell:>18}" for cell in cells) + f"{row['seconds']:>10.0f}", flush=True)
 
 
 if __name__ == "__main__":

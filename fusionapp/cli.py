@@ -106,6 +106,9 @@ def demo(out, rows, seed):
                      "0 for none (default: 0.5).")
 @setting_option("--text-encoder", name="text_encoder",
                 help="Text branch: bag (TF-IDF n-grams, default), cnn (1-D convolutions), mean (pooled embeddings).")
+@setting_option("--wide/--no-wide", name="wide", default=None,
+                help="Blend in a linear model on the TF-IDF text and tabular values, fitted after the network "
+                     "(default: on).")
 @setting_option("--ngrams", name="ngrams", type=int,
                 help="N-gram length for the bag encoder; 0: 5 for chars, 2 for words (default: 0).")
 @setting_option("--text-tokens", name="text_tokens",
@@ -122,7 +125,8 @@ def demo(out, rows, seed):
                 help="Hold-out fraction when the data has no split column (default: 0.15).")
 @setting_option("--patience", name="patience", type=int,
                 help="Epochs without val-loss improvement before stopping (default: 4).")
-@setting_option("--class-weight", name="class_weight", help="Weight classes by inverse frequency (default: none).")
+@setting_option("--class-weight", name="class_weight",
+                help="balanced: weight rows by the inverse frequency of their class; none: equally (default: balanced).")
 @setting_option("--augment/--no-augment", name="augment", default=None,
                 help="Random flips and shifts of training images (default: on).")
 @setting_option("--cache", name="cache",
@@ -137,7 +141,7 @@ def demo(out, rows, seed):
                 help="After training, shift per-class decision offsets to maximise validation macro-F1 (default: on).")
 @setting_option("--modality-dropout", name="modality_dropout", type=float,
                 help="Share of training rows whose image (and, separately, text) is blanked, so the model "
-                     "copes with missing inputs (default: 0.1).")
+                     "copes with missing inputs (default: 0.3).")
 @setting_option("--on-bad-row", name="on_bad_row", help="Skip and count bad rows (default) or stop at the first.")
 @click.option("--tensorboard", is_flag=True, default=None, help="Write TensorBoard logs into RUN/tensorboard.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),

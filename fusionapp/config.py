@@ -241,6 +241,9 @@ class ModelSettings:
     branch_units: int = integer(128, 1)
     fusion_units: int = integer(256, 1)
     dropout: float = number(0.3, 0.0, 0.95)
+    # a linear model on the TF-IDF text features and tabular values, fitted after the network and
+    # blended with its logits by a weight chosen on the validation rows
+    wide: bool = switch(True)
 
     def __post_init__(self):
         _check(self)
@@ -278,12 +281,12 @@ class TrainingSettings:
     seed: int = integer(0, 0)
     val_split: float = number(0.15, 0.0, 1.0, low_open=True, high_open=True)
     patience: int = integer(4, 1)
-    class_weight: str = choice("none", ("none", "balanced"))
+    class_weight: str = choice("balanced", ("none", "balanced"))
     augment: bool = switch(True)
     on_bad_row: str = choice("skip", ON_BAD_ROW)
     tensorboard: bool = switch(False)
     # share of training rows that lose their image, and (separately) their text; never both
-    modality_dropout: float = number(0.1, 0.0, 0.5)
+    modality_dropout: float = number(0.3, 0.0, 0.5)
     tune_decisions: bool = switch(True)  # per-class offsets chosen on validation rows for macro-F1
     cache: str = choice("none", ("none", "memory", "disk"))  # keep decoded images after the first pass
     precision: str = choice("auto", PRECISIONS)

@@ -1,7 +1,7 @@
-"""Slow tests on the real MVSA-Single data set; skipped when it is not on this machine.
+"""Slow tests on the real data sets of ../shared/data; each skips when its data is not on this machine.
 
-Point FUSIONAPP_REAL_DATA at its manifest.csv, or keep the project's ../shared/data beside the repo.
-Run with `python -m pytest -m slow`.
+Point FUSIONAPP_REAL_DATA at MVSA-Single's manifest.csv, or keep the project's ../shared/data beside
+the repo. Run with `python -m pytest -m slow`.
 """
 
 import json
@@ -9,13 +9,18 @@ import os
 
 import pytest
 
-DEFAULT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mvsa_single", "manifest.csv")
-REAL_DATA = os.environ.get("FUSIONAPP_REAL_DATA", DEFAULT)
+from conftest import run_cli
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not os.path.exists(REAL_DATA), reason=f"real data not found at {REAL_DATA}")]
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+REAL_DATA = os.environ.get("FUSIONAPP_REAL_DATA", os.path.join(SHARED, "mvsa_single", "manifest.csv"))
+FASHION = os.path.join(SHARED, "fashion_products", "manifest.csv")
+
+pytestmark = pytest.mark.slow
+needs_mvsa = pytest.mark.skipif(not os.path.exists(REAL_DATA), reason=f"real data not found at {REAL_DATA}")
+needs_fashion = pytest.mark.skipif(not os.path.exists(FASHION), reason=f"fashion_products not found at {FASHION}")
 
 
+@needs_mvsa
 def test_quality_benchmark_at_reduced_size(tmp_path):
     import sys
 
@@ -23,19 +28,18 @@ def test_quality_benchmark_at_reduced_size(tmp_path):
     import quality
 
     out = tmp_path / "quality.json"
-    summary = quality.main([REAL_DATA, "--seeds", "1", "--rows", "1500", "--set", "epochs=3",
-                            "--models", "fused,text-only,tfidf-logreg", "--out", str(out)])
+    summary = quality.main([REAL_DATA, "--rows", "1500", "--set", "epochs=3",
+                            "--models", "fused,text-only,tfidf-char_wb", "--out", str(out)])
     saved = json.load(open(out))
-    assert set(summary) == {"fused", "text-only", "tfidf-logreg"} == set(saved["summary"])
+    name = os.path.basename(os.path.dirname(os.path.abspath(REAL_DATA)))
+    assert set(summary) == {"fused", "text-only", "tfidf-char_wb"} == set(saved["summary"][name])
+    # three classes: chance is a balanced accuracy of 1/3, which every model must clear
     for row in summary.values():
-        assert 0.3 < row["accuracy"] <= 1.0 and 0.0 < row["macro_f1"] <= 1.0
-    # With three epochs on a third of the data the fused model must at least beat chance (1/3).
-    assert summary["fused"]["balanced_accuracy"] > 0.34
+        assert row["balanced_accuracy"] > 0.36, summary
 
 
+@needs_mvsa
 def test_real_data_trains_evaluates_and_ablates(tmp_path, capsys):
-    from conftest import run_cli
-
     run = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", REAL_DATA, "--out", run, "--epochs", 2)
     assert code == 0, err
@@ -44,3 +48,23 @@ def test_real_data_trains_evaluates_and_ablates(tmp_path, capsys):
     assert code == 0, err
     report = json.load(open(tmp_path / "r.json"))
     assert report["n_examples"] == 452 and set(report["ablation"]) == {"image", "text"}
+    assert report == {**json.load(open(run / "test_metrics.json")), "ablation": report["ablation"]}
+    # the text carries most of the signal in MVSA: blanking it must cost more than blanking the image
+    assert report["ablation"]["text"]["macro_f1_change"] < report["ablation"]["image"]["macro_f1_change"]
+
+
+@needs_fashion
+def test_fashion_products_default_run_with_tabular_fields(tmp_path, capsys):
+    """Product type from photo, title and four catalogue fields: the default model reaches the
+    linear baseline's level (0.978 macro-F1 on test, see the README) within a small margin."""
+    run = tmp_path / "run"
+    fields = ["--tabular-col", "gender", "--tabular-col", "baseColour", "--tabular-col", "season",
+              "--tabular-col", "year:numeric"]
+    code, out, err = run_cli(capsys, "train", FASHION, "--out", run, *fields)
+    assert code == 0, err
+    config = json.load(open(run / "config.json"))
+    assert config["tabular_kinds"] == {"gender": "categorical", "baseColour": "categorical",
+                                       "season": "categorical", "year": "numeric"}
+    assert "Wide path: linear model on TF-IDF text and tabular values" in out and "wide" in config
+    report = json.load(open(run / "test_metrics.json"))
+    assert report["macro_f1"] > 0.95 and report["accuracy"] > 0.96, report

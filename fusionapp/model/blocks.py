@@ -76,3 +76,22 @@ class ClassPrior(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}
+
+
+@keras.saving.register_keras_serializable(package="fusionapp")
+class LogitBlend(layers.Layer):
+    """(1 - alpha) x deep logits + alpha x wide logits, with alpha a weight, not trained by gradient.
+
+    It starts at 0, so the network trains as if the wide path were not there; after training the
+    wide path is fitted and alpha chosen on validation rows (fusionapp/wide.py).
+    """
+
+    def build(self, input_shapes):
+        self.alpha = self.add_weight(shape=(), initializer="zeros", trainable=False, name="alpha")
+
+    def call(self, logits):
+        deep, wide = logits
+        return (1.0 - self.alpha) * deep + self.alpha * wide
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]

@@ -7,7 +7,7 @@ from keras import layers
 
 from fusionapp.config import MODALITIES, ModelSettings, settings_from_dict
 from fusionapp.errors import FusionError
-from fusionapp.model.blocks import ClassPrior
+from fusionapp.model.blocks import ClassPrior, LogitBlend
 from fusionapp.model.branches import image_branch, tabular_branch, text_branch
 
 
@@ -48,6 +48,14 @@ class FusionClassifier(keras.Model):
         x = layers.Dense(model_settings.fusion_units, activation="relu", name="fusion.dense")(x)
         x = layers.Dropout(model_settings.dropout, name="fusion.dropout")(x)
         logits = layers.Dense(inputs["num_classes"], name="head.logits", dtype="float32")(x)
+        wide = wide_inputs(tensors, inputs) if model_settings.wide else []
+        if wide:
+            # The wide path: the sparse text features and the tabular values straight to the logits.
+            # Not trained with the network; fitted in closed form afterwards (fusionapp/wide.py).
+            x = layers.Concatenate(name="wide.concat")(wide) if len(wide) > 1 else wide[0]
+            wide_logits = layers.Dense(inputs["num_classes"], kernel_initializer="zeros", trainable=False,
+                                       name="wide.logits", dtype="float32")(x)
+            logits = LogitBlend(name="head.blend", dtype="float32")([logits, wide_logits])
         logits = ClassPrior(inputs["num_classes"], name="head.class_prior", dtype="float32")(logits)
         super().__init__(inputs=tensors, outputs=logits, **kwargs)
 
@@ -73,6 +81,16 @@ class FusionClassifier(keras.Model):
         if config.get("preprocessor") is not None:
             config["preprocessor"] = keras.saving.deserialize_keras_object(config["preprocessor"])
         return cls(**config)
+
+
+def wide_inputs(tensors: dict, inputs: dict) -> list:
+    """The inputs a linear model can use as they are: TF-IDF vectors and encoded tabular values."""
+    wide = []
+    if "text" in tensors and inputs.get("text_input") == "tf_idf":
+        wide.append(tensors["text"])
+    if "tabular" in tensors:
+        wide.append(tensors["tabular"])
+    return wide
 
 
 def build_classifier(settings: ModelSettings, inputs: dict, preprocessor=None, name: str = "fusion_classifier"):
