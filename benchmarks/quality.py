@@ -37,6 +37,15 @@ BASELINES = {
 FASHION_FIELDS = ("gender", "baseColour", "season", "year", "usage")
 
 
+def _setting(item: str) -> tuple:
+    """NAME=VALUE with VALUE read as JSON where it is JSON (3, 0.5, false, [..]), else as text."""
+    name, value = item.split("=", 1)
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
 def suite(shared: str) -> list[dict]:
     """The single-label sets of ../shared/data, as keyword arguments of `run_set`."""
     mvsa = os.path.join(shared, "mvsa_single", "manifest.csv")
@@ -65,8 +74,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if not args.data and not args.suite:
         parser.error("give DATA, --suite, or set FUSIONAPP_REAL_DATA")
-    overrides = {name: json.loads(value) if value[:1] in "[{0123456789-.tfn" else value
-                 for name, value in (item.split("=", 1) for item in args.set)}
+    overrides = dict(_setting(item) for item in args.set)
     sets = suite(args.shared) if args.suite else [
         {"name": os.path.basename(os.path.dirname(os.path.abspath(args.data))), "data": args.data,
          "label_col": args.label_col, "tabular_col": args.tabular_col, "folds": args.folds}]

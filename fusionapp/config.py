@@ -337,9 +337,15 @@ class RunSettings:
         )
 
 
+# What a dict saved before a setting existed meant by leaving it out, where that differs from
+# today's default: models of fusionapp 0.3.0 have no wide path.
+ABSENT_FROM_SAVED = {ModelSettings: {"wide": False}}
+
+
 def settings_from_dict(cls, values: dict):
     """Build a settings dataclass from a saved dict; names a newer fusionapp wrote are ignored."""
     known = {f.name for f in dataclasses.fields(cls)}
+    values = {**ABSENT_FROM_SAVED.get(cls, {}), **values}
     return cls(**{name: value for name, value in values.items() if name in known})
 
 

@@ -135,20 +135,25 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
 
     from fusionapp.evaluation import evaluate_examples
     from fusionapp.metrics import format_report
-    from fusionapp.wide import WidePath, has_wide_path
+    from fusionapp.wide import WidePath, has_wide_path, wide_sources
 
     wide = WidePath(model, train_rows, val_rows, settings.training.class_weight) if has_wide_path(model) else None
     if wide is not None:
         config["wide"] = wide.fit()
-        say(f"Wide path: linear model on {' and '.join(_wide_sources(preprocessor))}, blended with weight "
+        say(f"Wide path: linear model on {' and '.join(wide_sources(preprocessor))}, blended with weight "
             f"{config['wide']['alpha']:.1f} (validation log loss {config['wide']['val_log_loss']['deep']:.4f} "
             f"network alone, {config['wide']['val_log_loss']['wide']:.4f} linear alone, "
             f"{config['wide']['val_log_loss']['blend']:.4f} blended)")
+    elif settings.model.wide:
+        config["wide"] = None
+        say("Wide path: none (it reads TF-IDF text, from --text-encoder bag, and tabular columns; "
+            "this model has neither)")
     if settings.training.tune_decisions:
         from fusionapp.decision import apply_offsets, tune_offsets
         from fusionapp.inference import predict_examples
 
-        offsets = tune_offsets(preprocessor.label_indices(val_rows.labels), predict_examples(model, val_rows).logits)
+        logits = wide.val_logits if wide is not None else predict_examples(model, val_rows).logits
+        offsets = tune_offsets(preprocessor.label_indices(val_rows.labels), logits)
         apply_offsets(model, offsets)
         config["class_offsets"] = dict(zip(preprocessor.class_names, map(float, offsets)))
     report = evaluate_examples(model, val_rows, n_skipped=len(skipped))
@@ -172,11 +177,6 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
     shutil.rmtree(os.path.join(out, artifacts.RESUME_DIR), ignore_errors=True)
     say(f"Saved the run to {out}")
     return out
-
-
-def _wide_sources(preprocessor) -> list[str]:
-    sources = ["TF-IDF text"] if "text" in preprocessor.modalities and preprocessor.text["output"] == "tf_idf" else []
-    return sources + (["tabular values"] if "tabular" in preprocessor.modalities else [])
 
 
 def _adapt(train_rows, settings: RunSettings, modalities, kinds, source: str):

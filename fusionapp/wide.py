@@ -1,13 +1,13 @@
 """The wide path: a linear model on the sparse text features and the tabular values, blended with the
 network's logits.
 
-It is fitted in closed form (scikit-learn's LogisticRegression, converged) once the network has
+It is fitted to convergence (scikit-learn's LogisticRegression) once the network has
 trained, rather than trained by gradient alongside it: on rare n-grams and rare classes Adam leaves
 a linear layer far from the optimum a linear model reaches, which is where TF-IDF + logistic
 regression beat the network. Its weights go into the model's `wide.logits` layer and the blend
 weight alpha into `head.blend`, so the saved model, the server and the SavedModel run it like any
-other layer. With alpha = 1 the model is the linear baseline; alpha is chosen on the validation
-rows, so the deep part is kept only as far as it adds to it.
+other layer. With alpha = 1 the model is that linear model (on rows with text); alpha is chosen on
+the validation rows, so the deep part is kept only as far as it adds to it.
 """
 
 from __future__ import annotations
@@ -23,28 +23,50 @@ def has_wide_path(model) -> bool:
     return any(layer.name == "wide.logits" for layer in model.layers)
 
 
-def wide_features(preprocessor, examples, batch_size: int = 512):
-    """The wide path's inputs for `examples` as a sparse matrix: TF-IDF vectors, then encoded tabular
-    values, exactly what the model's `wide.concat` sees."""
+def text_in_wide_path(preprocessor) -> bool:
+    return "text" in preprocessor.modalities and preprocessor.text["output"] == "tf_idf"
+
+
+def wide_sources(preprocessor) -> list[str]:
+    """What the wide path reads, in words, in the order of its features."""
+    return ((["TF-IDF text"] if text_in_wide_path(preprocessor) else [])
+            + (["tabular values"] if "tabular" in preprocessor.modalities else []))
+
+
+def wide_features(preprocessor, examples):
+    """The wide path's inputs for `examples`, exactly what the model's `wide.concat` sees (TF-IDF
+    vectors, then encoded tabular values), as a sparse matrix; and whether each row's TF-IDF vector
+    has any non-zero, which is what `head.blend` blends on (all True without text)."""
     import scipy.sparse as sparse
     import tensorflow as tf
 
     from fusionapp.data.examples import raw_columns
 
     modalities = [m for m in preprocessor.modalities if m != "image"]
+    specs = preprocessor.input_specs()
+    inputs = preprocessor.network_inputs()
+    text = text_in_wide_path(preprocessor)
+    width = (inputs["text_width"] if text else 0) + (inputs["tabular_width"] if "tabular" in modalities else 0)
+    batch_size = max(1, 2**22 // max(width, 1))  # dense batches of about 32 MB, whatever the vocabulary
     parts = []
     for start in range(0, len(examples), batch_size):
         indices = range(start, min(start + batch_size, len(examples)))
         raw = raw_columns(examples, modalities, preprocessor.tabular_kinds, indices)
-        specs = preprocessor.input_specs()
         tensors = {name: tf.constant(values, dtype=specs[name].dtype) for name, values in raw.items()}
-        columns = []
-        if "text" in modalities and preprocessor.text["output"] == "tf_idf":
-            columns.append(preprocessor.encode_text(tensors["text"]).numpy())
+        columns = [preprocessor.encode_text(tensors["text"]).numpy()] if text else []
         if "tabular" in modalities:
             columns.append(preprocessor.encode_tabular(tensors).numpy())
-        parts.append(sparse.csr_matrix(np.concatenate(columns, axis=1)))
-    return sparse.vstack(parts).tocsr()
+        parts.append(sparse.csr_matrix(np.concatenate(columns, axis=1), dtype=np.float64))
+    features = sparse.vstack(parts).tocsr()
+    if not text:
+        return features, np.ones(len(examples), bool)
+    return features, features[:, :inputs["text_width"]].getnnz(axis=1) > 0
+
+
+def blend(deep, wide, present, alpha: float):
+    """What `head.blend` computes (fusionapp/model/blocks.py), in NumPy."""
+    weight = alpha * np.asarray(present, np.float64)[:, None]
+    return deep + weight * (wide - deep)
 
 
 def fit_linear(features, labels, num_classes: int, class_weight: str):
@@ -62,10 +84,11 @@ def fit_linear(features, labels, num_classes: int, class_weight: str):
         model.fit(features, labels)
     kernel = np.zeros((features.shape[1], num_classes), np.float32)
     bias = np.full(num_classes, -30.0, np.float32)  # a class absent from these rows stays unlikely
-    if len(model.classes_) == 2 and num_classes == 2:
+    if model.coef_.shape[0] == 1:
         # scikit-learn keeps one log-odds column for two classes; two logits of +-half give the same softmax
-        kernel[:, 1], kernel[:, 0] = model.coef_[0] / 2, -model.coef_[0] / 2
-        bias[1], bias[0] = model.intercept_[0] / 2, -model.intercept_[0] / 2
+        negative, positive = model.classes_
+        kernel[:, positive], kernel[:, negative] = model.coef_[0] / 2, -model.coef_[0] / 2
+        bias[positive], bias[negative] = model.intercept_[0] / 2, -model.intercept_[0] / 2
     else:
         kernel[:, model.classes_] = model.coef_.T
         bias[model.classes_] = model.intercept_
@@ -77,16 +100,15 @@ class WidePath:
     rows, then (once the validation report is taken) `refit` on both, as the linear baseline is."""
 
     def __init__(self, model, train_rows, val_rows, class_weight: str):
-        import scipy.sparse as sparse
-
         self.model, self.class_weight = model, class_weight
         preprocessor = model.preprocessor
         self.classes = preprocessor.num_classes
         self.y_train = preprocessor.label_indices(train_rows.labels)
         self.y_val = preprocessor.label_indices(val_rows.labels)
-        self.x_train, self.x_val = wide_features(preprocessor, train_rows), wide_features(preprocessor, val_rows)
-        self.x_all = sparse.vstack([self.x_train, self.x_val]).tocsr()
+        self.x_train, _ = wide_features(preprocessor, train_rows)
+        self.x_val, self.val_present = wide_features(preprocessor, val_rows)
         self.val_rows = val_rows
+        self.val_logits = None  # the blend's logits on the validation rows, once fitted
 
     def fit(self) -> dict:
         """Returns what was chosen, for config.json."""
@@ -99,7 +121,7 @@ class WidePath:
         wide = self.x_val @ kernel + bias
 
         def loss(alpha):
-            logits = (1 - alpha) * deep + alpha * wide
+            logits = blend(deep, wide, self.val_present, alpha)
             logits = logits - logits.max(axis=1, keepdims=True)
             probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
             return log_loss(self.y_val, probabilities, labels=list(range(self.classes)))
@@ -108,11 +130,16 @@ class WidePath:
         alpha = min(losses, key=lambda a: (round(losses[a], 6), a))
         self.model.get_layer("wide.logits").set_weights([kernel, bias])
         self.model.get_layer("head.blend").set_weights([np.float32(alpha)])
-        return {"alpha": alpha, "C": WIDE_C,
+        self.val_logits = blend(deep, wide, self.val_present, alpha)
+        return {"alpha": alpha, "C": WIDE_C, "refit_on_validation_rows": True,
                 "val_log_loss": {"deep": losses[0.0], "wide": losses[1.0], "blend": losses[alpha]}}
 
     def refit(self) -> None:
         """The linear model again, on every labelled row; alpha stays."""
-        kernel, bias = fit_linear(self.x_all, np.concatenate([self.y_train, self.y_val]), self.classes,
+        import scipy.sparse as sparse
+
+        features = sparse.vstack([self.x_train, self.x_val]).tocsr()
+        self.x_train = self.x_val = None  # one copy of the features at a time
+        kernel, bias = fit_linear(features, np.concatenate([self.y_train, self.y_val]), self.classes,
                                   self.class_weight)
         self.model.get_layer("wide.logits").set_weights([kernel, bias])

@@ -1,6 +1,7 @@
 """The wide path: a converged linear model on the TF-IDF text and tabular values, blended with the
 network's logits; at alpha = 1 the model is exactly that linear model."""
 
+import dataclasses
 import json
 import os
 
@@ -12,9 +13,10 @@ from sklearn.linear_model import LogisticRegression
 from conftest import TINY_MODEL, read_csv, write_csv
 from fusionapp.config import ModelSettings, TextSettings
 from fusionapp.data.examples import Examples
+from fusionapp.inference import predict_examples
 from fusionapp.model import build_classifier
 from fusionapp.preprocessing import adapt
-from fusionapp.wide import fit_linear, wide_features
+from fusionapp.wide import WidePath, fit_linear, wide_features, wide_sources
 
 WORDS = ["apple", "river", "stone", "cloud"]
 
@@ -30,12 +32,16 @@ def word_examples(count, seed=0, noise_words=("the", "a", "my", "big", "old")):
                     splits=None)
 
 
-def model_for(examples):
-    preprocessor = adapt(examples.labels, examples.texts, examples.tabular, modalities=("text", "tabular"),
-                         image_size=16, text=TextSettings(tokens="words").resolved("bag"), text_encoder="bag",
-                         tabular_kinds={"price": "numeric"})
-    settings = ModelSettings(modalities=("text", "tabular"), branch_units=8, fusion_units=8)
+def model_for(examples, text_encoder="bag", modalities=("text", "tabular")):
+    preprocessor = adapt(examples.labels, examples.texts, examples.tabular, modalities=modalities,
+                         image_size=16, text=TextSettings(tokens="words").resolved(text_encoder),
+                         text_encoder=text_encoder, tabular_kinds={"price": "numeric"})
+    settings = ModelSettings(modalities=modalities, text_encoder=text_encoder, branch_units=8, fusion_units=8)
     return build_classifier(settings, preprocessor.network_inputs(), preprocessor)
+
+
+def with_texts(examples, texts):
+    return dataclasses.replace(examples, texts=list(texts))
 
 
 @pytest.mark.parametrize("classes", [2, 4])
@@ -50,13 +56,23 @@ def test_fitted_linear_layer_gives_scikit_learns_probabilities(classes):
     np.testing.assert_allclose(probabilities, reference.predict_proba(features), atol=1e-5)
 
 
-def test_at_alpha_one_the_model_is_the_linear_model():
-    from fusionapp.inference import predict_examples
+def test_a_class_absent_from_the_rows_stays_unlikely_and_the_others_match_scikit_learn():
+    rng = np.random.default_rng(7)
+    features = rng.normal(size=(100, 5))
+    labels = np.where(features[:, 0] > 0, 2, 0)  # classes 0 and 2 of three
+    kernel, bias = fit_linear(features, labels, 3, "none")
+    logits = features @ kernel + bias
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    reference = LogisticRegression(C=4.0, max_iter=1000).fit(features, labels).predict_proba(features)
+    np.testing.assert_allclose(probabilities[:, [0, 2]], reference, atol=1e-5)
+    assert probabilities[:, 1].max() < 1e-6
 
+
+def test_at_alpha_one_the_model_is_the_linear_model():
     examples = word_examples(80)
     model = model_for(examples)
     preprocessor = model.preprocessor
-    features = wide_features(preprocessor, examples)
+    features, _ = wide_features(preprocessor, examples)
     # the wide path reads what the model's own layers read: TF-IDF vectors, then tabular encodings
     assert features.shape[1] == preprocessor.network_inputs()["text_width"] + 2
     labels = preprocessor.label_indices(examples.labels)
@@ -66,6 +82,50 @@ def test_at_alpha_one_the_model_is_the_linear_model():
     reference = LogisticRegression(C=4.0, max_iter=1000).fit(features, labels)
     np.testing.assert_allclose(predict_examples(model, examples).probabilities, reference.predict_proba(features),
                                atol=1e-4)
+
+
+def test_rows_without_text_keep_the_networks_logits():
+    """The linear model never saw a row without text (the network did, through modality dropout),
+    so there the blend keeps the deep logits, whatever alpha."""
+    examples = word_examples(80)
+    model = model_for(examples)
+    features, present = wide_features(model.preprocessor, examples)
+    assert present.all()
+    kernel, bias = fit_linear(features, model.preprocessor.label_indices(examples.labels), 4, "none")
+    model.get_layer("wide.logits").set_weights([kernel, bias])
+    blank = with_texts(examples, ["", "   "] * 40)
+    assert not wide_features(model.preprocessor, blank)[1].any()
+    deep = predict_examples(model, blank).logits
+    with_text = predict_examples(model, examples).logits
+    model.get_layer("head.blend").set_weights([np.float32(1.0)])
+    np.testing.assert_allclose(predict_examples(model, blank).logits, deep, atol=1e-6)
+    assert np.abs(predict_examples(model, examples).logits - with_text).max() > 1.0  # where text is, it blends
+
+
+def test_the_fitted_blend_is_what_the_model_computes():
+    """WidePath chooses alpha (and the decision offsets are tuned) on NumPy blends of the validation
+    logits; they must be the saved layers' own answer, rows without text included."""
+    examples = word_examples(160, seed=1)
+    model = model_for(examples)
+    train_rows, val_rows = examples.subset(range(120)), examples.subset(range(120, 160))
+    val_rows = with_texts(val_rows, [text if i % 3 else "" for i, text in enumerate(val_rows.texts)])
+    wide = WidePath(model, train_rows, val_rows, "balanced")
+    chosen = wide.fit()
+    assert 0.0 < chosen["alpha"] and chosen["val_log_loss"]["blend"] <= chosen["val_log_loss"]["deep"]
+    np.testing.assert_allclose(wide.val_logits, predict_examples(model, val_rows).logits, atol=1e-4)
+    before = model.get_layer("wide.logits").get_weights()[0].copy()
+    wide.refit()
+    assert not np.allclose(model.get_layer("wide.logits").get_weights()[0], before)  # it saw 40 more rows
+
+
+def test_the_wide_path_reads_what_it_can_use_as_it_is():
+    examples = word_examples(8)
+    cnn = model_for(examples, text_encoder="cnn")  # token ids are no linear features: tabular only
+    assert cnn.get_layer("wide.logits").input.shape[-1] == 2
+    assert wide_sources(cnn.preprocessor) == ["tabular values"]
+    assert wide_sources(model_for(examples).preprocessor) == ["TF-IDF text", "tabular values"]
+    names = {layer.name for layer in model_for(examples, text_encoder="cnn", modalities=("text",)).layers}
+    assert not {"wide.logits", "head.blend"} & names
 
 
 def test_without_the_wide_path_there_is_no_wide_layer():
@@ -96,3 +156,40 @@ def test_training_blends_in_the_linear_model_where_it_is_better(tmp_path):
     assert json.load(open(os.path.join(run, "test_metrics.json")))["accuracy"] > 0.95
     history = read_csv(os.path.join(run, "history.csv"))
     assert float(history[0]["val_accuracy"]) < 0.9  # the network alone had not got there
+    # the saved model carries the refitted linear part and alpha, and scores as test_metrics.json says
+    from fusionapp.artifacts import load_run
+    from fusionapp.evaluation import evaluate
+
+    model = load_run(run).model
+    assert float(model.get_layer("head.blend").get_weights()[0]) == pytest.approx(wide["alpha"])
+    assert np.abs(model.get_layer("wide.logits").get_weights()[0]).max() > 0.1
+    report = evaluate(run, table, split="test", verbose=0)
+    assert report == json.load(open(os.path.join(run, "test_metrics.json")))
+
+
+def test_a_model_saved_before_the_wide_path_loads_without_one(tmp_path):
+    """fusionapp 0.3.0 saved no `wide` setting: its models must load as they were, with no wide layers."""
+    import zipfile
+
+    import keras
+
+    import fusionapp.preprocessing  # noqa: F401  (registers the classes model.keras holds)
+
+    examples = word_examples(40)
+    preprocessor = model_for(examples).preprocessor
+    model = build_classifier(ModelSettings(modalities=("text", "tabular"), branch_units=8, fusion_units=8,
+                                           wide=False), preprocessor.network_inputs(), preprocessor)
+    path, old = str(tmp_path / "model.keras"), str(tmp_path / "old.keras")
+    model.save(path)
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(old, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                del config["config"]["settings"]["wide"]
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    loaded = keras.saving.load_model(old, safe_mode=True)
+    assert not {"wide.logits", "head.blend"} & {layer.name for layer in loaded.layers}
+    np.testing.assert_allclose(predict_examples(loaded, examples).probabilities,
+                               predict_examples(model, examples).probabilities, atol=1e-6)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 # Faster-moving statistics than Keras' 0.99: with a few thousand rows an epoch is only tens of
 # steps, and slow statistics make validation lag far behind training in the first epochs.
@@ -83,15 +83,22 @@ class LogitBlend(layers.Layer):
     """(1 - alpha) x deep logits + alpha x wide logits, with alpha a weight, not trained by gradient.
 
     It starts at 0, so the network trains as if the wide path were not there; after training the
-    wide path is fitted and alpha chosen on validation rows (fusionapp/wide.py).
+    wide path is fitted and alpha chosen on validation rows (fusionapp/wide.py). Given the TF-IDF
+    text vectors as a third input, rows whose vector is all zeros (no text, or no known n-gram) keep
+    the deep logits: the linear model never saw such rows, while the network learnt them from
+    modality dropout.
     """
 
     def build(self, input_shapes):
         self.alpha = self.add_weight(shape=(), initializer="zeros", trainable=False, name="alpha")
 
-    def call(self, logits):
-        deep, wide = logits
-        return (1.0 - self.alpha) * deep + self.alpha * wide
+    def call(self, inputs):
+        deep, wide = inputs[0], inputs[1]
+        weight = self.alpha
+        if len(inputs) > 2:
+            present = ops.any(ops.not_equal(inputs[2], 0), axis=-1, keepdims=True)
+            weight = weight * ops.cast(present, deep.dtype)
+        return deep + weight * (wide - deep)
 
     def compute_output_shape(self, input_shapes):
         return input_shapes[0]

@@ -51,11 +51,12 @@ class FusionClassifier(keras.Model):
         wide = wide_inputs(tensors, inputs) if model_settings.wide else []
         if wide:
             # The wide path: the sparse text features and the tabular values straight to the logits.
-            # Not trained with the network; fitted in closed form afterwards (fusionapp/wide.py).
+            # Not trained with the network; fitted to convergence afterwards (fusionapp/wide.py).
             x = layers.Concatenate(name="wide.concat")(wide) if len(wide) > 1 else wide[0]
             wide_logits = layers.Dense(inputs["num_classes"], kernel_initializer="zeros", trainable=False,
                                        name="wide.logits", dtype="float32")(x)
-            logits = LogitBlend(name="head.blend", dtype="float32")([logits, wide_logits])
+            text = [tensors["text"]] if tensors.get("text") is wide[0] else []
+            logits = LogitBlend(name="head.blend", dtype="float32")([logits, wide_logits, *text])
         logits = ClassPrior(inputs["num_classes"], name="head.class_prior", dtype="float32")(logits)
         super().__init__(inputs=tensors, outputs=logits, **kwargs)
 
