@@ -80,3 +80,10 @@ def test_help_shows_each_settings_rule(capsys):
 def test_the_dataclasses_check_themselves():
     with pytest.raises(SettingError, match="image_size=8: must be an integer from 16 to 1024"):
         ModelSettings(image_size=8)
+
+
+def test_a_run_saved_before_the_wide_path_means_no_wide_path():
+    saved = RunSettings().to_dict()
+    del saved["model"]["wide"]  # as fusionapp 0.3.0 wrote config.json
+    assert RunSettings.from_dict(saved).model.wide is False
+    assert RunSettings().model.wide is True and apply_flat(RunSettings(), {"wide": False}).model.wide is False

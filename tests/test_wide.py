@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from sklearn.linear_model import LogisticRegression
 
-from conftest import TINY_MODEL, read_csv, write_csv
+from conftest import TINY_MODEL, read_csv, run_cli, write_csv
 from fusionapp.config import ModelSettings, TextSettings
 from fusionapp.data.examples import Examples
 from fusionapp.inference import predict_examples
@@ -138,14 +138,29 @@ def test_without_the_wide_path_there_is_no_wide_layer():
     assert not {"wide.logits", "head.blend"} & {layer.name for layer in plain.layers}
 
 
-def test_training_blends_in_the_linear_model_where_it_is_better(tmp_path):
-    from fusionapp import train
-
-    examples = word_examples(400, seed=3)
+def word_table(path, count, seed):
+    examples = word_examples(count, seed=seed)
     splits = ["train", "train", "val", "test"]  # by blocks of four rows, so every split has every label
     rows = [{"text": text, "price": price, "label": label, "split": splits[(i // 4) % 4]}
             for i, (text, price, label) in enumerate(zip(examples.texts, examples.tabular["price"], examples.labels))]
-    table = write_csv(tmp_path / "words.csv", rows)
+    return write_csv(path, rows)
+
+
+def test_no_wide_trains_the_network_alone(tmp_path, capsys):
+    table = word_table(tmp_path / "words.csv", 80, seed=2)
+    code, out, err = run_cli(capsys, "train", table, "--out", tmp_path / "run", "--epochs", 1, "--no-wide")
+    assert code == 0, err
+    config = json.load(open(tmp_path / "run" / "config.json"))
+    assert config["settings"]["model"]["wide"] is False and "wide" not in config and "Wide path" not in out
+    from fusionapp.artifacts import load_run
+
+    assert not {"wide.logits", "head.blend"} & {layer.name for layer in load_run(str(tmp_path / "run")).model.layers}
+
+
+def test_training_blends_in_the_linear_model_where_it_is_better(tmp_path):
+    from fusionapp import train
+
+    table = word_table(tmp_path / "words.csv", 400, seed=3)
     # One short epoch leaves the network far from solving it; the linear model solves it outright.
     run = train(table, str(tmp_path / "run"), epochs=1, learning_rate=1e-4, tabular_col=["price"], verbose=0,
                 **{k: v for k, v in TINY_MODEL.items() if not k.startswith("image")})
