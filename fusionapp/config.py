@@ -3,174 +3,21 @@ plain dicts (config.json).
 
 Every setting is checked here and nowhere else: the flags, `--config` files and the Python API all
 build these dataclasses, so a value one of them refuses is refused by all of them. Each field's
-rule sits beside its default (`choice`, `integer`, `number`, ...); `requirement(name)` words it
-for help texts.
+rule (fusionapp/setting_rules.py: `choice`, `integer`, `number`, ...) sits beside its default;
+`requirement(name)` words it for help texts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 
 from fusionapp.errors import FusionError
+from fusionapp.setting_rules import (SettingError, check_fields, choice, column, integer, integers, names, number,
+                                     switch)
 
 MODALITIES = ("image", "text", "tabular")
 TABULAR_KINDS = ("numeric", "categorical")
-
-
-class SettingError(FusionError):
-    """A setting given a value it cannot take. `name` is its flat name (`text_encoder`)."""
-
-    def __init__(self, name: str, value, requirement: str):
-        self.name, self.value, self.requirement = name, value, requirement
-        super().__init__(f"{name}={value!r}: must be {requirement}")
-
-    @property
-    def option(self) -> str:
-        """The name as flags and config files spell it: `text-encoder`."""
-        return self.name.replace("_", "-")
-
-    def renamed(self, name: str) -> "SettingError":
-        return SettingError(name, self.value, self.requirement)
-
-
-# === Field rules ===
-@dataclass(frozen=True)
-class Rule:
-    """How one field is checked: `coerce(name, value)` returns the value in its canonical form
-    (a tuple for lists, a float for numbers) or raises SettingError."""
-
-    requirement: str
-    coerce: object
-
-
-def _rule_field(default, rule: Rule):
-    if isinstance(default, (list, tuple)):
-        return field(default=tuple(default), metadata={"rule": rule})
-    return field(default=default, metadata={"rule": rule})
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _range_words(low, high, low_open=False, high_open=False) -> str:
-    if low is not None and high is not None:
-        if low_open or high_open:
-            return f"above {low} and below {high}" if low_open and high_open else \
-                (f"above {low} and at most {high}" if low_open else f"at least {low} and below {high}")
-        return f"from {low} to {high}"
-    if low is not None:
-        return f"above {low}" if low_open else f"at least {low}"
-    return f"at most {high}" if high is not None else "any value"
-
-
-def choice(default: str, options: tuple[str, ...]):
-    requirement = "one of " + ", ".join(options)
-
-    def coerce(name, value):
-        if not isinstance(value, str) or value not in options:
-            raise SettingError(name, value, requirement)
-        return value
-
-    return _rule_field(default, Rule(requirement, coerce))
-
-
-def integer(default: int, low: int | None = None, high: int | None = None):
-    requirement = f"an integer {_range_words(low, high)}" if (low, high) != (None, None) else "an integer"
-
-    def coerce(name, value):
-        if not _is_int(value) or (low is not None and value < low) or (high is not None and value > high):
-            raise SettingError(name, value, requirement)
-        return value
-
-    return _rule_field(default, Rule(requirement, coerce))
-
-
-def number(default: float, low: float | None = None, high: float | None = None, low_open: bool = False,
-           high_open: bool = False):
-    requirement = f"a number {_range_words(low, high, low_open, high_open)}"
-
-    def coerce(name, value):
-        if not (_is_int(value) or isinstance(value, float)) or not math.isfinite(value):
-            raise SettingError(name, value, requirement)
-        if low is not None and (value < low or (low_open and value == low)):
-            raise SettingError(name, value, requirement)
-        if high is not None and (value > high or (high_open and value == high)):
-            raise SettingError(name, value, requirement)
-        return float(value)
-
-    return _rule_field(default, Rule(requirement, coerce))
-
-
-def switch(default: bool):
-    def coerce(name, value):
-        if not isinstance(value, bool):
-            raise SettingError(name, value, "true or false")
-        return value
-
-    return _rule_field(default, Rule("true or false", coerce))
-
-
-def _as_list(value) -> list:
-    """A comma string (a flag: `1,3,5`) or a list (a config file: [1, 3, 5]) -> list."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    raise TypeError
-
-
-def integers(default: tuple[int, ...], low: int = 1):
-    requirement = f"a non-empty list of integers of at least {low} (e.g. 1,3,5)"
-
-    def coerce(name, value):
-        try:
-            items = [int(item) if isinstance(item, str) else item for item in _as_list(value)]
-        except (TypeError, ValueError):
-            raise SettingError(name, value, requirement) from None
-        if not items or not all(_is_int(item) and item >= low for item in items):
-            raise SettingError(name, value, requirement)
-        return tuple(items)
-
-    return _rule_field(default, Rule(requirement, coerce))
-
-
-def names(default: tuple[str, ...], options: tuple[str, ...] | None = None, non_empty: bool = True):
-    requirement = (f"a comma list from {', '.join(options)}" if options else "a list of names")
-    requirement += ", each once" if options else ""
-
-    def coerce(name, value):
-        try:
-            items = _as_list(value)
-        except TypeError:
-            raise SettingError(name, value, requirement) from None
-        if not all(isinstance(item, str) and item.strip() for item in items) or (non_empty and not items):
-            raise SettingError(name, value, requirement)
-        items = [item.strip() for item in items]
-        if options and (any(item not in options for item in items) or len(set(items)) != len(items)):
-            raise SettingError(name, value, requirement)
-        return tuple(items)
-
-    return _rule_field(default, Rule(requirement, coerce))
-
-
-def column(default: str):
-    def coerce(name, value):
-        if not isinstance(value, str) or not value.strip():
-            raise SettingError(name, value, "a column name")
-        return value.strip()
-
-    return _rule_field(default, Rule("a column name", coerce))
-
-
-def _check(settings) -> None:
-    """Run every field's rule, storing the canonical values (the dataclasses are frozen)."""
-    for item in dataclasses.fields(settings):
-        rule = item.metadata.get("rule")
-        if rule is not None:
-            object.__setattr__(settings, item.name, rule.coerce(item.name, getattr(settings, item.name)))
 
 
 # === The settings ===
@@ -186,7 +33,7 @@ class Columns:
     id: str = column("id")
 
     def __post_init__(self):
-        _check(self)
+        check_fields(self)
         seen = set()
         for spec in self.tabular:
             name, kind = tabular_spec(spec)
@@ -246,7 +93,7 @@ class ModelSettings:
     wide: bool = switch(True)
 
     def __post_init__(self):
-        _check(self)
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -259,7 +106,7 @@ class TextSettings:
     ngrams: int = integer(0, 0, 8)  # n-grams up to this length for the bag encoder; 0: 5 for chars, 2 for words
 
     def __post_init__(self):
-        _check(self)
+        check_fields(self)
 
     def resolved(self, text_encoder: str) -> "TextSettings":
         """The settings with "auto" values decided for this encoder (what config.json records)."""
@@ -294,7 +141,7 @@ class TrainingSettings:
     strategy: str = choice("auto", STRATEGIES)  # tf.distribute
 
     def __post_init__(self):
-        _check(self)
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -306,7 +153,7 @@ class PredictionSettings:
     top_k: int = integer(1, 1)
 
     def __post_init__(self):
-        _check(self)
+        check_fields(self)
 
 
 @dataclass(frozen=True)

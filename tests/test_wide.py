@@ -7,7 +7,6 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from sklearn.linear_model import LogisticRegression
 
 from conftest import TINY_MODEL, read_csv, run_cli, write_csv
