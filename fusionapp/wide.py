@@ -1,7 +1,7 @@
 """The wide path: a linear model on the sparse text features and the tabular values, blended with the
 network's logits.
 
-It is fitted to convergence (scikit-learn's LogisticRegression) once the network has
+It is fitted by scikit-learn's LogisticRegression (lbfgs) once the network has
 trained, rather than trained by gradient alongside it: on rare n-grams and rare classes Adam leaves
 a linear layer far from the optimum a linear model reaches, which is where TF-IDF + logistic
 regression beat the network. Its weights go into the model's `wide.logits` layer and the blend

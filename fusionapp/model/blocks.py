@@ -84,9 +84,9 @@ class LogitBlend(layers.Layer):
 
     It starts at 0, so the network trains as if the wide path were not there; after training the
     wide path is fitted and alpha chosen on validation rows (fusionapp/wide.py). Given the TF-IDF
-    text vectors as a third input, rows whose vector is all zeros (no text, or no known n-gram) keep
-    the deep logits: the linear model never saw such rows, while the network learnt them from
-    modality dropout.
+    text vectors as a third input, rows whose vector is all zeros (an empty text) keep the deep
+    logits: the linear model never saw such rows, while the network learnt them from modality
+    dropout.
     """
 
     def build(self, input_shapes):

@@ -51,7 +51,7 @@ class FusionClassifier(keras.Model):
         wide = wide_inputs(tensors, inputs) if model_settings.wide else []
         if wide:
             # The wide path: the sparse text features and the tabular values straight to the logits.
-            # Not trained with the network; fitted to convergence afterwards (fusionapp/wide.py).
+            # Not trained with the network; fitted by scikit-learn afterwards (fusionapp/wide.py).
             x = layers.Concatenate(name="wide.concat")(wide) if len(wide) > 1 else wide[0]
             wide_logits = layers.Dense(inputs["num_classes"], kernel_initializer="zeros", trainable=False,
                                        name="wide.logits", dtype="float32")(x)
