@@ -23,14 +23,12 @@ def has_wide_path(model) -> bool:
     return any(layer.name == "wide.logits" for layer in model.layers)
 
 
-def text_in_wide_path(preprocessor) -> bool:
-    return "text" in preprocessor.modalities and preprocessor.text["output"] == "tf_idf"
-
-
 def wide_sources(preprocessor) -> list[str]:
     """What the wide path reads, in words, in the order of its features."""
-    return ((["TF-IDF text"] if text_in_wide_path(preprocessor) else [])
-            + (["tabular values"] if "tabular" in preprocessor.modalities else []))
+    from fusionapp.model.classifier import wide_path_inputs
+
+    words = {"text": "TF-IDF text", "tabular": "tabular values"}
+    return [words[m] for m in wide_path_inputs(preprocessor.modalities, preprocessor.network_inputs())]
 
 
 def wide_features(preprocessor, examples):
@@ -42,11 +40,14 @@ def wide_features(preprocessor, examples):
 
     from fusionapp.data.examples import raw_columns
 
+    from fusionapp.model.classifier import wide_path_inputs
+
     modalities = [m for m in preprocessor.modalities if m != "image"]
     specs = preprocessor.input_specs()
     inputs = preprocessor.network_inputs()
-    text = text_in_wide_path(preprocessor)
-    width = (inputs["text_width"] if text else 0) + (inputs["tabular_width"] if "tabular" in modalities else 0)
+    read = wide_path_inputs(modalities, inputs)
+    text = "text" in read
+    width = sum(inputs[f"{m}_width"] for m in read)
     batch_size = max(1, 2**22 // max(width, 1))  # dense batches of about 32 MB, whatever the vocabulary
     parts = []
     for start in range(0, len(examples), batch_size):
@@ -54,7 +55,7 @@ def wide_features(preprocessor, examples):
         raw = raw_columns(examples, modalities, preprocessor.tabular_kinds, indices)
         tensors = {name: tf.constant(values, dtype=specs[name].dtype) for name, values in raw.items()}
         columns = [preprocessor.encode_text(tensors["text"]).numpy()] if text else []
-        if "tabular" in modalities:
+        if "tabular" in read:
             columns.append(preprocessor.encode_tabular(tensors).numpy())
         parts.append(sparse.csr_matrix(np.concatenate(columns, axis=1), dtype=np.float64))
     features = sparse.vstack(parts).tocsr()

@@ -48,14 +48,15 @@ class FusionClassifier(keras.Model):
         x = layers.Dense(model_settings.fusion_units, activation="relu", name="fusion.dense")(x)
         x = layers.Dropout(model_settings.dropout, name="fusion.dropout")(x)
         logits = layers.Dense(inputs["num_classes"], name="head.logits", dtype="float32")(x)
-        wide = wide_inputs(tensors, inputs) if model_settings.wide else []
+        wide = wide_path_inputs(modalities, inputs) if model_settings.wide else ()
         if wide:
             # The wide path: the sparse text features and the tabular values straight to the logits.
             # Not trained with the network; fitted by scikit-learn afterwards (fusionapp/wide.py).
-            x = layers.Concatenate(name="wide.concat")(wide) if len(wide) > 1 else wide[0]
+            read = [tensors[m] for m in wide]
+            x = layers.Concatenate(name="wide.concat")(read) if len(read) > 1 else read[0]
             wide_logits = layers.Dense(inputs["num_classes"], kernel_initializer="zeros", trainable=False,
                                        name="wide.logits", dtype="float32")(x)
-            text = [tensors["text"]] if tensors.get("text") is wide[0] else []
+            text = [tensors["text"]] if "text" in wide else []
             logits = LogitBlend(name="head.blend", dtype="float32")([logits, wide_logits, *text])
         logits = ClassPrior(inputs["num_classes"], name="head.class_prior", dtype="float32")(logits)
         super().__init__(inputs=tensors, outputs=logits, **kwargs)
@@ -84,14 +85,11 @@ class FusionClassifier(keras.Model):
         return cls(**config)
 
 
-def wide_inputs(tensors: dict, inputs: dict) -> list:
-    """The inputs a linear model can use as they are: TF-IDF vectors and encoded tabular values."""
-    wide = []
-    if "text" in tensors and inputs.get("text_input") == "tf_idf":
-        wide.append(tensors["text"])
-    if "tabular" in tensors:
-        wide.append(tensors["tabular"])
-    return wide
+def wide_path_inputs(modalities, inputs: dict) -> tuple[str, ...]:
+    """The inputs a linear model can use as they are, in the wide path's order: "text" when it is
+    TF-IDF vectors (not token ids), "tabular" (encoded values)."""
+    readable = {"text": inputs.get("text_input") == "tf_idf", "tabular": True}
+    return tuple(m for m in ("text", "tabular") if m in modalities and readable[m])
 
 
 def build_classifier(settings: ModelSettings, inputs: dict, preprocessor=None, name: str = "fusion_classifier"):
