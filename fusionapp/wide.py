@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fusionapp.model.classifier import wide_path_inputs
+
 # The linear model's inverse regularisation strength: scikit-learn's C, as the README's baseline.
 WIDE_C = 4.0
 ALPHAS = np.round(np.linspace(0.0, 1.0, 11), 2)
@@ -25,8 +27,6 @@ def has_wide_path(model) -> bool:
 
 def wide_sources(preprocessor) -> list[str]:
     """What the wide path reads, in words, in the order of its features."""
-    from fusionapp.model.classifier import wide_path_inputs
-
     words = {"text": "TF-IDF text", "tabular": "tabular values"}
     return [words[m] for m in wide_path_inputs(preprocessor.modalities, preprocessor.network_inputs())]
 
@@ -39,8 +39,6 @@ def wide_features(preprocessor, examples):
     import tensorflow as tf
 
     from fusionapp.data.examples import raw_columns
-
-    from fusionapp.model.classifier import wide_path_inputs
 
     modalities = [m for m in preprocessor.modalities if m != "image"]
     specs = preprocessor.input_specs()
