@@ -40,17 +40,16 @@ def wide_features(preprocessor, examples):
 
     from fusionapp.data.examples import raw_columns
 
-    modalities = [m for m in preprocessor.modalities if m != "image"]
     specs = preprocessor.input_specs()
     inputs = preprocessor.network_inputs()
-    read = wide_path_inputs(modalities, inputs)
+    read = wide_path_inputs(preprocessor.modalities, inputs)
     text = "text" in read
     width = sum(inputs[f"{m}_width"] for m in read)
     batch_size = max(1, 2**22 // max(width, 1))  # dense batches of about 32 MB, whatever the vocabulary
     parts = []
     for start in range(0, len(examples), batch_size):
         indices = range(start, min(start + batch_size, len(examples)))
-        raw = raw_columns(examples, modalities, preprocessor.tabular_kinds, indices)
+        raw = raw_columns(examples, read, preprocessor.tabular_kinds, indices)
         tensors = {name: tf.constant(values, dtype=specs[name].dtype) for name, values in raw.items()}
         columns = [preprocessor.encode_text(tensors["text"]).numpy()] if text else []
         if "tabular" in read:
@@ -111,6 +110,7 @@ class WidePath:
 
     def fit(self) -> dict:
         """Returns what was chosen, for config.json."""
+        from scipy.special import softmax
         from sklearn.metrics import log_loss
 
         from fusionapp.inference import predict_examples
@@ -120,9 +120,7 @@ class WidePath:
         wide = self.x_val @ kernel + bias
 
         def loss(alpha):
-            logits = blend(deep, wide, self.val_present, alpha)
-            logits = logits - logits.max(axis=1, keepdims=True)
-            probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+            probabilities = softmax(blend(deep, wide, self.val_present, alpha), axis=1)
             return log_loss(self.y_val, probabilities, labels=list(range(self.classes)))
 
         losses = {float(alpha): loss(alpha) for alpha in ALPHAS}

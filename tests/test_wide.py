@@ -122,6 +122,8 @@ def test_the_wide_path_reads_what_it_can_use_as_it_is():
     cnn = model_for(examples, text_encoder="cnn")  # token ids are no linear features: tabular only
     assert cnn.get_layer("wide.logits").input.shape[-1] == 2
     assert wide_sources(cnn.preprocessor) == ["tabular values"]
+    features, present = wide_features(cnn.preprocessor, examples)
+    assert features.shape == (8, 2) and present.all()  # every row blends: no text in the wide path
     assert wide_sources(model_for(examples).preprocessor) == ["TF-IDF text", "tabular values"]
     names = {layer.name for layer in model_for(examples, text_encoder="cnn", modalities=("text",)).layers}
     assert not {"wide.logits", "head.blend"} & names
