@@ -14,7 +14,7 @@ import click
 from fusionapp import __version__
 from fusionapp.errors import FusionError, one_line
 
-TENSORFLOW_COMMANDS = ("train", "evaluate", "predict", "export", "serve")
+TENSORFLOW_COMMANDS = ("train", "evaluate", "predict", "export", "serve", "backbones")
 
 
 def _load_tensorflow(debug: bool = False) -> None:
@@ -98,7 +98,26 @@ def demo(out, rows, seed):
 @setting_option("--tabular-col", name="tabular_col", multiple=True,
                 help="Tabular column, repeatable; NAME:numeric or NAME:categorical forces its kind.")
 @setting_option("--modalities", name="modalities", help="Inputs the model uses (default: all the data has).")
-@setting_option("--image-size", name="image_size", type=int, help="Image side in pixels (default: 64).")
+@setting_option("--image-size", name="image_size", type=int,
+                help="Image side in pixels; 0: 64, or 224 with a pretrained backbone (default: 0).")
+@setting_option("--image-backbone", name="image_backbone",
+                help="Image branch: multi-kernel (learnt from scratch, default) or a pretrained ImageNet model.")
+@setting_option("--backbone-weights", name="backbone_weights",
+                help="Pretrained weights: imagenet (Keras' cache, $KERAS_HOME/models), none (random), or a local "
+                     "file (default: imagenet).")
+@setting_option("--backbone-head", name="backbone_head",
+                help="Over the backbone's feature map: a multi-kernel block before pooling, or pooling alone "
+                     "(default: multi-kernel).")
+@setting_option("--feature-cache/--no-feature-cache", name="feature_cache", default=None,
+                help="Compute each image's frozen backbone features once, kept across epochs and runs "
+                     "(default: on; `fusionapp cache` shows and clears it).")
+@setting_option("--fine-tune", name="fine_tune", type=int, is_flag=False, flag_value=30, metavar="[LAYERS]",
+                help="Then unfreeze the top LAYERS backbone layers (30 if not given), batch norm excepted, "
+                     "and train on (default: 0, off).")
+@setting_option("--fine-tune-epochs", name="fine_tune_epochs", type=int,
+                help="Maximum epochs of fine-tuning (default: 5).")
+@setting_option("--fine-tune-learning-rate", name="fine_tune_learning_rate", type=float,
+                help="Peak learning rate of fine-tuning (default: 0.0002).")
 @setting_option("--image-kernels", name="image_kernels", help="Kernel sizes of each image block (default: 1,3,5).")
 @setting_option("--image-filters", name="image_filters", help="Output channels of each image block (default: 48,96,192).")
 @setting_option("--image-reduction", name="image_reduction", type=float,
@@ -180,6 +199,37 @@ def train(data, out, resume, overwrite, config_file, **flags):
         raise click.BadParameter(f"{error.value!r}: must be {error.requirement}",
                                  param_hint=f"'--{error.option}'") from None
     train_run(data, out, resume=resume, overwrite=overwrite, settings=settings)
+
+
+@cli.command()
+@click.argument("action", type=click.Choice(["info", "clear"]), default="info")
+def cache(action):
+    """Show (info) or empty (clear) the feature cache of frozen backbones.
+
+    It lives in $FUSIONAPP_CACHE_DIR (default ~/.cache/fusionapp/features) and keeps to
+    $FUSIONAPP_CACHE_LIMIT_GB (default 10), dropping the least recently used features first.
+    """
+    from fusionapp.feature_cache import cache_usage, clear_cache
+
+    if action == "clear":
+        click.echo(f"Removed {clear_cache() / 1e6:.1f} MB of cached features from {cache_usage()['folder']}")
+        return
+    usage = cache_usage()
+    click.echo(f"{usage['folder']}: {usage['entries']} feature files, {usage['bytes'] / 1e6:.1f} MB of "
+               f"{usage['limit_bytes'] / 1e9:g} GB allowed, {usage['setups']} backbone setups")
+
+
+@cli.command()
+def backbones():
+    """List the pretrained image backbones, the weights file each needs, and whether it is here."""
+    from fusionapp.backbone_weights import keras_models_dir
+    from fusionapp.model.backbones import BACKBONES
+
+    folder = keras_models_dir()
+    click.echo(f"ImageNet weights are read from {folder}")
+    for backbone in BACKBONES.values():
+        here = "present" if os.path.isfile(os.path.join(folder, backbone.weights_file)) else "missing"
+        click.echo(f"{backbone.name:<20} {here:<8} {backbone.weights_file}\n{'':<30}{backbone.weights_url}")
 
 
 @cli.command()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from fusionapp.errors import FusionError
 from fusionapp.setting_rules import (SettingError, check_fields, choice, column, integer, integers, names, number,
-                                     switch)
+                                     switch, weights_source)
 
 MODALITIES = ("image", "text", "tabular")
 TABULAR_KINDS = ("numeric", "categorical")
@@ -63,6 +63,10 @@ def tabular_spec(spec: str) -> tuple[str, str | None]:
 
 
 TEXT_ENCODERS = ("bag", "cnn", "mean")
+# "multi-kernel": the branch learnt from scratch; the others are keras.applications ImageNet models
+# (fusionapp/model/backbones.py holds how each is built and where its weights come from).
+IMAGE_BACKBONES = ("multi-kernel", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_v2_b0", "resnet50_v2")
+BACKBONE_MIN_SIZE = 32  # keras.applications refuses smaller images
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,11 @@ class ModelSettings:
 
     # empty: every modality the data has (training records what it resolved to)
     modalities: tuple[str, ...] = names((), options=MODALITIES, non_empty=False)
-    image_size: int = integer(64, 16, 1024)
+    image_size: int = integer(0, 16, 1024, auto="64 px, or 224 with a pretrained backbone")
+    image_backbone: str = choice("multi-kernel", IMAGE_BACKBONES)
+    # what turns a pretrained backbone's last feature map into the branch's features: a multi-kernel
+    # block before global pooling, or global pooling alone
+    backbone_head: str = choice("multi-kernel", ("multi-kernel", "pool"))
     image_stem_filters: int = integer(32, 1)
     image_kernels: tuple[int, ...] = integers((1, 3, 5))
     image_filters: tuple[int, ...] = integers((48, 96, 192))
@@ -94,6 +102,18 @@ class ModelSettings:
 
     def __post_init__(self):
         check_fields(self)
+        if self.pretrained and 0 < self.image_size < BACKBONE_MIN_SIZE:
+            raise SettingError("image_size", self.image_size,
+                               f"at least {BACKBONE_MIN_SIZE} with a pretrained image backbone")
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the image branch starts from a keras.applications backbone."""
+        return self.image_backbone != "multi-kernel"
+
+    def resolved(self) -> "ModelSettings":
+        """The settings with "auto" values decided (what config.json records)."""
+        return dataclasses.replace(self, image_size=self.image_size or (224 if self.pretrained else 64))
 
 
 @dataclass(frozen=True)
@@ -139,6 +159,13 @@ class TrainingSettings:
     precision: str = choice("auto", PRECISIONS)
     jit: bool = switch(False)  # XLA-compile the training step
     strategy: str = choice("auto", STRATEGIES)  # tf.distribute
+    # where a pretrained backbone's weights come from: Keras' cache ($KERAS_HOME/models), random, a file
+    backbone_weights: str = weights_source("imagenet")
+    # compute each image's backbone features once (frozen backbone) and reuse them across epochs and runs
+    feature_cache: bool = switch(True)
+    fine_tune: int = integer(0, 0)  # top backbone layers unfrozen in a second phase; 0: none
+    fine_tune_epochs: int = integer(5, 1)
+    fine_tune_learning_rate: float = number(2e-4, 0.0, 10.0, low_open=True)
 
     def __post_init__(self):
         check_fields(self)
@@ -169,6 +196,9 @@ class RunSettings:
     def __post_init__(self):
         if self.image_root is not None and not isinstance(self.image_root, str):
             raise SettingError("image_root", self.image_root, "a folder path")
+        if self.training.fine_tune and not self.model.pretrained:
+            raise SettingError("fine_tune", self.training.fine_tune, "0 unless --image-backbone names a pretrained "
+                               "backbone (the multi-kernel branch is trained whole)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

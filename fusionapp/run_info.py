@@ -32,6 +32,7 @@ def run_info(model: str) -> dict:
                          "global_batch_size": config.get("global_batch_size",
                                                          settings.get("training", {}).get("batch_size"))},
         "settings": settings,
+        "backbone": config.get("backbone"),  # a pretrained image backbone, where the weights came from
         "validation_metrics": artifacts.read_json(metrics_path) if os.path.exists(metrics_path) else None,
         "test_metrics": artifacts.read_json(test_path) if os.path.exists(test_path) else None,
         "versions": {key: config.get(f"{key}_version") for key in ("fusionapp", "tensorflow", "keras")},
@@ -56,6 +57,13 @@ def format_info(info: dict) -> str:
         lines.append(f"model        image {model.get('image_size')} px, kernels {model.get('image_kernels')}, "
                      f"filters {model.get('image_filters')}, 1x1 reductions {model.get('image_reduction', 0)}, "
                      f"text encoder {model.get('text_encoder')}")
+    backbone = info.get("backbone")
+    if backbone:
+        source = {"none": "random weights", "imagenet": f"ImageNet weights {backbone['weights_file']}",
+                  "file": f"weights {backbone['weights_file']}"}[backbone["weights"]]
+        lines.append(f"backbone     {backbone['name']}, {source}"
+                     + (f" (sha256 {backbone['sha256'][:16]}...)" if backbone.get("sha256") else "")
+                     + f", head {model.get('backbone_head')}, fine-tuned layers {training.get('fine_tune', 0)}")
     if training:
         distribution = info["distribution"]
         lines.append(f"training     lr {training.get('learning_rate')}, batch {training.get('batch_size')}, "

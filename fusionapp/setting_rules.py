@@ -69,10 +69,15 @@ def choice(default: str, options: tuple[str, ...]):
     return _rule_field(default, Rule(requirement, coerce))
 
 
-def integer(default: int, low: int | None = None, high: int | None = None):
+def integer(default: int, low: int | None = None, high: int | None = None, auto: str | None = None):
+    """An integer in [low, high]; with `auto` (what 0 means, in words), 0 is accepted too."""
     requirement = f"an integer {_range_words(low, high)}" if (low, high) != (None, None) else "an integer"
+    if auto:
+        requirement = f"0 ({auto}) or {requirement}"
 
     def coerce(name, value):
+        if auto and value == 0 and _is_int(value):
+            return value
         if not _is_int(value) or (low is not None and value < low) or (high is not None and value > high):
             raise SettingError(name, value, requirement)
         return value
@@ -144,6 +149,20 @@ def names(default: tuple[str, ...], options: tuple[str, ...] | None = None, non_
         if options and (any(item not in options for item in items) or len(set(items)) != len(items)):
             raise SettingError(name, value, requirement)
         return tuple(items)
+
+    return _rule_field(default, Rule(requirement, coerce))
+
+
+def weights_source(default: str):
+    requirement = "imagenet, none, or the path of a .h5 / .weights.h5 file"
+
+    def coerce(name, value):
+        if not isinstance(value, str) or not value.strip():
+            raise SettingError(name, value, requirement)
+        value = value.strip()
+        if value not in ("imagenet", "none") and not value.lower().endswith(".h5"):
+            raise SettingError(name, value, requirement)
+        return value
 
     return _rule_field(default, Rule(requirement, coerce))
 

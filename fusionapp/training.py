@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import shutil
-import sys
 import tempfile
 from datetime import datetime, timezone
-
-import numpy as np
 
 from fusionapp import artifacts
 from fusionapp.config import RunSettings, apply_flat
 from fusionapp.errors import FusionError
+from fusionapp.fitting import printer
 
 DEMO_DIR = os.path.join("data", "demo")
 DEMO_TABLE = os.path.join(DEMO_DIR, "demo.csv")
@@ -84,7 +81,7 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
     from fusionapp.preprocessing import infer_tabular_kinds
     from fusionapp.train_state import load_state
 
-    say = _printer(verbose)
+    say = printer(verbose)
     if not resume:
         # Written first, so a run killed at any later moment can be resumed.
         artifacts.write_json(os.path.join(out, artifacts.CONFIG_FILE), _run_config(data, settings))
@@ -94,7 +91,8 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
     modalities = requested or examples.modalities
     if "tabular" in modalities and not columns.tabular:
         raise FusionError("--modalities tabular needs the tabular columns named with --tabular-col")
-    settings = dataclasses.replace(apply_flat(settings, {"modalities": modalities}),
+    settings = apply_flat(settings, {"modalities": modalities})
+    settings = dataclasses.replace(settings, model=settings.model.resolved(),
                                    text=settings.text.resolved(settings.model.text_encoder))
     candidates = training_rows(examples)
     kinds = (infer_tabular_kinds({name: candidates.tabular[name] for name in columns.tabular_names},
@@ -130,8 +128,12 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
         say(f"Strategy {placement.name}: {placement.replicas} replicas in sync on {placement.num_workers} "
             f"worker(s), global batch {placement.global_batch_size(settings.training.batch_size)}")
 
-    model, history = _fit(settings, preprocessor, train_rows, val_rows, out, placement, checkpoint_model, state,
-                          verbose)
+    from fusionapp.fitting import fit_model
+
+    model, history, backbone = fit_model(settings, preprocessor, train_rows, val_rows, out, placement,
+                                         checkpoint_model, state, verbose)
+    if backbone is not None:
+        config["backbone"] = backbone
 
     from fusionapp.evaluation import evaluate_examples
     from fusionapp.metrics import format_report
@@ -198,81 +200,6 @@ def _load_checkpoint(out: str, state: dict, placement):
         return keras.saving.load_model(os.path.join(out, artifacts.RESUME_DIR, state["checkpoint"]))
 
 
-def _fit(settings: RunSettings, preprocessor, train_rows, val_rows, out: str, placement, model, state,
-         verbose: int):
-    """Fit with per-epoch checkpoints and early stopping; return the best model and the history.
-
-    `model` is the checkpoint to continue from (None: a new model). The returned model lives
-    outside any distribution strategy, so what follows (decision tuning, evaluation, saving) runs
-    the same on every worker without collective ops; it computes in float32.
-    """
-    import keras
-
-    from fusionapp.data.pipeline import make_dataset
-    from fusionapp.model import build_classifier
-    from fusionapp.precision import precision_policy
-    from fusionapp.train_state import RunCheckpoint
-
-    training = settings.training
-    batch_size = placement.global_batch_size(training.batch_size)
-    cache_dir = os.path.join(out, "cache")
-    cache = {"none": (None, None), "memory": ("memory", "memory"),
-             "disk": tuple(os.path.join(cache_dir, f"{name}.npy") for name in ("train", "val"))}[training.cache]
-    if training.cache == "disk":
-        # A cache left by an interrupted run may be partial; it is rebuilt.
-        shutil.rmtree(cache_dir, ignore_errors=True)
-        os.makedirs(cache_dir)
-    # Each worker reads and decodes only its own share of the rows.
-    shard = (placement.num_workers, placement.worker_index) if placement.num_workers > 1 else None
-    train_data = make_dataset(train_rows, preprocessor, batch_size, shuffle=True, augment=training.augment,
-                              seed=training.seed, modality_dropout=training.modality_dropout, cache=cache[0],
-                              shard=shard)
-    val_data = make_dataset(val_rows, preprocessor, batch_size, cache=cache[1], shard=shard)
-    if model is None:
-        with placement.strategy.scope():
-            model = build_classifier(settings.model, preprocessor.network_inputs(), preprocessor)
-            steps = math.ceil(len(train_rows) / batch_size) * training.epochs
-            schedule = keras.optimizers.schedules.CosineDecay(training.learning_rate, decay_steps=steps, alpha=0.05)
-            model.compile(optimizer=keras.optimizers.Adam(schedule),
-                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
-                          jit_compile=training.jit)
-    if placement.num_workers > 1:
-        from fusionapp.distribute import build_from_local_batch
-
-        build_from_local_batch(model, train_data)
-    checkpoint = RunCheckpoint(out, patience=training.patience, state=state)
-    callbacks = [checkpoint]
-    if training.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(out, "tensorboard")))
-    done = checkpoint.state["epoch"]
-    if done < training.epochs and not checkpoint.state["stopped"]:
-        if state is not None:
-            _printer(verbose)(f"Resuming after epoch {done}")
-        model.fit(train_data, validation_data=val_data, epochs=training.epochs, initial_epoch=done,
-                  class_weight=_class_weights(preprocessor, train_rows, training.class_weight),
-                  callbacks=callbacks, shuffle=False, verbose=_keras_verbosity(verbose))
-    checkpoint.restore_best(model)
-    shutil.rmtree(cache_dir, ignore_errors=True)
-    # The trained weights in a float32 model built outside any strategy: what is tuned, scored and
-    # saved computes in float32 whatever precision trained it, so every later load of the run (on
-    # any hardware, any backend) answers exactly as the scores written now.
-    with precision_policy("float32"):
-        final = build_classifier(settings.model, preprocessor.network_inputs(), preprocessor)
-    final.set_weights(model.get_weights())
-    return final, checkpoint.state["history"]
-
-
-def _class_weights(preprocessor, train_rows, mode: str) -> dict | None:
-    if mode == "none":
-        return None
-    from sklearn.utils.class_weight import compute_class_weight
-
-    y = preprocessor.label_indices(train_rows.labels)
-    present = np.unique(y)
-    weights = compute_class_weight("balanced", classes=present, y=y)
-    return {int(label): float(weight) for label, weight in zip(present, weights)}
-
-
 def _drop_unseen_labels(val_rows, class_names, label_column):
     """Validation rows whose label never occurs in training cannot be scored; skip them."""
     from fusionapp.data.examples import BadRow
@@ -333,7 +260,12 @@ def _saved_settings(out: str, data: str | None):
 
 
 def _check_environment(settings: RunSettings) -> None:
-    """What settings need of this machine, checked before any work starts."""
+    """What settings need of this machine, checked before any work starts (or anything is written)."""
+    model = settings.model
+    if model.pretrained and (not model.modalities or "image" in model.modalities):
+        from fusionapp.backbone_weights import resolve_weights
+
+        resolve_weights(model.image_backbone, settings.training.backbone_weights)
     if settings.training.tensorboard:
         import importlib.util
 
@@ -345,7 +277,7 @@ def _demo_table(verbose: int) -> str:
     if not os.path.exists(DEMO_TABLE):
         from fusionapp.data.demo import make_demo
 
-        _printer(verbose)(f"Creating the demo data set in {DEMO_DIR} ...")
+        printer(verbose)(f"Creating the demo data set in {DEMO_DIR} ...")
         make_demo(DEMO_DIR)
     return DEMO_TABLE
 
@@ -356,11 +288,3 @@ def _default_out(data: str) -> str:
     return os.path.join("checkpoints", f"{name}-{stamp}")
 
 
-def _printer(verbose: int):
-    return (lambda message: print(message, flush=True)) if verbose else (lambda message: None)
-
-
-def _keras_verbosity(verbose: int) -> int:
-    if not verbose:
-        return 0
-    return 1 if sys.stdout.isatty() else 2

@@ -13,9 +13,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import tempfile
 import uuid
+from contextlib import contextmanager
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The suite never downloads weights, and never reads or fills the user's Keras or feature caches.
+os.environ["FUSIONAPP_OFFLINE"] = "1"
+os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="fusionapp-test-keras-")
+os.environ["FUSIONAPP_CACHE_DIR"] = tempfile.mkdtemp(prefix="fusionapp-test-features-")
 
 import numpy as np
 import pytest
@@ -116,6 +122,43 @@ def trained_run(demo_table, tmp_path_factory):
     return train(demo_table, str(out), epochs=2, tabular_col=("price", "seller"), verbose=0, **TINY_MODEL)
 
 
+BACKBONES = ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_v2_b0", "resnet50_v2")
+
+
+@pytest.fixture(scope="session")
+def weights_files(tmp_path_factory):
+    """Backbone name -> a .weights.h5 file of it with seeded random weights (nothing is downloaded)."""
+    import keras
+
+    from fusionapp.model.backbones import build_backbone
+
+    folder = tmp_path_factory.mktemp("weights")
+    files = {}
+    for name in BACKBONES:
+        keras.utils.set_random_seed(7)
+        files[name] = str(folder / f"{name}.weights.h5")
+        build_backbone(name, 32).save_weights(files[name])
+    return files
+
+
+@pytest.fixture(scope="session")
+def backbone_run(demo_table, weights_files, tmp_path_factory):
+    """name -> a tiny run on the demo table whose image branch is that backbone, with the weights
+    of `weights_files`; each trained once per session."""
+    from fusionapp import train
+
+    runs = {}
+
+    def run(name: str) -> str:
+        if name not in runs:
+            out = tmp_path_factory.mktemp("runs") / name
+            runs[name] = train(demo_table, str(out), epochs=1, tabular_col=("price", "seller"), verbose=0,
+                               image_backbone=name, backbone_weights=weights_files[name], **TINY_MODEL)
+        return runs[name]
+
+    return run
+
+
 TRAIN_SCRIPT = """
 import sys
 from fusionapp import train
@@ -178,6 +221,29 @@ def post_json(url, payload):
     return http(url, json.dumps(payload).encode())
 
 
+def asgi_post_json(app, path, payload):
+    """(status, parsed JSON body) of one POST to an ASGI app, called in-process (no server)."""
+    import asyncio
+
+    body = json.dumps(payload).encode()
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    asyncio.run(app(scope, receive, send))
+    status = next(message["status"] for message in sent if message["type"] == "http.response.start")
+    return status, json.loads(b"".join(message.get("body", b"") for message in sent
+                                       if message["type"] == "http.response.body"))
+
+
 def multipart(fields, files):
     boundary = uuid.uuid4().hex
     parts = []
@@ -192,8 +258,15 @@ def multipart(fields, files):
 @pytest.fixture(scope="session")
 def server(trained_run):
     """`fusionapp serve` on the tiny run, on a free loopback port (a 1 MB body limit)."""
+    with serving(trained_run) as url:
+        yield url
+
+
+@contextmanager
+def serving(run_dir):
+    """`fusionapp serve RUN_DIR` on a free loopback port (a 1 MB body limit), yielding its URL."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "fusionapp", "serve", trained_run, "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "fusionapp", "serve", run_dir, "--port", str(port),
                                 "--max-body-mb", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -205,6 +278,8 @@ def server(trained_run):
             assert process.poll() is None, process.stderr.read().decode()
             assert time.time() < deadline, "the server did not start"
             time.sleep(0.3)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -18,12 +18,19 @@ assert keras.backend.backend() == "jax"
 model = keras.saving.load_model(sys.argv[1], safe_mode=True)
 inputs = dict(np.load(sys.argv[2]))
 np.save(sys.argv[3], np.asarray(model.predict(inputs, verbose=0)))
+if len(sys.argv) > 4:  # the pretrained backbone's own feature maps, which dominate nothing in a tiny run
+    backbone = model.get_layer("image.backbone")
+    np.save(sys.argv[4], np.asarray(backbone(inputs["image"].astype("float32"))))
 """
 
 
-def test_model_file_predicts_the_same_under_jax(trained_run, demo_table, tmp_path):
+# The backbone case compiles a whole keras.applications model under JAX (half a minute): slow.
+@pytest.mark.parametrize("which", ["multi-kernel", pytest.param("backbone", marks=pytest.mark.slow)])
+def test_model_file_predicts_the_same_under_jax(which, request, demo_table, tmp_path):
     import tensorflow as tf
 
+    trained_run = (request.getfixturevalue("trained_run") if which == "multi-kernel"
+                   else request.getfixturevalue("backbone_run")("mobilenet_v3_small"))
     from fusionapp.artifacts import load_run
     from fusionapp.data.examples import raw_columns
     from fusionapp.data.sources import load_examples
@@ -36,8 +43,14 @@ def test_model_file_predicts_the_same_under_jax(trained_run, demo_table, tmp_pat
     encoded = run.preprocessor.encode({name: tf.constant(raw[name], dtype=spec.dtype) for name, spec in specs.items()})
     inputs = {name: value.numpy() for name, value in encoded.items()}
     np.savez(tmp_path / "inputs.npz", **inputs)
+    extra = [str(tmp_path / "jax_features.npy")] if which == "backbone" else []
     done = subprocess.run([sys.executable, "-c", JAX_SCRIPT, os.path.join(trained_run, "model.keras"),
-                           str(tmp_path / "inputs.npz"), str(tmp_path / "jax.npy")], capture_output=True, text=True)
+                           str(tmp_path / "inputs.npz"), str(tmp_path / "jax.npy"), *extra], capture_output=True,
+                          text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     tensorflow_logits = run.model.predict(inputs, verbose=0)
     np.testing.assert_allclose(np.load(tmp_path / "jax.npy"), tensorflow_logits, rtol=1e-4, atol=1e-5)
+    if extra:
+        features = np.asarray(run.model.get_layer("image.backbone")(inputs["image"].astype("float32")))
+        assert np.abs(features).max() > 0
+        np.testing.assert_allclose(np.load(extra[0]), features, rtol=1e-3, atol=1e-3 * np.abs(features).max())

@@ -68,7 +68,7 @@ def test_balanced_weights_are_scikit_learns():
     from fusionapp.preprocessing import adapt
     from fusionapp.config import TextSettings
     from fusionapp.data.examples import Examples
-    from fusionapp.training import _class_weights
+    from fusionapp.fitting import class_weights as _class_weights
 
     labels = ["a"] * 8 + ["b"] * 2 + ["c"] * 5
     rows = Examples(source="t", row_numbers=np.arange(1, 16), ids=[""] * 15, images=None, images_are_files=True,

@@ -63,13 +63,30 @@ def test_reductions_cut_the_image_branch_multiply_adds():
     assert macs(0.5) < 0.6 * macs(0.0)
 
 
+@pytest.mark.parametrize("head", ["multi-kernel", "pool"])
+def test_a_backbone_branch_takes_images_or_their_feature_maps(head):
+    """The whole branch and the one trained on cached feature maps share every layer but the
+    backbone, under the same names, and give branch_units features."""
+    s = ModelSettings(image_size=32, image_backbone="mobilenet_v3_small", backbone_head=head, image_filters=(8, 16),
+                      branch_units=24)
+    whole = keras.Model(i := keras.Input((32, 32, 3), dtype="uint8"), image_branch(i, s, 32))
+    on_features = keras.Model(f := keras.Input((1, 1, 576)), image_branch(f, s, 32, from_features=True))
+    images = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    assert tuple(whole(images).shape) == (2, 24)
+    assert tuple(on_features(np.ones((2, 1, 1, 576), "float32")).shape) == (2, 24)
+    names = {layer.name for layer in whole.layers if layer.weights}
+    assert names - {layer.name for layer in on_features.layers if layer.weights} == {"image.backbone"}
+    assert ("image.head.concat" in {layer.name for layer in whole.layers}) == (head == "multi-kernel")
+    assert not whole.get_layer("image.backbone").trainable
+
+
 def test_branch_filters_split_exactly():
     assert branch_filters(50, (1, 3, 5, 7)) == [13, 13, 12, 12]
 
 
 def test_each_branch_gives_branch_units_features():
     s = ModelSettings(image_size=16, image_filters=(8, 16), branch_units=24)
-    image = keras.Model(i := keras.Input((16, 16, 3), dtype="uint8"), image_branch(i, s))
+    image = keras.Model(i := keras.Input((16, 16, 3), dtype="uint8"), image_branch(i, s, 16))
     assert tuple(image(inputs()["image"]).shape) == (2, 24)
     for encoder in ("cnn", "mean"):
         text_settings = ModelSettings(text_encoder=encoder, branch_units=24)

@@ -78,7 +78,7 @@ def test_help_shows_each_settings_rule(capsys):
 
 
 def test_the_dataclasses_check_themselves():
-    with pytest.raises(SettingError, match="image_size=8: must be an integer from 16 to 1024"):
+    with pytest.raises(SettingError, match="image_size=8: must be 0 \(64 px, or 224 with a pretrained backbone\) or an integer from 16 to 1024"):
         ModelSettings(image_size=8)
 
 
@@ -87,3 +87,13 @@ def test_a_run_saved_before_the_wide_path_means_no_wide_path():
     del saved["model"]["wide"]  # as fusionapp 0.3.0 wrote config.json
     assert RunSettings.from_dict(saved).model.wide is False
     assert RunSettings().model.wide is True and apply_flat(RunSettings(), {"wide": False}).model.wide is False
+
+
+def test_image_size_zero_means_64_or_224_with_a_pretrained_backbone():
+    from fusionapp.config import ModelSettings
+
+    assert ModelSettings().resolved().image_size == 64
+    assert ModelSettings(image_backbone="resnet50_v2").resolved().image_size == 224
+    assert ModelSettings(image_backbone="resnet50_v2", image_size=96).resolved().image_size == 96
+    with pytest.raises(SettingError, match="image_size=20: must be at least 32 with a pretrained image backbone"):
+        ModelSettings(image_backbone="resnet50_v2", image_size=20)

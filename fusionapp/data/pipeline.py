@@ -10,7 +10,7 @@ from fusionapp.data.images import read_or_blank
 
 
 def make_dataset(examples: Examples, preprocessor, batch_size: int, shuffle: bool = False, augment: bool = False, seed: int = 0, modality_dropout: float = 0.0,
-                 cache: str | None = None, shard: tuple[int, int] | None = None):
+                 cache: str | None = None, shard: tuple[int, int] | None = None, image_features=None):
     """Batches of ({"image", "text", "tabular"} network inputs, label index).
 
     The order comes from shuffling row positions (a full shuffle, whatever the table's size), and
@@ -19,6 +19,9 @@ def make_dataset(examples: Examples, preprocessor, batch_size: int, shuffle: boo
     `modality_dropout` blanks the image or the text of that share of rows each (never both), so the
     model learns to answer from what is there. `shard` = (count, index) keeps every count-th row from
     `index` on, before any file is read: each worker of a multi-worker strategy reads only its share.
+    `image_features` (fusionapp.data.features.ImageFeatures of these rows) replaces each image by
+    its frozen backbone's feature map, and a blanked image by a blank image's map; images are then
+    not augmented, their features being computed once.
     """
     import tensorflow as tf
 
@@ -30,13 +33,18 @@ def make_dataset(examples: Examples, preprocessor, batch_size: int, shuffle: boo
     raw = {name: tf.constant(values[rows]) for name, values in
            raw_columns(examples, modalities, preprocessor.tabular_kinds).items()}
     labels = tf.constant(preprocessor.label_indices(examples.labels)[rows])
-    store = decoded_store(examples, preprocessor, rows, cache) if cache and "image" in modalities else None
+    if image_features is not None:
+        store, store_type = image_features.maps[rows], tf.float16
+        store_shape, blank = list(image_features.maps.shape[1:]), tf.constant(image_features.blank, tf.float32)
+    else:
+        store = decoded_store(examples, preprocessor, rows, cache) if cache and "image" in modalities else None
+        store_type, store_shape, blank = tf.uint8, [preprocessor.image_size, preprocessor.image_size, 3], None
     from_files = examples.images_are_files
 
     positions = tf.data.Dataset.range(len(rows))
     if shuffle:
         positions = positions.shuffle(max(len(rows), 1), seed=seed, reshuffle_each_iteration=True)
-    augment = augment and "image" in modalities
+    augment = augment and "image" in modalities and image_features is None
     drop = modality_dropout if {"image", "text"} <= set(modalities) else 0.0
     if augment or drop:
         # One seed pair per example, new each epoch but fixed by `seed`: stateless random ops fed
@@ -50,8 +58,10 @@ def make_dataset(examples: Examples, preprocessor, batch_size: int, shuffle: boo
         features = {name: column[position] for name, column in raw.items()}
         if "image" in modalities:
             if store is not None:
-                image = tf.numpy_function(lambda i: store[i], [position], tf.uint8, stateful=False)
-                image.set_shape([preprocessor.image_size, preprocessor.image_size, 3])
+                image = tf.numpy_function(lambda i: store[i], [position], store_type, stateful=False)
+                image.set_shape(store_shape)
+                if image_features is not None:
+                    image = tf.cast(image, tf.float32)
             else:
                 image = preprocessor.decode_image(read_or_blank(features["image"]) if from_files else features["image"])
             features["image"] = image
@@ -60,7 +70,7 @@ def make_dataset(examples: Examples, preprocessor, batch_size: int, shuffle: boo
             if augment:
                 features["image"] = augment_image(features["image"], preprocessor.image_size, augment_seed)
             if drop:
-                features = drop_modality(features, drop, drop_seed)
+                features = drop_modality(features, drop, drop_seed, blank)
         return features, labels[position]
 
     dataset = positions.map(fetch, num_parallel_calls=autotune, deterministic=True).batch(batch_size)
@@ -105,15 +115,16 @@ def decoded_store(examples: Examples, preprocessor, rows, cache: str):
     return store
 
 
-def drop_modality(features, rate: float, seed):
+def drop_modality(features, rate: float, seed, blank_image=None):
     """With probability `rate` each, blank the image or the text (one at most): the same blank
-    values a missing input has (an all-zero image, an empty text)."""
+    values a missing input has (an all-zero image, or `blank_image`, its features; an empty text)."""
     import tensorflow as tf
 
     roll = tf.random.stateless_uniform([], seed)
     drop_image = roll < rate
     drop_text = (roll >= rate) & (roll < 2 * rate)
-    image = tf.where(drop_image, tf.zeros_like(features["image"]), features["image"])
+    blank_image = tf.zeros_like(features["image"]) if blank_image is None else blank_image
+    image = tf.where(drop_image, blank_image, features["image"])
     text = tf.where(drop_text, tf.constant(""), features["text"])
     return {**features, "image": image, "text": text}
 

@@ -5,11 +5,21 @@ from __future__ import annotations
 from keras import layers, regularizers
 
 from fusionapp.config import ModelSettings
+from fusionapp.model.backbones import backbone_image_features
 from fusionapp.model.blocks import BN_MOMENTUM, multi_kernel_block
 
 
-def image_branch(images, settings: ModelSettings):
-    """uint8 RGB images -> features: stem conv, multi-kernel blocks, global pooling, projection."""
+def image_branch(images, settings: ModelSettings, image_size: int, from_features: bool = False):
+    """uint8 RGB images -> features: stem conv, multi-kernel blocks, global pooling, projection.
+
+    With a pretrained backbone: the backbone's last feature map, a multi-kernel block over it (or
+    not: `backbone_head`), global pooling, projection. `from_features`: `images` is already that
+    feature map (the frozen backbone's output, computed once by the feature cache), and the model
+    has every layer of the full one except the backbone, under the same names.
+    """
+    if settings.pretrained:
+        return backbone_branch(images if from_features else
+                               backbone_image_features(images, settings.image_backbone, image_size), settings)
     x = layers.Rescaling(1.0 / 255.0, name="image.rescale")(images)
     x = layers.Conv2D(settings.image_stem_filters, 3, strides=2, padding="same", use_bias=False,
                       name="image.stem.conv3x3")(x)
@@ -21,6 +31,17 @@ def image_branch(images, settings: ModelSettings):
         x = multi_kernel_block(x, filters, settings.image_kernels, name=f"image.block{i + 1}", pool=i < last,
                                reduction=settings.image_reduction)
     x = layers.GlobalAveragePooling2D(name="image.global_pool")(x)
+    return layers.Dense(settings.branch_units, activation="relu", name="image.projection")(x)
+
+
+def backbone_branch(feature_map, settings: ModelSettings):
+    x = feature_map
+    if settings.backbone_head == "multi-kernel":
+        x = multi_kernel_block(x, settings.image_filters[-1], settings.image_kernels, name="image.head", pool=False,
+                               reduction=settings.image_reduction)
+    x = layers.GlobalAveragePooling2D(name="image.global_pool")(x)
+    # A thousand-odd pretrained features and a few thousand images: the projection overfits without it.
+    x = layers.Dropout(settings.dropout, name="image.dropout")(x)
     return layers.Dense(settings.branch_units, activation="relu", name="image.projection")(x)
 
 

@@ -7,6 +7,7 @@ from keras import layers
 
 from fusionapp.config import MODALITIES, ModelSettings, settings_from_dict
 from fusionapp.errors import FusionError
+from fusionapp.model.backbones import BACKBONE_LAYER, unfreeze_top
 from fusionapp.model.blocks import ClassPrior, LogitBlend
 from fusionapp.model.branches import image_branch, tabular_branch, text_branch
 
@@ -18,7 +19,10 @@ class FusionClassifier(keras.Model):
     It returns logits (after the class-prior offsets); probabilities are the softmax of them,
     taken once where predictions are made. `inputs` are the sizes of its inputs and head
     (`Preprocessor.network_inputs()`): num_classes, image_size, text_input ("tf_idf" or
-    "token_ids"), text_width, sequence_length, tabular_width. `preprocessor`, a Keras layer that
+    "token_ids"), text_width, sequence_length, tabular_width; and `image_features`, the shape of a
+    pretrained backbone's feature map, when the model takes that map instead of the image (the
+    network trained on cached features), and `fine_tune`, how many top backbone layers train.
+    `preprocessor`, a Keras layer that
     turns raw inputs into those tensors, is optional and saved with the model when given; the
     network itself never calls it.
     """
@@ -32,8 +36,10 @@ class FusionClassifier(keras.Model):
         tensors, features = {}, []
         if "image" in modalities:
             size = inputs["image_size"]
-            tensors["image"] = keras.Input((size, size, 3), dtype="uint8", name="image")
-            features.append(image_branch(tensors["image"], model_settings))
+            from_features = inputs.get("image_features") is not None
+            shape, dtype = (tuple(inputs["image_features"]), "float32") if from_features else ((size, size, 3), "uint8")
+            tensors["image"] = keras.Input(shape, dtype=dtype, name="image")
+            features.append(image_branch(tensors["image"], model_settings, size, from_features))
         if "text" in modalities:
             bag = inputs["text_input"] == "tf_idf"
             if bag != (model_settings.text_encoder == "bag"):
@@ -60,6 +66,10 @@ class FusionClassifier(keras.Model):
             logits = LogitBlend(name="head.blend", dtype="float32")([logits, wide_logits, *text])
         logits = ClassPrior(inputs["num_classes"], name="head.class_prior", dtype="float32")(logits)
         super().__init__(inputs=tensors, outputs=logits, **kwargs)
+        if inputs.get("fine_tune") and model_settings.pretrained and "image_features" not in inputs:
+            # Part of the model's definition, so a fine-tuning checkpoint reloads with the same
+            # trainable weights its optimizer state belongs to.
+            unfreeze_top(self.get_layer(BACKBONE_LAYER), inputs["fine_tune"])
 
         # === Config ===
         self.settings = dict(settings)

@@ -1,0 +1,223 @@
+"""Fitting the network: per-epoch checkpoints and early stopping, in one phase, or two with a
+pretrained backbone (frozen, on cached features; then its top layers fine-tuned on images).
+
+What is returned is always the whole model (backbone included) in float32, built outside any
+distribution strategy, so what follows (decision tuning, evaluation, saving) runs the same on
+every worker and every later load of the run answers exactly as the scores written now.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+
+import numpy as np
+
+from fusionapp import artifacts
+from fusionapp.config import RunSettings
+
+
+def fit_model(settings: RunSettings, preprocessor, train_rows, val_rows, out: str, placement, checkpoint_model,
+              state, verbose: int):
+    """-> (model, history, backbone record for config.json or None). `checkpoint_model` and
+    `state` are what `--resume` continues from (None: a new run)."""
+    from fusionapp.model.backbones import BACKBONE_LAYER
+    from fusionapp.train_state import RunCheckpoint, new_state
+
+    say = printer(verbose)
+    training = settings.training
+    inputs = preprocessor.network_inputs()
+    extractor, record = _backbone(settings, preprocessor)
+    cached = extractor is not None and training.feature_cache
+    state = state or new_state()
+    if state["epoch"]:
+        say(f"Resuming after epoch {state['epoch']}")
+    checkpoint = RunCheckpoint(out, patience=training.patience, state=state)
+    class_weight = class_weights(preprocessor, train_rows, training.class_weight)
+    fine_tuning = state.get("phase") == "fine_tune"
+    trained = None
+    if not fine_tuning:
+        features = _cached_features(train_rows, val_rows, preprocessor, extractor, record, say) if cached else None
+        phase_inputs = {**inputs, "image_features": record["feature_map"]} if cached else inputs
+        train_data, val_data = _datasets(settings, preprocessor, train_rows, val_rows, out, placement, features)
+        model = checkpoint_model
+        if model is None:
+            model = _compiled(settings, phase_inputs, preprocessor, placement, training.learning_rate,
+                              len(train_rows), training.epochs)
+            if extractor is not None and not cached:
+                model.get_layer(BACKBONE_LAYER).set_weights(extractor.get_layer(BACKBONE_LAYER).get_weights())
+        _run_phase(model, train_data, val_data, checkpoint, training.epochs, class_weight, placement, training,
+                   out, verbose)
+        trained = model
+    final = _float32_model(settings, inputs, preprocessor)
+    if trained is not None:
+        copy_weights(trained, final)
+        if cached:
+            final.get_layer(BACKBONE_LAYER).set_weights(extractor.get_layer(BACKBONE_LAYER).get_weights())
+    if training.fine_tune:
+        tune_inputs = {**inputs, "fine_tune": training.fine_tune}
+        model = checkpoint_model if fine_tuning else _start_fine_tune(settings, tune_inputs, preprocessor,
+                                                                     placement, len(train_rows), final,
+                                                                     checkpoint, out)
+        say(f"Fine-tuning the top {training.fine_tune} backbone layers (batch norm frozen) at learning rate "
+            f"{training.fine_tune_learning_rate:g} for up to {training.fine_tune_epochs} epochs")
+        train_data, val_data = _datasets(settings, preprocessor, train_rows, val_rows, out, placement, None)
+        _run_phase(model, train_data, val_data, checkpoint, checkpoint.state["fine_tune_start"] +
+                   training.fine_tune_epochs, class_weight, placement, training, out, verbose)
+        copy_weights(model, final)
+    shutil.rmtree(os.path.join(out, "cache"), ignore_errors=True)
+    return final, checkpoint.state["history"], record
+
+
+def _backbone(settings: RunSettings, preprocessor):
+    """The frozen backbone as a float32 feature extractor with its weights, and what config.json
+    records of it; (None, None) without a pretrained backbone."""
+    if not settings.model.pretrained or "image" not in preprocessor.modalities:
+        return None, None
+    from fusionapp.backbone_weights import describe, load_extractor, resolve_weights
+
+    name = settings.model.image_backbone
+    weights = resolve_weights(name, settings.training.backbone_weights)
+    extractor = load_extractor(name, preprocessor.image_size, weights)
+    record = describe(name, weights)
+    record["feature_map"] = [int(d) for d in extractor.output_shape[1:]]
+    return extractor, record
+
+
+def _cached_features(train_rows, val_rows, preprocessor, extractor, record, say):
+    from fusionapp.backbone_weights import weights_sha256
+    from fusionapp.data.features import backbone_features
+    from fusionapp.feature_cache import FeatureCache, enforce_limit
+    from fusionapp.model.backbones import BACKBONE_LAYER
+
+    key = {"backbone": record["name"], "image_size": preprocessor.image_size,
+           "weights_sha256": weights_sha256(extractor.get_layer(BACKBONE_LAYER))}
+    cache = FeatureCache(key)
+    say(f"Backbone features ({record['name']}, {preprocessor.image_size} px) from the cache in {cache.root} ...")
+    features = [backbone_features(rows, preprocessor, extractor, cache) for rows in (train_rows, val_rows)]
+    record["feature_cache"] = {"folder": cache.folder, "images_cached": sum(f.cached for f in features),
+                               "images_computed": sum(f.computed for f in features)}
+    say(f"Backbone features: {record['feature_cache']['images_cached']} images from the cache, "
+        f"{record['feature_cache']['images_computed']} computed")
+    enforce_limit(cache.root)
+    return features
+
+
+def _datasets(settings: RunSettings, preprocessor, train_rows, val_rows, out: str, placement, features):
+    from fusionapp.data.pipeline import make_dataset
+
+    training = settings.training
+    batch_size = placement.global_batch_size(training.batch_size)
+    cache_dir = os.path.join(out, "cache")
+    cache = {"none": (None, None), "memory": ("memory", "memory"),
+             "disk": tuple(os.path.join(cache_dir, f"{name}.npy") for name in ("train", "val"))}[training.cache]
+    if training.cache == "disk":
+        # A cache left by an interrupted run may be partial; it is rebuilt.
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        os.makedirs(cache_dir)
+    # Each worker reads and decodes only its own share of the rows.
+    shard = (placement.num_workers, placement.worker_index) if placement.num_workers > 1 else None
+    train_features, val_features = features or (None, None)
+    train_data = make_dataset(train_rows, preprocessor, batch_size, shuffle=True, augment=training.augment,
+                              seed=training.seed, modality_dropout=training.modality_dropout, cache=cache[0],
+                              shard=shard, image_features=train_features)
+    val_data = make_dataset(val_rows, preprocessor, batch_size, cache=cache[1], shard=shard, image_features=val_features)
+    return train_data, val_data
+
+
+def _compiled(settings: RunSettings, inputs: dict, preprocessor, placement, learning_rate: float, rows: int,
+              epochs: int):
+    import keras
+
+    from fusionapp.model import build_classifier
+
+    training = settings.training
+    steps = math.ceil(rows / placement.global_batch_size(training.batch_size)) * epochs
+    with placement.strategy.scope():
+        model = build_classifier(settings.model, inputs, preprocessor)
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.05)
+        model.compile(optimizer=keras.optimizers.Adam(schedule),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
+                      jit_compile=training.jit)
+    return model
+
+
+def _run_phase(model, train_data, val_data, checkpoint, epochs: int, class_weight, placement, training, out: str,
+               verbose: int) -> None:
+    import keras
+
+    if placement.num_workers > 1:
+        from fusionapp.distribute import build_from_local_batch
+
+        build_from_local_batch(model, train_data)
+    callbacks = [checkpoint]
+    if training.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(out, "tensorboard")))
+    done = checkpoint.state["epoch"]
+    if done < epochs and not checkpoint.state["stopped"]:
+        model.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=done, class_weight=class_weight,
+                  callbacks=callbacks, shuffle=False, verbose=keras_verbosity(verbose))
+    checkpoint.restore_best(model)
+
+
+def _start_fine_tune(settings: RunSettings, inputs: dict, preprocessor, placement, rows: int, start, checkpoint,
+                     out: str):
+    """The model of the second phase, from the first phase's best weights, with the state saying
+    so: a crash from here on resumes the fine-tuning, and if it never beats the first phase's best
+    validation loss, those weights are what the run keeps."""
+    from fusionapp.train_state import STATE_FILE
+
+    training = settings.training
+    model = _compiled(settings, inputs, preprocessor, placement, training.fine_tune_learning_rate, rows,
+                      training.fine_tune_epochs)
+    copy_weights(start, model)
+    resume_dir = os.path.join(out, artifacts.RESUME_DIR)
+    os.makedirs(resume_dir, exist_ok=True)
+    state = checkpoint.state
+    epoch = state["epoch"]
+    artifacts.save_weights(model, os.path.join(resume_dir, f"fine-tune-start{epoch:04d}.weights.h5"))
+    artifacts.save_model(model, os.path.join(resume_dir, f"fine-tune-start{epoch:04d}.keras"))
+    state.update(phase="fine_tune", fine_tune_start=epoch, wait=0, stopped=False,
+                 best_weights=f"fine-tune-start{epoch:04d}.weights.h5", checkpoint=f"fine-tune-start{epoch:04d}.keras")
+    artifacts.write_json(os.path.join(resume_dir, STATE_FILE), state)
+    return model
+
+
+def _float32_model(settings: RunSettings, inputs: dict, preprocessor):
+    from fusionapp.model import build_classifier
+    from fusionapp.precision import precision_policy
+
+    with precision_policy("float32"):
+        return build_classifier(settings.model, inputs, preprocessor)
+
+
+def copy_weights(source, target) -> None:
+    """Every layer's weights from `source` into the layer of the same name in `target`: models of
+    one run differ at most by the backbone (absent from the one trained on cached features) and by
+    which backbone layers are trainable, never in the names of the layers they share."""
+    for layer in source.layers:
+        if layer.weights:
+            target.get_layer(layer.name).set_weights(layer.get_weights())
+
+
+def class_weights(preprocessor, train_rows, mode: str) -> dict | None:
+    if mode == "none":
+        return None
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = preprocessor.label_indices(train_rows.labels)
+    present = np.unique(y)
+    weights = compute_class_weight("balanced", classes=present, y=y)
+    return {int(label): float(weight) for label, weight in zip(present, weights)}
+
+
+def printer(verbose: int):
+    return (lambda message: print(message, flush=True)) if verbose else (lambda message: None)
+
+
+def keras_verbosity(verbose: int) -> int:
+    if not verbose:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
