@@ -54,6 +54,12 @@ def main(argv=None) -> dict:
     held_out = np.random.default_rng(args.seed).random(len(rows)) < 0.1
 
     backbone = build_backbone(args.backbone, args.image_size)
+    for layer in backbone.layers:
+        # keras.applications' batch norm (momentum 0.99-0.999) is set for ImageNet's million steps;
+        # over a thousand, its moving statistics would stay near their initial values, and the
+        # frozen backbone that uses them would compute garbage.
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
     inputs = keras.Input((args.image_size, args.image_size, 3), dtype="uint8")
     x = keras.layers.Rescaling(1.0)(inputs)
     x = keras.layers.RandomFlip("horizontal")(x)

@@ -106,8 +106,8 @@ def demo(out, rows, seed):
                 help="Pretrained weights: imagenet (Keras' cache, $KERAS_HOME/models), none (random), or a local "
                      "file (default: imagenet).")
 @setting_option("--backbone-head", name="backbone_head",
-                help="Over the backbone's feature map: a multi-kernel block before pooling, or pooling alone "
-                     "(default: multi-kernel).")
+                help="Over the backbone's feature map: global pooling alone, or a multi-kernel block before it "
+                     "(default: pool).")
 @setting_option("--feature-cache/--no-feature-cache", name="feature_cache", default=None,
                 help="Compute each image's frozen backbone features once, kept across epochs and runs "
                      "(default: on; `fusionapp cache` shows and clears it).")

@@ -58,12 +58,13 @@ def fit_model(settings: RunSettings, preprocessor, train_rows, val_rows, out: st
             final.get_layer(BACKBONE_LAYER).set_weights(extractor.get_layer(BACKBONE_LAYER).get_weights())
     if training.fine_tune:
         tune_inputs = {**inputs, "fine_tune": training.fine_tune}
+        train_data, val_data = _datasets(settings, preprocessor, train_rows, val_rows, out, placement, None)
         model = checkpoint_model if fine_tuning else _start_fine_tune(settings, tune_inputs, preprocessor,
-                                                                     placement, len(train_rows), final,
+                                                                     placement, len(train_rows), final, val_data,
                                                                      checkpoint, out)
         say(f"Fine-tuning the top {training.fine_tune} backbone layers (batch norm frozen) at learning rate "
-            f"{training.fine_tune_learning_rate:g} for up to {training.fine_tune_epochs} epochs")
-        train_data, val_data = _datasets(settings, preprocessor, train_rows, val_rows, out, placement, None)
+            f"{training.fine_tune_learning_rate:g} for up to {training.fine_tune_epochs} epochs, from validation "
+            f"loss {checkpoint.state['best_val_loss']:.4f}")
         _run_phase(model, train_data, val_data, checkpoint, checkpoint.state["fine_tune_start"] +
                    training.fine_tune_epochs, class_weight, placement, training, out, verbose)
         copy_weights(model, final)
@@ -162,24 +163,29 @@ def _run_phase(model, train_data, val_data, checkpoint, epochs: int, class_weigh
     checkpoint.restore_best(model)
 
 
-def _start_fine_tune(settings: RunSettings, inputs: dict, preprocessor, placement, rows: int, start, checkpoint,
-                     out: str):
+def _start_fine_tune(settings: RunSettings, inputs: dict, preprocessor, placement, rows: int, start, val_data,
+                     checkpoint, out: str):
     """The model of the second phase, from the first phase's best weights, with the state saying
-    so: a crash from here on resumes the fine-tuning, and if it never beats the first phase's best
-    validation loss, those weights are what the run keeps."""
+    so: a crash from here on resumes the fine-tuning, and if it never beats those weights'
+    validation loss, they are what the run keeps. That loss is measured again here, on images
+    through the whole model at the training precision, as the fine-tuning epochs will be: the first
+    phase's own figure came from cached float32 features."""
     from fusionapp.train_state import STATE_FILE
 
     training = settings.training
     model = _compiled(settings, inputs, preprocessor, placement, training.fine_tune_learning_rate, rows,
                       training.fine_tune_epochs)
     copy_weights(start, model)
+    # Built now, so the weights saved below carry an optimizer state of the right shape.
+    model.optimizer.build(model.trainable_variables)
+    start_loss = float(model.evaluate(val_data, verbose=0, return_dict=True)["loss"])
     resume_dir = os.path.join(out, artifacts.RESUME_DIR)
     os.makedirs(resume_dir, exist_ok=True)
     state = checkpoint.state
     epoch = state["epoch"]
     artifacts.save_weights(model, os.path.join(resume_dir, f"fine-tune-start{epoch:04d}.weights.h5"))
     artifacts.save_model(model, os.path.join(resume_dir, f"fine-tune-start{epoch:04d}.keras"))
-    state.update(phase="fine_tune", fine_tune_start=epoch, wait=0, stopped=False,
+    state.update(phase="fine_tune", fine_tune_start=epoch, wait=0, stopped=False, best_val_loss=start_loss,
                  best_weights=f"fine-tune-start{epoch:04d}.weights.h5", checkpoint=f"fine-tune-start{epoch:04d}.keras")
     artifacts.write_json(os.path.join(resume_dir, STATE_FILE), state)
     return model

@@ -22,9 +22,8 @@ class FusionClassifier(keras.Model):
     "token_ids"), text_width, sequence_length, tabular_width; and `image_features`, the shape of a
     pretrained backbone's feature map, when the model takes that map instead of the image (the
     network trained on cached features), and `fine_tune`, how many top backbone layers train.
-    `preprocessor`, a Keras layer that
-    turns raw inputs into those tensors, is optional and saved with the model when given; the
-    network itself never calls it.
+    `preprocessor`, a Keras layer that turns raw inputs into those tensors, is optional and saved
+    with the model when given; the network itself never calls it.
     """
 
     def __init__(self, settings: dict, inputs: dict, preprocessor=None, **kwargs):
