@@ -128,6 +128,8 @@ def demo(out, rows, seed):
 @setting_option("--wide/--no-wide", name="wide", default=None,
                 help="Blend in a linear model on the TF-IDF text and tabular values, fitted after the network "
                      "(default: on).")
+@setting_option("--calibrate/--no-calibrate", name="calibrate", default=None,
+                help="Fit one temperature on the validation rows so that confidences match accuracy (default: on).")
 @setting_option("--ngrams", name="ngrams", type=int,
                 help="N-gram length for the bag encoder; 0: 5 for chars, 2 for words (default: 0).")
 @setting_option("--text-tokens", name="text_tokens",
@@ -303,11 +305,16 @@ def evaluate(model, data, on_bad_row, batch_size, **options):
 @click.option("--split", help="Use only the rows of this split.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the predictions CSV here (default: stdout).")
 @click.option("--top-k", type=int, default=1, show_default=True, help="Also list the K likeliest labels.")
+@click.option("--explain", is_flag=True, help="Explain a single pair: what each input, word, image region and "
+                                             "column did for the prediction (with --json: the full object).")
+@click.option("--explain-dir", type=click.Path(file_okay=False),
+              help="Explain every row of DATA into this folder: a heat map PNG per row and explanations.csv.")
 @click.option("--on-bad-row", default="skip", show_default=True,
               help="List unreadable rows with an error (skip) or stop at the first (error).")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Rows per prediction batch.")
 @column_options
-def predict(model, data, image, text, tabular, as_json, split, out, top_k, on_bad_row, batch_size, **options):
+def predict(model, data, image, text, tabular, as_json, split, out, top_k, explain, explain_dir, on_bad_row,
+            batch_size, **options):
     """Label one pair (--image/--text) or every row of DATA with the run MODEL."""
     from fusionapp.prediction import format_pair, predict as predict_run
 
@@ -323,12 +330,16 @@ def predict(model, data, image, text, tabular, as_json, split, out, top_k, on_ba
             if not separator or not name:
                 raise click.UsageError(f"--tabular expects COL=VALUE (got '{item}')")
             values[name] = value
-        result = predict_run(model, image=image, text=text, tabular=values, top_k=top_k)
+        if explain_dir:
+            raise click.UsageError("--explain-dir explains a table (DATA); use --explain for a single pair")
+        result = predict_run(model, image=image, text=text, tabular=values, top_k=top_k, explain=explain)
         click.echo(json.dumps(result, ensure_ascii=False) if as_json else format_pair(result))
         return
     if image or text or tabular:
         raise click.UsageError("give either DATA or --image/--text/--tabular, not both")
-    predict_run(model, data, split=split, out=out, top_k=top_k, **options)
+    if explain:
+        raise click.UsageError("--explain explains a single pair; use --explain-dir DIR for a table")
+    predict_run(model, data, split=split, out=out, top_k=top_k, explain_dir=explain_dir, **options)
 
 
 def _prediction_options(**values):

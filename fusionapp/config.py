@@ -99,6 +99,8 @@ class ModelSettings:
     # a linear model on the TF-IDF text features and tabular values, fitted after the network and
     # blended with its logits by a weight chosen on the validation rows
     wide: bool = switch(True)
+    # one temperature dividing the logits, fitted on the validation rows for calibrated probabilities
+    calibrate: bool = switch(True)
 
     def __post_init__(self):
         check_fields(self)
@@ -215,8 +217,8 @@ class RunSettings:
 
 
 # What a dict saved before a setting existed meant by leaving it out, where that differs from
-# today's default: models of fusionapp 0.3.0 have no wide path.
-ABSENT_FROM_SAVED = {ModelSettings: {"wide": False}}
+# today's default: models of fusionapp 0.3.0 have no wide path, those before 0.5.0 no temperature.
+ABSENT_FROM_SAVED = {ModelSettings: {"wide": False, "calibrate": False}}
 
 
 def settings_from_dict(cls, values: dict):

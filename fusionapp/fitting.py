@@ -177,7 +177,8 @@ def _start_fine_tune(settings: RunSettings, inputs: dict, preprocessor, placemen
                       training.fine_tune_epochs)
     copy_weights(start, model)
     # Built now, so the weights saved below carry an optimizer state of the right shape.
-    model.optimizer.build(model.trainable_variables)
+    with placement.strategy.scope():
+        model.optimizer.build(model.trainable_variables)
     start_loss = float(model.evaluate(val_data, verbose=0, return_dict=True)["loss"])
     resume_dir = os.path.join(out, artifacts.RESUME_DIR)
     os.makedirs(resume_dir, exist_ok=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from fusionapp.calibration import brier_score, expected_calibration_error
+
 REPORT_KEYS = ("n_examples", "n_skipped", "accuracy", "balanced_accuracy", "macro_precision",
-               "macro_recall", "macro_f1", "weighted_f1", "log_loss", "roc_auc", "per_class",
+               "macro_recall", "macro_f1", "weighted_f1", "log_loss", "roc_auc", "ece", "brier", "per_class",
                "confusion_matrix")
 
 
@@ -35,6 +37,8 @@ def classification_report(y_true, probabilities, class_names, n_skipped: int = 0
         "weighted_f1": float(metrics.f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
         "log_loss": float(metrics.log_loss(y_true, probabilities, labels=labels)),
         "roc_auc": _roc_auc(y_true, probabilities, labels),
+        "ece": expected_calibration_error(y_true, probabilities),
+        "brier": brier_score(y_true, probabilities, len(class_names)),
         "per_class": {
             name: {"precision": float(per_class[name]["precision"]), "recall": float(per_class[name]["recall"]),
                    "f1": float(per_class[name]["f1-score"]), "support": int(per_class[name]["support"])}
@@ -85,6 +89,7 @@ def format_report(report: dict, title: str = "Evaluation") -> str:
         f"macro-F1 {report['macro_f1']:.4f}   weighted-F1 {report['weighted_f1']:.4f}",
         f"  macro precision {report['macro_precision']:.4f}   macro recall {report['macro_recall']:.4f}   "
         f"log loss {report['log_loss']:.4f}   ROC AUC {auc}",
+        f"  calibration: ECE {report['ece']:.4f} (15 bins)   Brier {report['brier']:.4f}",
         "",
     ]
     names = report["confusion_matrix"]["labels"]

@@ -43,7 +43,8 @@ def learning_curve(history: list[dict], path: str) -> None:
 
 
 def evaluation_plots(y_true, probabilities, class_names, folder: str) -> list[str]:
-    """confusion_matrix.png, roc.png and precision_recall.png (one-vs-rest per class) in `folder`."""
+    """confusion_matrix.png, roc.png and precision_recall.png (one-vs-rest per class) and
+    reliability.png in `folder`."""
     from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
     plt = _pyplot()
@@ -71,4 +72,31 @@ def evaluation_plots(y_true, probabilities, class_names, folder: str) -> list[st
         axis.grid(alpha=0.3)
         written.append(os.path.join(folder, name))
         _save(figure, written[-1])
+    written.append(os.path.join(folder, "reliability.png"))
+    reliability_diagram(y_true, probabilities, written[-1])
     return written
+
+
+def reliability_diagram(y_true, probabilities, path: str) -> None:
+    """Accuracy against mean confidence in the 15 confidence bins of the ECE, with each bin's rows."""
+    from fusionapp.calibration import ECE_BINS, expected_calibration_error, reliability_bins
+
+    plt = _pyplot()
+    bins = reliability_bins(y_true, probabilities)
+    figure, (axis, counts) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True,
+                                          gridspec_kw={"height_ratios": [3, 1]})
+    width = 1.0 / ECE_BINS
+    axis.bar([b["low"] for b in bins], [b["accuracy"] for b in bins], width=width, align="edge",
+             edgecolor="black", alpha=0.8, label="accuracy")
+    axis.plot([b["confidence"] for b in bins], [b["confidence"] for b in bins], "o", color="tab:red",
+              markersize=4, label="mean confidence")
+    axis.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    axis.set_ylabel("accuracy")
+    axis.set_title(f"reliability (ECE {expected_calibration_error(y_true, probabilities):.4f}, {ECE_BINS} bins)")
+    axis.legend(loc="upper left")
+    axis.grid(alpha=0.3)
+    counts.bar([b["low"] for b in bins], [b["rows"] for b in bins], width=width, align="edge", edgecolor="black")
+    counts.set_xlabel("confidence (top probability)")
+    counts.set_ylabel("rows")
+    counts.set_xlim(0, 1)
+    _save(figure, path)

@@ -17,15 +17,17 @@ from fusionapp.run_rows import check_rows, column_renames, read_rows_for_run, ru
 def predict(model: str, data: str | None = None, *, image: str | None = None, text: str | None = None,
             tabular: dict | None = None, split: str | None = None, out: str | None = None, top_k: int = 1,
             on_bad_row: str = "skip", batch_size: int = 256, image_root: str | None = None,
-            verbose: int = 1, **column_overrides):
+            explain: bool = False, explain_dir: str | None = None, verbose: int = 1, **column_overrides):
     """Predict one pair (`image`, `text`, `tabular`) -> dict, or every row of `data` -> list of dicts.
 
-    Table rows that cannot be read are returned with an `error` and no prediction.
+    Table rows that cannot be read are returned with an `error` and no prediction. `explain` adds
+    an `explanation` to a pair's answer (fusionapp/explanation.py); `explain_dir` writes a table's
+    explanations there (a heat map per row and the text contributions).
     """
     options = prediction_settings(top_k=top_k, on_bad_row=on_bad_row, batch_size=batch_size)
     run = artifacts.load_run(model)
     if data is None:
-        return predict_pair(run, image=image, text=text, tabular=tabular or {}, top_k=options.top_k)
+        return predict_pair(run, image=image, text=text, tabular=tabular or {}, top_k=options.top_k, explain=explain)
     examples, bad_rows = read_rows_for_run(run, data, split, need_label=False,
                                            column_overrides=column_renames(column_overrides), image_root=image_root)
     if bad_rows and options.on_bad_row == "error":
@@ -37,6 +39,10 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
                                    progress=show_progress(verbose) and bool(out))
     header, rows = prediction_table(examples, predictions, run.preprocessor.class_names, rows=good, errors=errors,
                                     top_k=options.top_k)
+    if explain_dir:
+        from fusionapp.explanation_files import write_explanations
+
+        write_explanations(run.model, examples.subset(good), explain_dir)
     if out:
         artifacts.write_csv(out, header, rows)
     elif verbose:
@@ -51,9 +57,10 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
     return [dict(zip(header, row)) for row in rows]
 
 
-def predict_pair(run, image: str | None, text: str | None, tabular: dict, top_k: int = 1) -> dict:
+def predict_pair(run, image: str | None, text: str | None, tabular: dict, top_k: int = 1,
+                 explain: bool = False) -> dict:
     """One image-text(-tabular) pair given directly -> {predicted_label, confidence, probabilities,
-    missing[, top_k]}."""
+    missing[, top_k][, explanation]}."""
     columns = run_columns(run)
     kinds = run.preprocessor.tabular_kinds
     unknown = sorted(set(tabular) - set(kinds))
@@ -67,7 +74,12 @@ def predict_pair(run, image: str | None, text: str | None, tabular: dict, top_k:
     bad_rows = check_rows(run, examples, columns, need_label=False)
     if bad_rows:
         raise FusionError(_pair_message(bad_rows[0], columns))
-    return pair_result(predict_examples(run.model, examples), 0, run.preprocessor.class_names, top_k)
+    result = pair_result(predict_examples(run.model, examples), 0, run.preprocessor.class_names, top_k)
+    if explain:
+        from fusionapp.explanation import explain_examples
+
+        result["explanation"] = explain_examples(run.model, examples)[0]
+    return result
 
 
 def pair_result(predictions: Predictions, index: int, class_names, top_k: int = 1) -> dict:
@@ -124,4 +136,15 @@ def format_pair(result: dict) -> str:
              + (f"; answered without: {', '.join(result['missing'])}" if result.get("missing") else "")]
     for entry in result.get("top_k", []):
         lines.append(f"  {entry['label']:<20} {entry['probability']:.4f}")
+    explanation = result.get("explanation")
+    if explanation:
+        lines.append("  blanking each input changes its probability by: " + ", ".join(
+            f"{name} {change:+.3f}" for name, change in explanation["modalities"].items()))
+        if explanation.get("text"):
+            lines.append("  strongest words: " + ", ".join(f"{word} {weight:+.3f}" for word, weight in explanation["text"]))
+        if explanation.get("tabular"):
+            lines.append("  tabular columns: " + ", ".join(f"{name} {weight:+.3f}"
+                                                         for name, weight in explanation["tabular"].items()))
+        if explanation.get("image", {}).get("heatmap"):
+            lines.append("  (the image heat map is in the --json answer)")
     return "\n".join(lines)

@@ -150,14 +150,25 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
         config["wide"] = None
         say("Wide path: none (it reads TF-IDF text, from --text-encoder bag, and tabular columns; "
             "this model has neither)")
-    if settings.training.tune_decisions:
-        from fusionapp.decision import apply_offsets, tune_offsets
+    if settings.training.tune_decisions or settings.model.calibrate:
         from fusionapp.inference import predict_examples
 
         logits = wide.val_logits if wide is not None else predict_examples(model, val_rows).logits
-        offsets = tune_offsets(preprocessor.label_indices(val_rows.labels), logits)
+        y_val = preprocessor.label_indices(val_rows.labels)
+    if settings.training.tune_decisions:
+        from fusionapp.decision import apply_offsets, tune_offsets
+
+        offsets = tune_offsets(y_val, logits)
         apply_offsets(model, offsets)
         config["class_offsets"] = dict(zip(preprocessor.class_names, map(float, offsets)))
+        logits = logits + offsets
+    if settings.model.calibrate:
+        from fusionapp.calibration import calibrate
+
+        config["calibration"] = calibration = calibrate(model, y_val, logits)
+        say(f"Calibration: temperature {calibration['temperature']:.3f} on the validation rows; their ECE "
+            f"{calibration['val_ece']['before']:.4f} -> {calibration['val_ece']['after']:.4f}, Brier "
+            f"{calibration['val_brier']['before']:.4f} -> {calibration['val_brier']['after']:.4f}")
     report = evaluate_examples(model, val_rows, n_skipped=len(skipped))
     if wide is not None:
         # After the validation report: it then scores rows the linear part has not seen.

@@ -228,6 +228,7 @@ def asgi_post_json(app, path, payload):
     import asyncio
 
     body = json.dumps(payload).encode()
+    path, _, query = path.partition("?")
     sent = []
 
     async def receive():
@@ -237,7 +238,7 @@ def asgi_post_json(app, path, payload):
         sent.append(message)
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
              "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
     asyncio.run(app(scope, receive, send))

@@ -166,6 +166,8 @@ def test_web_page_in_a_headless_browser(server, pair, tmp_path):
             assert bars.count() == 4
             shown = float(page.locator(f'.bar[data-label="{expected["predicted_label"]}"] .p').inner_text())
             assert shown == pytest.approx(expected["confidence"], abs=1e-3)
+            # The explanation is asked for by default (tests/test_explanations.py looks at it).
+            page.wait_for_selector("#explanation")
             page.set_input_files("#image", [])
             page.fill("#text", "")
             page.fill("#tab-price", "")

@@ -78,7 +78,8 @@ def test_help_shows_each_settings_rule(capsys):
 
 
 def test_the_dataclasses_check_themselves():
-    with pytest.raises(SettingError, match="image_size=8: must be 0 \(64 px, or 224 with a pretrained backbone\) or an integer from 16 to 1024"):
+    with pytest.raises(SettingError, match=r"image_size=8: must be 0 \(64 px, or 224 with a pretrained "
+                                           r"backbone\) or an integer from 16 to 1024"):
         ModelSettings(image_size=8)
 
 

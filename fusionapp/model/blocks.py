@@ -102,3 +102,20 @@ class LogitBlend(layers.Layer):
 
     def compute_output_shape(self, input_shapes):
         return input_shapes[0]
+
+
+@keras.saving.register_keras_serializable(package="fusionapp")
+class Temperature(layers.Layer):
+    """logits / T, with T a weight not trained by gradient: 1 (no change) until fitted on the
+    validation rows after training (fusionapp/calibration.py). Dividing by T leaves every row's
+    ranking of the classes, hence its decision, as it was; only how sure the probabilities are
+    changes."""
+
+    def build(self, input_shape):
+        self.temperature = self.add_weight(shape=(), initializer="ones", trainable=False, name="temperature")
+
+    def call(self, logits):
+        return logits / self.temperature
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

@@ -8,7 +8,7 @@ from keras import layers
 from fusionapp.config import MODALITIES, ModelSettings, settings_from_dict
 from fusionapp.errors import FusionError
 from fusionapp.model.backbones import BACKBONE_LAYER, unfreeze_top
-from fusionapp.model.blocks import ClassPrior, LogitBlend
+from fusionapp.model.blocks import ClassPrior, LogitBlend, Temperature
 from fusionapp.model.branches import image_branch, tabular_branch, text_branch
 
 
@@ -16,7 +16,7 @@ from fusionapp.model.branches import image_branch, tabular_branch, text_branch
 class FusionClassifier(keras.Model):
     """A functional model rebuilt from its settings and input sizes, so `model.keras` reloads exactly.
 
-    It returns logits (after the class-prior offsets); probabilities are the softmax of them,
+    It returns logits (after the class-prior offsets and the calibration temperature); probabilities are the softmax of them,
     taken once where predictions are made. `inputs` are the sizes of its inputs and head
     (`Preprocessor.network_inputs()`): num_classes, image_size, text_input ("tf_idf" or
     "token_ids"), text_width, sequence_length, tabular_width; and `image_features`, the shape of a
@@ -64,6 +64,8 @@ class FusionClassifier(keras.Model):
             text = [tensors["text"]] if "text" in wide else []
             logits = LogitBlend(name="head.blend", dtype="float32")([logits, wide_logits, *text])
         logits = ClassPrior(inputs["num_classes"], name="head.class_prior", dtype="float32")(logits)
+        if model_settings.calibrate:
+            logits = Temperature(name="head.temperature", dtype="float32")(logits)
         super().__init__(inputs=tensors, outputs=logits, **kwargs)
         if inputs.get("fine_tune") and model_settings.pretrained and "image_features" not in inputs:
             # Part of the model's definition, so a fine-tuning checkpoint reloads with the same

@@ -1,6 +1,7 @@
 """The HTTP API (Starlette on uvicorn): one run loaded once, JSON in and out, 4xx for mistakes.
 
-POST /predict         multipart form (image file, text, tabular fields) or JSON {"image": base64, ...}
+POST /predict         multipart form (image file, text, tabular fields) or JSON {"image": base64, ...};
+                      ?explain=1 adds the explanation `predict --explain` gives
 POST /predict/batch   JSON {"items": [{"image": base64, "text": ..., "tabular": {...}}, ...]}
 GET  /health          {"status": "ok"}
 GET  /metadata        classes, inputs, model version
@@ -52,11 +53,14 @@ def create_app(run, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
 
     async def predict_one(request: Request):
         content_type = request.headers.get("content-type", "")
+        explain = request.query_params.get("explain", "0")
+        if explain not in ("0", "1", "true", "false"):
+            raise BadRequest(f"explain={explain!r}: must be 1 or 0")
         if content_type.startswith("multipart/form-data"):
             item = await _form_item(request, metadata)
         else:
             item = _json_item(await _json_body(request), metadata)
-        result = (await run_in_threadpool(predictor.predict, [item]))[0]
+        result = (await run_in_threadpool(predictor.predict, [item], explain in ("1", "true")))[0]
         if "error" in result:
             raise BadRequest(result["error"], status=422)
         return JSONResponse(result)
@@ -165,7 +169,7 @@ class RequestPredictor:
         # Keras models are not documented as safe to call from several threads at once.
         self._lock = threading.Lock()
 
-    def predict(self, items: list[dict]) -> list[dict]:
+    def predict(self, items: list[dict], explain: bool = False) -> list[dict]:
         import numpy as np
 
         from fusionapp.data.examples import Examples
@@ -188,8 +192,14 @@ class RequestPredictor:
         if good:
             with self._lock:
                 predictions = predict_examples(run.model, examples.subset(good))
+                if explain:
+                    from fusionapp.explanation import explain_examples
+
+                    explanations = explain_examples(run.model, examples.subset(good))
             for position, i in enumerate(good):
                 results[i] = pair_result(predictions, position, run.preprocessor.class_names)
+                if explain:
+                    results[i]["explanation"] = explanations[position]
         return results
 
     def _message(self, bad_row) -> str:

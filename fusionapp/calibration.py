@@ -1,0 +1,84 @@
+"""Calibrated probabilities: one temperature, fitted on the validation rows' logits (after the
+decision offsets) by minimising their log loss, and the figures that say how well confidences
+match accuracy (ECE, Brier)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+ECE_BINS = 15
+# log(T) is searched in [-3, 3]: T from 0.05 (sharpen 20x) to 20 (flatten 20x)
+LOG_T_BOUNDS = (-3.0, 3.0)
+
+
+def softmax(logits):
+    from scipy.special import softmax as scipy_softmax
+
+    return scipy_softmax(np.asarray(logits, np.float64), axis=1)
+
+
+def fit_temperature(y_true, logits) -> float:
+    """The T > 0 for which softmax(logits / T) has the lowest log loss on these rows."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    y_true = np.asarray(y_true)
+    logits = np.asarray(logits, np.float64)
+
+    def loss(log_t):
+        return -log_softmax(logits / np.exp(log_t), axis=1)[np.arange(len(y_true)), y_true].mean()
+
+    result = minimize_scalar(loss, bounds=LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(result.x))
+
+
+def expected_calibration_error(y_true, probabilities, bins: int = ECE_BINS) -> float:
+    """Sum over equal-width confidence bins of (rows in bin / rows) x |accuracy - mean confidence|,
+    the confidence of a row being its top probability (scikit-learn has no multiclass ECE)."""
+    probabilities = np.asarray(probabilities, np.float64)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(y_true)
+    # Bin b holds confidences in ((b-1)/bins, b/bins]; a confidence of exactly 0 cannot occur.
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        members = index == b
+        if members.any():
+            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(total)
+
+
+def reliability_bins(y_true, probabilities, bins: int = ECE_BINS) -> list[dict]:
+    """Per non-empty bin: its range, rows, accuracy and mean confidence (the reliability diagram)."""
+    probabilities = np.asarray(probabilities, np.float64)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(y_true)
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    return [{"low": b / bins, "high": (b + 1) / bins, "rows": int((index == b).sum()),
+             "accuracy": float(correct[index == b].mean()), "confidence": float(confidence[index == b].mean())}
+            for b in range(bins) if (index == b).any()]
+
+
+def brier_score(y_true, probabilities, num_classes: int) -> float:
+    """Mean over rows of the summed squared difference between probabilities and the one-hot label."""
+    from sklearn.metrics import brier_score_loss
+
+    probabilities = np.asarray(probabilities, np.float64)
+    # float32 softmax rows (or rounded CSV columns) sum to 1 only nearly; scikit-learn warns about it.
+    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
+    return float(brier_score_loss(np.asarray(y_true), probabilities, labels=list(range(num_classes)),
+                                  scale_by_half=False))
+
+
+def calibrate(model, y_val, val_logits) -> dict:
+    """Fit the temperature on the validation logits (offsets included), store it in the model's
+    `head.temperature`, and return what config.json records."""
+    val_logits = np.asarray(val_logits, np.float64)
+    temperature = fit_temperature(y_val, val_logits)
+    model.get_layer("head.temperature").set_weights([np.float32(temperature)])
+    classes = val_logits.shape[1]
+    before, after = softmax(val_logits), softmax(val_logits / temperature)
+    return {"temperature": temperature,
+            "val_ece": {"before": expected_calibration_error(y_val, before),
+                        "after": expected_calibration_error(y_val, after)},
+            "val_brier": {"before": brier_score(y_val, before, classes), "after": brier_score(y_val, after, classes)}}

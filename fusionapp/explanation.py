@@ -1,0 +1,236 @@
+"""Why a prediction was made, for one row at a time, in one forward and backward pass.
+
+The row goes through the model together with copies of it that each lack one input (blanked as
+a missing input is: fusionapp.data.examples.Examples.blanked), and the gradient of the predicted
+class's logit (less the mean logit, which softmax ignores) is taken on that row alone:
+- `modalities`: the change in that probability when the input is blanked (negative: the input
+  supported the prediction);
+- `image`: Grad-CAM on the feature map the image branch pools (the last multi-kernel block, or
+  the pretrained backbone's output), as a heat map PNG the size of the input image, warm where the
+  image pushes towards the predicted class;
+- `text`: gradient x input on the TF-IDF n-gram features, each n-gram's share given to the words
+  it overlaps (with token-id encoders, leaving each word out instead), the strongest 10;
+- `tabular`: gradient x input summed over each column's encoded values.
+Gradients need TensorFlow, as the raw-input function does; the network itself stays Keras-only.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import weakref
+
+import numpy as np
+
+from fusionapp.data.examples import Examples, raw_columns
+
+TOP_TEXT = 10
+MAX_LEFT_OUT_WORDS = 48
+# One word per CJK / kana / Hangul / Thai character (scripts written without spaces), else runs
+# of word characters: what text weights are reported for.
+WORD = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|\w+")
+
+_EXPLAINERS = weakref.WeakKeyDictionary()
+
+
+def explain_examples(model, examples: Examples) -> list[dict]:
+    """One explanation per row of already-checked `examples` (see the module docstring)."""
+    return [explain_row(model, examples.subset([i])) for i in range(len(examples))]
+
+
+def explain_row(model, row: Examples) -> dict:
+    import tensorflow as tf
+
+    preprocessor = model.preprocessor
+    modalities = preprocessor.modalities
+    variants = [row] + [row.blanked(m) for m in modalities]
+    columns = [raw_columns(v, modalities, preprocessor.tabular_kinds, read_images=True) for v in variants]
+    specs = preprocessor.input_specs()
+    raw = {name: tf.constant(np.concatenate([c[name] for c in columns]), dtype=spec.dtype)
+           for name, spec in specs.items()}
+    inputs = preprocessor.encode(raw)
+    out = _explainer(model)(inputs)
+    probabilities = out["probabilities"].numpy()
+    predicted = int(out["predicted"].numpy())
+    base = float(probabilities[0, predicted])
+    explanation = {"modalities": {m: float(probabilities[1 + k, predicted] - base) for k, m in enumerate(modalities)}}
+    if "text" in modalities:
+        text = row.texts[0]
+        if preprocessor.text["output"] == "tf_idf":
+            weights = _ngram_weights(preprocessor, inputs["text"][0].numpy(), out["text_gradient"][0].numpy())
+            explanation["text"] = _top(_words_of_ngrams(text, weights, preprocessor.text["tokens"]))
+        else:
+            explanation["text"] = _top(_left_out_words(model, row, text, predicted, base))
+    if "image" in modalities:
+        image = columns[0]["image"][0]
+        heatmap = None
+        if image:
+            cam = _grad_cam(out["feature_map"][0].numpy(), out["feature_gradient"][0].numpy())
+            heatmap = _heatmap_png(cam, _image_size(image))
+        explanation["image"] = {"heatmap": heatmap}
+    if "tabular" in modalities:
+        contributions = out["tabular_gradient"][0].numpy() * inputs["tabular"][0].numpy()
+        explanation["tabular"] = {}
+        start = 0
+        for column in preprocessor.tabular:
+            width = 2 if column["kind"] == "numeric" else len(column["categories"]) + 1
+            explanation["tabular"][column["name"]] = float(contributions[start:start + width].sum())
+            start += width
+    return explanation
+
+
+def _explainer(model):
+    """A traced function: network inputs -> probabilities, the predicted class of row 0, and the
+    gradients of its centred logit on row 0 with respect to the image feature map and the text and
+    tabular inputs. Built once per model."""
+    if model in _EXPLAINERS:
+        return _EXPLAINERS[model]
+    import keras
+    import tensorflow as tf
+
+    has_image = "image" in model.preprocessor.modalities
+    outputs = [model.get_layer("image.global_pool").input] if has_image else []
+    graph = keras.Model(model.input, outputs + [model.output])
+    reference = weakref.ref(graph)
+
+    @tf.function(reduce_retracing=True)
+    def run(inputs):
+        watched = {name: value for name, value in inputs.items() if value.dtype == tf.float32}
+        with tf.GradientTape() as tape:
+            tape.watch(list(watched.values()))
+            results = reference()(inputs, training=False)
+            results = results if isinstance(results, (list, tuple)) else [results]
+            logits = tf.cast(results[-1], tf.float32)
+            probabilities = tf.nn.softmax(logits, axis=-1)
+            predicted = tf.argmax(probabilities[0])
+            # The predicted class's logit less the mean logit: what softmax sees of it, without the
+            # probability's saturation, whose gradient vanishes on confident predictions.
+            target = tf.gather(logits[0], predicted) - tf.reduce_mean(logits[0])
+        sources = {**watched, **({"feature_map": results[0]} if has_image else {})}
+        gradients = tape.gradient(target, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        answer = {"probabilities": probabilities, "predicted": predicted}
+        if has_image:
+            answer["feature_map"] = tf.cast(results[0], tf.float32)
+            answer["feature_gradient"] = tf.cast(gradients["feature_map"], tf.float32)
+        for name in ("text", "tabular"):
+            if name in watched:
+                answer[f"{name}_gradient"] = gradients[name]
+        return answer
+
+    # The function holds the graph model weakly; the cache entry keeps it alive with the model.
+    _EXPLAINERS[model] = run
+    run.graph_model = graph
+    return run
+
+
+def _grad_cam(feature_map, gradient) -> np.ndarray:
+    """Grad-CAM: channels weighted by their mean gradient, summed, ReLU, scaled to [0, 1]."""
+    weights = gradient.mean(axis=(0, 1))
+    cam = np.maximum((feature_map * weights).sum(axis=-1), 0.0)
+    top = cam.max()
+    return cam / top if top > 0 else cam
+
+
+def _image_size(encoded: bytes) -> tuple[int, int]:
+    import tensorflow as tf
+
+    shape = tf.io.extract_jpeg_shape(encoded) if encoded[:2] == b"\xff\xd8" else \
+        tf.shape(tf.io.decode_image(encoded, channels=3, expand_animations=False))
+    return int(shape[0]), int(shape[1])
+
+
+def _heatmap_png(cam, size: tuple[int, int]) -> str:
+    """A transparent PNG of the input image's size: black-red-yellow ("hot") where the cam is high,
+    its opacity the cam itself, as base64 text."""
+    import tensorflow as tf
+
+    resized = tf.image.resize(cam[..., None].astype(np.float32), size, method="bilinear").numpy()[..., 0]
+    x = np.clip(resized, 0.0, 1.0)
+    rgba = np.stack([np.clip(3 * x, 0, 1), np.clip(3 * x - 1, 0, 1), np.clip(3 * x - 2, 0, 1), x], axis=-1)
+    png = tf.io.encode_png(tf.constant((rgba * 255).round().astype(np.uint8))).numpy()
+    return base64.b64encode(png).decode("ascii")
+
+
+def heatmap_array(heatmap: str) -> np.ndarray:
+    """A heat map PNG (base64) back to its [height, width] intensities in [0, 1] (its alpha)."""
+    import tensorflow as tf
+
+    return tf.io.decode_png(base64.b64decode(heatmap), channels=4).numpy()[..., 3] / 255.0
+
+
+def _ngram_weights(preprocessor, features, gradient) -> dict[str, float]:
+    """gradient x input per vocabulary n-gram of the row, keyed by the n-gram's text."""
+    vocabulary = _vocabulary(preprocessor)
+    chars = preprocessor.text["tokens"] == "chars"
+    weights = {}
+    for index in np.flatnonzero(features):
+        entry = vocabulary[index]
+        if index == 0 or not entry:
+            continue  # the out-of-vocabulary slot
+        # TextVectorization joins an n-gram's tokens with single spaces; characters sit at even places.
+        text = entry[0::2] if chars else entry
+        weights[text] = weights.get(text, 0.0) + float(features[index] * gradient[index])
+    return weights
+
+
+_VOCABULARIES = weakref.WeakKeyDictionary()
+
+
+def _vocabulary(preprocessor) -> list[str]:
+    if preprocessor not in _VOCABULARIES:
+        _VOCABULARIES[preprocessor] = [str(token) for token in preprocessor.text_vectorizer.get_vocabulary()]
+    return _VOCABULARIES[preprocessor]
+
+
+def _words_of_ngrams(text: str, weights: dict[str, float], tokens: str) -> dict[str, float]:
+    """Each n-gram's weight shared among its words: for word n-grams the words it joins, for
+    character n-grams the words its occurrences in the text overlap (spaces and punctuation
+    belong to no word)."""
+    totals: dict[str, float] = {}
+
+    def add(word, weight):
+        totals[word] = totals.get(word, 0.0) + weight
+
+    if tokens == "words":
+        for ngram, weight in weights.items():
+            parts = ngram.split()
+            for part in parts:
+                add(part, weight / len(parts))
+        return totals
+    lowered = " ".join(text.split()).lower()
+    owner = np.full(len(lowered), -1)
+    words = []
+    for match in WORD.finditer(lowered):
+        owner[match.start():match.end()] = len(words)
+        words.append(match.group())
+    for ngram, weight in weights.items():
+        starts = [m.start() for m in re.finditer(re.escape(ngram), lowered)]
+        for start in starts:
+            overlapped = {int(i) for i in owner[start:start + len(ngram)] if i >= 0}
+            for i in overlapped:
+                add(words[i], weight / (len(starts) * len(overlapped)))
+    return totals
+
+
+def _left_out_words(model, row: Examples, text: str, predicted: int, base: float) -> dict[str, float]:
+    """For token-id encoders: the predicted class's probability lost when each word is left out."""
+    import dataclasses
+
+    from fusionapp.inference import predict_examples
+
+    matches = list(WORD.finditer(text))[:MAX_LEFT_OUT_WORDS]
+    if not matches:
+        return {}
+    variants = [text[:m.start()] + text[m.end():] for m in matches]
+    batch = dataclasses.replace(row.subset([0] * len(variants)), texts=variants)
+    probabilities = predict_examples(model, batch).probabilities[:, predicted]
+    totals: dict[str, float] = {}
+    for match, probability in zip(matches, probabilities):
+        word = match.group().lower()
+        totals[word] = totals.get(word, 0.0) + float(base - probability)
+    return totals
+
+
+def _top(weights: dict[str, float]) -> list[list]:
+    ranked = sorted(weights.items(), key=lambda item: (-abs(item[1]), item[0]))
+    return [[word, weight] for word, weight in ranked[:TOP_TEXT] if weight != 0.0]
