@@ -23,6 +23,7 @@ import weakref
 import numpy as np
 
 from fusionapp.data.examples import Examples, raw_columns
+from fusionapp.data.images import encoded_dimensions
 
 TOP_TEXT = 10
 MAX_LEFT_OUT_WORDS = 48
@@ -45,19 +46,17 @@ def explain_row(model, row: Examples) -> dict:
     modalities = preprocessor.modalities
     variants = [row] + [row.blanked(m) for m in modalities]
     columns = [raw_columns(v, modalities, preprocessor.tabular_kinds, read_images=True) for v in variants]
-    specs = preprocessor.input_specs()
-    raw = {name: tf.constant(np.concatenate([c[name] for c in columns]), dtype=spec.dtype)
-           for name, spec in specs.items()}
-    inputs = preprocessor.encode(raw)
-    out = _explainer(model)(inputs)
-    probabilities = out["probabilities"].numpy()
-    predicted = int(out["predicted"].numpy())
+    explainer = _explainer(model)
+    out = explainer({name: tf.constant(np.concatenate([c[name] for c in columns]), dtype=spec.dtype)
+                     for name, spec in explainer.specs.items()})
+    out = {name: value.numpy() for name, value in out.items()}
+    probabilities, predicted = out["probabilities"], int(out["predicted"])
     base = float(probabilities[0, predicted])
     explanation = {"modalities": {m: float(probabilities[1 + k, predicted] - base) for k, m in enumerate(modalities)}}
     if "text" in modalities:
         text = row.texts[0]
         if preprocessor.text["output"] == "tf_idf":
-            weights = _ngram_weights(preprocessor, inputs["text"][0].numpy(), out["text_gradient"][0].numpy())
+            weights = _ngram_weights(preprocessor, out["text"], out["text_gradient"])
             explanation["text"] = _top(_words_of_ngrams(text, weights, preprocessor.text["tokens"]))
         else:
             explanation["text"] = _top(_left_out_words(model, row, text, predicted, base))
@@ -65,11 +64,11 @@ def explain_row(model, row: Examples) -> dict:
         image = columns[0]["image"][0]
         heatmap = None
         if image:
-            cam = _grad_cam(out["feature_map"][0].numpy(), out["feature_gradient"][0].numpy())
-            heatmap = _heatmap_png(cam, _image_size(image))
+            width, height = encoded_dimensions(image) or (preprocessor.image_size,) * 2
+            heatmap = _heatmap_png(_grad_cam(out["feature_map"], out["feature_gradient"]), (height, width))
         explanation["image"] = {"heatmap": heatmap}
     if "tabular" in modalities:
-        contributions = out["tabular_gradient"][0].numpy() * inputs["tabular"][0].numpy()
+        contributions = out["tabular_gradient"] * out["tabular"]
         explanation["tabular"] = {}
         start = 0
         for column in preprocessor.tabular:
@@ -80,25 +79,28 @@ def explain_row(model, row: Examples) -> dict:
 
 
 def _explainer(model):
-    """A traced function: network inputs -> probabilities, the predicted class of row 0, and the
-    gradients of its centred logit on row 0 with respect to the image feature map and the text and
-    tabular inputs. Built once per model."""
+    """A function traced once for any batch: raw inputs -> the model's preprocessor -> the network,
+    with the probabilities, the predicted class of row 0, and on row 0 its encoded text and tabular
+    inputs and the gradients of its centred logit with respect to them and to the image feature
+    map. Built once per model."""
     if model in _EXPLAINERS:
         return _EXPLAINERS[model]
     import keras
     import tensorflow as tf
 
-    has_image = "image" in model.preprocessor.modalities
+    preprocessor = model.preprocessor
+    has_image = "image" in preprocessor.modalities
     outputs = [model.get_layer("image.global_pool").input] if has_image else []
     graph = keras.Model(model.input, outputs + [model.output])
-    reference = weakref.ref(graph)
+    specs = preprocessor.input_specs()
 
-    @tf.function(reduce_retracing=True)
-    def run(inputs):
+    @tf.function(input_signature=[specs])
+    def run(raw):
+        inputs = preprocessor.encode(raw)
         watched = {name: value for name, value in inputs.items() if value.dtype == tf.float32}
         with tf.GradientTape() as tape:
             tape.watch(list(watched.values()))
-            results = reference()(inputs, training=False)
+            results = graph(inputs, training=False)
             results = results if isinstance(results, (list, tuple)) else [results]
             logits = tf.cast(results[-1], tf.float32)
             probabilities = tf.nn.softmax(logits, axis=-1)
@@ -110,16 +112,16 @@ def _explainer(model):
         gradients = tape.gradient(target, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         answer = {"probabilities": probabilities, "predicted": predicted}
         if has_image:
-            answer["feature_map"] = tf.cast(results[0], tf.float32)
-            answer["feature_gradient"] = tf.cast(gradients["feature_map"], tf.float32)
-        for name in ("text", "tabular"):
-            if name in watched:
-                answer[f"{name}_gradient"] = gradients[name]
+            answer["feature_map"] = tf.cast(results[0][0], tf.float32)
+            answer["feature_gradient"] = tf.cast(gradients["feature_map"][0], tf.float32)
+        for name in watched:
+            answer[name] = watched[name][0]
+            answer[f"{name}_gradient"] = gradients[name][0]
         return answer
 
-    # The function holds the graph model weakly; the cache entry keeps it alive with the model.
+    run.specs = specs
+    # The traced function holds the graph model, which holds the model's layers: cached per model.
     _EXPLAINERS[model] = run
-    run.graph_model = graph
     return run
 
 
@@ -131,14 +133,6 @@ def _grad_cam(feature_map, gradient) -> np.ndarray:
     return cam / top if top > 0 else cam
 
 
-def _image_size(encoded: bytes) -> tuple[int, int]:
-    import tensorflow as tf
-
-    shape = tf.io.extract_jpeg_shape(encoded) if encoded[:2] == b"\xff\xd8" else \
-        tf.shape(tf.io.decode_image(encoded, channels=3, expand_animations=False))
-    return int(shape[0]), int(shape[1])
-
-
 def _heatmap_png(cam, size: tuple[int, int]) -> str:
     """A transparent PNG of the input image's size: black-red-yellow ("hot") where the cam is high,
     its opacity the cam itself, as base64 text."""
@@ -147,7 +141,8 @@ def _heatmap_png(cam, size: tuple[int, int]) -> str:
     resized = tf.image.resize(cam[..., None].astype(np.float32), size, method="bilinear").numpy()[..., 0]
     x = np.clip(resized, 0.0, 1.0)
     rgba = np.stack([np.clip(3 * x, 0, 1), np.clip(3 * x - 1, 0, 1), np.clip(3 * x - 2, 0, 1), x], axis=-1)
-    png = tf.io.encode_png(tf.constant((rgba * 255).round().astype(np.uint8))).numpy()
+    # The fastest compression: a heat map is smooth, and the size of the input image can be large.
+    png = tf.io.encode_png(tf.constant((rgba * 255).round().astype(np.uint8)), compression=1).numpy()
     return base64.b64encode(png).decode("ascii")
 
 
@@ -198,15 +193,18 @@ def _words_of_ngrams(text: str, weights: dict[str, float], tokens: str) -> dict[
                 add(part, weight / len(parts))
         return totals
     lowered = " ".join(text.split()).lower()
-    owner = np.full(len(lowered), -1)
+    owner = [-1] * len(lowered)  # the word each character belongs to
     words = []
     for match in WORD.finditer(lowered):
-        owner[match.start():match.end()] = len(words)
+        owner[match.start():match.end()] = [len(words)] * (match.end() - match.start())
         words.append(match.group())
     for ngram, weight in weights.items():
-        starts = [m.start() for m in re.finditer(re.escape(ngram), lowered)]
+        starts, at = [], lowered.find(ngram)
+        while at != -1:
+            starts.append(at)
+            at = lowered.find(ngram, at + 1)
         for start in starts:
-            overlapped = {int(i) for i in owner[start:start + len(ngram)] if i >= 0}
+            overlapped = set(owner[start:start + len(ngram)]) - {-1}
             for i in overlapped:
                 add(words[i], weight / (len(starts) * len(overlapped)))
     return totals

@@ -67,6 +67,12 @@ def check_image_bytes(head: bytes, name: str = "image") -> str | None:
     return None
 
 
+def encoded_dimensions(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of an encoded image, read from its header; None if it cannot be told."""
+    kind = next((kind for signature, kind in _SIGNATURES.items() if data.startswith(signature)), None)
+    return image_dimensions(data, kind) if kind else None
+
+
 def image_dimensions(head: bytes, kind: str) -> tuple[int, int] | None:
     """(width, height) from a file's header, or None when the header does not say."""
     if kind == "PNG" and len(head) >= 24:
