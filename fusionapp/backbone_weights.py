@@ -39,6 +39,10 @@ def resolve_weights(backbone_name: str, weights: str) -> WeightsFile:
     folder = keras_models_dir()
     path = os.path.join(folder, backbone.weights_file)
     if os.path.isfile(path):
+        if file_md5(path) != backbone.md5:
+            raise FusionError(f"{path} is not the file Keras publishes (its md5 differs: a partial or damaged "
+                              f"download?); delete it and fetch {backbone.weights_url} again, or pass "
+                              "--backbone-weights PATH")
         return WeightsFile("imagenet", path)
     why = "downloads are off (FUSIONAPP_OFFLINE=1)" if os.environ.get(OFFLINE_ENV) == "1" else _download(backbone)
     if why is None:
@@ -91,7 +95,15 @@ def describe(backbone_name: str, weights: WeightsFile) -> dict:
 
 
 def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
+    return _file_digest(path, hashlib.sha256())
+
+
+def file_md5(path: str) -> str:
+    """The hash Keras publishes for its weights files."""
+    return _file_digest(path, hashlib.md5())
+
+
+def _file_digest(path: str, digest) -> str:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)

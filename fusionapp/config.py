@@ -201,6 +201,8 @@ class RunSettings:
         if self.training.fine_tune and not self.model.pretrained:
             raise SettingError("fine_tune", self.training.fine_tune, "0 unless --image-backbone names a pretrained "
                                "backbone (the multi-kernel branch is trained whole)")
+        if self.training.fine_tune and self.model.modalities and "image" not in self.model.modalities:
+            raise SettingError("fine_tune", self.training.fine_tune, "0 when the model reads no image")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

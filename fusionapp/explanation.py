@@ -26,6 +26,7 @@ from fusionapp.data.examples import Examples, raw_columns
 from fusionapp.data.images import encoded_dimensions
 
 TOP_TEXT = 10
+HEATMAP_MAX_SIDE = 1024
 MAX_LEFT_OUT_WORDS = 48
 # One word per CJK / kana / Hangul / Thai character (scripts written without spaces), else runs
 # of word characters: what text weights are reported for.
@@ -65,7 +66,11 @@ def explain_row(model, row: Examples) -> dict:
         heatmap = None
         if image:
             width, height = encoded_dimensions(image) or (preprocessor.image_size,) * 2
-            heatmap = _heatmap_png(_grad_cam(out["feature_map"], out["feature_gradient"]), (height, width))
+            # The input image's size, but at most HEATMAP_MAX_SIDE on its longest side: a phone
+            # photo's full-size map would be megabytes of JSON for a picture scaled down to show it.
+            scale = min(1.0, HEATMAP_MAX_SIDE / max(width, height))
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            heatmap = _heatmap_png(_grad_cam(out["feature_map"], out["feature_gradient"]), size)
         explanation["image"] = {"heatmap": heatmap}
     if "tabular" in modalities:
         contributions = out["tabular_gradient"] * out["tabular"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 
@@ -39,7 +40,7 @@ def cache_limit_bytes() -> int:
         limit = float(value)
     except ValueError:
         limit = -1.0
-    if not limit >= 0:
+    if not (limit >= 0 and math.isfinite(limit)):
         raise FusionError(f"{LIMIT_ENV}={value!r}: must be a number of gigabytes, 0 or more")
     return int(limit * 1e9)
 
@@ -60,8 +61,8 @@ class FeatureCache:
         path = self._path(image_hash)
         try:
             features = np.load(path)
-        except (OSError, ValueError):
-            return None  # absent, or damaged by something outside fusionapp: recomputed
+        except Exception:  # noqa: BLE001 - absent, truncated or damaged: recomputed, and replaced
+            return None
         # Marks the entry as recently used, so size limits evict what runs stopped reading.
         try:
             os.utime(path)
@@ -77,9 +78,13 @@ class FeatureCache:
             if not os.path.exists(os.path.join(self.folder, "key.json")):
                 _write_atomic(os.path.join(self.folder, "key.json"), json.dumps(self.key, indent=2).encode())
             handle, temporary = tempfile.mkstemp(dir=folder, prefix=".", suffix=".npy")
-            with os.fdopen(handle, "wb") as stream:
-                np.save(stream, np.asarray(features, dtype=np.float16))
-            os.replace(temporary, path)
+            try:
+                with os.fdopen(handle, "wb") as stream:
+                    np.save(stream, np.asarray(features, dtype=np.float16))
+                os.replace(temporary, path)
+            finally:
+                if os.path.exists(temporary):
+                    os.remove(temporary)
         except OSError as error:
             raise FusionError(f"cannot write the feature cache in {self.root} ({error.strerror}); set "
                               f"{DIR_ENV} to a writable folder or train with --no-feature-cache") from None

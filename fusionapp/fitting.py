@@ -21,7 +21,7 @@ from fusionapp.config import RunSettings
 
 def fit_model(settings: RunSettings, preprocessor, train_rows, val_rows, out: str, placement, checkpoint_model,
               state, verbose: int):
-    """-> (model, history, backbone record for config.json or None). `checkpoint_model` and
+    """-> (model, history, best epoch, backbone record for config.json or None). `checkpoint_model` and
     `state` are what `--resume` continues from (None: a new run)."""
     from fusionapp.model.backbones import BACKBONE_LAYER
     from fusionapp.train_state import RunCheckpoint, new_state
@@ -56,7 +56,7 @@ def fit_model(settings: RunSettings, preprocessor, train_rows, val_rows, out: st
         copy_weights(trained, final)
         if cached:
             final.get_layer(BACKBONE_LAYER).set_weights(extractor.get_layer(BACKBONE_LAYER).get_weights())
-    if training.fine_tune:
+    if training.fine_tune and settings.model.pretrained and "image" in preprocessor.modalities:
         tune_inputs = {**inputs, "fine_tune": training.fine_tune}
         train_data, val_data = _datasets(settings, preprocessor, train_rows, val_rows, out, placement, None)
         model = checkpoint_model if fine_tuning else _start_fine_tune(settings, tune_inputs, preprocessor,
@@ -69,7 +69,7 @@ def fit_model(settings: RunSettings, preprocessor, train_rows, val_rows, out: st
                    training.fine_tune_epochs, class_weight, placement, training, out, verbose)
         copy_weights(model, final)
     shutil.rmtree(os.path.join(out, "cache"), ignore_errors=True)
-    return final, checkpoint.state["history"], record
+    return final, checkpoint.state["history"], checkpoint.state["best_epoch"], record
 
 
 def _backbone(settings: RunSettings, preprocessor):
@@ -81,6 +81,11 @@ def _backbone(settings: RunSettings, preprocessor):
 
     name = settings.model.image_backbone
     weights = resolve_weights(name, settings.training.backbone_weights)
+    if weights.path is None:
+        import keras
+
+        # Random weights drawn from the run's seed alone, so a resumed run gets the same backbone.
+        keras.utils.set_random_seed(settings.training.seed)
     extractor = load_extractor(name, preprocessor.image_size, weights)
     record = describe(name, weights)
     record["feature_map"] = [int(d) for d in extractor.output_shape[1:]]
@@ -93,7 +98,9 @@ def _cached_features(train_rows, val_rows, preprocessor, extractor, record, say)
     from fusionapp.feature_cache import FeatureCache, enforce_limit
     from fusionapp.model.backbones import BACKBONE_LAYER
 
-    key = {"backbone": record["name"], "image_size": preprocessor.image_size,
+    from fusionapp.preprocessing.image import DECODE_VERSION
+
+    key = {"backbone": record["name"], "image_size": preprocessor.image_size, "decode": DECODE_VERSION,
            "weights_sha256": weights_sha256(extractor.get_layer(BACKBONE_LAYER))}
     cache = FeatureCache(key)
     say(f"Backbone features ({record['name']}, {preprocessor.image_size} px) from the cache in {cache.root} ...")
@@ -179,6 +186,10 @@ def _start_fine_tune(settings: RunSettings, inputs: dict, preprocessor, placemen
     # Built now, so the weights saved below carry an optimizer state of the right shape.
     with placement.strategy.scope():
         model.optimizer.build(model.trainable_variables)
+    if placement.num_workers > 1:
+        from fusionapp.distribute import build_from_local_batch
+
+        build_from_local_batch(model, val_data)
     start_loss = float(model.evaluate(val_data, verbose=0, return_dict=True)["loss"])
     resume_dir = os.path.join(out, artifacts.RESUME_DIR)
     os.makedirs(resume_dir, exist_ok=True)

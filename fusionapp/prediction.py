@@ -25,6 +25,10 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
     explanations there (a heat map per row and the text contributions).
     """
     options = prediction_settings(top_k=top_k, on_bad_row=on_bad_row, batch_size=batch_size)
+    if data is None and explain_dir:
+        raise FusionError("explain_dir explains a table (data); use explain=True for a single pair")
+    if data is not None and explain:
+        raise FusionError("explain=True explains a single pair; use explain_dir=DIR for a table")
     run = artifacts.load_run(model)
     if data is None:
         return predict_pair(run, image=image, text=text, tabular=tabular or {}, top_k=options.top_k, explain=explain)

@@ -33,6 +33,7 @@ def run_info(model: str) -> dict:
                                                          settings.get("training", {}).get("batch_size"))},
         "settings": settings,
         "backbone": config.get("backbone"),  # a pretrained image backbone, where the weights came from
+        "calibration": config.get("calibration"),  # the temperature and the validation ECE / Brier around it
         "validation_metrics": artifacts.read_json(metrics_path) if os.path.exists(metrics_path) else None,
         "test_metrics": artifacts.read_json(test_path) if os.path.exists(test_path) else None,
         "versions": {key: config.get(f"{key}_version") for key in ("fusionapp", "tensorflow", "keras")},
@@ -71,6 +72,10 @@ def format_info(info: dict) -> str:
                      f"precision {training.get('precision', 'float32')}")
         lines.append(f"devices      strategy {distribution['strategy']}, {distribution['replicas']} replica(s) on "
                      f"{distribution['workers']} worker(s), global batch {distribution['global_batch_size']}")
+    calibration = info.get("calibration")
+    if calibration:
+        lines.append(f"calibration  temperature {calibration['temperature']:.3f}; validation ECE "
+                     f"{calibration['val_ece']['before']:.4f} -> {calibration['val_ece']['after']:.4f}")
     for title, key in (("validation", "validation_metrics"), ("test", "test_metrics")):
         if info[key]:
             m = info[key]

@@ -32,6 +32,10 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
         run_settings, data = _saved_settings(out, data)
     else:
         run_settings = apply_flat(settings or RunSettings(), flat)
+        weights = run_settings.training.backbone_weights
+        if weights not in ("imagenet", "none"):
+            # Recorded absolute, so --resume from another folder finds the same file.
+            run_settings = apply_flat(run_settings, {"backbone_weights": os.path.abspath(os.path.expanduser(weights))})
         if data is None:
             data = _demo_table(verbose)
             if not run_settings.columns.tabular:
@@ -130,7 +134,7 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
 
     from fusionapp.fitting import fit_model
 
-    model, history, backbone = fit_model(settings, preprocessor, train_rows, val_rows, out, placement,
+    model, history, best_epoch, backbone = fit_model(settings, preprocessor, train_rows, val_rows, out, placement,
                                          checkpoint_model, state, verbose)
     if backbone is not None:
         config["backbone"] = backbone
@@ -183,8 +187,9 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
         from fusionapp.plots import learning_curve
 
         learning_curve(history, os.path.join(out, "learning_curve.png"))
-    best = min(history, key=lambda row: row["val_loss"]) if history else {}
-    config.update(status="complete", epochs_run=len(history), best_epoch=best.get("epoch"))
+    # The epoch whose weights were kept; with --fine-tune its validation loss is measured on images at
+    # the training precision, not on the cached features of the first phase.
+    config.update(status="complete", epochs_run=len(history), best_epoch=best_epoch)
     artifacts.write_json(os.path.join(out, artifacts.CONFIG_FILE), config)
     # The run is complete; its resumable checkpoints would only double its size on disk.
     shutil.rmtree(os.path.join(out, artifacts.RESUME_DIR), ignore_errors=True)
@@ -275,8 +280,11 @@ def _check_environment(settings: RunSettings) -> None:
     model = settings.model
     if model.pretrained and (not model.modalities or "image" in model.modalities):
         from fusionapp.backbone_weights import resolve_weights
+        from fusionapp.feature_cache import cache_limit_bytes
 
         resolve_weights(model.image_backbone, settings.training.backbone_weights)
+        if settings.training.feature_cache:
+            cache_limit_bytes()
     if settings.training.tensorboard:
         import importlib.util
 

@@ -97,6 +97,18 @@ def test_imagenet_weights_are_read_from_the_keras_cache(weights_files, demo_tabl
     placed = home / "models" / "efficientnetv2-b0_notop.h5"
     write_keras_published_format("efficientnet_v2_b0", weights_files, str(placed))
     monkeypatch.setenv("KERAS_HOME", str(home))
+    import dataclasses
+
+    from fusionapp.backbone_weights import file_md5
+    from fusionapp.model.backbones import BACKBONES
+
+    # Keras' own file is checked against the md5 Keras publishes: a stand-in file fails that check...
+    code, _, err = run_cli(capsys, *train_args(demo_table, tmp_path / "refused", "efficientnet_v2_b0", "imagenet"))
+    assert_user_error(code, err, str(placed), "md5", "https://storage.googleapis.com/")
+    assert not (tmp_path / "refused").exists()
+    # ... and passes it as the published file would.
+    monkeypatch.setitem(BACKBONES, "efficientnet_v2_b0",
+                        dataclasses.replace(BACKBONES["efficientnet_v2_b0"], md5=file_md5(str(placed))))
     run = str(tmp_path / "run")
     code, _, err = run_cli(capsys, *train_args(demo_table, run, "efficientnet_v2_b0", "imagenet"))
     assert code == 0, err
@@ -143,6 +155,7 @@ def test_wrong_or_absent_weights_files_are_one_line_errors(weights_files, demo_t
     (["--fine-tune", "3"], "--fine-tune", "unless --image-backbone"),
     (["--image-backbone", "resnet50_v2", "--backbone-weights", "weights.txt"], "--backbone-weights", ".h5"),
     (["--image-backbone", "resnet50_v2", "--fine-tune-epochs", "0"], "--fine-tune-epochs", "at least 1"),
+    (["--image-backbone", "resnet50_v2", "--fine-tune", "--modalities", "text"], "--fine-tune", "reads no image"),
 ])
 def test_bad_backbone_settings_are_usage_errors(args, option, words, demo_table, tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", demo_table, "--out", tmp_path / "run", *args)
@@ -215,9 +228,21 @@ def test_cache_limit_drops_the_least_recently_used_and_clear_empties_it(tmp_path
     monkeypatch.setenv("FUSIONAPP_CACHE_DIR", root)
     code, out, _ = run_cli(capsys, "cache", "clear")
     assert code == 0 and cache_usage(root)["entries"] == 0
-    monkeypatch.setenv("FUSIONAPP_CACHE_LIMIT_GB", "lots")
-    code, _, err = run_cli(capsys, "cache")
-    assert_user_error(code, err, "FUSIONAPP_CACHE_LIMIT_GB='lots'", "number of gigabytes")
+    for bad in ("lots", "inf", "-1"):
+        monkeypatch.setenv("FUSIONAPP_CACHE_LIMIT_GB", bad)
+        code, _, err = run_cli(capsys, "cache")
+        assert_user_error(code, err, f"FUSIONAPP_CACHE_LIMIT_GB={bad!r}", "number of gigabytes")
+    # A damaged entry (here: empty) is a miss, recomputed, not an error.
+    cache.put(f"{5:064x}", np.ones((2, 2, 8)))
+    open(cache._path(f"{5:064x}"), "wb").close()
+    assert cache.get(f"{5:064x}") is None
+
+
+def test_the_settings_name_every_backbone_the_model_builds():
+    from fusionapp.config import IMAGE_BACKBONES
+    from fusionapp.model.backbones import BACKBONES
+
+    assert IMAGE_BACKBONES == ("multi-kernel", *BACKBONES)
 
 
 def test_unfreezing_keeps_batch_norm_frozen():

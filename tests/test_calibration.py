@@ -60,7 +60,12 @@ def test_the_temperature_is_stored_in_the_model_and_keeps_every_decision(overcon
     calibration = run.config["calibration"]
     temperature = float(run.model.get_layer("head.temperature").get_weights()[0])
     assert temperature == pytest.approx(calibration["temperature"], rel=1e-6) and temperature != 1.0
-    assert calibration["val_ece"]["after"] <= calibration["val_ece"]["before"] + 1e-9
+    # T minimises the log loss, not the ECE: on a few validation rows the ECE may even rise. Both are reported.
+    assert set(calibration) == {"temperature", "val_ece", "val_brier"}
+    assert all(0 <= calibration[key][when] <= 2 for key in ("val_ece", "val_brier") for when in ("before", "after"))
+    from fusionapp.run_info import format_info, run_info
+
+    assert f"calibration  temperature {temperature:.3f}" in format_info(run_info(overconfident_run))
     examples = load_examples(demo_table, run_columns(run), modalities=run.modalities)
     calibrated = predict_examples(run.model, examples).logits
     run.model.get_layer("head.temperature").set_weights([np.float32(1.0)])

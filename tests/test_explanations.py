@@ -171,6 +171,13 @@ def test_explain_dir_writes_a_heatmap_per_row_and_the_contributions(region_run, 
     assert {line["id"] for line in lines} == set(test_ids)
     code, _, err = run_cli(capsys, "predict", region_run, table, "--explain")
     assert code == 2 and "--explain-dir" in err
+    from fusionapp import predict
+    from fusionapp.errors import FusionError
+
+    with pytest.raises(FusionError, match="explain_dir=DIR for a table"):
+        predict(region_run, table, explain=True)
+    with pytest.raises(FusionError, match="explain=True for a single pair"):
+        predict(region_run, text="north", explain_dir=str(tmp_path / "x"))
 
 
 def test_the_explainer_is_traced_once_per_model(region_run, region_data):

@@ -51,31 +51,35 @@ def backbone_features(examples: Examples, preprocessor, extractor, cache=None) -
     size = preprocessor.image_size
     blank = np.asarray(extractor(np.zeros((1, size, size, 3), np.uint8), training=False))[0].astype(np.float16)
     hashes = image_hashes(examples)
-    found, missing = {"": blank}, {}
+    # Filled in place, one map per row (the maps can be gigabytes): a row whose image another row
+    # already has takes that row's map once it is known.
+    maps = np.empty((len(hashes), *blank.shape), dtype=np.float16)
+    first, missing, cached = {}, [], 0
     for row, image_hash in enumerate(hashes):
-        if image_hash in found or image_hash in missing:
-            continue
-        features = cache.get(image_hash) if cache is not None else None
-        if features is not None and features.shape == blank.shape:
-            found[image_hash] = features
-        else:
-            missing[image_hash] = row
-    cached = len(found) - 1
+        if image_hash == "":
+            maps[row] = blank
+        elif image_hash not in first:
+            first[image_hash] = row
+            features = cache.get(image_hash) if cache is not None else None
+            if features is not None and features.shape == blank.shape:
+                maps[row] = features
+                cached += 1
+            else:
+                missing.append(row)
     if missing:
-        rows = list(missing.values())
-        images = tf.data.Dataset.from_tensor_slices(raw_columns(examples, ("image",), {}, indices=rows)["image"])
+        images = tf.data.Dataset.from_tensor_slices(raw_columns(examples, ("image",), {}, indices=missing)["image"])
         if examples.images_are_files:
             images = images.map(read_or_blank, num_parallel_calls=tf.data.AUTOTUNE)
         images = images.map(preprocessor.decode_image, num_parallel_calls=tf.data.AUTOTUNE)
         start = 0
         for batch in images.batch(BATCH_SIZE).prefetch(2).as_numpy_iterator():
-            maps = np.asarray(extractor(batch, training=False)).astype(np.float16)
-            for features, row in zip(maps, rows[start:start + len(batch)]):
-                found[hashes[row]] = features
+            computed = np.asarray(extractor(batch, training=False)).astype(np.float16)
+            for features, row in zip(computed, missing[start:start + len(batch)]):
+                maps[row] = features
                 if cache is not None:
                     cache.put(hashes[row], features)
             start += len(batch)
-    maps = np.empty((len(hashes), *blank.shape), dtype=np.float16)
     for row, image_hash in enumerate(hashes):
-        maps[row] = found[image_hash]
+        if image_hash and first[image_hash] != row:
+            maps[row] = maps[first[image_hash]]
     return ImageFeatures(maps, blank, cached, len(missing))

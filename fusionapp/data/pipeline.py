@@ -34,7 +34,9 @@ def make_dataset(examples: Examples, preprocessor, batch_size: int, shuffle: boo
            raw_columns(examples, modalities, preprocessor.tabular_kinds).items()}
     labels = tf.constant(preprocessor.label_indices(examples.labels)[rows])
     if image_features is not None:
-        store, store_type = image_features.maps[rows], tf.float16
+        # Indexed only when sharded: the maps can be gigabytes, and a full index would copy them.
+        store = image_features.maps if shard is None else image_features.maps[rows]
+        store_type = tf.float16
         store_shape, blank = list(image_features.maps.shape[1:]), tf.constant(image_features.blank, tf.float32)
     else:
         store = decoded_store(examples, preprocessor, rows, cache) if cache and "image" in modalities else None

@@ -9,8 +9,6 @@ import keras
 from keras import layers
 
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
-MIN_IMAGE_SIZE = 32  # keras.applications refuses smaller inputs
-DEFAULT_IMAGE_SIZE = 224  # the resolution the ImageNet weights were trained at
 
 
 @dataclass(frozen=True)
@@ -63,12 +61,6 @@ def backbone_image_features(images, name: str, image_size: int):
     # Frozen unless fine-tuning unfreezes part of it; frozen batch norm runs in inference mode.
     backbone.trainable = False
     return backbone(x)
-
-
-def feature_map_shape(name: str, image_size: int) -> tuple[int, int, int]:
-    """The shape of one image's feature map out of the backbone at this input size."""
-    shape = build_backbone(name, image_size).output_shape
-    return tuple(int(d) for d in shape[1:])
 
 
 def build_feature_extractor(name: str, image_size: int):

@@ -67,7 +67,8 @@ class FusionClassifier(keras.Model):
         if model_settings.calibrate:
             logits = Temperature(name="head.temperature", dtype="float32")(logits)
         super().__init__(inputs=tensors, outputs=logits, **kwargs)
-        if inputs.get("fine_tune") and model_settings.pretrained and "image_features" not in inputs:
+        if (inputs.get("fine_tune") and model_settings.pretrained and "image" in modalities
+                and "image_features" not in inputs):
             # Part of the model's definition, so a fine-tuning checkpoint reloads with the same
             # trainable weights its optimizer state belongs to.
             unfreeze_top(self.get_layer(BACKBONE_LAYER), inputs["fine_tune"])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# Part of the feature cache's key: bump it whenever decode_image changes the pixels it returns,
+# so that features computed from the old pixels are never read again.
+DECODE_VERSION = 1
+
 
 def decode_image(encoded, image_size: int):
     """Encoded image bytes -> uint8 RGB tensor of shape (image_size, image_size, 3).

@@ -55,7 +55,7 @@ def create_app(run, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
         content_type = request.headers.get("content-type", "")
         explain = request.query_params.get("explain", "0")
         if explain not in ("0", "1", "true", "false"):
-            raise BadRequest(f"explain={explain!r}: must be 1 or 0")
+            raise BadRequest(f"explain={explain!r}: must be 1, 0, true or false")
         if content_type.startswith("multipart/form-data"):
             item = await _form_item(request, metadata)
         else:
