@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -199,6 +200,26 @@ def exported_outputs(export_dir, rows, tmp_path):
     done = subprocess.run([sys.executable, "-c", SAVED_MODEL_SCRIPT, str(export_dir), str(tmp_path / "rows.json")],
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# === A browser ===
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                    reason="no chromium installed (apt-get install chromium)")
+
+
+@contextmanager
+def browser_page():
+    """A page of headless Chromium driven by Playwright, with a fresh temporary profile of its own."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
 
 
 # === The server ===

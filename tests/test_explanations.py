@@ -7,12 +7,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
 
-from conftest import asgi_post_json, image_bytes, read_csv, run_cli, write_csv
+from conftest import (asgi_post_json, browser_page, image_bytes, needs_chromium, read_csv, run_cli, serving,
+                      write_csv)
 
 FILLER = ("lovely", "item", "for", "sale", "today", "quite", "nice", "with", "box", "cheap", "fast", "shipping")
 COLOURS = {"red": (220, 40, 30), "blue": (30, 60, 220)}
@@ -195,51 +195,38 @@ def test_the_explainer_is_traced_once_per_model(region_run, region_data):
     assert _explainer(run.model).experimental_get_tracing_count() == 1
 
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="no chromium installed (apt-get install chromium)")
+@needs_chromium
 def test_the_page_shows_the_explanation(region_run, region_data, tmp_path):
     """In headless Chromium: a bar per modality, the deciding word highlighted towards the label,
     and the heat map over the picture, warm on the deciding (left) half, its opacity on a slider;
     screenshots of the picture with the heat map off and fully on must differ."""
-    sync_api = pytest.importorskip("playwright.sync_api")
     from PIL import Image
-
-    from conftest import serving
 
     table, rows = region_data
     row = next(r for r in rows if r["split"] == "test")
     direction = next(word for word in row["text"].split() if word in DIRECTIONS)
-    with serving(region_run) as url, sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        try:
-            page = browser.new_page()
-            page.goto(url + "/")
-            page.wait_for_selector("#tab-weight")
-            page.set_input_files("#image", os.path.join(os.path.dirname(table), row["image"]))
-            page.fill("#text", row["text"])
-            page.fill("#tab-weight", row["weight"])
-            page.click("#submit")
-            page.wait_for_selector("#explanation")
-            assert page.inner_text("#label") == row["label"]
-            modalities = page.locator(".change")
-            assert {modalities.nth(i).get_attribute("data-modality") for i in range(modalities.count())} == \
-                {"image", "text", "tabular"}
-            word = page.locator(f'#words .word:text-is("{direction}")')
-            assert float(word.get_attribute("data-weight")) > 0
-            page.locator("#overlay").scroll_into_view_if_needed()
-            shots = {}
-            for opacity, css in (("0", "0"), ("100", "1")):
-                page.locator("#opacity").fill(opacity)
-                assert page.eval_on_selector("#heatmap", "e => e.style.opacity") == css
-                page.locator("#overlay").screenshot(path=str(tmp_path / f"overlay-{opacity}.png"))
-                shots[opacity] = np.asarray(Image.open(tmp_path / f"overlay-{opacity}.png").convert("RGB")).astype(int)
-            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
-        finally:
-            browser.close()
+    with serving(region_run) as url, browser_page() as page:
+        page.goto(url + "/")
+        page.wait_for_selector("#tab-weight")
+        page.set_input_files("#image", os.path.join(os.path.dirname(table), row["image"]))
+        page.fill("#text", row["text"])
+        page.fill("#tab-weight", row["weight"])
+        page.click("#submit")
+        page.wait_for_selector("#explanation")
+        assert page.inner_text("#label") == row["label"]
+        modalities = page.locator(".change")
+        assert {modalities.nth(i).get_attribute("data-modality") for i in range(modalities.count())} == \
+            {"image", "text", "tabular"}
+        word = page.locator(f'#words .word:text-is("{direction}")')
+        assert float(word.get_attribute("data-weight")) > 0
+        page.locator("#overlay").scroll_into_view_if_needed()
+        shots = {}
+        for opacity, css in (("0", "0"), ("100", "1")):
+            page.locator("#opacity").fill(opacity)
+            assert page.eval_on_selector("#heatmap", "e => e.style.opacity") == css
+            page.locator("#overlay").screenshot(path=str(tmp_path / f"overlay-{opacity}.png"))
+            shots[opacity] = np.asarray(Image.open(tmp_path / f"overlay-{opacity}.png").convert("RGB")).astype(int)
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     change = np.abs(shots["100"] - shots["0"]).sum(axis=-1)
     half = change.shape[1] // 2
     assert change.mean() > 10, change.mean()

@@ -3,12 +3,10 @@
 import base64
 import concurrent.futures
 import json
-import os
-import shutil
 
 import pytest
 
-from conftest import DEMO_CLASSES, http, multipart, post_json
+from conftest import DEMO_CLASSES, browser_page, http, multipart, needs_chromium, post_json
 
 
 def declared_too_large(url):
@@ -135,48 +133,36 @@ def test_concurrent_requests_are_safe(server, pair):
         assert body["probabilities"] == pytest.approx(first, abs=1e-6)
 
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="no chromium installed (apt-get install chromium)")
+@needs_chromium
 def test_web_page_in_a_headless_browser(server, pair, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
     image_path = tmp_path / "shape.png"
     image_path.write_bytes(pair["image"])
     _, expected = post_json(server + "/predict", {"image": base64.b64encode(pair["image"]).decode(),
                                                   "text": pair["text"], "tabular": {"price": 31.5, "seller": "east"}})
-    with sync_api.sync_playwright() as playwright:
-        # Playwright runs headless with a fresh temporary profile of its own.
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        try:
-            page = browser.new_page()
-            page.goto(server + "/")
-            page.wait_for_selector("#tab-price")
-            page.set_input_files("#image", str(image_path))
-            assert page.locator("#preview").is_visible()
-            page.fill("#text", pair["text"])
-            page.fill("#tab-price", "31.5")
-            page.fill("#tab-seller", "east")
-            page.click("#submit")
-            page.wait_for_selector("#label")
-            assert page.inner_text("#label") == expected["predicted_label"]
-            bars = page.locator(".bar")
-            assert bars.count() == 4
-            shown = float(page.locator(f'.bar[data-label="{expected["predicted_label"]}"] .p').inner_text())
-            assert shown == pytest.approx(expected["confidence"], abs=1e-3)
-            # The explanation is asked for by default (tests/test_explanations.py looks at it).
-            page.wait_for_selector("#explanation")
-            page.set_input_files("#image", [])
-            page.fill("#text", "")
-            page.fill("#tab-price", "")
-            page.fill("#tab-seller", "")
-            page.click("#submit")
-            page.wait_for_selector("#error")
-            assert "no inputs" in page.inner_text("#error")
-        finally:
-            browser.close()
+    with browser_page() as page:
+        page.goto(server + "/")
+        page.wait_for_selector("#tab-price")
+        page.set_input_files("#image", str(image_path))
+        assert page.locator("#preview").is_visible()
+        page.fill("#text", pair["text"])
+        page.fill("#tab-price", "31.5")
+        page.fill("#tab-seller", "east")
+        page.click("#submit")
+        page.wait_for_selector("#label")
+        assert page.inner_text("#label") == expected["predicted_label"]
+        bars = page.locator(".bar")
+        assert bars.count() == 4
+        shown = float(page.locator(f'.bar[data-label="{expected["predicted_label"]}"] .p').inner_text())
+        assert shown == pytest.approx(expected["confidence"], abs=1e-3)
+        # The explanation is asked for by default (tests/test_explanations.py looks at it).
+        page.wait_for_selector("#explanation")
+        page.set_input_files("#image", [])
+        page.fill("#text", "")
+        page.fill("#tab-price", "")
+        page.fill("#tab-seller", "")
+        page.click("#submit")
+        page.wait_for_selector("#error")
+        assert "no inputs" in page.inner_text("#error")
 
 
 def test_body_limit_counts_bytes_that_declare_no_length():
