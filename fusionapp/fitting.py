@@ -32,6 +32,8 @@ def fit_model(settings: RunSettings, preprocessor, train_rows, val_rows, out: st
     extractor, record = _backbone(settings, preprocessor)
     cached = extractor is not None and training.feature_cache
     state = state or new_state()
+    if record is not None:
+        _check_same_backbone(state, extractor)
     if state["epoch"]:
         say(f"Resuming after epoch {state['epoch']}")
     checkpoint = RunCheckpoint(out, patience=training.patience, state=state)
@@ -90,6 +92,20 @@ def _backbone(settings: RunSettings, preprocessor):
     record = describe(name, weights)
     record["feature_map"] = [int(d) for d in extractor.output_shape[1:]]
     return extractor, record
+
+
+def _check_same_backbone(state: dict, extractor) -> None:
+    """A resumed run must continue on the backbone it started with: its checkpoint's head learnt
+    that backbone's features. The state records a digest of the weights' values from the start."""
+    from fusionapp.backbone_weights import weights_sha256
+    from fusionapp.errors import FusionError
+    from fusionapp.model.backbones import BACKBONE_LAYER
+
+    digest = weights_sha256(extractor.get_layer(BACKBONE_LAYER))
+    started = state.setdefault("backbone_weights_sha256", digest)
+    if started != digest:
+        raise FusionError("the backbone's weights differ from those this run started with (the weights file "
+                          "changed since); resume with the original file, or train again")
 
 
 def _cached_features(train_rows, val_rows, preprocessor, extractor, record, say):

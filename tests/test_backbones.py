@@ -348,3 +348,22 @@ train({demo_table!r}, {str(out)!r}, strategy="mirrored", precision="mixed_bfloat
 
     model = load_run(str(out)).model
     assert {weight.dtype for weight in model.weights} == {"float32"}
+
+
+def test_a_resume_refuses_a_backbone_whose_weights_changed(weights_files, tmp_path):
+    import keras
+
+    from fusionapp.backbone_weights import WeightsFile, load_extractor
+    from fusionapp.errors import FusionError
+    from fusionapp.fitting import _check_same_backbone
+    from fusionapp.model.backbones import build_backbone
+
+    state = {}
+    original = load_extractor("mobilenet_v3_small", 32, WeightsFile("file", weights_files["mobilenet_v3_small"]))
+    _check_same_backbone(state, original)  # a new run records the digest of its weights
+    _check_same_backbone(state, original)  # and a resume with the same weights goes on
+    keras.utils.set_random_seed(5)
+    build_backbone("mobilenet_v3_small", 32).save_weights(str(tmp_path / "other.weights.h5"))
+    other = load_extractor("mobilenet_v3_small", 32, WeightsFile("file", str(tmp_path / "other.weights.h5")))
+    with pytest.raises(FusionError, match="differ from those this run started with"):
+        _check_same_backbone(state, other)
