@@ -76,6 +76,17 @@ def save_weights(model, path: str) -> None:
         model.save_weights(temporary)
 
 
+def file_digest(path: str, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes, read in 1 MB blocks."""
+    import hashlib
+
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _json_default(value):
     import numpy as np
 

@@ -7,6 +7,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 
+from fusionapp.artifacts import file_digest
 from fusionapp.errors import FusionError, one_line
 
 OFFLINE_ENV = "FUSIONAPP_OFFLINE"  # "1": never try to download, fail at once instead
@@ -95,19 +96,12 @@ def describe(backbone_name: str, weights: WeightsFile) -> dict:
 
 
 def file_sha256(path: str) -> str:
-    return _file_digest(path, hashlib.sha256())
+    return file_digest(path, "sha256")
 
 
 def file_md5(path: str) -> str:
     """The hash Keras publishes for its weights files."""
-    return _file_digest(path, hashlib.md5())
-
-
-def _file_digest(path: str, digest) -> str:
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def weights_sha256(model) -> str:

@@ -33,7 +33,10 @@ def fit_model(settings: RunSettings, preprocessor, train_rows, val_rows, out: st
     cached = extractor is not None and training.feature_cache
     state = state or new_state()
     if record is not None:
-        _check_same_backbone(state, extractor)
+        from fusionapp.backbone_weights import weights_sha256
+
+        weights_digest = weights_sha256(extractor.get_layer(BACKBONE_LAYER))
+        _check_same_backbone(state, weights_digest)
     if state["epoch"]:
         say(f"Resuming after epoch {state['epoch']}")
     checkpoint = RunCheckpoint(out, patience=training.patience, state=state)
@@ -41,7 +44,8 @@ def fit_model(settings: RunSettings, preprocessor, train_rows, val_rows, out: st
     fine_tuning = state.get("phase") == "fine_tune"
     trained = None
     if not fine_tuning:
-        features = _cached_features(train_rows, val_rows, preprocessor, extractor, record, say) if cached else None
+        features = (_cached_features(train_rows, val_rows, preprocessor, extractor, weights_digest, record, say)
+                    if cached else None)
         phase_inputs = {**inputs, "image_features": record["feature_map"]} if cached else inputs
         train_data, val_data = _datasets(settings, preprocessor, train_rows, val_rows, out, placement, features)
         model = checkpoint_model
@@ -94,30 +98,24 @@ def _backbone(settings: RunSettings, preprocessor):
     return extractor, record
 
 
-def _check_same_backbone(state: dict, extractor) -> None:
+def _check_same_backbone(state: dict, digest: str) -> None:
     """A resumed run must continue on the backbone it started with: its checkpoint's head learnt
-    that backbone's features. The state records a digest of the weights' values from the start."""
-    from fusionapp.backbone_weights import weights_sha256
+    that backbone's features. The state records the digest of the weights' values from the start."""
     from fusionapp.errors import FusionError
-    from fusionapp.model.backbones import BACKBONE_LAYER
 
-    digest = weights_sha256(extractor.get_layer(BACKBONE_LAYER))
     started = state.setdefault("backbone_weights_sha256", digest)
     if started != digest:
         raise FusionError("the backbone's weights differ from those this run started with (the weights file "
                           "changed since); resume with the original file, or train again")
 
 
-def _cached_features(train_rows, val_rows, preprocessor, extractor, record, say):
-    from fusionapp.backbone_weights import weights_sha256
+def _cached_features(train_rows, val_rows, preprocessor, extractor, weights_digest: str, record, say):
     from fusionapp.data.features import backbone_features
     from fusionapp.feature_cache import FeatureCache, enforce_limit
-    from fusionapp.model.backbones import BACKBONE_LAYER
-
     from fusionapp.preprocessing.image import DECODE_VERSION
 
     key = {"backbone": record["name"], "image_size": preprocessor.image_size, "decode": DECODE_VERSION,
-           "weights_sha256": weights_sha256(extractor.get_layer(BACKBONE_LAYER))}
+           "weights_sha256": weights_digest}
     cache = FeatureCache(key)
     say(f"Backbone features ({record['name']}, {preprocessor.image_size} px) from the cache in {cache.root} ...")
     features = [backbone_features(rows, preprocessor, extractor, cache) for rows in (train_rows, val_rows)]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fusionapp.artifacts import file_digest
 from fusionapp.data.examples import Examples, raw_columns
 from fusionapp.data.images import read_or_blank
 
@@ -33,11 +34,7 @@ def image_hashes(examples: Examples) -> list[str]:
             hashes.append("")
             continue
         if examples.images_are_files:
-            digest = hashlib.sha256()
-            with open(image, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            hashes.append(digest.hexdigest())
+            hashes.append(file_digest(image))
         else:
             hashes.append(hashlib.sha256(image).hexdigest())
     return hashes
