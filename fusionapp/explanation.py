@@ -74,12 +74,9 @@ def explain_row(model, row: Examples) -> dict:
         explanation["image"] = {"heatmap": heatmap}
     if "tabular" in modalities:
         contributions = out["tabular_gradient"] * out["tabular"]
-        explanation["tabular"] = {}
-        start = 0
-        for column in preprocessor.tabular:
-            width = 2 if column["kind"] == "numeric" else len(column["categories"]) + 1
-            explanation["tabular"][column["name"]] = float(contributions[start:start + width].sum())
-            start += width
+        ends = np.cumsum(preprocessor.tabular_widths())
+        explanation["tabular"] = {name: float(contributions[end - width:end].sum()) for (name, _), width, end
+                                  in zip(preprocessor.tabular_columns, preprocessor.tabular_widths(), ends)}
     return explanation
 
 

@@ -183,9 +183,13 @@ class Preprocessor(keras.layers.Layer):
             sizes.update(text_input=self.text["output"], text_width=self.text["vocabulary_size"],
                          sequence_length=self.text["sequence_length"])
         if "tabular" in self.modalities:
-            sizes["tabular_width"] = sum(
-                2 if column["kind"] == "numeric" else len(column["categories"]) + 1 for column in self.tabular)
+            sizes["tabular_width"] = sum(self.tabular_widths())
         return sizes
+
+    def tabular_widths(self) -> list[int]:
+        """How many values `encode_tabular` gives each column, in order: a numeric column its value
+        and missing flag, a categorical one a one-hot over unknown + its categories."""
+        return [2 if column["kind"] == "numeric" else len(column["categories"]) + 1 for column in self.tabular]
 
     # === Config ===
     def get_config(self):
