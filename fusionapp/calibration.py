@@ -42,24 +42,18 @@ def fit_temperature(y_true, logits) -> float:
 def expected_calibration_error(y_true, probabilities, bins: int = ECE_BINS) -> float:
     """Sum over equal-width confidence bins of (rows in bin / rows) x |accuracy - mean confidence|,
     the confidence of a row being its top probability (scikit-learn has no multiclass ECE)."""
-    probabilities = np.asarray(probabilities, np.float64)
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == np.asarray(y_true)
-    # Bin b holds confidences in ((b-1)/bins, b/bins]; a confidence of exactly 0 cannot occur.
-    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        members = index == b
-        if members.any():
-            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(total)
+    rows = len(y_true)
+    return float(sum(b["rows"] / rows * abs(b["accuracy"] - b["confidence"])
+                     for b in reliability_bins(y_true, probabilities, bins)))
 
 
 def reliability_bins(y_true, probabilities, bins: int = ECE_BINS) -> list[dict]:
-    """Per non-empty bin: its range, rows, accuracy and mean confidence (the reliability diagram)."""
+    """Per non-empty bin: its range, rows, accuracy and mean confidence (the reliability diagram,
+    and what the ECE sums)."""
     probabilities = np.asarray(probabilities, np.float64)
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == np.asarray(y_true)
+    # Bin b holds confidences in (b/bins, (b+1)/bins]; a confidence of exactly 0 cannot occur.
     index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
     return [{"low": b / bins, "high": (b + 1) / bins, "rows": int((index == b).sum()),
              "accuracy": float(correct[index == b].mean()), "confidence": float(confidence[index == b].mean())}
