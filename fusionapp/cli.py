@@ -79,15 +79,17 @@ def cli():
 
 
 @cli.command()
-@click.option("--out", default="data/demo", show_default=True, type=click.Path(file_okay=False),
-              help="Folder to write images/ and demo.csv into.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Folder to write images/ and demo.csv into [default: data/demo, or data/demo-multilabel].")
 @click.option("--rows", default=3000, show_default=True, type=click.IntRange(min=40), help="Number of examples.")
 @click.option("--seed", default=0, show_default=True, type=int)
-def demo(out, rows, seed):
+@click.option("--multi-label", is_flag=True, help="Label each pair with a set of tags (joined by |) instead.")
+def demo(out, rows, seed, multi_label):
     """Write the synthetic demo set, whose label needs both the image and the text."""
     from fusionapp.data.demo import make_demo
 
-    table = make_demo(out, rows=rows, seed=seed)
+    table = make_demo(out or ("data/demo-multilabel" if multi_label else "data/demo"), rows=rows, seed=seed,
+                      multi_label=multi_label)
     click.echo(f"Wrote {rows} examples to {table} (with a split column: train / val / test)")
 
 
@@ -98,6 +100,12 @@ def demo(out, rows, seed):
 @setting_option("--tabular-col", name="tabular_col", multiple=True,
                 help="Tabular column, repeatable; NAME:numeric or NAME:categorical forces its kind.")
 @setting_option("--modalities", name="modalities", help="Inputs the model uses (default: all the data has).")
+@setting_option("--multi-label/--no-multi-label", name="multi_label", default=None,
+                help="Each row has a set of labels: a sigmoid and a tuned threshold per label (default: off).")
+@setting_option("--label-sep", name="label_sep",
+                help="What joins a row's labels in the label column; implies --multi-label (default: |).")
+@setting_option("--min-label-count", name="min_label_count", type=int,
+                help="Multi-label: drop labels found on fewer training rows (default: 2).")
 @setting_option("--image-size", name="image_size", type=int,
                 help="Image side in pixels; 0: 64, or 224 with a pretrained backbone (default: 0).")
 @setting_option("--image-backbone", name="image_backbone",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from fusionapp.errors import FusionError
 from fusionapp.setting_rules import (SettingError, check_fields, choice, column, integer, integers, names, number,
-                                     switch, weights_source)
+                                     separator, switch, weights_source)
 
 MODALITIES = ("image", "text", "tabular")
 TABULAR_KINDS = ("numeric", "categorical")
@@ -31,6 +31,9 @@ class Columns:
     tabular: tuple[str, ...] = names((), non_empty=False)
     split: str = column("split")
     id: str = column("id")
+    # with a multi-label model: what joins the labels of a row in the label column (a JSON list
+    # is read as a set too), and in the predicted_labels column of predictions
+    label_sep: str = separator("|")
 
     def __post_init__(self):
         check_fields(self)
@@ -101,6 +104,9 @@ class ModelSettings:
     wide: bool = switch(True)
     # one temperature dividing the logits, fitted on the validation rows for calibrated probabilities
     calibrate: bool = switch(True)
+    # several labels per row: a sigmoid output per label, trained with binary cross-entropy, and a
+    # decision threshold per label
+    multi_label: bool = switch(False)
 
     def __post_init__(self):
         check_fields(self)
@@ -168,6 +174,8 @@ class TrainingSettings:
     fine_tune: int = integer(0, 0)  # top backbone layers unfrozen in a second phase; 0: none
     fine_tune_epochs: int = integer(5, 1)
     fine_tune_learning_rate: float = number(2e-4, 0.0, 10.0, low_open=True)
+    # multi-label: labels on fewer training rows than this are reported and dropped
+    min_label_count: int = integer(2, 1)
 
     def __post_init__(self):
         check_fields(self)
@@ -236,6 +244,7 @@ FLAT_NAMES = {
     "image_col": ("columns", "image"), "text_col": ("columns", "text"), "label_col": ("columns", "label"),
     "tabular_col": ("columns", "tabular"), "split_col": ("columns", "split"), "id_col": ("columns", "id"),
     "text_tokens": ("text", "tokens"), "max_tokens": ("text", "max_tokens"),
+    "label_sep": ("columns", "label_sep"),
     "sequence_length": ("text", "sequence_length"), "ngrams": ("text", "ngrams"),
     **{f.name: ("model", f.name) for f in dataclasses.fields(ModelSettings)},
     **{f.name: ("training", f.name) for f in dataclasses.fields(TrainingSettings)},
@@ -248,7 +257,10 @@ def apply_flat(settings: RunSettings, values: dict) -> RunSettings:
     """Return `settings` with flat-named values (None = not given) put in their sections and checked.
 
     A refused value raises SettingError under its flat name; an unknown name raises FusionError.
+    Naming a label separator asks for a multi-label model, unless `multi_label` is given too.
     """
+    if values.get("label_sep") is not None and values.get("multi_label") is None:
+        values = {**values, "multi_label": True}
     changes = {section: {} for section in _SECTIONS}
     top = {}
     for name, value in values.items():

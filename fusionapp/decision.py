@@ -39,3 +39,35 @@ def tune_offsets(y_true, logits, rounds: int = 2) -> np.ndarray:
 
 def apply_offsets(model, offsets) -> None:
     model.get_layer("head.class_prior").set_weights([np.asarray(offsets, dtype=np.float32)])
+
+
+# Candidate thresholds of a multi-label model, nearest 0.5 first: on a tie in F1, the least shift wins.
+THRESHOLDS = np.array(sorted(np.round(np.arange(0.05, 0.951, 0.01), 2), key=lambda t: (abs(t - 0.5), t)))
+
+
+def tune_thresholds(y_true, probabilities) -> np.ndarray:
+    """Per label, the threshold on its probability with the best F1 on these rows (a row is given
+    the label when its probability reaches the threshold); 0.5 for a label these rows never carry."""
+    y_true = np.asarray(y_true) > 0.5
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    thresholds = np.full(probabilities.shape[1], 0.5)
+    for k in range(probabilities.shape[1]):
+        positives = y_true[:, k]
+        if not positives.any():
+            continue
+        chosen = probabilities[:, k][None, :] >= THRESHOLDS[:, None]  # [thresholds, rows]
+        true_positives = (chosen & positives).sum(axis=1)
+        f1 = 2 * true_positives / (chosen.sum(axis=1) + positives.sum())
+        thresholds[k] = THRESHOLDS[int(np.argmax(f1))]
+    return thresholds
+
+
+def apply_thresholds(model, thresholds) -> None:
+    model.get_layer("head.thresholds").set_weights([np.asarray(thresholds, dtype=np.float32)])
+
+
+def label_thresholds(model) -> np.ndarray | None:
+    """A multi-label model's per-label thresholds; None for a single-label model."""
+    if not model.preprocessor.multi_label:
+        return None
+    return np.asarray(model.get_layer("head.thresholds").get_weights()[0], dtype=np.float64)

@@ -9,7 +9,7 @@ from fusionapp.config import prediction_settings
 from fusionapp.data.checks import drop_bad_rows
 from fusionapp.data.examples import Examples
 from fusionapp.inference import predict_examples
-from fusionapp.metrics import classification_report, format_report
+from fusionapp.metrics import format_report, prediction_report
 from fusionapp.run_rows import column_renames, read_rows_for_run, show_progress
 
 
@@ -33,10 +33,8 @@ def evaluate(model: str, data: str, *, split: str | None = None, out: str | None
               file=sys.stderr)
     usable = checked.examples
     predicted = predict_examples(run.model, usable, options.batch_size, progress=show_progress(verbose))
-    probabilities = predicted.probabilities
     class_names = run.preprocessor.class_names
-    y_true = run.preprocessor.label_indices(usable.labels)
-    report = classification_report(y_true, probabilities, class_names, n_skipped=len(checked.skipped))
+    report = prediction_report(run.model, usable, predicted, n_skipped=len(checked.skipped))
     if ablate:
         report["ablation"] = modality_ablation(run, usable, report, options.batch_size)
     if verbose:
@@ -47,7 +45,8 @@ def evaluate(model: str, data: str, *, split: str | None = None, out: str | None
     if plots:
         from fusionapp.plots import evaluation_plots
 
-        written = evaluation_plots(y_true, probabilities, class_names, plots)
+        written = evaluation_plots(run.preprocessor.label_targets(usable.labels), predicted.probabilities, class_names,
+                                   plots)
         if verbose:
             print(f"Wrote {', '.join(written)}")
     if out:
@@ -55,12 +54,14 @@ def evaluate(model: str, data: str, *, split: str | None = None, out: str | None
     if skipped:
         write_skipped(skipped, checked.skipped)
     if predictions:
-        header, rows = prediction_table(usable, predicted, class_names, with_labels=True)
+        header, rows = prediction_table(usable, predicted, class_names, with_labels=True,
+                                        label_sep=run.preprocessor.label_sep)
         artifacts.write_csv(predictions, header, rows)
     return report
 
 
 ABLATION_KEYS = ("accuracy", "macro_f1", "balanced_accuracy", "log_loss")
+MULTILABEL_ABLATION_KEYS = ("subset_accuracy", "micro_f1", "macro_f1", "samples_f1", "hamming_loss", "log_loss")
 
 
 def modality_ablation(run, examples: Examples, full_report: dict, batch_size: int) -> dict:
@@ -72,22 +73,24 @@ def modality_ablation(run, examples: Examples, full_report: dict, batch_size: in
     ablation = {}
     if len(run.modalities) < 2:
         return ablation
-    y_true = run.preprocessor.label_indices(examples.labels)
+    keys = MULTILABEL_ABLATION_KEYS if run.preprocessor.multi_label else ABLATION_KEYS
     for modality in run.modalities:
-        probabilities = predict_examples(run.model, examples.blanked(modality), batch_size).probabilities
-        report = classification_report(y_true, probabilities, run.preprocessor.class_names)
-        ablation[modality] = {key: report[key] for key in ABLATION_KEYS}
-        ablation[modality].update({f"{key}_change": report[key] - full_report[key] for key in ABLATION_KEYS})
+        blanked = examples.blanked(modality)
+        report = prediction_report(run.model, blanked, predict_examples(run.model, blanked, batch_size))
+        ablation[modality] = {key: report[key] for key in keys}
+        ablation[modality].update({f"{key}_change": report[key] - full_report[key] for key in keys})
     return ablation
 
 
 def format_ablation(ablation: dict) -> str:
     if not ablation:
         return "Modality ablation: the model uses a single modality"
+    first = "micro_f1" if "micro_f1" in next(iter(ablation.values())) else "accuracy"
+    names = {"micro_f1": "micro-F1", "accuracy": "accuracy"}
     lines = ["Modality ablation (each input blanked on every row; change against all inputs):",
-             f"  {'blanked':<10}{'accuracy':>10}{'change':>9}{'macro-F1':>10}{'change':>9}"]
+             f"  {'blanked':<10}{names[first]:>10}{'change':>9}{'macro-F1':>10}{'change':>9}"]
     for modality, row in ablation.items():
-        lines.append(f"  {modality:<10}{row['accuracy']:>10.4f}{row['accuracy_change']:>+9.4f}"
+        lines.append(f"  {modality:<10}{row[first]:>10.4f}{row[first + '_change']:>+9.4f}"
                      f"{row['macro_f1']:>10.4f}{row['macro_f1_change']:>+9.4f}")
     return "\n".join(lines)
 
@@ -99,7 +102,4 @@ def write_skipped(path: str, bad_rows) -> None:
 
 def evaluate_examples(model, examples: Examples, n_skipped: int = 0) -> dict:
     """The report for already-checked examples and a model in memory (used after training)."""
-    preprocessor = model.preprocessor
-    probabilities = predict_examples(model, examples).probabilities
-    return classification_report(preprocessor.label_indices(examples.labels), probabilities,
-                                 preprocessor.class_names, n_skipped=n_skipped)
+    return prediction_report(model, examples, predict_examples(model, examples), n_skipped=n_skipped)

@@ -2,7 +2,8 @@
 
 The row goes through the model together with copies of it that each lack one input (blanked as
 a missing input is: fusionapp.data.examples.Examples.blanked), and the gradient of the predicted
-class's logit (less the mean logit, which softmax ignores) is taken on that row alone:
+class's logit (less the mean logit, which softmax ignores) is taken on that row alone; for a
+multi-label model, of the likeliest label's logit, named in `label`:
 - `modalities`: the change in that probability when the input is blanked (negative: the input
   supported the prediction);
 - `image`: Grad-CAM on the feature map the image branch pools (the last multi-kernel block, or
@@ -54,6 +55,9 @@ def explain_row(model, row: Examples) -> dict:
     probabilities, predicted = out["probabilities"], int(out["predicted"])
     base = float(probabilities[0, predicted])
     explanation = {"modalities": {m: float(probabilities[1 + k, predicted] - base) for k, m in enumerate(modalities)}}
+    if preprocessor.multi_label:
+        # Several labels may be chosen; the explanation is of the likeliest.
+        explanation.update(label=preprocessor.class_names[predicted], probability=base)
     if "text" in modalities:
         text = row.texts[0]
         if preprocessor.text["output"] == "tf_idf":
@@ -92,6 +96,7 @@ def _explainer(model):
 
     preprocessor = model.preprocessor
     has_image = "image" in preprocessor.modalities
+    multi_label = preprocessor.multi_label
     outputs = [model.get_layer("image.global_pool").input] if has_image else []
     graph = keras.Model(model.input, outputs + [model.output])
     specs = preprocessor.input_specs()
@@ -105,11 +110,17 @@ def _explainer(model):
             results = graph(inputs, training=False)
             results = results if isinstance(results, (list, tuple)) else [results]
             logits = tf.cast(results[-1], tf.float32)
-            probabilities = tf.nn.softmax(logits, axis=-1)
-            predicted = tf.argmax(probabilities[0])
-            # The predicted class's logit less the mean logit: what softmax sees of it, without the
-            # probability's saturation, whose gradient vanishes on confident predictions.
-            target = tf.gather(logits[0], predicted) - tf.reduce_mean(logits[0])
+            if multi_label:
+                # The likeliest label's own logit: its sigmoid sees nothing of the others.
+                probabilities = tf.sigmoid(logits)
+                predicted = tf.argmax(probabilities[0])
+                target = tf.gather(logits[0], predicted)
+            else:
+                probabilities = tf.nn.softmax(logits, axis=-1)
+                predicted = tf.argmax(probabilities[0])
+                # The predicted class's logit less the mean logit: what softmax sees of it, without
+                # the probability's saturation, whose gradient vanishes on confident predictions.
+                target = tf.gather(logits[0], predicted) - tf.reduce_mean(logits[0])
         sources = {**watched, **({"feature_map": results[0]} if has_image else {})}
         gradients = tape.gradient(target, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         answer = {"probabilities": probabilities, "predicted": predicted}

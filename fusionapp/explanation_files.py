@@ -18,7 +18,8 @@ def write_explanations(model, examples, folder: str) -> int:
 
     explanations.csv has one line per figure: kind `modality` (the change in the predicted class's
     probability when that input is blanked), `text` (a word's contribution, strongest first),
-    `tabular` (a column's contribution).
+    `tabular` (a column's contribution); for a multi-label model first `label`, the label
+    explained (the likeliest), with its probability as the weight.
     """
     from fusionapp.explanation import explain_row
 
@@ -30,6 +31,8 @@ def write_explanations(model, examples, folder: str) -> int:
     for i in range(len(examples)):
         explanation = explain_row(model, examples.subset([i]))
         row_id = examples.ids[i]
+        if "label" in explanation:
+            lines.append([row_id, "label", explanation["label"], f"{explanation['probability']:.6f}"])
         lines += [[row_id, "modality", name, f"{change:.6f}"] for name, change in explanation["modalities"].items()]
         lines += [[row_id, "text", word, f"{weight:.6f}"] for word, weight in explanation.get("text", [])]
         lines += [[row_id, "tabular", name, f"{weight:.6f}"] for name, weight in explanation.get("tabular", {}).items()]

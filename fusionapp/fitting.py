@@ -41,6 +41,7 @@ def fit_model(settings: RunSettings, preprocessor, train_rows, val_rows, out: st
         say(f"Resuming after epoch {state['epoch']}")
     checkpoint = RunCheckpoint(out, patience=training.patience, state=state)
     class_weight = class_weights(preprocessor, train_rows, training.class_weight)
+    loss = training_loss(preprocessor, train_rows, training.class_weight)
     fine_tuning = state.get("phase") == "fine_tune"
     trained = None
     if not fine_tuning:
@@ -51,7 +52,7 @@ def fit_model(settings: RunSettings, preprocessor, train_rows, val_rows, out: st
         model = checkpoint_model
         if model is None:
             model = _compiled(settings, phase_inputs, preprocessor, placement, training.learning_rate,
-                              len(train_rows), training.epochs)
+                              len(train_rows), training.epochs, loss)
             if extractor is not None and not cached:
                 model.get_layer(BACKBONE_LAYER).set_weights(extractor.get_layer(BACKBONE_LAYER).get_weights())
         _run_phase(model, train_data, val_data, checkpoint, training.epochs, class_weight, placement, training,
@@ -67,7 +68,7 @@ def fit_model(settings: RunSettings, preprocessor, train_rows, val_rows, out: st
         train_data, val_data = _datasets(settings, preprocessor, train_rows, val_rows, out, placement, None)
         model = checkpoint_model if fine_tuning else _start_fine_tune(settings, tune_inputs, preprocessor,
                                                                      placement, len(train_rows), final, val_data,
-                                                                     checkpoint, out)
+                                                                     checkpoint, out, loss)
         say(f"Fine-tuning the top {training.fine_tune} backbone layers (batch norm frozen) at learning rate "
             f"{training.fine_tune_learning_rate:g} for up to {training.fine_tune_epochs} epochs, from validation "
             f"loss {checkpoint.state['best_val_loss']:.4f}")
@@ -150,7 +151,7 @@ def _datasets(settings: RunSettings, preprocessor, train_rows, val_rows, out: st
 
 
 def _compiled(settings: RunSettings, inputs: dict, preprocessor, placement, learning_rate: float, rows: int,
-              epochs: int):
+              epochs: int, loss):
     import keras
 
     from fusionapp.model import build_classifier
@@ -160,8 +161,10 @@ def _compiled(settings: RunSettings, inputs: dict, preprocessor, placement, lear
     with placement.strategy.scope():
         model = build_classifier(settings.model, inputs, preprocessor)
         schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.05)
-        model.compile(optimizer=keras.optimizers.Adam(schedule),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
+        # A multi-label model's metric is the share of (row, label) decisions right at 0.5 (logit 0).
+        metric = (keras.metrics.BinaryAccuracy(name="binary_accuracy", threshold=0.0) if preprocessor.multi_label
+                  else "accuracy")
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=[metric],
                       jit_compile=training.jit)
     return model
 
@@ -185,7 +188,7 @@ def _run_phase(model, train_data, val_data, checkpoint, epochs: int, class_weigh
 
 
 def _start_fine_tune(settings: RunSettings, inputs: dict, preprocessor, placement, rows: int, start, val_data,
-                     checkpoint, out: str):
+                     checkpoint, out: str, loss):
     """The model of the second phase, from the first phase's best weights, with the state saying
     so: a crash from here on resumes the fine-tuning, and if it never beats those weights'
     validation loss, they are what the run keeps. That loss is measured again here, on images
@@ -195,7 +198,7 @@ def _start_fine_tune(settings: RunSettings, inputs: dict, preprocessor, placemen
 
     training = settings.training
     model = _compiled(settings, inputs, preprocessor, placement, training.fine_tune_learning_rate, rows,
-                      training.fine_tune_epochs)
+                      training.fine_tune_epochs, loss)
     copy_weights(start, model)
     # Built now, so the weights saved below carry an optimizer state of the right shape.
     with placement.strategy.scope():
@@ -235,7 +238,8 @@ def copy_weights(source, target) -> None:
 
 
 def class_weights(preprocessor, train_rows, mode: str) -> dict | None:
-    if mode == "none":
+    """Keras' class_weight for single-label models; multi-label ones weigh labels in the loss."""
+    if mode == "none" or preprocessor.multi_label:
         return None
     from sklearn.utils.class_weight import compute_class_weight
 
@@ -243,6 +247,25 @@ def class_weights(preprocessor, train_rows, mode: str) -> dict | None:
     present = np.unique(y)
     weights = compute_class_weight("balanced", classes=present, y=y)
     return {int(label): float(weight) for label, weight in zip(present, weights)}
+
+
+def training_loss(preprocessor, train_rows, mode: str):
+    """Cross-entropy on the logits: over classes, or for a multi-label model per label, where
+    `balanced` weighs each label's positives by the square root of its negatives / positives in the
+    training rows. The full ratio (about 100 for a genre on 1% of films) skewed the network's
+    probabilities so far that the wide path's blend dropped the network altogether (README, "Multi-
+    label" under Figures); thresholds, tuned per label afterwards, are what rare labels need most."""
+    import keras
+
+    if not preprocessor.multi_label:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    from fusionapp.model.losses import LabelBinaryCrossentropy
+
+    if mode == "none":
+        return LabelBinaryCrossentropy()
+    targets = preprocessor.label_targets(train_rows.labels)
+    positives = targets.sum(axis=0)
+    return LabelBinaryCrossentropy(np.sqrt(np.maximum(len(targets) - positives, 1.0) / np.maximum(positives, 1.0)))
 
 
 def printer(verbose: int):

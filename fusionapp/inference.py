@@ -2,7 +2,8 @@
 
 `RawInference` is a single TensorFlow function from raw inputs (encoded image bytes, texts, table
 cells) to logits, probabilities, the predicted label and the names of the missing inputs: the
-model's preprocessor, then the network, then one softmax. `predict`, `evaluate`, the server and
+model's preprocessor, then the network, then one softmax; for a multi-label model a sigmoid per
+label and the labels whose probability reaches their threshold. `predict`, `evaluate`, the server and
 training's own validation call it; `export` saves it as the SavedModel's signature.
 """
 
@@ -35,7 +36,22 @@ class RawInference:
         """TensorFlow ops: a batch of raw inputs (named as `specs`) -> the prediction tensors."""
         import tensorflow as tf
 
-        logits = tf.cast(self._model()(self.preprocessor.encode(raw), training=False), tf.float32)
+        model = self._model()
+        logits = tf.cast(model(self.preprocessor.encode(raw), training=False), tf.float32)
+        if self.preprocessor.multi_label:
+            probabilities = tf.sigmoid(logits)
+            thresholds = tf.broadcast_to(tf.convert_to_tensor(model.get_layer("head.thresholds").thresholds),
+                                         tf.shape(probabilities))
+            chosen = probabilities >= thresholds
+            # Likeliest first (ties in class order), as predict's tables and answers list them.
+            order = tf.argsort(probabilities, axis=-1, direction="DESCENDING", stable=True)
+            names = tf.gather(self._class_names, order)
+            in_order = tf.gather(chosen, order, batch_dims=1)
+            return {"logits": logits, "probabilities": probabilities, "thresholds": thresholds,
+                    "predicted": chosen,
+                    "predicted_labels": tf.strings.reduce_join(tf.ragged.boolean_mask(names, in_order), axis=-1,
+                                                               separator=self.preprocessor.label_sep),
+                    "missing": self.preprocessor.missing(raw)}
         probabilities = tf.nn.softmax(logits, axis=-1)
         return {"logits": logits, "probabilities": probabilities,
                 "predicted_label": tf.gather(self._class_names, tf.argmax(logits, axis=-1)),
@@ -65,6 +81,9 @@ class Predictions:
     logits: np.ndarray  # [rows, classes]
     probabilities: np.ndarray  # [rows, classes]
     missing: list[list[str]]  # per row, the inputs that were missing
+    # multi-label: per row and label, whether the probability reached the label's threshold
+    chosen: np.ndarray | None = None
+    thresholds: np.ndarray | None = None  # multi-label: the model's per-label thresholds
 
 
 def predict_examples(model, examples: Examples, batch_size: int = PREDICT_BATCH_SIZE,
@@ -73,21 +92,29 @@ def predict_examples(model, examples: Examples, batch_size: int = PREDICT_BATCH_
     inference = inference_for(model)
     preprocessor = inference.preprocessor
     classes = preprocessor.num_classes
+    multi_label = preprocessor.multi_label
+    from fusionapp.decision import label_thresholds
+
+    thresholds = label_thresholds(model)
     if len(examples) == 0:
-        return Predictions(np.zeros((0, classes), np.float32), np.zeros((0, classes), np.float32), [])
+        empty = np.zeros((0, classes), np.float32)
+        return Predictions(empty, empty, [], empty.astype(bool) if multi_label else None, thresholds)
     bar = None
     if progress:
         import keras
 
         bar = keras.utils.Progbar(len(examples), unit_name="row")
-    logits, probabilities, missing = [], [], []
+    logits, probabilities, missing, chosen = [], [], [], []
     for start in range(0, len(examples), batch_size):
         indices = range(start, min(start + batch_size, len(examples)))
         out = inference(raw_columns(examples, preprocessor.modalities, preprocessor.tabular_kinds, indices,
                                     read_images=True))
         logits.append(out["logits"])
         probabilities.append(out["probabilities"])
+        if multi_label:
+            chosen.append(out["predicted"])
         missing.extend(names.decode("utf-8").split() for names in out["missing"])
         if bar is not None:
             bar.add(len(indices))
-    return Predictions(np.concatenate(logits), np.concatenate(probabilities), missing)
+    return Predictions(np.concatenate(logits), np.concatenate(probabilities), missing,
+                       np.concatenate(chosen) if multi_label else None, thresholds)

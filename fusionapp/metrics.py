@@ -12,6 +12,22 @@ REPORT_KEYS = ("n_examples", "n_skipped", "accuracy", "balanced_accuracy", "macr
                "confusion_matrix")
 
 
+def prediction_report(model, examples, predictions, n_skipped: int = 0) -> dict:
+    """The evaluate report of a model's `predictions` on labelled `examples`: the single-label report,
+    or for a multi-label model the multi-label one (fusionapp/multilabel_metrics.py)."""
+    preprocessor = model.preprocessor
+    y_true = preprocessor.label_targets(examples.labels)
+    if not preprocessor.multi_label:
+        return classification_report(y_true, predictions.probabilities, preprocessor.class_names, n_skipped)
+    from fusionapp.preprocessing.labels import unknown_label_counts
+    from fusionapp.decision import label_thresholds
+    from fusionapp.multilabel_metrics import multilabel_report
+
+    return multilabel_report(y_true, predictions.probabilities, predictions.chosen, preprocessor.class_names,
+                             label_thresholds(model), n_skipped,
+                             unknown_label_counts(examples.labels, preprocessor.label_sep, preprocessor.class_names))
+
+
 def classification_report(y_true, probabilities, class_names, n_skipped: int = 0) -> dict:
     """The evaluate report for integer labels `y_true` and an (n, classes) probability matrix."""
     from sklearn import metrics
@@ -82,6 +98,10 @@ def _roc_auc(y_true, probabilities, labels) -> float | None:
 
 def format_report(report: dict, title: str = "Evaluation") -> str:
     """A readable summary: headline figures, per-class table, confusion matrix."""
+    if report.get("multi_label"):
+        from fusionapp.multilabel_metrics import format_multilabel_report
+
+        return format_multilabel_report(report, title)
     auc = "n/a" if report["roc_auc"] is None else f"{report['roc_auc']:.4f}"
     lines = [
         f"{title}: {report['n_examples']} examples ({report['n_skipped']} skipped)",

@@ -26,11 +26,12 @@ def _save(figure, path: str) -> None:
 
 
 def learning_curve(history: list[dict], path: str) -> None:
-    """Loss and accuracy per epoch, training and validation."""
+    """Loss and accuracy (per-label binary accuracy for multi-label runs) per epoch, training and validation."""
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for axis, metric in zip(axes, ("loss", "accuracy")):
+    accuracy = "binary_accuracy" if "binary_accuracy" in history[0] else "accuracy"
+    for axis, metric in zip(axes, ("loss", accuracy)):
         for prefix, style in (("", "-o"), ("val_", "--o")):
             values = [row.get(prefix + metric) for row in history]
             if all(value is not None for value in values):
@@ -44,28 +45,21 @@ def learning_curve(history: list[dict], path: str) -> None:
 
 def evaluation_plots(y_true, probabilities, class_names, folder: str) -> list[str]:
     """confusion_matrix.png, roc.png and precision_recall.png (one-vs-rest per class) and
-    reliability.png in `folder`."""
-    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
+    reliability.png in `folder`. For labels as a 0/1 matrix (multi-label) the curves are per label,
+    and there is no confusion matrix: a row's labels are not one class."""
+    from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
 
     plt = _pyplot()
     os.makedirs(folder, exist_ok=True)
     y_true = np.asarray(y_true)
-    labels = list(range(len(class_names)))
-    written = []
-
-    figure, axis = plt.subplots(figsize=(1.2 * len(class_names) + 3, 1.2 * len(class_names) + 2.5))
-    ConfusionMatrixDisplay.from_predictions(y_true, probabilities.argmax(axis=1), labels=labels,
-                                            display_labels=class_names, ax=axis, colorbar=False,
-                                            xticks_rotation=45)
-    axis.set_title("confusion matrix (rows = true)")
-    written.append(os.path.join(folder, "confusion_matrix.png"))
-    _save(figure, written[-1])
-
-    for name, display, title in (("roc.png", RocCurveDisplay, "ROC, one vs rest"),
-                                 ("precision_recall.png", PrecisionRecallDisplay, "precision-recall, one vs rest")):
+    multi_label = y_true.ndim == 2
+    written = [] if multi_label else [_confusion_matrix(y_true, probabilities, class_names, folder)]
+    kind = "per label" if multi_label else "one vs rest"
+    for name, display, title in (("roc.png", RocCurveDisplay, f"ROC, {kind}"),
+                                 ("precision_recall.png", PrecisionRecallDisplay, f"precision-recall, {kind}")):
         figure, axis = plt.subplots(figsize=(6, 5))
         for index, label in enumerate(class_names):
-            positives = y_true == index
+            positives = y_true[:, index] > 0.5 if multi_label else y_true == index
             if positives.any() and not positives.all():
                 display.from_predictions(positives, probabilities[:, index], name=label, ax=axis)
         axis.set_title(title)
@@ -75,6 +69,19 @@ def evaluation_plots(y_true, probabilities, class_names, folder: str) -> list[st
     written.append(os.path.join(folder, "reliability.png"))
     reliability_diagram(y_true, probabilities, written[-1])
     return written
+
+
+def _confusion_matrix(y_true, probabilities, class_names, folder: str) -> str:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    figure, axis = _pyplot().subplots(figsize=(1.2 * len(class_names) + 3, 1.2 * len(class_names) + 2.5))
+    ConfusionMatrixDisplay.from_predictions(y_true, probabilities.argmax(axis=1), labels=list(range(len(class_names))),
+                                            display_labels=class_names, ax=axis, colorbar=False,
+                                            xticks_rotation=45)
+    axis.set_title("confusion matrix (rows = true)")
+    path = os.path.join(folder, "confusion_matrix.png")
+    _save(figure, path)
+    return path
 
 
 def reliability_diagram(y_true, probabilities, path: str) -> None:

@@ -42,7 +42,7 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
     predictions = predict_examples(run.model, examples.subset(good), options.batch_size,
                                    progress=show_progress(verbose) and bool(out))
     header, rows = prediction_table(examples, predictions, run.preprocessor.class_names, rows=good, errors=errors,
-                                    top_k=options.top_k)
+                                    top_k=options.top_k, label_sep=run.preprocessor.label_sep)
     if explain_dir:
         from fusionapp.explanation_files import write_explanations
 
@@ -87,12 +87,21 @@ def predict_pair(run, image: str | None, text: str | None, tabular: dict, top_k:
 
 
 def pair_result(predictions: Predictions, index: int, class_names, top_k: int = 1) -> dict:
-    """One row's answer as the JSON that `predict --json` prints and the server returns."""
+    """One row's answer as the JSON that `predict --json` prints and the server returns: for a
+    multi-label model `predicted_labels` (likeliest first) and the `thresholds` instead of
+    `predicted_label` and `confidence`."""
     probabilities = predictions.probabilities[index]
-    best = int(np.argmax(probabilities))
-    result = {"predicted_label": class_names[best], "confidence": float(probabilities[best]),
-              "probabilities": {name: float(p) for name, p in zip(class_names, probabilities)},
-              "missing": predictions.missing[index]}
+    if predictions.chosen is not None:
+        chosen = [i for i in np.argsort(-probabilities, kind="stable") if predictions.chosen[index, i]]
+        result = {"predicted_labels": [class_names[i] for i in chosen],
+                  "probabilities": {name: float(p) for name, p in zip(class_names, probabilities)},
+                  "thresholds": {name: float(t) for name, t in zip(class_names, predictions.thresholds)},
+                  "missing": predictions.missing[index]}
+    else:
+        best = int(np.argmax(probabilities))
+        result = {"predicted_label": class_names[best], "confidence": float(probabilities[best]),
+                  "probabilities": {name: float(p) for name, p in zip(class_names, probabilities)},
+                  "missing": predictions.missing[index]}
     if top_k > 1:
         order = np.argsort(-probabilities, kind="stable")[:top_k]
         result["top_k"] = [{"label": class_names[i], "probability": float(probabilities[i])} for i in order]
@@ -106,9 +115,11 @@ def _pair_message(bad_row: BadRow, columns) -> str:
 
 
 def prediction_table(examples: Examples, predictions: Predictions, class_names, rows=None, errors: dict | None = None,
-                     top_k: int = 1, with_labels: bool = False):
+                     top_k: int = 1, with_labels: bool = False, label_sep: str | None = None):
     """The prediction CSV of the README: id (or row), [label], predicted_label, confidence,
-    prob_<class>..., [top_k], missing (the empty inputs the model answered without), error.
+    prob_<class>..., [top_k], missing (the empty inputs the model answered without), error. A
+    multi-label model's (`label_sep` given) has predicted_labels, joined by `label_sep` in order of
+    probability, instead of predicted_label and confidence.
 
     `predictions` hold the rows at positions `rows` of `examples` (all of them when None); the
     others are listed with their reason from `errors` (keyed by row number).
@@ -116,18 +127,25 @@ def prediction_table(examples: Examples, predictions: Predictions, class_names, 
     errors = errors or {}
     position = {row: i for i, row in enumerate(range(len(examples)) if rows is None else rows)}
     header = ["id" if examples.has_ids else "row"] + (["label"] if with_labels else [])
-    header += ["predicted_label", "confidence"] + [f"prob_{name}" for name in class_names]
+    multi_label = predictions.chosen is not None
+    decided = ["predicted_labels"] if multi_label else ["predicted_label", "confidence"]
+    header += decided + [f"prob_{name}" for name in class_names]
     header += (["top_k"] if top_k > 1 else []) + ["missing", "error"]
     table = []
     for i in range(len(examples)):
         row = [examples.ids[i]] + ([examples.labels[i]] if with_labels else [])
         if i not in position:
             reason = errors.get(int(examples.row_numbers[i]), "")
-            row += ["", ""] + [""] * len(class_names) + ([""] if top_k > 1 else []) + ["", reason]
+            row += [""] * len(decided) + [""] * len(class_names) + ([""] if top_k > 1 else []) + ["", reason]
         else:
             p = predictions.probabilities[position[i]]
-            best = int(np.argmax(p))
-            row += [class_names[best], f"{p[best]:.6f}"] + [f"{value:.6f}" for value in p]
+            if multi_label:
+                chosen = predictions.chosen[position[i]]
+                row.append(label_sep.join(class_names[j] for j in np.argsort(-p, kind="stable") if chosen[j]))
+            else:
+                best = int(np.argmax(p))
+                row += [class_names[best], f"{p[best]:.6f}"]
+            row += [f"{value:.6f}" for value in p]
             if top_k > 1:
                 row.append(" ".join(class_names[j] for j in np.argsort(-p, kind="stable")[:top_k]))
             row += [" ".join(predictions.missing[position[i]]), ""]
@@ -136,8 +154,12 @@ def prediction_table(examples: Examples, predictions: Predictions, class_names, 
 
 
 def format_pair(result: dict) -> str:
-    lines = [f"{result['predicted_label']} (confidence {result['confidence']:.4f})"
-             + (f"; answered without: {', '.join(result['missing'])}" if result.get("missing") else "")]
+    without = f"; answered without: {', '.join(result['missing'])}" if result.get("missing") else ""
+    if "predicted_labels" in result:
+        chosen = ", ".join(f"{name} ({result['probabilities'][name]:.4f})" for name in result["predicted_labels"])
+        lines = [(chosen or "no label reaches its threshold") + without]
+    else:
+        lines = [f"{result['predicted_label']} (confidence {result['confidence']:.4f})" + without]
     for entry in result.get("top_k", []):
         lines.append(f"  {entry['label']:<20} {entry['probability']:.4f}")
     explanation = result.get("explanation")

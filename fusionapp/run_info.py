@@ -34,6 +34,9 @@ def run_info(model: str) -> dict:
         "settings": settings,
         "backbone": config.get("backbone"),  # a pretrained image backbone, where the weights came from
         "calibration": config.get("calibration"),  # the temperature and the validation ECE / Brier around it
+        "multi_label": settings.get("model", {}).get("multi_label", False),
+        "label_sets": config.get("label_sets"),  # multi-label: separator, label counts, dropped labels
+        "label_thresholds": config.get("label_thresholds"),
         "validation_metrics": artifacts.read_json(metrics_path) if os.path.exists(metrics_path) else None,
         "test_metrics": artifacts.read_json(test_path) if os.path.exists(test_path) else None,
         "versions": {key: config.get(f"{key}_version") for key in ("fusionapp", "tensorflow", "keras")},
@@ -45,7 +48,8 @@ def format_info(info: dict) -> str:
     lines = [
         f"run          {info['run']} ({info['status']}, created {info['created']})",
         f"data         {info['data']}",
-        f"classes      {', '.join(info['class_names'] or [])}",
+        f"{'labels' if info['multi_label'] else 'classes':<13}{', '.join(info['class_names'] or [])}"
+        + (" (multi-label)" if info["multi_label"] else ""),
         f"modalities   {', '.join(info['modalities'] or [])}",
         f"columns      image={columns.get('image')} text={columns.get('text')} label={columns.get('label')}"
         + (f" tabular={', '.join(f'{k} ({v})' for k, v in (info['tabular_kinds'] or {}).items())}"
@@ -76,11 +80,24 @@ def format_info(info: dict) -> str:
     if calibration:
         lines.append(f"calibration  temperature {calibration['temperature']:.3f}; validation ECE "
                      f"{calibration['val_ece']['before']:.4f} -> {calibration['val_ece']['after']:.4f}")
+    label_sets, thresholds = info.get("label_sets"), info.get("label_thresholds")
+    if label_sets:
+        dropped = label_sets["dropped_labels"]
+        lines.append(f"label sets   joined by {label_sets['label_sep']!r}, {label_sets['labels_per_train_row']:.2f} "
+                     f"per training row; {len(dropped)} labels on fewer than {label_sets['min_label_count']} rows "
+                     "dropped" + (f" ({', '.join(list(dropped)[:5])}{', ...' if len(dropped) > 5 else ''})"
+                                  if dropped else ""))
+    if thresholds:
+        lines.append("thresholds   " + ", ".join(f"{name} {value:.2f}" for name, value in thresholds.items()))
     for title, key in (("validation", "validation_metrics"), ("test", "test_metrics")):
         if info[key]:
             m = info[key]
-            lines.append(f"{title:<12} accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} "
-                         f"({m['n_examples']} rows)")
+            if m.get("multi_label"):
+                lines.append(f"{title:<12} micro-F1 {m['micro_f1']:.4f}, macro-F1 {m['macro_f1']:.4f}, samples-F1 "
+                             f"{m['samples_f1']:.4f}, Hamming loss {m['hamming_loss']:.4f} ({m['n_examples']} rows)")
+            else:
+                lines.append(f"{title:<12} accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} "
+                             f"({m['n_examples']} rows)")
     versions = info["versions"]
     lines.append(f"versions     fusionapp {versions['fusionapp']}, TensorFlow {versions['tensorflow']}, "
                  f"Keras {versions['keras']}")

@@ -41,7 +41,7 @@ def check_rows(run: Run, examples: Examples, columns: Columns, need_label: bool)
     """The bad rows among `examples` for this run (labels it knows, its tabular kinds)."""
     return find_bad_rows(examples, columns, run.modalities, need_label=need_label,
                          known_labels=run.preprocessor.class_names if need_label else None,
-                         tabular_kinds=run.preprocessor.tabular_kinds)
+                         tabular_kinds=run.preprocessor.tabular_kinds, label_sep=run.preprocessor.label_sep)
 
 
 def column_renames(flags: dict) -> dict:

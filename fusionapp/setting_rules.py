@@ -176,6 +176,17 @@ def column(default: str):
     return _rule_field(default, Rule("a column name", coerce))
 
 
+def separator(default: str):
+    requirement = "a non-empty string (e.g. |)"
+
+    def coerce(name, value):
+        if not isinstance(value, str) or not value:
+            raise SettingError(name, value, requirement)
+        return value
+
+    return _rule_field(default, Rule(requirement, coerce))
+
+
 def check_fields(settings) -> None:
     """Run every field's rule, storing the canonical values (the dataclasses are frozen)."""
     for item in dataclasses.fields(settings):

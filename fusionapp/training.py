@@ -15,6 +15,7 @@ from fusionapp.fitting import printer
 
 DEMO_DIR = os.path.join("data", "demo")
 DEMO_TABLE = os.path.join(DEMO_DIR, "demo.csv")
+MULTILABEL_DEMO_DIR = os.path.join("data", "demo-multilabel")
 DEMO_TABULAR = ("price", "seller")
 
 
@@ -37,7 +38,7 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
             # Recorded absolute, so --resume from another folder finds the same file.
             run_settings = apply_flat(run_settings, {"backbone_weights": os.path.abspath(os.path.expanduser(weights))})
         if data is None:
-            data = _demo_table(verbose)
+            data = _demo_table(verbose, run_settings.model.multi_label)
             if not run_settings.columns.tabular:
                 run_settings = apply_flat(run_settings, {"tabular_col": DEMO_TABULAR})
         out = out or _default_out(data)
@@ -90,6 +91,10 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
         # Written first, so a run killed at any later moment can be resumed.
         artifacts.write_json(os.path.join(out, artifacts.CONFIG_FILE), _run_config(data, settings))
     columns, training = settings.columns, settings.training
+    label_sep = columns.label_sep if settings.model.multi_label else None
+    if label_sep is not None and data.startswith("tfds:"):
+        raise FusionError("--multi-label reads label sets from a table's label column; TFDS sources give one "
+                          "label per example")
     requested = settings.model.modalities or None
     examples = load_examples(data, columns, image_root=settings.image_root, need_label=True, modalities=requested)
     modalities = requested or examples.modalities
@@ -102,16 +107,21 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
     kinds = (infer_tabular_kinds({name: candidates.tabular[name] for name in columns.tabular_names},
                                  columns.tabular_kinds) if "tabular" in modalities else {})
     say(f"Checking {len(candidates)} rows of {examples.source} ...")
-    bad_rows = find_bad_rows(candidates, columns, modalities, need_label=True, tabular_kinds=kinds)
+    bad_rows = find_bad_rows(candidates, columns, modalities, need_label=True, tabular_kinds=kinds,
+                             label_sep=label_sep)
     checked = drop_bad_rows(candidates, bad_rows, training.on_bad_row)
-    train_rows, val_rows = split_train_val(checked.examples, training.val_split, training.seed)
+    train_rows, val_rows = split_train_val(checked.examples, training.val_split, training.seed,
+                                           multi_label=label_sep is not None)
 
     state = load_state(out) if resume else None
     checkpoint_model = _load_checkpoint(out, state, placement) if state else None
     preprocessor = (checkpoint_model.preprocessor if checkpoint_model is not None
                     else _adapt(train_rows, settings, modalities, kinds, examples.source))
     artifacts.write_json(os.path.join(out, artifacts.PREPROCESSING_FILE), preprocessor.describe())
-    val_rows, unseen = _drop_unseen_labels(val_rows, preprocessor.class_names, columns.label)
+    unseen = []
+    if label_sep is None:
+        # Label sets keep their rows: labels the model does not know are left out where they are scored.
+        val_rows, unseen = _drop_unseen_labels(val_rows, preprocessor.class_names, columns.label)
     skipped = checked.skipped + unseen
     if skipped:
         write_skipped(os.path.join(out, artifacts.SKIPPED_FILE), skipped)
@@ -126,8 +136,10 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
                   replicas=placement.replicas, workers=placement.num_workers,
                   global_batch_size=placement.global_batch_size(settings.training.batch_size))
     artifacts.write_json(os.path.join(out, artifacts.CONFIG_FILE), config)
+    if label_sep is not None:
+        config["label_sets"] = _label_summary(train_rows, val_rows, preprocessor, training.min_label_count, say)
     say(f"Training on {len(train_rows)} rows, validating on {len(val_rows)}; modalities: {', '.join(modalities)}; "
-        f"classes: {', '.join(preprocessor.class_names)}")
+        f"{'labels' if label_sep else 'classes'}: {', '.join(preprocessor.class_names)}")
     if placement.name != "default":
         say(f"Strategy {placement.name}: {placement.replicas} replicas in sync on {placement.num_workers} "
             f"worker(s), global batch {placement.global_batch_size(settings.training.batch_size)}")
@@ -146,8 +158,11 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
     wide = WidePath(model, train_rows, val_rows, settings.training.class_weight) if has_wide_path(model) else None
     if wide is not None:
         config["wide"] = wide.fit()
-        say(f"Wide path: linear model on {' and '.join(wide_sources(preprocessor))}, blended with weight "
-            f"{config['wide']['alpha']:.1f} (validation log loss {config['wide']['val_log_loss']['deep']:.4f} "
+        alpha = config["wide"]["alpha"]
+        weight = (f"weights {min(alpha.values()):.1f}-{max(alpha.values()):.1f} (per label)" if isinstance(alpha, dict)
+                  else f"weight {alpha:.1f}")
+        say(f"Wide path: linear model on {' and '.join(wide_sources(preprocessor))}, blended with {weight} "
+            f"(validation log loss {config['wide']['val_log_loss']['deep']:.4f} "
             f"network alone, {config['wide']['val_log_loss']['wide']:.4f} linear alone, "
             f"{config['wide']['val_log_loss']['blend']:.4f} blended)")
     elif settings.model.wide:
@@ -158,8 +173,9 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
         from fusionapp.inference import predict_examples
 
         logits = wide.val_logits if wide is not None else predict_examples(model, val_rows).logits
-        y_val = preprocessor.label_indices(val_rows.labels)
-    if settings.training.tune_decisions:
+        y_val = preprocessor.label_targets(val_rows.labels)
+    multi_label = preprocessor.multi_label
+    if settings.training.tune_decisions and not multi_label:
         from fusionapp.decision import apply_offsets, tune_offsets
 
         offsets = tune_offsets(y_val, logits)
@@ -173,6 +189,17 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
         say(f"Calibration: temperature {calibration['temperature']:.3f} on the validation rows; their ECE "
             f"{calibration['val_ece']['before']:.4f} -> {calibration['val_ece']['after']:.4f}, Brier "
             f"{calibration['val_brier']['before']:.4f} -> {calibration['val_brier']['after']:.4f}")
+        logits = logits / calibration["temperature"]
+    if settings.training.tune_decisions and multi_label:
+        from fusionapp.calibration import probabilities_of
+        from fusionapp.decision import apply_thresholds, tune_thresholds
+
+        # On the calibrated probabilities, the ones the thresholds are compared with at prediction.
+        thresholds = tune_thresholds(y_val, probabilities_of(logits, True))
+        apply_thresholds(model, thresholds)
+        config["label_thresholds"] = dict(zip(preprocessor.class_names, map(float, thresholds)))
+        say("Thresholds (best validation F1 per label): " + ", ".join(
+            f"{name} {value:.2f}" for name, value in config["label_thresholds"].items()))
     report = evaluate_examples(model, val_rows, n_skipped=len(skipped))
     if wide is not None:
         # After the validation report: it then scores rows the linear part has not seen.
@@ -200,9 +227,11 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
 def _adapt(train_rows, settings: RunSettings, modalities, kinds, source: str):
     from fusionapp.preprocessing import adapt
 
+    label_sep = settings.columns.label_sep if settings.model.multi_label else None
     return adapt(train_rows.labels, train_rows.texts, train_rows.tabular, modalities=modalities,
                  image_size=settings.model.image_size, text=settings.text, text_encoder=settings.model.text_encoder,
-                 tabular_kinds=kinds, source=source)
+                 tabular_kinds=kinds, source=source, label_sep=label_sep,
+                 min_label_count=settings.training.min_label_count)
 
 
 def _load_checkpoint(out: str, state: dict, placement):
@@ -231,6 +260,26 @@ def _drop_unseen_labels(val_rows, class_names, label_column):
     return val_rows.subset(keep), unseen
 
 
+def _label_summary(train_rows, val_rows, preprocessor, min_count: int, say) -> dict:
+    """What config.json records of a multi-label run's label sets, and the rare labels left out."""
+    from fusionapp.preprocessing.labels import label_counts, unknown_label_counts
+    from fusionapp.preprocessing.adapt import frequent_labels
+
+    sep = preprocessor.label_sep
+    _, dropped = frequent_labels(train_rows.labels, sep, min_count)
+    counts = label_counts(train_rows.labels, sep)
+    if dropped:
+        say(f"Dropped {len(dropped)} labels found on fewer than {min_count} training rows (--min-label-count): "
+            + ", ".join(f"{label} ({count})" for label, count in list(dropped.items())[:10])
+            + (", ..." if len(dropped) > 10 else ""))
+    targets = preprocessor.label_targets(train_rows.labels)
+    return {"label_sep": sep, "min_label_count": min_count, "dropped_labels": dropped,
+            "train_label_counts": {label: counts[label] for label in preprocessor.class_names},
+            "train_rows_without_labels": int((targets.sum(axis=1) == 0).sum()),
+            "labels_per_train_row": float(targets.sum(axis=1).mean()),
+            "val_unknown_labels": unknown_label_counts(val_rows.labels, sep, preprocessor.class_names)}
+
+
 def _evaluate_test_split(model, examples, columns, say) -> dict:
     from fusionapp.data.checks import drop_bad_rows, find_bad_rows
     from fusionapp.evaluation import evaluate_examples
@@ -239,7 +288,8 @@ def _evaluate_test_split(model, examples, columns, say) -> dict:
     preprocessor = model.preprocessor
     test = examples.select_split("test")
     bad_rows = find_bad_rows(test, columns, preprocessor.modalities, need_label=True,
-                             known_labels=preprocessor.class_names, tabular_kinds=preprocessor.tabular_kinds)
+                             known_labels=preprocessor.class_names, tabular_kinds=preprocessor.tabular_kinds,
+                             label_sep=preprocessor.label_sep)
     checked = drop_bad_rows(test, bad_rows, "skip")
     report = evaluate_examples(model, checked.examples, n_skipped=len(checked.skipped))
     say(format_report(report, title="Test split"))
@@ -292,13 +342,15 @@ def _check_environment(settings: RunSettings) -> None:
             raise FusionError("--tensorboard needs the tensorboard package: pip install 'fusionapp[tensorboard]'")
 
 
-def _demo_table(verbose: int) -> str:
-    if not os.path.exists(DEMO_TABLE):
+def _demo_table(verbose: int, multi_label: bool = False) -> str:
+    folder = MULTILABEL_DEMO_DIR if multi_label else DEMO_DIR
+    table = os.path.join(folder, "demo.csv")
+    if not os.path.exists(table):
         from fusionapp.data.demo import make_demo
 
-        printer(verbose)(f"Creating the demo data set in {DEMO_DIR} ...")
-        make_demo(DEMO_DIR)
-    return DEMO_TABLE
+        printer(verbose)(f"Creating the {'multi-label ' if multi_label else ''}demo data set in {folder} ...")
+        make_demo(folder, multi_label=multi_label)
+    return table
 
 
 def _default_out(data: str) -> str:

@@ -68,18 +68,11 @@ def blend(deep, wide, present, alpha: float):
 
 
 def fit_linear(features, labels, num_classes: int, class_weight: str):
-    """LogisticRegression on `features` -> (kernel [features, classes], bias [classes]) for a Dense layer."""
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    model = LogisticRegression(C=WIDE_C, class_weight=None if class_weight == "none" else "balanced",
-                               max_iter=1000)
-    with warnings.catch_warnings():
-        # A few hundred iterations leave it within a hair of the optimum; no user needs to hear it.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(features, labels)
+    """LogisticRegression on `features` -> (kernel [features, classes], bias [classes]) for a Dense
+    layer. Labels as a 0/1 matrix [rows, labels] (multi-label): one binary model per label."""
+    if np.ndim(labels) == 2:
+        return _fit_per_label(features, labels, class_weight)
+    model = _logistic_regression(features, labels, class_weight)
     kernel = np.zeros((features.shape[1], num_classes), np.float32)
     bias = np.full(num_classes, -30.0, np.float32)  # a class absent from these rows stays unlikely
     if model.coef_.shape[0] == 1:
@@ -93,6 +86,36 @@ def fit_linear(features, labels, num_classes: int, class_weight: str):
     return kernel, bias
 
 
+def _logistic_regression(features, labels, class_weight: str):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=WIDE_C, class_weight=None if class_weight == "none" else "balanced",
+                               max_iter=1000)
+    with warnings.catch_warnings():
+        # A few hundred iterations leave it within a hair of the optimum; no user needs to hear it.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(features, labels)
+    return model
+
+
+def _fit_per_label(features, labels, class_weight: str):
+    """One-vs-rest: a binary LogisticRegression per label; a label every row carries (or none does)
+    gets a constant logit of +-30."""
+    labels = np.asarray(labels) > 0.5
+    kernel = np.zeros((features.shape[1], labels.shape[1]), np.float32)
+    bias = np.zeros(labels.shape[1], np.float32)
+    for k in range(labels.shape[1]):
+        if labels[:, k].all() or not labels[:, k].any():
+            bias[k] = 30.0 if labels[:, k].all() else -30.0
+            continue
+        model = _logistic_regression(features, labels[:, k], class_weight)
+        kernel[:, k], bias[k] = model.coef_[0], model.intercept_[0]
+    return kernel, bias
+
+
 class WidePath:
     """Fitting a model's wide path: `fit` on the training rows with alpha chosen on the validation
     rows, then (once the validation report is taken) `refit` on both, as the linear baseline is."""
@@ -101,8 +124,8 @@ class WidePath:
         self.model, self.class_weight = model, class_weight
         preprocessor = model.preprocessor
         self.classes = preprocessor.num_classes
-        self.y_train = preprocessor.label_indices(train_rows.labels)
-        self.y_val = preprocessor.label_indices(val_rows.labels)
+        self.y_train = preprocessor.label_targets(train_rows.labels)
+        self.y_val = preprocessor.label_targets(val_rows.labels)
         self.x_train, _ = wide_features(preprocessor, train_rows)
         self.x_val, self.val_present = wide_features(preprocessor, val_rows)
         self.val_rows = val_rows
@@ -110,26 +133,34 @@ class WidePath:
 
     def fit(self) -> dict:
         """Returns what was chosen, for config.json."""
-        from scipy.special import softmax
-        from sklearn.metrics import log_loss
-
+        from fusionapp.calibration import is_multi_label, mean_log_loss, probabilities_of
         from fusionapp.inference import predict_examples
 
         kernel, bias = fit_linear(self.x_train, self.y_train, self.classes, self.class_weight)
         deep = predict_examples(self.model, self.val_rows).logits  # alpha is still 0: the network alone
         wide = self.x_val @ kernel + bias
+        multi_label = is_multi_label(self.y_val)
 
-        def loss(alpha):
-            probabilities = softmax(blend(deep, wide, self.val_present, alpha), axis=1)
-            return log_loss(self.y_val, probabilities, labels=list(range(self.classes)))
+        def loss(alpha, y_val=self.y_val, deep=deep, wide=wide):
+            probabilities = probabilities_of(blend(deep, wide, self.val_present, alpha), multi_label)
+            return mean_log_loss(y_val, probabilities)
 
-        losses = {float(alpha): loss(alpha) for alpha in ALPHAS}
-        alpha = min(losses, key=lambda a: (round(losses[a], 6), a))
+        def best(losses):
+            return min(losses, key=lambda a: (round(losses[a], 6), a))  # ties: the smaller weight
+
+        if multi_label:
+            # A weight per label, each chosen on that label's own log loss.
+            alpha = np.array([best({float(a): loss(a, self.y_val[:, [k]], deep[:, [k]], wide[:, [k]]) for a in ALPHAS})
+                              for k in range(self.classes)])
+        else:
+            losses = {float(a): loss(a) for a in ALPHAS}
+            alpha = best(losses)
         self.model.get_layer("wide.logits").set_weights([kernel, bias])
-        self.model.get_layer("head.blend").set_weights([np.float32(alpha)])
+        self.model.get_layer("head.blend").set_weights([np.asarray(alpha, np.float32)])
         self.val_logits = blend(deep, wide, self.val_present, alpha)
-        return {"alpha": alpha, "C": WIDE_C, "refit_on_validation_rows": True,
-                "val_log_loss": {"deep": losses[0.0], "wide": losses[1.0], "blend": losses[alpha]}}
+        chosen = (dict(zip(self.model.preprocessor.class_names, map(float, alpha))) if multi_label else alpha)
+        return {"alpha": chosen, "C": WIDE_C, "refit_on_validation_rows": True,
+                "val_log_loss": {"deep": loss(0.0), "wide": loss(1.0), "blend": loss(alpha)}}
 
     def refit(self) -> None:
         """The linear model again, on every labelled row; alpha stays."""
@@ -140,3 +171,4 @@ class WidePath:
         kernel, bias = fit_linear(features, np.concatenate([self.y_train, self.y_val]), self.classes,
                                   self.class_weight)
         self.model.get_layer("wide.logits").set_weights([kernel, bias])
+

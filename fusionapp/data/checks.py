@@ -7,6 +7,7 @@ import numpy as np
 
 from fusionapp.config import Columns
 from fusionapp.data.examples import BadRow, CheckedExamples, Examples, raw_columns
+from fusionapp.preprocessing.labels import label_cell_problem
 from fusionapp.errors import FusionError
 from fusionapp.preprocessing.raw import missing_inputs, numeric_problem
 
@@ -14,11 +15,14 @@ NO_INPUTS = "no inputs: every input of this row is empty"
 
 
 def find_bad_rows(examples: Examples, columns: Columns, modalities, need_label: bool,
-                  known_labels=None, tabular_kinds: dict[str, str] | None = None) -> list[BadRow]:
+                  known_labels=None, tabular_kinds: dict[str, str] | None = None,
+                  label_sep: str | None = None) -> list[BadRow]:
     """Every row that cannot be used, with the column and reason; at most one reason per row.
 
     A missing input (no image, empty text, empty tabular cells) is not a problem by itself: the
-    model answers from the others. A row whose every input is missing is one.
+    model answers from the others. A row whose every input is missing is one. With `label_sep`
+    (multi-label) a label cell is a set: an empty one is a row without labels, and labels outside
+    `known_labels` are left out where the rows are scored, so only an unreadable cell is a problem.
     """
     from fusionapp.data.images import HEADER_BYTES, check_image_bytes, check_image_file, find_undecodable
 
@@ -33,7 +37,11 @@ def find_bad_rows(examples: Examples, columns: Columns, modalities, need_label: 
             raise FusionError(f"{examples.source}: no column '{columns.label}' holding the labels")
         known = None if known_labels is None else set(known_labels)
         for i, label in enumerate(examples.labels):
-            if not label:
+            if label_sep is not None:
+                reason = label_cell_problem(label, label_sep)
+                if reason:
+                    flag(i, columns.label, reason)
+            elif not label:
                 flag(i, columns.label, "empty label")
             elif known is not None and label not in known:
                 flag(i, columns.label, f"label '{label}' was not seen in training "

@@ -26,9 +26,12 @@ FILLERS = ("great price", "ships fast", "pick up only", "no returns", "from a sm
            "works well", "open to offers", "cash only", "bundle deals", "see photo")
 SELLERS = ("north", "south", "east", "west")
 LABELS = tuple(f"{family}_{condition}" for family in SHAPES for condition in CONDITION_WORDS)
+BOXED_PHRASES = ("with original box", "still boxed", "in its box", "box included")
+TAGS = ("angular", "boxed", "collectible", "new", "round", "used")
 
 
-def make_demo(out: str = "data/demo", rows: int = 3000, seed: int = 0, image_size: int = 40) -> str:
+def make_demo(out: str = "data/demo", rows: int = 3000, seed: int = 0, image_size: int = 40,
+              multi_label: bool = False) -> str:
     """Write `out/images/*.png` and `out/demo.csv` (with a split column); return the table path."""
     from PIL import Image
 
@@ -47,13 +50,19 @@ def make_demo(out: str = "data/demo", rows: int = 3000, seed: int = 0, image_siz
         name = f"images/{i:05d}.png"
         Image.fromarray(pixels).save(os.path.join(out, name))
         price = rng.normal(60 if condition == "new" else 45, 20)
+        text, label = _sentence(condition, rng), f"{family}_{condition}"
+        if multi_label:
+            boxed = rng.random() < 0.4
+            text = f"{text}, {rng.choice(BOXED_PHRASES)}" if boxed else text
+            label = "|".join([family, condition] + (["boxed"] if boxed else [])
+                             + (["collectible"] if family == "round" and condition == "new" else []))
         records.append({
             "id": f"demo-{i:05d}",
             "image": name,
-            "text": _sentence(condition, rng),
+            "text": text,
             "price": "" if rng.random() < 0.05 else f"{max(price, 1.0):.2f}",
             "seller": str(rng.choice(SELLERS)),
-            "label": f"{family}_{condition}",
+            "label": label,
             "split": splits[i],
         })
     table = os.path.join(out, "demo.csv")

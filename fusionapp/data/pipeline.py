@@ -32,7 +32,7 @@ def make_dataset(examples: Examples, preprocessor, batch_size: int, shuffle: boo
         rows = rows[shard[1]::shard[0]]
     raw = {name: tf.constant(values[rows]) for name, values in
            raw_columns(examples, modalities, preprocessor.tabular_kinds).items()}
-    labels = tf.constant(preprocessor.label_indices(examples.labels)[rows])
+    labels = tf.constant(preprocessor.label_targets(examples.labels)[rows])
     if image_features is not None:
         # Indexed only when sharded: the maps can be gigabytes, and a full index would copy them.
         store = image_features.maps if shard is None else image_features.maps[rows]

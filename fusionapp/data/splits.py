@@ -25,14 +25,22 @@ def training_rows(examples: Examples) -> Examples:
     return examples.subset(keep)
 
 
-def split_train_val(examples: Examples, val_split: float, seed: int) -> tuple[Examples, Examples]:
-    """Split into (train, val): by the split column's `val` rows, or a stratified hold-out."""
+def split_train_val(examples: Examples, val_split: float, seed: int,
+                    multi_label: bool = False) -> tuple[Examples, Examples]:
+    """Split into (train, val): by the split column's `val` rows, or a stratified hold-out (for label
+    sets, a seeded random one: sets have no class to stratify by)."""
     if examples.splits is not None and "val" in examples.splits:
         train = [i for i, split in enumerate(examples.splits) if split == "train"]
         val = [i for i, split in enumerate(examples.splits) if split == "val"]
         return examples.subset(train), examples.subset(val)
     if not 0.0 < val_split < 1.0:
         raise FusionError(f"--val-split must be between 0 and 1 (got {val_split})")
+    if multi_label:
+        n_val = int(round(len(examples) * val_split))
+        if n_val < 1 or n_val > len(examples) - 2:
+            raise FusionError(f"{examples.source}: {len(examples)} rows are too few to hold out a validation set")
+        order = np.random.default_rng(seed).permutation(len(examples))
+        return examples.subset(np.sort(order[n_val:])), examples.subset(np.sort(order[:n_val]))
     counts = Counter(examples.labels)
     rare = [label for label, count in counts.items() if count < 2]
     if rare:

@@ -4,5 +4,6 @@ Only keras.layers / keras.ops are used here, so the model runs on any Keras 3 ba
 """
 
 from fusionapp.model.classifier import FusionClassifier, build_classifier
+from fusionapp.model.losses import LabelBinaryCrossentropy
 
-__all__ = ["FusionClassifier", "build_classifier"]
+__all__ = ["FusionClassifier", "LabelBinaryCrossentropy", "build_classifier"]

@@ -89,8 +89,15 @@ class LogitBlend(layers.Layer):
     dropout.
     """
 
+    def __init__(self, per_class: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        # A weight per class (multi-label models, whose labels are separate questions: the linear
+        # model on the text may know one label and nothing of another), or one for all.
+        self.per_class = per_class
+
     def build(self, input_shapes):
-        self.alpha = self.add_weight(shape=(), initializer="zeros", trainable=False, name="alpha")
+        shape = (input_shapes[0][-1],) if self.per_class else ()
+        self.alpha = self.add_weight(shape=shape, initializer="zeros", trainable=False, name="alpha")
 
     def call(self, inputs):
         deep, wide = inputs[0], inputs[1]
@@ -102,6 +109,9 @@ class LogitBlend(layers.Layer):
 
     def compute_output_shape(self, input_shapes):
         return input_shapes[0]
+
+    def get_config(self):
+        return {**super().get_config(), "per_class": self.per_class}
 
 
 @keras.saving.register_keras_serializable(package="fusionapp")
@@ -116,6 +126,24 @@ class Temperature(layers.Layer):
 
     def call(self, logits):
         return logits / self.temperature
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="fusionapp")
+class Thresholds(layers.Layer):
+    """A multi-label model's decision thresholds, one probability per label (0.5 until tuned on the
+    validation rows after training: fusionapp/decision.py). The logits pass through unchanged; the
+    layer is where the thresholds are kept, so the model file, the server and the SavedModel carry
+    them with the weights."""
+
+    def build(self, input_shape):
+        self.thresholds = self.add_weight(shape=(input_shape[-1],), initializer=keras.initializers.Constant(0.5),
+                                          trainable=False, name="thresholds")
+
+    def call(self, logits):
+        return logits
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -8,7 +8,7 @@ from keras import layers
 from fusionapp.config import MODALITIES, ModelSettings, settings_from_dict
 from fusionapp.errors import FusionError
 from fusionapp.model.backbones import BACKBONE_LAYER, unfreeze_top
-from fusionapp.model.blocks import ClassPrior, LogitBlend, Temperature
+from fusionapp.model.blocks import ClassPrior, LogitBlend, Temperature, Thresholds
 from fusionapp.model.branches import image_branch, tabular_branch, text_branch
 
 
@@ -17,7 +17,8 @@ class FusionClassifier(keras.Model):
     """A functional model rebuilt from its settings and input sizes, so `model.keras` reloads exactly.
 
     It returns logits (after the class-prior offsets and the calibration temperature); probabilities are the softmax of them,
-    taken once where predictions are made. `inputs` are the sizes of its inputs and head
+    taken once where predictions are made, or with `multi_label` a sigmoid per label, decided by the
+    per-label thresholds of its `head.thresholds` layer. `inputs` are the sizes of its inputs and head
     (`Preprocessor.network_inputs()`): num_classes, image_size, text_input ("tf_idf" or
     "token_ids"), text_width, sequence_length, tabular_width; and `image_features`, the shape of a
     pretrained backbone's feature map, when the model takes that map instead of the image (the
@@ -62,10 +63,15 @@ class FusionClassifier(keras.Model):
             wide_logits = layers.Dense(inputs["num_classes"], kernel_initializer="zeros", trainable=False,
                                        name="wide.logits", dtype="float32")(x)
             text = [tensors["text"]] if "text" in wide else []
-            logits = LogitBlend(name="head.blend", dtype="float32")([logits, wide_logits, *text])
-        logits = ClassPrior(inputs["num_classes"], name="head.class_prior", dtype="float32")(logits)
+            logits = LogitBlend(per_class=model_settings.multi_label, name="head.blend",
+                                dtype="float32")([logits, wide_logits, *text])
+        if not model_settings.multi_label:
+            logits = ClassPrior(inputs["num_classes"], name="head.class_prior", dtype="float32")(logits)
         if model_settings.calibrate:
             logits = Temperature(name="head.temperature", dtype="float32")(logits)
+        if model_settings.multi_label:
+            # Decisions are per-label thresholds on the sigmoid probabilities, not class offsets.
+            logits = Thresholds(name="head.thresholds", dtype="float32")(logits)
         super().__init__(inputs=tensors, outputs=logits, **kwargs)
         if (inputs.get("fine_tune") and model_settings.pretrained and "image" in modalities
                 and "image_features" not in inputs):

@@ -1,5 +1,6 @@
-"""Raw inputs -> model tensors: the rules for raw values (`raw`), the image decoder (`image`), and the
-Preprocessor adapted on the training rows (`adapt`) and saved inside the model file.
+"""Raw inputs -> model tensors: the rules for raw values (`raw`) and label cells (`labels`), the image
+decoder (`image`), and the Preprocessor adapted on the training rows (`adapt`) and saved inside the
+model file.
 
 Importing this package registers the Preprocessor with Keras, which loading a model file needs.
 """

@@ -19,13 +19,18 @@ MAX_CATEGORIES = 100
 
 
 def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, text: TextSettings,
-          text_encoder: str, tabular_kinds: dict[str, str], source: str = "data") -> Preprocessor:
+          text_encoder: str, tabular_kinds: dict[str, str], source: str = "data",
+          label_sep: str | None = None, min_label_count: int = 1) -> Preprocessor:
     """A Preprocessor adapted on these (training) rows. `tabular_cells` maps column -> raw cells;
-    `text` is already resolved for `text_encoder` (see TextSettings.resolved)."""
-    class_names = sorted(set(labels))
-    if len(class_names) < 2:
-        raise FusionError(f"{source}: the training rows have only one label ('{class_names[0]}'); "
-                          "a classifier needs at least two")
+    `text` is already resolved for `text_encoder` (see TextSettings.resolved). With `label_sep`
+    the labels are sets (multi-label), and those on fewer than `min_label_count` rows are left out."""
+    if label_sep is None:
+        class_names = sorted(set(labels))
+        if len(class_names) < 2:
+            raise FusionError(f"{source}: the training rows have only one label ('{class_names[0]}'); "
+                              "a classifier needs at least two")
+    else:
+        class_names = frequent_labels(labels, label_sep, min_label_count, source)[0]
     text_config, state = None, {}
     if "text" in modalities:
         text_config, vocabulary, idf = _adapt_text(texts, text, text_encoder, source)
@@ -49,9 +54,23 @@ def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, te
                 tabular.append({"name": name, "kind": kind, "categories": _categories(tabular_cells[name])})
         if means:
             state.update(means=means, stds=stds)
-    preprocessor = Preprocessor(class_names, modalities, image_size, text=text_config, tabular=tabular)
+    preprocessor = Preprocessor(class_names, modalities, image_size, text=text_config, tabular=tabular,
+                                label_sep=label_sep)
     preprocessor.set_state(**state)
     return preprocessor
+
+
+def frequent_labels(cells, label_sep: str, min_count: int, source: str = "data") -> tuple[list[str], dict[str, int]]:
+    """The labels of a multi-label table's (training) cells on at least `min_count` rows, sorted; and
+    the rarer ones with their counts."""
+    from fusionapp.preprocessing.labels import label_counts
+
+    counts = label_counts(cells, label_sep)
+    kept = sorted(label for label, count in counts.items() if count >= min_count)
+    if not kept:
+        raise FusionError(f"{source}: no label occurs on {min_count} or more training rows "
+                          f"({len(counts)} labels seen; labels are read as sets joined by {label_sep!r})")
+    return kept, {label: count for label, count in sorted(counts.items()) if count < min_count}
 
 
 def _adapt_text(texts, text: TextSettings, text_encoder: str, source: str):

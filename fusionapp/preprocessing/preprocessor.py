@@ -28,9 +28,12 @@ class Preprocessor(keras.layers.Layer):
     of the TextVectorization layer), the idf weights and the numeric columns' statistics.
     """
 
-    def __init__(self, class_names, modalities, image_size: int, text: dict | None = None, tabular=(), **kwargs):
+    def __init__(self, class_names, modalities, image_size: int, text: dict | None = None, tabular=(),
+                 label_sep: str | None = None, **kwargs):
         super().__init__(**{**kwargs, "dtype": "float32", "trainable": False})
         self.class_names = [str(name) for name in class_names]
+        # None: one label per row; else a multi-label model, whose label cells join labels with this
+        self.label_sep = label_sep
         self.modalities = tuple(m for m in MODALITIES if m in modalities)
         self.image_size = int(image_size)
         self.text = dict(text) if text else None
@@ -171,9 +174,28 @@ class Preprocessor(keras.layers.Layer):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def multi_label(self) -> bool:
+        return self.label_sep is not None
+
     def label_indices(self, labels) -> np.ndarray:
         index = {name: i for i, name in enumerate(self.class_names)}
         return np.array([index[label] for label in labels], dtype=np.int32)
+
+    def label_targets(self, cells) -> np.ndarray:
+        """Label cells -> what the model is trained and scored against: class indices [rows], or for
+        a multi-label model a 0/1 float32 matrix [rows, labels] (labels it does not know are left out)."""
+        if not self.multi_label:
+            return self.label_indices(cells)
+        from fusionapp.preprocessing.labels import parse_label_set
+
+        index = {name: i for i, name in enumerate(self.class_names)}
+        targets = np.zeros((len(cells), self.num_classes), np.float32)
+        for row, cell in enumerate(cells):
+            for label in parse_label_set(cell, self.label_sep):
+                if label in index:
+                    targets[row, index[label]] = 1.0
+        return targets
 
     # === What the network is built for ===
     def network_inputs(self) -> dict:
@@ -194,11 +216,12 @@ class Preprocessor(keras.layers.Layer):
     # === Config ===
     def get_config(self):
         return {**super().get_config(), "class_names": self.class_names, "modalities": list(self.modalities),
-                "image_size": self.image_size, "text": self.text, "tabular": self.tabular}
+                "image_size": self.image_size, "text": self.text, "tabular": self.tabular,
+                "label_sep": self.label_sep}
 
     def describe(self) -> dict:
         """The adapted state as plain JSON, for people (preprocessing.json); loading uses the model file."""
-        summary = {"class_names": self.class_names, "modalities": list(self.modalities),
+        summary = {"class_names": self.class_names, "label_sep": self.label_sep, "modalities": list(self.modalities),
                    "image_size": self.image_size, "text": self.text, "tabular": []}
         if "text" in self.modalities:
             vocabulary = [str(token) for token in self.text_vectorizer.get_vocabulary()]

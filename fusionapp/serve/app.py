@@ -158,7 +158,8 @@ class RequestPredictor:
     """Request items -> answers, through the same row check and raw-input function as `predict`.
 
     An item is {"image": bytes | None, "text": str | None, "tabular": {column: cell}}; its answer is
-    {"predicted_label", "confidence", "probabilities", "missing"} or {"error": reason}.
+    {"predicted_label", "confidence", "probabilities", "missing"} (multi-label: {"predicted_labels",
+    "probabilities", "thresholds", "missing"}) or {"error": reason}.
     """
 
     def __init__(self, run):
@@ -279,6 +280,9 @@ def _metadata(run) -> dict:
                              for column in preprocessor.tabular}
     return {
         "classes": preprocessor.class_names,
+        # multi-label: answers carry predicted_labels and thresholds, not predicted_label and confidence
+        "multi_label": preprocessor.multi_label,
+        "label_sep": preprocessor.label_sep,
         "inputs": inputs,
         "run": os.path.basename(os.path.abspath(run.path)),
         "model_version": run.config.get("created"),
@@ -291,4 +295,7 @@ def _validation_accuracy(run_dir: str):
     from fusionapp.artifacts import METRICS_FILE, read_json
 
     path = os.path.join(run_dir, METRICS_FILE)
-    return read_json(path).get("accuracy") if os.path.exists(path) else None
+    if not os.path.exists(path):
+        return None
+    metrics = read_json(path)
+    return metrics.get("accuracy", metrics.get("subset_accuracy"))

@@ -1,0 +1,92 @@
+"""Label sets + per-label probabilities and decisions -> the multi-label evaluate report, every
+figure from scikit-learn's multi-label metrics (labels as 0/1 matrices [rows, labels])."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fusionapp.calibration import brier_score, expected_calibration_error, mean_log_loss
+
+MULTILABEL_REPORT_KEYS = (
+    "multi_label", "n_examples", "n_skipped", "subset_accuracy", "hamming_loss", "micro_precision", "micro_recall",
+    "micro_f1", "macro_precision", "macro_recall", "macro_f1", "samples_precision", "samples_recall", "samples_f1",
+    "weighted_f1", "label_ranking_average_precision", "log_loss", "roc_auc", "ece", "brier", "label_cardinality",
+    "predicted_cardinality", "per_class", "unknown_labels")
+
+
+def multilabel_report(y_true, probabilities, chosen, class_names, thresholds=None, n_skipped: int = 0,
+                      unknown_labels: dict | None = None) -> dict:
+    """The report for true labels `y_true`, probabilities and the chosen labels `chosen` (all
+    [rows, labels]); `thresholds` (per label) are listed beside each label's figures."""
+    from sklearn import metrics
+
+    y_true = (np.asarray(y_true) > 0.5).astype(int)
+    chosen = (np.asarray(chosen) > 0.5).astype(int)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    report = {"multi_label": True, "n_examples": int(len(y_true)), "n_skipped": int(n_skipped),
+              "subset_accuracy": float(metrics.accuracy_score(y_true, chosen)),
+              "hamming_loss": float(metrics.hamming_loss(y_true, chosen))}
+    for average in ("micro", "macro", "samples"):
+        precision, recall, f1, _ = metrics.precision_recall_fscore_support(y_true, chosen, average=average,
+                                                                           zero_division=0)
+        report.update({f"{average}_precision": float(precision), f"{average}_recall": float(recall),
+                       f"{average}_f1": float(f1)})
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(y_true, chosen, average=None,
+                                                                             zero_division=0)
+    auc = [_label_auc(y_true[:, k], probabilities[:, k]) for k in range(len(class_names))]
+    defined = [value for value in auc if value is not None]
+    report.update(
+        weighted_f1=float(metrics.f1_score(y_true, chosen, average="weighted", zero_division=0)),
+        label_ranking_average_precision=float(metrics.label_ranking_average_precision_score(y_true, probabilities)),
+        log_loss=mean_log_loss(y_true, probabilities),
+        roc_auc=float(np.mean(defined)) if defined else None,
+        ece=expected_calibration_error(y_true, probabilities),
+        brier=brier_score(y_true, probabilities, len(class_names)),
+        label_cardinality=float(y_true.sum(axis=1).mean()) if len(y_true) else 0.0,
+        predicted_cardinality=float(chosen.sum(axis=1).mean()) if len(chosen) else 0.0,
+        per_class={name: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
+                          "support": int(support[k]), "roc_auc": auc[k],
+                          **({"threshold": float(thresholds[k])} if thresholds is not None else {})}
+                   for k, name in enumerate(class_names)},
+        unknown_labels=dict(unknown_labels or {}),
+    )
+    return report
+
+
+def _label_auc(y_true, scores) -> float | None:
+    """One label's ROC AUC; undefined (None) unless the rows hold both carriers and others."""
+    from sklearn.metrics import roc_auc_score
+
+    if y_true.min() == y_true.max():
+        return None
+    return float(roc_auc_score(y_true, scores))
+
+
+def format_multilabel_report(report: dict, title: str = "Evaluation") -> str:
+    """Headline figures, then per label its threshold, precision, recall, F1, ROC AUC and support."""
+    auc = "n/a" if report["roc_auc"] is None else f"{report['roc_auc']:.4f}"
+    lines = [
+        f"{title}: {report['n_examples']} examples ({report['n_skipped']} skipped), multi-label",
+        f"  micro-F1 {report['micro_f1']:.4f}   macro-F1 {report['macro_f1']:.4f}   "
+        f"samples-F1 {report['samples_f1']:.4f}   weighted-F1 {report['weighted_f1']:.4f}",
+        f"  subset accuracy {report['subset_accuracy']:.4f}   Hamming loss {report['hamming_loss']:.4f}   "
+        f"ranking AP {report['label_ranking_average_precision']:.4f}   ROC AUC {auc} (mean over labels)",
+        f"  labels per row {report['label_cardinality']:.2f} true, {report['predicted_cardinality']:.2f} predicted"
+        f"   log loss {report['log_loss']:.4f}   ECE {report['ece']:.4f}   Brier {report['brier']:.4f}",
+    ]
+    if report.get("unknown_labels"):
+        counts = report["unknown_labels"]
+        lines.append(f"  left out: {sum(counts.values())} labels the model does not know "
+                     f"({', '.join(f'{name} {count}' for name, count in list(counts.items())[:5])}"
+                     f"{', ...' if len(counts) > 5 else ''})")
+    names = list(report["per_class"])
+    width = max(12, *(len(name) + 2 for name in names))
+    lines += ["", f"  {'label':<{width}}{'threshold':>10}{'precision':>10}{'recall':>10}{'f1':>10}{'roc_auc':>10}"
+                  f"{'support':>10}"]
+    for name in names:
+        row = report["per_class"][name]
+        threshold = f"{row['threshold']:>10.2f}" if "threshold" in row else f"{'':>10}"
+        auc = f"{row['roc_auc']:>10.4f}" if row["roc_auc"] is not None else f"{'n/a':>10}"
+        lines.append(f"  {name:<{width}}{threshold}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}"
+                     f"{auc}{row['support']:>10d}")
+    return "\n".join(lines)
