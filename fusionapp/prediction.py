@@ -147,7 +147,9 @@ def prediction_table(examples: Examples, predictions: Predictions, class_names, 
                 row += [class_names[best], f"{p[best]:.6f}"]
             row += [f"{value:.6f}" for value in p]
             if top_k > 1:
-                row.append(" ".join(class_names[j] for j in np.argsort(-p, kind="stable")[:top_k]))
+                # Labels of a set are joined as their cells are (they may hold spaces: "Science Fiction").
+                row.append((label_sep if multi_label else " ").join(
+                    class_names[j] for j in np.argsort(-p, kind="stable")[:top_k]))
             row += [" ".join(predictions.missing[position[i]]), ""]
         table.append(row)
     return header, table

@@ -138,6 +138,8 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
     artifacts.write_json(os.path.join(out, artifacts.CONFIG_FILE), config)
     if label_sep is not None:
         config["label_sets"] = _label_summary(train_rows, val_rows, preprocessor, training.min_label_count, say)
+    elif sum(columns.label_sep in label for label in train_rows.labels) * 2 > len(train_rows):
+        say(f"Note: most labels contain {columns.label_sep!r}; if each is a set of labels, train with --multi-label")
     say(f"Training on {len(train_rows)} rows, validating on {len(val_rows)}; modalities: {', '.join(modalities)}; "
         f"{'labels' if label_sep else 'classes'}: {', '.join(preprocessor.class_names)}")
     if placement.name != "default":

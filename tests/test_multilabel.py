@@ -225,6 +225,8 @@ def test_predict_serve_and_export_choose_the_same_sets(capsys, multilabel_run, m
     rows = [row for row in read_csv(multilabel_table) if row["split"] == "test"][:6]
     table = predict(multilabel_run, multilabel_table, split="test", top_k=3, verbose=0)[:6]
     assert {"predicted_labels", "top_k", "prob_round"} <= set(table[0]) and "predicted_label" not in table[0]
+    likeliest = sorted(TAGS, key=lambda tag: -float(table[0][f"prob_{tag}"]))[:3]
+    assert table[0]["top_k"] == "|".join(likeliest)
     pair = predict(multilabel_run, image=str(folder / rows[0]["image"]), text=rows[0]["text"],
                    tabular={"price": rows[0]["price"], "seller": rows[0]["seller"]}, top_k=2)
     assert sorted(pair) == ["missing", "predicted_labels", "probabilities", "thresholds", "top_k"]
