@@ -84,6 +84,9 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if not args.data and not args.demo:
         parser.error("give DATA or --demo")
+    unknown = sorted(set(args.models.split(",")) - {*MODELS, "tfidf-ovr"})
+    if unknown:
+        parser.error(f"unknown model {unknown[0]} (known: {', '.join([*MODELS, 'tfidf-ovr'])})")
     settings = {}
     for item in args.set:
         name, value = item.split("=", 1)
@@ -100,7 +103,7 @@ def main(argv=None) -> dict:
             data = make_demo(os.path.join(workdir, "demo"), rows=args.rows, multi_label=True)
         for name in args.models.split(","):
             if name == "tfidf-ovr":
-                results[name] = [baseline(data, args.label_col)]
+                results[name] = [baseline(data, args.label_col, settings.get("label_sep", "|"))]
             else:
                 results[name] = [fusion(data, MODELS[name], seed, {"label_col": args.label_col, **settings}, workdir)
                                  for seed in range(args.seeds)]

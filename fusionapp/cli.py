@@ -167,7 +167,8 @@ def demo(out, rows, seed, multi_label):
                 help="tf.distribute strategy: mirrored over this machine's GPUs, multi-worker across the machines "
                      "in TF_CONFIG; auto picks by what it finds (default: auto).")
 @setting_option("--tune-decisions/--no-tune-decisions", name="tune_decisions", default=None,
-                help="After training, shift per-class decision offsets to maximise validation macro-F1 (default: on).")
+                help="After training, shift per-class decision offsets to maximise validation macro-F1, or "
+                     "(multi-label) tune each label's threshold for its F1 (default: on).")
 @setting_option("--modality-dropout", name="modality_dropout", type=float,
                 help="Share of training rows whose image (and, separately, text) is blanked, so the model "
                      "copes with missing inputs (default: 0.3).")
@@ -291,7 +292,7 @@ def info(model, as_json):
 @click.option("--skipped", type=click.Path(dir_okay=False), help="List the skipped bad rows (CSV) here.")
 @click.option("--ablate", is_flag=True, help="Also score with each modality blanked, to show what each contributes.")
 @click.option("--plots", type=click.Path(file_okay=False),
-              help="Write confusion-matrix, ROC and precision-recall PNGs into this folder.")
+              help="Write confusion-matrix (single-label), ROC, precision-recall and reliability PNGs here.")
 @click.option("--on-bad-row", default="skip", show_default=True, help="skip: drop and count bad rows; error: stop.")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Rows per prediction batch.")
 @column_options

@@ -67,7 +67,8 @@ def apply_thresholds(model, thresholds) -> None:
 
 
 def label_thresholds(model) -> np.ndarray | None:
-    """A multi-label model's per-label thresholds; None for a single-label model."""
+    """A multi-label model's per-label thresholds, as tuned (float32 weights read back to 6 decimals,
+    0.3 rather than 0.30000001); None for a single-label model."""
     if not model.preprocessor.multi_label:
         return None
-    return np.asarray(model.get_layer("head.thresholds").get_weights()[0], dtype=np.float64)
+    return np.round(np.asarray(model.get_layer("head.thresholds").get_weights()[0], dtype=np.float64), 6)

@@ -3,7 +3,8 @@
 The `serving_default` signature is `RawInference.outputs`, the function predict and the server
 call: encoded image bytes, text, and one input per tabular column (float32 with NaN for missing
 numbers; string for categories) in; logits, probabilities, predicted_label, confidence and missing
-out. TF Serving can serve it with no fusionapp installed.
+out (a multi-label run: logits, probabilities, thresholds, predicted, predicted_labels and missing).
+TF Serving can serve it with no fusionapp installed.
 """
 
 from __future__ import annotations

@@ -27,8 +27,10 @@ def multilabel_report(y_true, probabilities, chosen, class_names, thresholds=Non
               "subset_accuracy": float(metrics.accuracy_score(y_true, chosen)),
               "hamming_loss": float(metrics.hamming_loss(y_true, chosen))}
     for average in ("micro", "macro", "samples"):
-        precision, recall, f1, _ = metrics.precision_recall_fscore_support(y_true, chosen, average=average,
-                                                                           zero_division=0)
+        # A row without labels that is given none is right (1), not undefined (0); with a label given
+        # it still scores 0. Labels and the micro average keep 0, as single-label reports do.
+        precision, recall, f1, _ = metrics.precision_recall_fscore_support(
+            y_true, chosen, average=average, zero_division=1.0 if average == "samples" else 0.0)
         report.update({f"{average}_precision": float(precision), f"{average}_recall": float(recall),
                        f"{average}_f1": float(f1)})
     precision, recall, f1, support = metrics.precision_recall_fscore_support(y_true, chosen, average=None,

@@ -85,25 +85,28 @@ def _confusion_matrix(y_true, probabilities, class_names, folder: str) -> str:
 
 
 def reliability_diagram(y_true, probabilities, path: str) -> None:
-    """Accuracy against mean confidence in the 15 confidence bins of the ECE, with each bin's rows."""
-    from fusionapp.calibration import ECE_BINS, expected_calibration_error, reliability_bins
+    """Accuracy against mean confidence in the 15 confidence bins of the ECE, with each bin's rows;
+    multi-label: the share of (row, label) forecasts in each bin whose row carries the label."""
+    from fusionapp.calibration import ECE_BINS, expected_calibration_error, is_multi_label, reliability_bins
 
     plt = _pyplot()
+    multi_label = is_multi_label(y_true)
+    observed = "share carrying the label" if multi_label else "accuracy"
     bins = reliability_bins(y_true, probabilities)
     figure, (axis, counts) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True,
                                           gridspec_kw={"height_ratios": [3, 1]})
     width = 1.0 / ECE_BINS
     axis.bar([b["low"] for b in bins], [b["accuracy"] for b in bins], width=width, align="edge",
-             edgecolor="black", alpha=0.8, label="accuracy")
+             edgecolor="black", alpha=0.8, label=observed)
     axis.plot([b["confidence"] for b in bins], [b["confidence"] for b in bins], "o", color="tab:red",
               markersize=4, label="mean confidence")
     axis.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
-    axis.set_ylabel("accuracy")
+    axis.set_ylabel(observed)
     axis.set_title(f"reliability (ECE {expected_calibration_error(y_true, probabilities):.4f}, {ECE_BINS} bins)")
     axis.legend(loc="upper left")
     axis.grid(alpha=0.3)
     counts.bar([b["low"] for b in bins], [b["rows"] for b in bins], width=width, align="edge", edgecolor="black")
-    counts.set_xlabel("confidence (top probability)")
+    counts.set_xlabel("a label's probability" if multi_label else "confidence (top probability)")
     counts.set_ylabel("rows")
     counts.set_xlim(0, 1)
     _save(figure, path)

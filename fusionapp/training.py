@@ -38,6 +38,8 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
             # Recorded absolute, so --resume from another folder finds the same file.
             run_settings = apply_flat(run_settings, {"backbone_weights": os.path.abspath(os.path.expanduser(weights))})
         if data is None:
+            if run_settings.model.multi_label and run_settings.columns.label_sep != "|":
+                raise FusionError("the multi-label demo joins its labels with '|'; leave out --label-sep")
             data = _demo_table(verbose, run_settings.model.multi_label)
             if not run_settings.columns.tabular:
                 run_settings = apply_flat(run_settings, {"tabular_col": DEMO_TABULAR})

@@ -23,7 +23,9 @@ def test_label_cells_are_sets():
     from fusionapp.preprocessing.labels import label_cell_problem, parse_label_set
 
     assert parse_label_set(" Drama | Comedy||Drama ", "|") == ("Drama", "Comedy")
-    assert parse_label_set('["Drama", "Sci|Fi", 7]', "|") == ("Drama", "Sci|Fi", "7")
+    assert parse_label_set('["Drama", "Sci Fi", 7]', "|") == ("Drama", "Sci Fi", "7")
+    # a label holding the separator could not be told apart in predictions, which join sets with it
+    assert "contains the separator '|'" in label_cell_problem('["Sci|Fi"]', "|")
     assert parse_label_set("", "|") == ()
     assert parse_label_set("a;b", ";") == ("a", "b")
     assert "not a JSON list" in label_cell_problem("[Drama, Comedy]", "|")
@@ -43,6 +45,15 @@ def test_jsonl_lists_and_empty_cells_become_targets(tmp_path):
                                 label_sep="|")
     # "z" is not one of the model's labels: it is left out, and the row keeps its "x".
     np.testing.assert_array_equal(preprocessor.label_targets(cells), [[1, 1], [0, 0], [1, 0]])
+
+
+def test_a_multi_label_model_needs_two_labels():
+    from fusionapp.errors import FusionError
+    from fusionapp.preprocessing.adapt import frequent_labels
+
+    assert frequent_labels(["a|b", "a", "b|c", ""], "|", 2) == (["a", "b"], {"c": 1})
+    with pytest.raises(FusionError, match="at least two labels .* only 'a' does"):
+        frequent_labels(["a|b", "a", "c"], "|", 2)
 
 
 def test_naming_a_separator_asks_for_multi_label():
@@ -105,16 +116,21 @@ def test_report_matches_scikit_learn():
     y[:, 3] = 0  # a label these rows never carry: its ROC AUC is undefined
     p = np.clip(0.4 * y + rng.random((60, 4)) * 0.6, 0.001, 0.999)
     chosen = p >= 0.45
+    y[:2], chosen[:2] = 0, False  # rows without labels, given none: right, for the samples average
+    chosen[2], y[2] = [True, False, False, False], 0  # a row without labels given one: wrong
     report = multilabel_report(y, p, chosen, list("abcd"), np.full(4, 0.45))
     assert tuple(report) == MULTILABEL_REPORT_KEYS
     assert report["subset_accuracy"] == metrics.accuracy_score(y, chosen)
     assert report["hamming_loss"] == metrics.hamming_loss(y, chosen)
     for average in ("micro", "macro", "samples"):
-        assert report[f"{average}_f1"] == pytest.approx(metrics.f1_score(y, chosen, average=average, zero_division=0))
+        zero = 1.0 if average == "samples" else 0.0
+        assert report[f"{average}_f1"] == pytest.approx(metrics.f1_score(y, chosen, average=average, zero_division=zero))
         assert report[f"{average}_precision"] == pytest.approx(
-            metrics.precision_score(y, chosen, average=average, zero_division=0))
+            metrics.precision_score(y, chosen, average=average, zero_division=zero))
         assert report[f"{average}_recall"] == pytest.approx(
-            metrics.recall_score(y, chosen, average=average, zero_division=0))
+            metrics.recall_score(y, chosen, average=average, zero_division=zero))
+    # the two empty rows given none count 1 each, the empty row given a label 0
+    assert report["samples_f1"] > metrics.f1_score(y, chosen, average="samples", zero_division=0.0)
     assert report["label_ranking_average_precision"] == pytest.approx(metrics.label_ranking_average_precision_score(y, p))
     aucs = [metrics.roc_auc_score(y[:, k], p[:, k]) for k in range(3)]
     assert [report["per_class"][name]["roc_auc"] for name in "abc"] == pytest.approx(aucs)
@@ -188,7 +204,7 @@ def test_evaluate_equals_scikit_learn_on_its_own_predictions(capsys, multilabel_
     p = np.array([[float(row[f"prob_{tag}"]) for tag in TAGS] for row in rows])
     assert report["n_examples"] == len(rows) == 30
     assert report["micro_f1"] == pytest.approx(metrics.f1_score(y, chosen, average="micro", zero_division=0))
-    assert report["samples_f1"] == pytest.approx(metrics.f1_score(y, chosen, average="samples", zero_division=0))
+    assert report["samples_f1"] == pytest.approx(metrics.f1_score(y, chosen, average="samples", zero_division=1.0))
     assert report["hamming_loss"] == pytest.approx(metrics.hamming_loss(y, chosen))
     assert report["label_ranking_average_precision"] == pytest.approx(
         metrics.label_ranking_average_precision_score(y, p), abs=1e-4)
@@ -285,6 +301,7 @@ def test_info_and_metadata_say_multi_label(capsys, multilabel_run):
     assert "(multi-label)" in out and "thresholds" in out and "1 labels on fewer than 2 rows dropped (rare)" in out
     metadata = _metadata(load_run(multilabel_run))
     assert metadata["multi_label"] is True and metadata["label_sep"] == "|"
+    assert metadata["validation_accuracy"] is None and 0 <= metadata["validation_micro_f1"] <= 1
 
 
 def colour_word_table(folder: Path, rows: int = 480, seed: int = 0) -> str:

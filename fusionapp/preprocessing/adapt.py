@@ -67,9 +67,11 @@ def frequent_labels(cells, label_sep: str, min_count: int, source: str = "data")
 
     counts = label_counts(cells, label_sep)
     kept = sorted(label for label, count in counts.items() if count >= min_count)
-    if not kept:
-        raise FusionError(f"{source}: no label occurs on {min_count} or more training rows "
-                          f"({len(counts)} labels seen; labels are read as sets joined by {label_sep!r})")
+    if len(kept) < 2:
+        found = f"only '{kept[0]}'" if kept else "none"
+        raise FusionError(f"{source}: a multi-label model needs at least two labels on {min_count} or more "
+                          f"training rows (--min-label-count), and {found} does ({len(counts)} labels seen; "
+                          f"labels are read as sets joined by {label_sep!r})")
     return kept, {label: count for label, count in sorted(counts.items()) if count < min_count}
 
 

@@ -27,6 +27,11 @@ def parse_label_set(cell: str, sep: str) -> tuple[str, ...]:
                                                    for v in values):
             raise LabelCellError("a JSON list of labels must hold only strings or numbers")
         parts = [str(value) for value in values]
+        joined = [part for part in parts if sep in part]
+        if joined:
+            # Predictions join a set's labels with the separator; this one could not be told apart.
+            raise LabelCellError(f"holds the label {joined[0]!r}, which contains the separator {sep!r} "
+                                 "(choose another with --label-sep)")
     else:
         parts = text.split(sep)
     return tuple(dict.fromkeys(part.strip() for part in parts if part.strip()))

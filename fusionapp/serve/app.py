@@ -287,15 +287,15 @@ def _metadata(run) -> dict:
         "run": os.path.basename(os.path.abspath(run.path)),
         "model_version": run.config.get("created"),
         "fusionapp_version": fusionapp.__version__,
-        "validation_accuracy": _validation_accuracy(run.path),
+        "validation_accuracy": _validation_metric(run.path, "accuracy"),  # null for multi-label runs
+        **({"validation_micro_f1": _validation_metric(run.path, "micro_f1")} if preprocessor.multi_label else {}),
     }
 
 
-def _validation_accuracy(run_dir: str):
+def _validation_metric(run_dir: str, key: str):
     from fusionapp.artifacts import METRICS_FILE, read_json
 
     path = os.path.join(run_dir, METRICS_FILE)
     if not os.path.exists(path):
         return None
-    metrics = read_json(path)
-    return metrics.get("accuracy", metrics.get("subset_accuracy"))
+    return read_json(path).get(key)
