@@ -1,7 +1,8 @@
 """Multi-label accuracy: fusionapp's fused, image-only and text-only models against TF-IDF + one-vs-rest
 logistic regression on the text, all scored on the `test` split.
 
-    python benchmarks/multilabel.py ../shared/data/movie_genres/manifest.csv --label-col labels [--seeds 1] [--set NAME=VALUE]
+    python benchmarks/multilabel.py ../shared/data/movie_genres/manifest.csv --label-col labels [--seeds 1]
+        [--set NAME=VALUE]
     python benchmarks/multilabel.py --demo [--rows 3000]      # the multi-label demo (made in a temp folder)
 
 DATA is a table with image, text, a label column of sets joined by "|" and a split column. Every

@@ -44,6 +44,9 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
             if not run_settings.columns.tabular:
                 run_settings = apply_flat(run_settings, {"tabular_col": DEMO_TABULAR})
         out = out or _default_out(data)
+    if run_settings.model.multi_label and data.startswith("tfds:"):
+        raise FusionError("--multi-label reads label sets from a table's label column; TFDS sources give one "
+                          "label per example")
     _check_environment(run_settings)
     from fusionapp.distribute import make_placement
 
@@ -94,9 +97,6 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
         artifacts.write_json(os.path.join(out, artifacts.CONFIG_FILE), _run_config(data, settings))
     columns, training = settings.columns, settings.training
     label_sep = columns.label_sep if settings.model.multi_label else None
-    if label_sep is not None and data.startswith("tfds:"):
-        raise FusionError("--multi-label reads label sets from a table's label column; TFDS sources give one "
-                          "label per example")
     requested = settings.model.modalities or None
     examples = load_examples(data, columns, image_root=settings.image_root, need_label=True, modalities=requested)
     modalities = requested or examples.modalities

@@ -72,6 +72,12 @@ def test_bad_multi_label_flags_are_usage_errors(capsys, demo_table, tmp_path, fl
     assert not (tmp_path / "run").exists()
 
 
+def test_tfds_sources_are_refused_before_anything_is_written(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "tfds:mnist", "--multi-label", "--out", tmp_path / "run")
+    assert_user_error(code, err, "--multi-label", "TFDS")
+    assert not (tmp_path / "run").exists()
+
+
 # === The decisions and the loss ===
 def test_thresholds_maximise_each_labels_f1():
     from sklearn.metrics import f1_score
@@ -124,14 +130,16 @@ def test_report_matches_scikit_learn():
     assert report["hamming_loss"] == metrics.hamming_loss(y, chosen)
     for average in ("micro", "macro", "samples"):
         zero = 1.0 if average == "samples" else 0.0
-        assert report[f"{average}_f1"] == pytest.approx(metrics.f1_score(y, chosen, average=average, zero_division=zero))
+        assert report[f"{average}_f1"] == pytest.approx(
+            metrics.f1_score(y, chosen, average=average, zero_division=zero))
         assert report[f"{average}_precision"] == pytest.approx(
             metrics.precision_score(y, chosen, average=average, zero_division=zero))
         assert report[f"{average}_recall"] == pytest.approx(
             metrics.recall_score(y, chosen, average=average, zero_division=zero))
     # the two empty rows given none count 1 each, the empty row given a label 0
     assert report["samples_f1"] > metrics.f1_score(y, chosen, average="samples", zero_division=0.0)
-    assert report["label_ranking_average_precision"] == pytest.approx(metrics.label_ranking_average_precision_score(y, p))
+    assert report["label_ranking_average_precision"] == pytest.approx(
+        metrics.label_ranking_average_precision_score(y, p))
     aucs = [metrics.roc_auc_score(y[:, k], p[:, k]) for k in range(3)]
     assert [report["per_class"][name]["roc_auc"] for name in "abc"] == pytest.approx(aucs)
     assert report["per_class"]["d"]["roc_auc"] is None
@@ -284,10 +292,12 @@ import json, sys
 import tensorflow as tf
 serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
 rows = json.load(open(sys.argv[2]))
-out = serve(image=tf.constant([open(r["image"], "rb").read() for r in rows]), text=tf.constant([r["text"] for r in rows]),
+out = serve(image=tf.constant([open(r["image"], "rb").read() for r in rows]),
+            text=tf.constant([r["text"] for r in rows]),
             tabular_price=tf.constant([float(r["price"]) if r["price"] else float("nan") for r in rows]),
             tabular_seller=tf.constant([r["seller"] for r in rows]))
-print(json.dumps({"probabilities": out["probabilities"].numpy().tolist(), "thresholds": out["thresholds"].numpy()[0].tolist(),
+print(json.dumps({"probabilities": out["probabilities"].numpy().tolist(),
+                  "thresholds": out["thresholds"].numpy()[0].tolist(),
                   "labels": [labels.decode() for labels in out["predicted_labels"].numpy()]}))
 """
 

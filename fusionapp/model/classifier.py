@@ -1,4 +1,5 @@
-"""The fusion classifier: branch features concatenated, dense layers, one logit per class."""
+"""The fusion classifier: branch features concatenated, dense layers, one logit per class (a softmax
+over them), or for a multi-label model one per label (a sigmoid each)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from fusionapp.model.branches import image_branch, tabular_branch, text_branch
 class FusionClassifier(keras.Model):
     """A functional model rebuilt from its settings and input sizes, so `model.keras` reloads exactly.
 
-    It returns logits (after the class-prior offsets and the calibration temperature); probabilities are the softmax of them,
-    taken once where predictions are made, or with `multi_label` a sigmoid per label, decided by the
-    per-label thresholds of its `head.thresholds` layer. `inputs` are the sizes of its inputs and head
+    It returns logits (after the class-prior offsets and the calibration temperature); probabilities
+    are the softmax of them, taken once where predictions are made, or with `multi_label` a sigmoid
+    per label, decided by the per-label thresholds of its `head.thresholds` layer. `inputs` are the sizes of its inputs and head
     (`Preprocessor.network_inputs()`): num_classes, image_size, text_input ("tf_idf" or
     "token_ids"), text_width, sequence_length, tabular_width; and `image_features`, the shape of a
     pretrained backbone's feature map, when the model takes that map instead of the image (the
