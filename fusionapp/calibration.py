@@ -16,19 +16,12 @@ ECE_BINS = 15
 LOG_T_BOUNDS = (-3.0, 3.0)
 
 
-def softmax(logits):
-    from scipy.special import softmax as scipy_softmax
-
-    return scipy_softmax(np.asarray(logits, np.float64), axis=1)
-
-
 def probabilities_of(logits, multi_label: bool):
     """What the model's logits mean: a softmax over classes, or a sigmoid per label."""
-    if multi_label:
-        from scipy.special import expit
+    from scipy.special import expit, softmax
 
-        return expit(np.asarray(logits, np.float64))
-    return softmax(logits)
+    logits = np.asarray(logits, np.float64)
+    return expit(logits) if multi_label else softmax(logits, axis=1)
 
 
 def is_multi_label(y_true) -> bool:

@@ -84,6 +84,8 @@ class Predictions:
     # multi-label: per row and label, whether the probability reached the label's threshold
     chosen: np.ndarray | None = None
     thresholds: np.ndarray | None = None  # multi-label: the model's per-label thresholds
+    # multi-label: per row, the chosen labels likeliest first, as the raw-input function orders them
+    label_sets: list[list[str]] | None = None
 
 
 def predict_examples(model, examples: Examples, batch_size: int = PREDICT_BATCH_SIZE,
@@ -98,13 +100,14 @@ def predict_examples(model, examples: Examples, batch_size: int = PREDICT_BATCH_
     thresholds = label_thresholds(model)
     if len(examples) == 0:
         empty = np.zeros((0, classes), np.float32)
-        return Predictions(empty, empty, [], empty.astype(bool) if multi_label else None, thresholds)
+        return Predictions(empty, empty, [], empty.astype(bool) if multi_label else None, thresholds,
+                           [] if multi_label else None)
     bar = None
     if progress:
         import keras
 
         bar = keras.utils.Progbar(len(examples), unit_name="row")
-    logits, probabilities, missing, chosen = [], [], [], []
+    logits, probabilities, missing, chosen, label_sets = [], [], [], [], []
     for start in range(0, len(examples), batch_size):
         indices = range(start, min(start + batch_size, len(examples)))
         out = inference(raw_columns(examples, preprocessor.modalities, preprocessor.tabular_kinds, indices,
@@ -113,8 +116,12 @@ def predict_examples(model, examples: Examples, batch_size: int = PREDICT_BATCH_
         probabilities.append(out["probabilities"])
         if multi_label:
             chosen.append(out["predicted"])
+            # No label holds the separator (fusionapp/preprocessing/labels.py), so the split is exact.
+            label_sets.extend(joined.decode("utf-8").split(preprocessor.label_sep) if joined else []
+                              for joined in out["predicted_labels"])
         missing.extend(names.decode("utf-8").split() for names in out["missing"])
         if bar is not None:
             bar.add(len(indices))
     return Predictions(np.concatenate(logits), np.concatenate(probabilities), missing,
-                       np.concatenate(chosen) if multi_label else None, thresholds)
+                       np.concatenate(chosen) if multi_label else None, thresholds,
+                       label_sets if multi_label else None)

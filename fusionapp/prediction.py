@@ -91,9 +91,8 @@ def pair_result(predictions: Predictions, index: int, class_names, top_k: int = 
     multi-label model `predicted_labels` (likeliest first) and the `thresholds` instead of
     `predicted_label` and `confidence`."""
     probabilities = predictions.probabilities[index]
-    if predictions.chosen is not None:
-        chosen = [i for i in np.argsort(-probabilities, kind="stable") if predictions.chosen[index, i]]
-        result = {"predicted_labels": [class_names[i] for i in chosen],
+    if predictions.label_sets is not None:
+        result = {"predicted_labels": predictions.label_sets[index],
                   "probabilities": {name: float(p) for name, p in zip(class_names, probabilities)},
                   "thresholds": {name: float(t) for name, t in zip(class_names, predictions.thresholds)},
                   "missing": predictions.missing[index]}
@@ -127,7 +126,7 @@ def prediction_table(examples: Examples, predictions: Predictions, class_names, 
     errors = errors or {}
     position = {row: i for i, row in enumerate(range(len(examples)) if rows is None else rows)}
     header = ["id" if examples.has_ids else "row"] + (["label"] if with_labels else [])
-    multi_label = predictions.chosen is not None
+    multi_label = predictions.label_sets is not None
     decided = ["predicted_labels"] if multi_label else ["predicted_label", "confidence"]
     header += decided + [f"prob_{name}" for name in class_names]
     header += (["top_k"] if top_k > 1 else []) + ["missing", "error"]
@@ -140,8 +139,7 @@ def prediction_table(examples: Examples, predictions: Predictions, class_names, 
         else:
             p = predictions.probabilities[position[i]]
             if multi_label:
-                chosen = predictions.chosen[position[i]]
-                row.append(label_sep.join(class_names[j] for j in np.argsort(-p, kind="stable") if chosen[j]))
+                row.append(label_sep.join(predictions.label_sets[position[i]]))
             else:
                 best = int(np.argmax(p))
                 row += [class_names[best], f"{p[best]:.6f}"]

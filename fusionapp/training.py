@@ -266,19 +266,18 @@ def _drop_unseen_labels(val_rows, class_names, label_column):
 
 def _label_summary(train_rows, val_rows, preprocessor, min_count: int, say) -> dict:
     """What config.json records of a multi-label run's label sets, and the rare labels left out."""
-    from fusionapp.preprocessing.labels import label_counts, unknown_label_counts
     from fusionapp.preprocessing.adapt import frequent_labels
+    from fusionapp.preprocessing.labels import unknown_label_counts
 
     sep = preprocessor.label_sep
     _, dropped = frequent_labels(train_rows.labels, sep, min_count)
-    counts = label_counts(train_rows.labels, sep)
     if dropped:
         say(f"Dropped {len(dropped)} labels found on fewer than {min_count} training rows (--min-label-count): "
             + ", ".join(f"{label} ({count})" for label, count in list(dropped.items())[:10])
             + (", ..." if len(dropped) > 10 else ""))
     targets = preprocessor.label_targets(train_rows.labels)
     return {"label_sep": sep, "min_label_count": min_count, "dropped_labels": dropped,
-            "train_label_counts": {label: counts[label] for label in preprocessor.class_names},
+            "train_label_counts": dict(zip(preprocessor.class_names, map(int, targets.sum(axis=0)))),
             "train_rows_without_labels": int((targets.sum(axis=1) == 0).sum()),
             "labels_per_train_row": float(targets.sum(axis=1).mean()),
             "val_unknown_labels": unknown_label_counts(val_rows.labels, sep, preprocessor.class_names)}
