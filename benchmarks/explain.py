@@ -22,10 +22,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--rows", type=int, default=30)
     args = parser.parse_args(argv)
 
-    from fusionapp.artifacts import load_run
-    from fusionapp.explanation import explain_row
-    from fusionapp.inference import predict_examples
-    from fusionapp.run_rows import read_rows_for_run
+    from fusionapp.runs.load import load_run
+    from fusionapp.inference.explain import explain_row
+    from fusionapp.inference.raw import predict_examples
+    from fusionapp.inference.rows import read_rows_for_run
 
     run = load_run(args.run)
     examples, _ = read_rows_for_run(run, args.data, None, need_label=False, column_overrides={}, image_root=None)

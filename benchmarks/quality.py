@@ -156,7 +156,7 @@ def _linear_baseline(table, label_col, vectorizer):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from fusionapp.metrics import classification_report
+    from fusionapp.evaluation.metrics import classification_report
 
     rows = [row for row in _read(table) if row[label_col].strip()]
     train = [row for row in rows if row["split"] in ("train", "val")]

@@ -63,7 +63,7 @@ def main(argv=None) -> dict:
 
     import keras
 
-    from fusionapp.config import ModelSettings
+    from fusionapp.settings import ModelSettings
     from fusionapp.model import build_classifier
 
     keras.config.set_dtype_policy(args.precision)

@@ -35,7 +35,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default="benchmarks/results/speed_options.json")
     args = parser.parse_args(argv)
     from fusionapp import train
-    from fusionapp.training import _demo_table
+    from fusionapp.training.train import _demo_table
 
     data = args.data or _demo_table(verbose=1)
     extra = {"tabular_col": ("price", "seller")} if args.data is None else {}

@@ -144,15 +144,15 @@ def main(argv=None) -> dict:
     import keras
 
     from fusionapp import train
-    from fusionapp.artifacts import load_run
-    from fusionapp.config import RunSettings
+    from fusionapp.runs.load import load_run
+    from fusionapp.settings import RunSettings
     from fusionapp.model import build_classifier
-    from fusionapp.precision import precision_policy
+    from fusionapp.model.precision import precision_policy
     from fusionapp.data.pipeline import make_dataset
     from fusionapp.data.sources import load_examples
-    from fusionapp.inference import predict_examples
-    from fusionapp.prediction import predict_pair
-    from fusionapp.run_rows import run_columns
+    from fusionapp.inference.raw import predict_examples
+    from fusionapp.inference.predict import predict_pair
+    from fusionapp.inference.rows import run_columns
 
     figures = {}
     started = time.perf_counter()

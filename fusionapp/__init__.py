@@ -1,15 +1,23 @@
 """fusionapp: image + text (+ tabular) classifiers you can train, evaluate and serve."""
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 # The Python API is imported lazily so `import fusionapp` (and `fusionapp --help`) stays fast:
 # TensorFlow is only loaded when one of these functions is first used.
 _API = {
     "train": "fusionapp.training",
     "evaluate": "fusionapp.evaluation",
-    "predict": "fusionapp.prediction",
+    "predict": "fusionapp.inference",
     "make_demo": "fusionapp.data.demo",
 }
+
+
+def load_model(path: str):
+    """A run folder or its model.keras -> the Keras model (safe mode), with its preprocessor as
+    `model.preprocessor`: `model.preprocessor.encode(raw)` gives the network's inputs."""
+    from fusionapp.runs.load import load_model as load
+
+    return load(path)
 
 
 def __getattr__(name):

@@ -30,7 +30,18 @@ import pytest
 # Small enough for a 2-core CI machine: 32 px images and narrow blocks.
 TINY_MODEL = {"image_size": 32, "image_filters": (16, 32), "image_stem_filters": 16, "text_filters": 16,
               "text_embedding_dim": 16, "branch_units": 32, "fusion_units": 32}
+# With a pretrained backbone: no stem, and with the pooling head no multi-kernel block to size.
+TINY_BACKBONE = {key: value for key, value in TINY_MODEL.items() if key not in ("image_filters", "image_stem_filters")}
 DEMO_CLASSES = ["angular_new", "angular_used", "round_new", "round_used"]
+# The keys of the evaluate report, in order, as the documentation lists them.
+REPORT_KEYS = ("n_examples", "n_skipped", "accuracy", "balanced_accuracy", "macro_precision",
+               "macro_recall", "macro_f1", "weighted_f1", "log_loss", "roc_auc", "ece", "brier", "per_class",
+               "confusion_matrix")
+MULTILABEL_REPORT_KEYS = (
+    "multi_label", "n_examples", "n_skipped", "subset_accuracy", "hamming_loss", "micro_precision", "micro_recall",
+    "micro_f1", "macro_precision", "macro_recall", "macro_f1", "samples_precision", "samples_recall", "samples_f1",
+    "weighted_f1", "label_ranking_average_precision", "log_loss", "roc_auc", "ece", "brier", "label_cardinality",
+    "predicted_cardinality", "per_class", "unknown_labels")
 
 
 # === The command line and its errors ===
@@ -77,6 +88,15 @@ def write_csv(path, rows, **options):
 def read_csv(path):
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
+
+
+def heatmap_array(heatmap: str) -> np.ndarray:
+    """An explanation's heat map PNG (base64) back to its [height, width] intensities in [0, 1] (its alpha)."""
+    import base64
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(heatmap))).convert("RGBA"))[..., 3] / 255.0
 
 
 def image_bytes(array: np.ndarray, fmt: str, mode: str | None = None) -> bytes:
@@ -156,7 +176,8 @@ def backbone_run(demo_table, weights_files, tmp_path_factory):
             out = tmp_path_factory.mktemp("runs") / name
             runs[name] = train(demo_table, str(out), epochs=1, tabular_col=("price", "seller"), verbose=0,
                                image_backbone=name, backbone_weights=weights_files[name],
-                               backbone_head="multi-kernel" if name == "resnet50_v2" else "pool", **TINY_MODEL)
+                               **({"backbone_head": "multi-kernel", "image_filters": (16, 32)} if name == "resnet50_v2"
+                                  else {}), **TINY_BACKBONE)
         return runs[name]
 
     return run
@@ -169,9 +190,9 @@ train(sys.argv[1], sys.argv[2], epochs=4, patience=10, verbose=0, **{tiny})
 """
 
 
-def start_training(table, run_dir, prelude: str = ""):
+def start_training(table, run_dir, prelude: str = "", **settings):
     """A 4-epoch tiny training in a child process (to be killed); `prelude` runs before it."""
-    script = prelude + TRAIN_SCRIPT.format(tiny=repr(TINY_MODEL))
+    script = prelude + TRAIN_SCRIPT.format(tiny=repr({**TINY_MODEL, **settings}))
     return subprocess.Popen([sys.executable, "-c", script, table, str(run_dir)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

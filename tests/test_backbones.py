@@ -11,10 +11,10 @@ import os
 import numpy as np
 import pytest
 
-from conftest import (BACKBONES, TINY_MODEL, asgi_post_json, assert_usage_error, assert_user_error, read_csv,
+from conftest import (BACKBONES, TINY_BACKBONE, asgi_post_json, assert_usage_error, assert_user_error, read_csv,
                       run_cli, write_csv)
 
-TINY = {**TINY_MODEL, "image_size": 32}
+TINY = {**TINY_BACKBONE, "image_size": 32}
 
 
 def train_args(table, out, name, weights, *extra):
@@ -28,16 +28,16 @@ def train_args(table, out, name, weights, *extra):
 
 
 
-# Every backbone goes the same way through fusionapp; the default suite covers the smallest and
-# resnet50_v2 (its own input scaling and the multi-kernel head), the slow suite the other two.
-@pytest.mark.parametrize("name", [name if name in ("mobilenet_v3_small", "resnet50_v2")
+# Every backbone goes the same way through fusionapp; the default suite covers the smallest, the slow
+# suite the other three (resnet50_v2 with its own input scaling and the multi-kernel head).
+@pytest.mark.parametrize("name", [name if name == "mobilenet_v3_small"
                                   else pytest.param(name, marks=pytest.mark.slow) for name in BACKBONES])
 def test_backbone_trains_and_gives_one_answer_everywhere(name, backbone_run, weights_files, demo_table, demo_rows,
                                                          tmp_path, capsys):
     import tensorflow as tf
 
-    from fusionapp.artifacts import load_run
-    from fusionapp.backbone_weights import file_sha256
+    from fusionapp.runs.load import load_run
+    from fusionapp.pretrained.weights import file_sha256
     from fusionapp.serve.app import create_app
 
     run = backbone_run(name)
@@ -93,7 +93,7 @@ def test_missing_imagenet_weights_fail_in_one_line_and_write_nothing(demo_table,
 
 
 def test_imagenet_weights_are_read_from_the_keras_cache(weights_files, demo_table, tmp_path, capsys, monkeypatch):
-    from fusionapp.backbone_weights import file_sha256
+    from fusionapp.pretrained.weights import file_sha256
 
     home = tmp_path / "keras"
     (home / "models").mkdir(parents=True)
@@ -102,7 +102,7 @@ def test_imagenet_weights_are_read_from_the_keras_cache(weights_files, demo_tabl
     monkeypatch.setenv("KERAS_HOME", str(home))
     import dataclasses
 
-    from fusionapp.backbone_weights import file_md5
+    from fusionapp.pretrained.weights import file_md5
     from fusionapp.model.backbones import BACKBONES
 
     # Keras' own file is checked against the md5 Keras publishes: a stand-in file fails that check...
@@ -125,7 +125,7 @@ def write_keras_published_format(name, weights_files, path):
     import h5py
     from keras.src.legacy.saving import legacy_h5_format
 
-    from fusionapp.backbone_weights import WeightsFile, load_extractor
+    from fusionapp.pretrained.weights import WeightsFile, load_extractor
     from fusionapp.model.backbones import BACKBONE_LAYER
 
     source = load_extractor(name, 32, WeightsFile("file", weights_files[name]))
@@ -135,7 +135,7 @@ def write_keras_published_format(name, weights_files, path):
 
 
 def test_keras_published_h5_format_loads(weights_files, tmp_path):
-    from fusionapp.backbone_weights import WeightsFile, load_extractor
+    from fusionapp.pretrained.weights import WeightsFile, load_extractor
 
     legacy = str(tmp_path / "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5")
     source = write_keras_published_format("resnet50_v2", weights_files, legacy)
@@ -167,7 +167,7 @@ def test_bad_backbone_settings_are_usage_errors(args, option, words, demo_table,
 
 
 def test_feature_cache_is_reused_across_runs(backbone_run, weights_files, demo_table, tmp_path, capsys):
-    from fusionapp.feature_cache import cache_usage
+    from fusionapp.pretrained.cache import cache_usage
 
     first = json.load(open(os.path.join(backbone_run("mobilenet_v3_small"), "config.json")))
     code, out, err = run_cli(capsys, *train_args(demo_table, tmp_path / "again", "mobilenet_v3_small",
@@ -183,13 +183,13 @@ def test_feature_cache_is_reused_across_runs(backbone_run, weights_files, demo_t
 
 
 def test_cached_features_equal_the_backbones_own(weights_files, demo_table, tmp_path):
-    from fusionapp.backbone_weights import WeightsFile, load_extractor, weights_sha256
-    from fusionapp.data.features import backbone_features
+    from fusionapp.pretrained.weights import WeightsFile, load_extractor, weights_sha256
+    from fusionapp.pretrained.features import backbone_features
     from fusionapp.data.sources import load_examples
-    from fusionapp.config import Columns
-    from fusionapp.feature_cache import FeatureCache
+    from fusionapp.settings import Columns
+    from fusionapp.pretrained.cache import FeatureCache
     from fusionapp.preprocessing import adapt
-    from fusionapp.config import TextSettings
+    from fusionapp.settings import TextSettings
 
     examples = load_examples(demo_table, Columns(), modalities=("image", "text")).subset(range(10))
     examples.images[3] = ""
@@ -215,7 +215,7 @@ def test_cached_features_equal_the_backbones_own(weights_files, demo_table, tmp_
 
 
 def test_cache_limit_drops_the_least_recently_used_and_clear_empties_it(tmp_path, capsys, monkeypatch):
-    from fusionapp.feature_cache import FeatureCache, cache_usage, enforce_limit
+    from fusionapp.pretrained.cache import FeatureCache, cache_usage, enforce_limit
 
     root = str(tmp_path / "cache")
     cache = FeatureCache({"k": 1}, root=root)
@@ -242,7 +242,7 @@ def test_cache_limit_drops_the_least_recently_used_and_clear_empties_it(tmp_path
 
 
 def test_the_settings_name_every_backbone_the_model_builds():
-    from fusionapp.config import IMAGE_BACKBONES
+    from fusionapp.settings import IMAGE_BACKBONES
     from fusionapp.model.backbones import BACKBONES
 
     assert IMAGE_BACKBONES == ("multi-kernel", *BACKBONES)
@@ -288,13 +288,14 @@ def killed_at(epoch, args, run_dir):
         process.wait()
 
 
+@pytest.mark.slow
 def test_fine_tuning_runs_resume_in_either_phase(weights_files, demo_table, tmp_path, capsys):
     """Killed while training on cached features, then while fine-tuning: each resume goes on from
     the last epoch, in the right phase, to the same four epochs; fine-tuning changes only the top
     backbone layers, batch norm excepted."""
     import keras
 
-    from fusionapp.artifacts import load_run
+    from fusionapp.runs.load import load_run
     from fusionapp.model.backbones import BACKBONE_LAYER, build_backbone
 
     run = str(tmp_path / "run")
@@ -347,7 +348,7 @@ train({demo_table!r}, {str(out)!r}, strategy="mirrored", precision="mixed_bfloat
     config = json.loads((out / "config.json").read_text())
     assert (config["status"], config["replicas"], config["epochs_run"]) == ("complete", 2, 2)
     assert config["settings"]["training"]["precision"] == "mixed_bfloat16"
-    from fusionapp.artifacts import load_run
+    from fusionapp.runs.load import load_run
 
     model = load_run(str(out)).model
     assert {weight.dtype for weight in model.weights} == {"float32"}
@@ -356,9 +357,9 @@ train({demo_table!r}, {str(out)!r}, strategy="mirrored", precision="mixed_bfloat
 def test_a_resume_refuses_a_backbone_whose_weights_changed(weights_files, tmp_path):
     import keras
 
-    from fusionapp.backbone_weights import WeightsFile, load_extractor, weights_sha256
+    from fusionapp.pretrained.weights import WeightsFile, load_extractor, weights_sha256
     from fusionapp.errors import FusionError
-    from fusionapp.fitting import _check_same_backbone
+    from fusionapp.training.backbone import check_same_backbone as _check_same_backbone
     from fusionapp.model.backbones import BACKBONE_LAYER, build_backbone
 
     def digest(path):

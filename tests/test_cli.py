@@ -8,8 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import DEMO_CLASSES, assert_usage_error, read_csv, run_cli, write_csv
-from fusionapp.metrics import REPORT_KEYS
+from conftest import DEMO_CLASSES, REPORT_KEYS, assert_usage_error, read_csv, run_cli, write_csv
 
 
 def test_help_and_version(capsys):

@@ -1,14 +1,10 @@
 """What training does beyond fitting: per-class decision offsets and balanced class weights."""
 
-import json
-import os
-
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from conftest import TINY_MODEL, read_csv, write_csv
-from fusionapp.decision import tune_offsets
+from fusionapp.posthoc.decisions import tune_offsets
 
 
 def skewed_logits(seed: int, rows: int = 600):
@@ -38,44 +34,40 @@ def test_offsets_stay_zero_when_nothing_improves():
     np.testing.assert_array_equal(tune_offsets(y, 5.0 * np.eye(3)[y]), [0, 0, 0])
 
 
-@pytest.fixture(scope="module")
-def skewed_table(demo_dir, tmp_path_factory):
-    """The demo table with most rows of three classes dropped from training: one class dominates."""
-    rows = read_csv(demo_dir / "demo.csv")
-    kept = [row for i, row in enumerate(rows) if row["split"] != "train" or row["label"] == "round_used" or i % 4 == 0]
-    for row in kept:
-        row["image"] = str(demo_dir / row["image"])
-    return write_csv(tmp_path_factory.mktemp("skewed") / "skewed.csv", kept)
+def test_balanced_class_weights_weigh_each_rows_loss_by_its_class():
+    """The first step's loss of a fit with `--class-weight balanced` is the mean over rows of each
+    row's cross-entropy times n / (classes x rows of its class), computed here by hand."""
+    import keras
 
-
-def test_balanced_class_weights_change_the_loss(skewed_table, tmp_path):
-    from fusionapp import train
-
-    losses = {}
-    for mode in ("none", "balanced"):
-        run = train(skewed_table, str(tmp_path / mode), epochs=1, class_weight=mode, tune_decisions=False,
-                    verbose=0, **TINY_MODEL)
-        losses[mode] = float(read_csv(os.path.join(run, "history.csv"))[0]["loss"])
-        config = json.load(open(os.path.join(run, "config.json")))
-        assert config["settings"]["training"]["class_weight"] == mode
-    # the same seed, data and model: only the weighting of each row's loss differs
-    assert abs(losses["balanced"] - losses["none"]) > 1e-3, losses
-
-
-def test_balanced_weights_are_scikit_learns():
-    from sklearn.utils.class_weight import compute_class_weight
-
-    from fusionapp.preprocessing import adapt
-    from fusionapp.config import TextSettings
     from fusionapp.data.examples import Examples
-    from fusionapp.fitting import class_weights as _class_weights
+    from fusionapp.model import build_classifier
+    from fusionapp.preprocessing import adapt
+    from fusionapp.settings import ModelSettings, TextSettings
+    from fusionapp.training.loss import class_weights, training_loss
 
-    labels = ["a"] * 8 + ["b"] * 2 + ["c"] * 5
-    rows = Examples(source="t", row_numbers=np.arange(1, 16), ids=[""] * 15, images=None, images_are_files=True,
-                    texts=[f"t{i}" for i in range(15)], tabular={}, labels=labels, splits=None)
-    preprocessor = adapt(labels, rows.texts, {}, modalities=("text",), image_size=16,
-                         text=TextSettings().resolved("bag"), text_encoder="bag", tabular_kinds={})
-    weights = _class_weights(preprocessor, rows, "balanced")
-    expected = compute_class_weight("balanced", classes=np.array(["a", "b", "c"]), y=labels)
-    assert weights == pytest.approx(dict(enumerate(expected)))
-    assert _class_weights(preprocessor, rows, "none") is None
+    labels = ["a"] * 12 + ["b"] * 3 + ["c"] * 5
+    rng = np.random.default_rng(0)
+    cells = [f"{value:.3f}" for value in rng.normal(size=len(labels))]
+    rows = Examples(source="t", row_numbers=np.arange(1, 21), ids=[""] * 20, images=None, images_are_files=True,
+                    texts=None, tabular={"x": cells}, labels=labels, splits=None)
+    preprocessor = adapt(labels, None, rows.tabular, modalities=("tabular",), image_size=16, text=TextSettings(),
+                         text_encoder="bag", tabular_kinds={"x": "numeric"})
+    keras.utils.set_random_seed(0)
+    # No dropout and no batch norm in this model: its logits are the same in training and inference.
+    model = build_classifier(ModelSettings(modalities=("tabular",), dropout=0.0, tabular_units=8, branch_units=8,
+                                           fusion_units=8), preprocessor.network_inputs(), preprocessor)
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=training_loss(preprocessor, rows, "balanced"))
+    import tensorflow as tf
+
+    x = {"tabular": preprocessor.encode_tabular({"tabular_x": tf.constant(np.array(cells, np.float32))}).numpy()}
+    y = preprocessor.label_indices(labels)
+    logits = np.asarray(model(x), np.float64)
+    cross_entropy = -(logits[np.arange(20), y] - np.log(np.exp(logits).sum(axis=1)))
+    by_hand = {0: 20 / (3 * 12), 1: 20 / (3 * 3), 2: 20 / (3 * 5)}
+    weights = class_weights(preprocessor, rows, "balanced")
+    assert weights == pytest.approx(by_hand)
+    history = model.fit(x, y, batch_size=20, epochs=1, class_weight=weights, shuffle=False, verbose=0).history
+    expected = np.mean([by_hand[label] * loss for label, loss in zip(y, cross_entropy)])
+    assert history["loss"][0] == pytest.approx(expected, rel=1e-5)
+    assert abs(expected - cross_entropy.mean()) > 0.01  # the weights make a difference here
+    assert class_weights(preprocessor, rows, "none") is None

@@ -54,7 +54,7 @@ train({demo_table!r}, {str(out)!r}, strategy="mirrored", **{_settings()!r})
     assert config["status"] == "complete"
     assert (config["strategy"], config["replicas"], config["workers"]) == ("mirrored", 2, 1)
     assert config["global_batch_size"] == 32  # 16 per replica x 2 replicas
-    from fusionapp.run_info import run_info
+    from fusionapp.runs.info import run_info
 
     assert run_info(str(out))["distribution"] == {"strategy": "mirrored", "replicas": 2, "workers": 1,
                                                   "global_batch_size": 32}

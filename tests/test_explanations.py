@@ -62,10 +62,11 @@ def sanity(model, table_path, rows) -> dict:
     """On the test rows: how often the top word is the deciding one, the heat map's share on the
     deciding region, the mean probability change with each input blanked, and how often blanking
     the image or the text changes the answer."""
-    from fusionapp.config import Columns
+    from fusionapp.settings import Columns
     from fusionapp.data.sources import load_examples
-    from fusionapp.explanation import explain_examples, heatmap_array
-    from fusionapp.inference import predict_examples
+    from conftest import heatmap_array
+    from fusionapp.inference.explain import explain_examples
+    from fusionapp.inference.raw import predict_examples
 
     examples = load_examples(table_path, Columns(tabular=("weight",)), modalities=("image", "text", "tabular"))
     examples = examples.select_split("test")
@@ -93,7 +94,7 @@ def passes(figures: dict) -> bool:
 
 
 def test_explanations_point_at_the_deciding_word_region_and_inputs(region_run, region_data):
-    from fusionapp.artifacts import load_run
+    from fusionapp.runs.load import load_run
 
     run = load_run(region_run)
     assert json.load(open(os.path.join(region_run, "test_metrics.json")))["accuracy"] >= 0.9
@@ -106,8 +107,8 @@ def test_explanations_point_at_the_deciding_word_region_and_inputs(region_run, r
 def test_the_same_checks_fail_with_random_weights(region_run, region_data):
     """An explanation method that passed these on an untrained network would be showing the data,
     not the model."""
-    from fusionapp.artifacts import load_run
-    from fusionapp.config import ModelSettings, settings_from_dict
+    from fusionapp.runs.load import load_run
+    from fusionapp.settings import ModelSettings, settings_from_dict
     from fusionapp.model import build_classifier
 
     run = load_run(region_run)
@@ -119,7 +120,7 @@ def test_the_same_checks_fail_with_random_weights(region_run, region_data):
 
 def test_cli_api_and_http_give_the_same_explanation(region_run, region_data, tmp_path, capsys):
     from fusionapp import predict
-    from fusionapp.artifacts import load_run
+    from fusionapp.runs.load import load_run
     from fusionapp.serve.app import create_app
 
     table, rows = region_data
@@ -176,15 +177,15 @@ def test_explain_dir_writes_a_heatmap_per_row_and_the_contributions(region_run, 
 
     with pytest.raises(FusionError, match="explain_dir=DIR for a table"):
         predict(region_run, table, explain=True)
-    with pytest.raises(FusionError, match="explain=True for a single pair"):
+    with pytest.raises(FusionError, match="explain_dir applies to a table"):
         predict(region_run, text="north", explain_dir=str(tmp_path / "x"))
 
 
 def test_the_explainer_is_traced_once_per_model(region_run, region_data):
     """The explainer is built and traced once per model: a second explanation reuses it."""
-    from fusionapp.artifacts import load_run
-    from fusionapp.explanation import _explainer, explain_examples
-    from fusionapp.config import Columns
+    from fusionapp.runs.load import load_run
+    from fusionapp.inference.explain import _explainer, explain_examples
+    from fusionapp.settings import Columns
     from fusionapp.data.sources import load_examples
 
     run = load_run(region_run)

@@ -12,7 +12,8 @@ def test_fused_model_beats_each_single_modality(tmp_path):
     table = make_demo(str(tmp_path / "demo"), rows=1500, seed=0)
     # The convolutional text encoder: with this tiny budget the default TF-IDF bag learns the text so
     # fast that the image branch gets little signal (the full default demo run still reaches ~97%).
-    settings = {**TINY_MODEL, "image_filters": (24, 48, 96), "epochs": 10, "patience": 10, "seed": 0, "verbose": 0,
+    settings = {**TINY_MODEL, "image_filters": (24, 48, 96), "epochs": 10, "patience": 10, "learning_rate": 0.004,
+                "seed": 0, "verbose": 0,
                 "text_encoder": "cnn"}
     accuracy = {}
     for modalities in (("image", "text"), ("image",), ("text",)):

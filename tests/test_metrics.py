@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from fusionapp.metrics import REPORT_KEYS, classification_report, format_report
+from conftest import REPORT_KEYS
+from fusionapp.evaluation.format import format_report
+from fusionapp.evaluation.metrics import classification_report
 
 
 @pytest.mark.parametrize("classes", [2, 3])
@@ -12,9 +14,9 @@ def test_report_equals_scikit_learn_on_the_same_probabilities(classes):
     logits = rng.normal(size=(200, classes)) + np.eye(classes)[y] * 1.5
     p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     names = [f"c{i}" for i in range(classes)]
-    report = classification_report(y, p, names, n_skipped=3)
-    assert tuple(report) == REPORT_KEYS
     pred = p.argmax(axis=1)
+    report = classification_report(y, p, pred, names, n_skipped=3)
+    assert tuple(report) == REPORT_KEYS
     assert report["n_examples"] == 200 and report["n_skipped"] == 3
     assert report["accuracy"] == pytest.approx(metrics.accuracy_score(y, pred))
     assert report["balanced_accuracy"] == pytest.approx(metrics.balanced_accuracy_score(y, pred))
@@ -36,5 +38,5 @@ def test_report_equals_scikit_learn_on_the_same_probabilities(classes):
 
 
 def test_roc_auc_is_none_when_only_one_class_is_present():
-    report = classification_report(np.array([0, 0]), np.array([[0.9, 0.1], [0.6, 0.4]]), ["a", "b"])
+    report = classification_report(np.array([0, 0]), np.array([[0.9, 0.1], [0.6, 0.4]]), np.array([0, 0]), ["a", "b"])
     assert report["roc_auc"] is None

@@ -3,10 +3,13 @@
 import json
 import os
 
+import numpy as np
+
 import pytest
 
 from conftest import TINY_MODEL, read_csv, run_cli, write_csv
-from fusionapp.evaluation import ABLATION_KEYS
+from fusionapp.evaluation import evaluate
+from fusionapp.evaluation.evaluate import ABLATION_KEYS
 
 
 @pytest.fixture
@@ -36,16 +39,49 @@ def test_single_pair_without_an_image(trained_run, capsys):
     assert result["missing"] == ["image", "tabular"]
 
 
-def test_training_learns_with_missing_inputs(demo_rows, tmp_path):
+def redundant_table(folder, rows=360, seed=0):
+    """Image and text each tell the label alone: a colour per class, and a word per class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    colours = {"red": (168, 128, 128), "green": (128, 168, 128), "blue": (128, 128, 168)}
+    os.makedirs(folder / "images", exist_ok=True)
+    table = []
+    for i in range(rows):
+        label = list(colours)[i % 3]
+        pixels = np.clip(np.array(colours[label]) + rng.normal(0, 40, (16, 16, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / "images" / f"{i}.png")
+        words = [label, *rng.choice(["a", "nice", "photo", "of", "my", "thing"], 4)]
+        table.append({"image": f"images/{i}.png", "text": " ".join(rng.permutation(words)), "label": label,
+                      "split": ["train", "train", "train", "val", "test"][i % 5]})
+    return write_csv(folder / "redundant.csv", table)
+
+
+def test_modality_dropout_teaches_the_model_to_answer_without_an_input(tmp_path):
+    """Trained with images and texts blanked at random (the default 0.3), the model answers from
+    the text alone when the image is missing; the same model trained on complete rows never saw a
+    blank image, and is lost without one, though the text says everything."""
     from fusionapp import train
 
-    for i, row in enumerate(demo_rows):
-        row["image"] = "" if i % 7 == 0 else row["image"]
-        row["text"] = "" if i % 7 == 3 else row["text"]
-    path = write_csv(tmp_path / "gappy.csv", demo_rows)
-    run = train(path, str(tmp_path / "run"), epochs=1, verbose=0, on_bad_row="error", **TINY_MODEL)
-    config = json.load(open(os.path.join(run, "config.json")))
-    assert config["n_skipped"] == 0 and config["n_train"] + config["n_val"] == 136
+    table = redundant_table(tmp_path)
+    accuracy = {}
+    for rate in (0.0, 0.3):
+        run = train(table, str(tmp_path / f"dropout{rate}"), epochs=5, batch_size=16, modality_dropout=rate,
+                    wide=False, verbose=0, **TINY_MODEL)
+        report = evaluate(run, table, split="test", ablate=True, verbose=0)
+        accuracy[rate] = report["ablation"]["image"]["accuracy"]
+        assert report["accuracy"] > 0.9
+    assert accuracy[0.3] > accuracy[0.0] + 0.3, accuracy
+
+
+def blanked_table(table, modality, folder):
+    """The table with one input emptied on every row, as a user would blank it."""
+    rows = read_csv(table)
+    columns = {"image": ["image"], "text": ["text"], "tabular": ["price", "seller"]}[modality]
+    for row in rows:
+        row["image"] = os.path.join(os.path.dirname(table), row["image"]) if row["image"] else ""
+        row.update({column: "" for column in columns})
+    return write_csv(folder / f"without-{modality}.csv", rows)
 
 
 def test_ablate_adds_one_entry_per_modality(trained_run, demo_table, tmp_path, capsys):
@@ -54,9 +90,11 @@ def test_ablate_adds_one_entry_per_modality(trained_run, demo_table, tmp_path, c
     assert code == 0, err
     report = json.load(open(tmp_path / "r.json"))
     assert set(report["ablation"]) == {"image", "text", "tabular"}
-    for row in report["ablation"].values():
+    for modality, row in report["ablation"].items():
         assert set(row) == set(ABLATION_KEYS) | {f"{key}_change" for key in ABLATION_KEYS}
-        assert row["accuracy_change"] == pytest.approx(row["accuracy"] - report["accuracy"])
+        blanked = evaluate(trained_run, blanked_table(demo_table, modality, tmp_path), split="test", verbose=0)
+        assert row["accuracy"] == pytest.approx(blanked["accuracy"]) and row["log_loss"] == pytest.approx(
+            blanked["log_loss"], abs=1e-5)
     assert "Modality ablation" in out
 
 

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from fusionapp.config import ModelSettings
+from fusionapp.settings import ModelSettings
 from fusionapp.model import build_classifier
 from fusionapp.model.blocks import branch_filters, multi_kernel_block
 from fusionapp.model.branches import image_branch, tabular_branch, text_branch
@@ -67,8 +67,8 @@ def test_reductions_cut_the_image_branch_multiply_adds():
 def test_a_backbone_branch_takes_images_or_their_feature_maps(head):
     """The whole branch and the one trained on cached feature maps share every layer but the
     backbone, under the same names, and give branch_units features."""
-    s = ModelSettings(image_size=32, image_backbone="mobilenet_v3_small", backbone_head=head, image_filters=(8, 16),
-                      branch_units=24)
+    blocks = {"image_filters": (8, 16)} if head == "multi-kernel" else {}  # the pool head has no block
+    s = ModelSettings(image_size=32, image_backbone="mobilenet_v3_small", backbone_head=head, branch_units=24, **blocks)
     whole = keras.Model(i := keras.Input((32, 32, 3), dtype="uint8"), image_branch(i, s, 32))
     on_features = keras.Model(f := keras.Input((1, 1, 576)), image_branch(f, s, 32, from_features=True))
     images = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)

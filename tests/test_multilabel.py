@@ -57,7 +57,7 @@ def test_a_multi_label_model_needs_two_labels():
 
 
 def test_naming_a_separator_asks_for_multi_label():
-    from fusionapp.config import RunSettings, apply_flat
+    from fusionapp.settings import RunSettings, apply_flat
 
     settings = apply_flat(RunSettings(), {"label_sep": ";"})
     assert settings.model.multi_label and settings.columns.label_sep == ";"
@@ -82,7 +82,7 @@ def test_tfds_sources_are_refused_before_anything_is_written(capsys, tmp_path):
 def test_thresholds_maximise_each_labels_f1():
     from sklearn.metrics import f1_score
 
-    from fusionapp.decision import THRESHOLDS, tune_thresholds
+    from fusionapp.posthoc.decisions import THRESHOLDS, tune_thresholds
 
     rng = np.random.default_rng(0)
     y = (rng.random((80, 3)) < [0.5, 0.2, 0.0]).astype(int)
@@ -115,7 +115,8 @@ def test_the_loss_is_weighted_binary_cross_entropy():
 def test_report_matches_scikit_learn():
     from sklearn import metrics
 
-    from fusionapp.multilabel_metrics import MULTILABEL_REPORT_KEYS, multilabel_report
+    from conftest import MULTILABEL_REPORT_KEYS
+    from fusionapp.evaluation.multilabel import multilabel_report
 
     rng = np.random.default_rng(1)
     y = (rng.random((60, 4)) < 0.35).astype(int)
@@ -178,7 +179,8 @@ def multilabel_run(multilabel_table, tmp_path_factory):
 
 
 def test_training_records_label_sets_and_thresholds(multilabel_run):
-    from fusionapp.artifacts import load_run, read_json
+    from fusionapp.runs.files import read_json
+    from fusionapp.runs.load import load_run
 
     config = read_json(f"{multilabel_run}/config.json")
     assert config["class_names"] == TAGS
@@ -242,7 +244,7 @@ def test_unknown_labels_are_left_out_and_counted(capsys, multilabel_run, multila
 
 def test_predict_serve_and_export_choose_the_same_sets(capsys, multilabel_run, multilabel_table, tmp_path):
     from fusionapp import predict
-    from fusionapp.artifacts import load_run
+    from fusionapp.runs.load import load_run
     from fusionapp.serve.app import create_app
 
     folder = Path(multilabel_table).parent
@@ -303,8 +305,8 @@ print(json.dumps({"probabilities": out["probabilities"].numpy().tolist(),
 
 
 def test_info_and_metadata_say_multi_label(capsys, multilabel_run):
-    from fusionapp.artifacts import load_run
-    from fusionapp.serve.app import _metadata
+    from fusionapp.runs.load import load_run
+    from fusionapp.serve.predictor import model_metadata as _metadata
 
     code, out, err = run_cli(capsys, "info", multilabel_run)
     assert code == 0, err

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fusionapp.config import ModelSettings, TextSettings
+from fusionapp.settings import ModelSettings, TextSettings
 from fusionapp.model import build_classifier
 from fusionapp.preprocessing import Preprocessor, adapt, infer_tabular_kinds
 from fusionapp.preprocessing.raw import missing_inputs, parse_number

@@ -72,7 +72,8 @@ def test_batch_answers_every_item(server, pair):
     status, body = post_json(server + "/predict/batch", {"items": items})
     assert status == 200 and len(body["predictions"]) == 5
     first, bad_base64, corrupt, empty_text, last = body["predictions"]
-    assert first == last and "predicted_label" in first
+    assert first["predicted_label"] == last["predicted_label"] and first["missing"] == last["missing"]
+    assert first["probabilities"] == pytest.approx(last["probabilities"], abs=1e-6)
     assert "not valid base64" in bad_base64["error"]
     assert "cannot be decoded" in corrupt["error"]
     # a missing text is allowed; no tabular values were sent either

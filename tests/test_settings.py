@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import assert_usage_error, assert_user_error, run_cli
-from fusionapp.config import ModelSettings, RunSettings, SettingError, apply_flat
+from fusionapp.settings import ModelSettings, RunSettings, SettingError, apply_flat
 
 # (flat name, refused value as a config file / the API gives it, as a flag gives it, words of the rule)
 REFUSED = [
@@ -18,7 +18,7 @@ REFUSED = [
     ("image_kernels", [1, 0], "1,0", "a non-empty list of integers of at least 1"),
     ("image_reduction", 1.5, "1.5", "a number from 0.0 to 1.0"),
     ("modalities", "image,sound", "image,sound", "a comma list from image, text, tabular"),
-    ("cache", "gpu", "gpu", "one of none, memory, disk"),
+    ("pixel_cache", "gpu", "gpu", "one of none, memory, disk"),
     ("precision", "float8", "float8", "one of auto, float32, mixed_bfloat16, mixed_float16"),
     ("text_tokens", "bytes", "bytes", "one of auto, words, chars"),
     ("dropout", 0.99, "0.99", "a number from 0.0 to 0.95"),
@@ -91,7 +91,7 @@ def test_a_run_saved_before_the_wide_path_means_no_wide_path():
 
 
 def test_image_size_zero_means_64_or_224_with_a_pretrained_backbone():
-    from fusionapp.config import ModelSettings
+    from fusionapp.settings import ModelSettings
 
     assert ModelSettings().resolved().image_size == 64
     assert ModelSettings(image_backbone="resnet50_v2").resolved().image_size == 224

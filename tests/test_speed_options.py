@@ -9,7 +9,7 @@ import pytest
 from conftest import TINY_MODEL
 
 
-@pytest.mark.parametrize("cache", ["memory", "disk"])
+@pytest.mark.parametrize("cache", ["memory", pytest.param("disk", marks=pytest.mark.slow)])
 def test_cached_images_give_the_same_run(cache, demo_table, tmp_path):
     from fusionapp import train
 
@@ -25,7 +25,7 @@ def test_mixed_precision_trains_and_restores_the_global_policy(precision, demo_t
     import warnings
 
     from fusionapp import evaluate, train
-    from fusionapp.artifacts import load_run
+    from fusionapp.runs.load import load_run
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -55,7 +55,7 @@ def test_unknown_precision_is_refused(demo_table, tmp_path):
     ("fpu vme avx2 avx512f", False),
 ])
 def test_auto_precision_uses_bfloat16_only_where_the_cpu_has_it(flags, native, tmp_path):
-    from fusionapp.precision import cpu_has_native_bfloat16
+    from fusionapp.training.precision import cpu_has_native_bfloat16
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: {flags}\n")
@@ -66,7 +66,7 @@ def test_auto_precision_uses_bfloat16_only_where_the_cpu_has_it(flags, native, t
 def test_auto_precision_is_recorded_as_what_ran(trained_run):
     import tensorflow as tf
 
-    from fusionapp.precision import cpu_has_native_bfloat16
+    from fusionapp.training.precision import cpu_has_native_bfloat16
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("on a GPU, auto depends on its compute capability")

@@ -10,12 +10,13 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from conftest import TINY_MODEL, read_csv, run_cli, write_csv
-from fusionapp.config import ModelSettings, TextSettings
+from fusionapp.settings import ModelSettings, TextSettings
 from fusionapp.data.examples import Examples
-from fusionapp.inference import predict_examples
+from fusionapp.inference.raw import predict_examples
 from fusionapp.model import build_classifier
 from fusionapp.preprocessing import adapt
-from fusionapp.wide import WidePath, fit_linear, wide_features, wide_sources
+from fusionapp.posthoc.linear import cross_fit, fit_linear, fold_numbers
+from fusionapp.posthoc.wide import fit_wide_path, wide_features, wide_sources
 
 WORDS = ["apple", "river", "stone", "cloud"]
 
@@ -48,7 +49,7 @@ def test_fitted_linear_layer_gives_scikit_learns_probabilities(classes):
     rng = np.random.default_rng(classes)
     features = rng.normal(size=(120, 6))
     labels = rng.integers(0, classes, 120)
-    kernel, bias = fit_linear(features, labels, classes, "balanced")
+    kernel, bias = fit_linear(features, labels, classes, "balanced", 4.0)
     reference = LogisticRegression(C=4.0, class_weight="balanced", max_iter=1000).fit(features, labels)
     logits = features @ kernel + bias
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
@@ -59,7 +60,7 @@ def test_a_class_absent_from_the_rows_stays_unlikely_and_the_others_match_scikit
     rng = np.random.default_rng(7)
     features = rng.normal(size=(100, 5))
     labels = np.where(features[:, 0] > 0, 2, 0)  # classes 0 and 2 of three
-    kernel, bias = fit_linear(features, labels, 3, "none")
+    kernel, bias = fit_linear(features, labels, 3, "none", 4.0)
     logits = features @ kernel + bias
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     reference = LogisticRegression(C=4.0, max_iter=1000).fit(features, labels).predict_proba(features)
@@ -75,9 +76,9 @@ def test_at_alpha_one_the_model_is_the_linear_model():
     # the wide path reads what the model's own layers read: TF-IDF vectors, then tabular encodings
     assert features.shape[1] == preprocessor.network_inputs()["text_width"] + 2
     labels = preprocessor.label_indices(examples.labels)
-    kernel, bias = fit_linear(features, labels, preprocessor.num_classes, "none")
-    model.get_layer("wide.logits").set_weights([kernel, bias])
-    model.get_layer("head.blend").set_weights([np.float32(1.0)])
+    kernel, bias = fit_linear(features, labels, preprocessor.num_classes, "none", 4.0)
+    model.set_wide_path(kernel, bias)
+    model.set_blend(1.0)
     reference = LogisticRegression(C=4.0, max_iter=1000).fit(features, labels)
     np.testing.assert_allclose(predict_examples(model, examples).probabilities, reference.predict_proba(features),
                                atol=1e-4)
@@ -90,31 +91,76 @@ def test_rows_without_text_keep_the_networks_logits():
     model = model_for(examples)
     features, present = wide_features(model.preprocessor, examples)
     assert present.all()
-    kernel, bias = fit_linear(features, model.preprocessor.label_indices(examples.labels), 4, "none")
-    model.get_layer("wide.logits").set_weights([kernel, bias])
+    kernel, bias = fit_linear(features, model.preprocessor.label_indices(examples.labels), 4, "none", 4.0)
+    model.set_wide_path(kernel, bias)
     blank = with_texts(examples, ["", "   "] * 40)
     assert not wide_features(model.preprocessor, blank)[1].any()
     deep = predict_examples(model, blank).logits
     with_text = predict_examples(model, examples).logits
-    model.get_layer("head.blend").set_weights([np.float32(1.0)])
+    model.set_blend(1.0)
     np.testing.assert_allclose(predict_examples(model, blank).logits, deep, atol=1e-6)
     assert np.abs(predict_examples(model, examples).logits - with_text).max() > 1.0  # where text is, it blends
 
 
-def test_the_fitted_blend_is_what_the_model_computes():
-    """WidePath chooses alpha (and the decision offsets are tuned) on NumPy blends of the validation
-    logits; they must be the saved layers' own answer, rows without text included."""
-    examples = word_examples(160, seed=1)
-    model = model_for(examples)
-    train_rows, val_rows = examples.subset(range(120)), examples.subset(range(120, 160))
-    val_rows = with_texts(val_rows, [text if i % 3 else "" for i, text in enumerate(val_rows.texts)])
-    wide = WidePath(model, train_rows, val_rows, "balanced")
-    chosen = wide.fit()
-    assert 0.0 < chosen["alpha"] and chosen["val_log_loss"]["blend"] <= chosen["val_log_loss"]["deep"]
-    np.testing.assert_allclose(wide.val_logits, predict_examples(model, val_rows).logits, atol=1e-4)
-    before = model.get_layer("wide.logits").get_weights()[0].copy()
-    wide.refit()
-    assert not np.allclose(model.get_layer("wide.logits").get_weights()[0], before)  # it saw 40 more rows
+def test_each_rows_held_out_logits_come_from_a_fit_without_it_and_the_final_fit_is_scikit_learns():
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(150, 6))
+    labels = (features[:, 0] + rng.normal(scale=0.5, size=150) > 0).astype(int) + 2 * (features[:, 1] > 0)
+    folds = fold_numbers(labels, 5, seed=0)
+    assert sorted(np.bincount(folds)) == [30] * 5
+    fitted = cross_fit(features, labels, 4, "balanced", 4.0, folds)
+    for fold in range(5):
+        reference = LogisticRegression(C=4.0, class_weight="balanced", max_iter=1000).fit(
+            features[folds != fold], labels[folds != fold])
+        held_out = fitted.held_out_logits[folds == fold]
+        probabilities = np.exp(held_out) / np.exp(held_out).sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(probabilities, reference.predict_proba(features[folds == fold]), atol=1e-4)
+    reference = LogisticRegression(C=4.0, class_weight="balanced", max_iter=1000).fit(features, labels)
+    logits = features @ fitted.kernel + fitted.bias
+    # Warm-started from the folds' mean, lbfgs stops sooner, within its tolerance of the same optimum.
+    np.testing.assert_allclose(np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True),
+                               reference.predict_proba(features), atol=5e-3)
+
+
+def shifted_examples(count, seed, cue_words):
+    """Texts whose label is the cue word at its index, among noise words."""
+    rng = np.random.default_rng(seed)
+    labels = [WORDS[i % len(WORDS)] for i in range(count)]
+    texts = [" ".join([*rng.choice(["the", "a", "my"], 2), cue_words[WORDS.index(label)], *rng.choice(NOISE, 2)])
+             for label in labels]
+    return Examples(source="shift", row_numbers=np.arange(1, count + 1), ids=[str(i) for i in range(count)],
+                    images=None, images_are_files=True, texts=texts, tabular={"price": ["1"] * count}, labels=labels,
+                    splits=None)
+
+
+NOISE = ["pear", "lake", "sand", "mist"]
+
+
+def test_what_is_tuned_after_the_network_sees_the_linear_part_the_model_keeps():
+    """The saved linear part learns from the validation rows too. Alpha (and the offsets and the
+    temperature after it) must be chosen on that part's held-out logits of those rows, which know what
+    the other validation rows teach: here the validation rows follow a cue the training rows show as
+    noise, so a linear part fitted on the training rows alone knows nothing of them."""
+    train_rows = shifted_examples(120, 1, WORDS)  # the topic word is the cue; the others are noise
+    val_rows = shifted_examples(60, 2, NOISE)  # here the cue is the word the training rows had as noise
+    model = model_for(train_rows)
+    preprocessor = model.preprocessor
+    deep = predict_examples(model, val_rows).logits
+    fitted = fit_wide_path(model, train_rows, val_rows, deep, "none", seed=0)
+    train_features, _ = wide_features(preprocessor, train_rows)
+    val_features, _ = wide_features(preprocessor, val_rows)
+    y_val = preprocessor.label_indices(val_rows.labels)
+    kernel, bias = fit_linear(train_features, preprocessor.label_indices(train_rows.labels), 4, "none", 4.0)
+    from sklearn.metrics import log_loss
+
+    def loss(logits):
+        return log_loss(y_val, np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True), labels=range(4))
+
+    train_only = loss(val_features @ kernel + bias)
+    assert fitted.record["val_log_loss"]["wide"] < train_only - 0.3, (fitted.record, train_only)
+    assert fitted.record["alpha"] > 0.5
+    # The model answers with the final fit, which learnt from the validation rows as well.
+    assert (predict_examples(model, val_rows).logits.argmax(axis=1) == y_val).mean() > 0.95
 
 
 def test_the_wide_path_reads_what_it_can_use_as_it_is():
@@ -153,7 +199,7 @@ def test_no_wide_trains_the_network_alone(tmp_path, capsys):
     assert code == 0, err
     config = json.load(open(tmp_path / "run" / "config.json"))
     assert config["settings"]["model"]["wide"] is False and "wide" not in config and "Wide path" not in out
-    from fusionapp.artifacts import load_run
+    from fusionapp.runs.load import load_run
 
     assert not {"wide.logits", "head.blend"} & {layer.name for layer in load_run(str(tmp_path / "run")).model.layers}
 
@@ -172,9 +218,9 @@ def test_training_blends_in_the_linear_model_where_it_is_better(tmp_path):
     assert json.load(open(os.path.join(run, "test_metrics.json")))["accuracy"] > 0.95
     history = read_csv(os.path.join(run, "history.csv"))
     assert float(history[0]["val_accuracy"]) < 0.9  # the network alone had not got there
-    # the saved model carries the refitted linear part and alpha, and scores as test_metrics.json says
-    from fusionapp.artifacts import load_run
-    from fusionapp.evaluation import evaluate
+    # the saved model carries the linear part and alpha, and scores as test_metrics.json says
+    from fusionapp.evaluation.evaluate import evaluate
+    from fusionapp.runs.load import load_run
 
     model = load_run(run).model
     assert float(model.get_layer("head.blend").get_weights()[0]) == pytest.approx(wide["alpha"])

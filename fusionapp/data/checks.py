@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusionapp.config import Columns
+from fusionapp.settings import Columns
 from fusionapp.data.examples import BadRow, CheckedExamples, Examples, raw_columns
 from fusionapp.preprocessing.labels import label_cell_problem
 from fusionapp.errors import FusionError

@@ -25,9 +25,7 @@ ITEMS = ("gadget", "lamp", "toy", "mug", "clock", "speaker", "vase", "badge", "c
 FILLERS = ("great price", "ships fast", "pick up only", "no returns", "from a smoke free home",
            "works well", "open to offers", "cash only", "bundle deals", "see photo")
 SELLERS = ("north", "south", "east", "west")
-LABELS = tuple(f"{family}_{condition}" for family in SHAPES for condition in CONDITION_WORDS)
 BOXED_PHRASES = ("with original box", "still boxed", "in its box", "box included")
-TAGS = ("angular", "boxed", "collectible", "new", "round", "used")
 
 
 def make_demo(out: str = "data/demo", rows: int = 3000, seed: int = 0, image_size: int = 40,

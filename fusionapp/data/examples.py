@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fusionapp.config import Columns
+from fusionapp.settings import Columns
 from fusionapp.errors import FusionError
 from fusionapp.preprocessing.raw import category_values, numeric_values, tabular_key
 

@@ -1,7 +1,14 @@
-"""Examples -> tf.data pipeline of network inputs for `model.fit`: rows in a seeded order, image files
-read and decoded in parallel, text and tabular cells encoded per batch, all by the run's preprocessor."""
+"""Examples -> tf.data pipelines of network inputs: rows in a seeded order, image files read and
+decoded in parallel, text and tabular cells encoded per batch, all by the run's preprocessor.
+
+Training reads an endless stream of passes over the rows, each pass in its own seeded order, so
+step S of a run always sees the same batch: a run resumed after any step continues exactly as the
+uninterrupted run would have.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -9,52 +16,89 @@ from fusionapp.data.examples import Examples, raw_columns
 from fusionapp.data.images import read_or_blank
 
 
-def make_dataset(examples: Examples, preprocessor, batch_size: int, shuffle: bool = False, augment: bool = False, seed: int = 0, modality_dropout: float = 0.0,
-                 cache: str | None = None, shard: tuple[int, int] | None = None, image_features=None):
-    """Batches of ({"image", "text", "tabular"} network inputs, label index).
+def make_dataset(examples: Examples, preprocessor, batch_size: int, *, training: bool = False, seed: int = 0,
+                 start_step: int = 0, augment: bool = False, modality_dropout: float = 0.0,
+                 pixel_cache: str | None = None, shard: tuple[int, int] | None = None, image_features=None):
+    """Batches of ({"image", "text", "tabular"} network inputs, label targets).
 
-    The order comes from shuffling row positions (a full shuffle, whatever the table's size), and
-    each position then fetches its row, so caching decoded images cannot change it. `cache` keeps
-    decoded, resized images after one decoding pass: "memory", or a file path for an on-disk array.
-    `modality_dropout` blanks the image or the text of that share of rows each (never both), so the
-    model learns to answer from what is there. `shard` = (count, index) keeps every count-th row from
-    `index` on, before any file is read: each worker of a multi-worker strategy reads only its share.
-    `image_features` (fusionapp.data.features.ImageFeatures of these rows) replaces each image by
-    its frozen backbone's feature map, and a blanked image by a blank image's map; images are then
-    not augmented, their features being computed once.
+    `training`: endless passes over the rows, pass p in the order of a shuffle seeded by (seed, p),
+    starting at step `start_step` (`steps_per_pass` steps a pass, the last batch of a pass maybe
+    short); otherwise one pass in row order. `pixel_cache` keeps decoded, resized images after one
+    decoding pass: "memory", or a file path for an on-disk array. `modality_dropout` blanks the
+    image or the text of that share of rows each (never both), so the model learns to answer from
+    what is there. `shard` = (count, index) keeps every count-th row from `index` on, before any file
+    is read: each worker of a multi-worker strategy reads only its share. `image_features`
+    (fusionapp.pretrained.features.ImageFeatures of these rows) replaces each image by its frozen
+    backbone's feature map, and a blanked image by a blank image's map.
     """
     import tensorflow as tf
 
-    autotune = tf.data.AUTOTUNE
-    modalities = preprocessor.modalities
     rows = np.arange(len(examples))
     if shard is not None:
         rows = rows[shard[1]::shard[0]]
+    fetch = _fetcher(examples, preprocessor, rows, pixel_cache, image_features,
+                     augment=augment and training and "image" in preprocessor.modalities and image_features is None,
+                     drop=modality_dropout if training and {"image", "text"} <= set(preprocessor.modalities) else 0.0)
+    encode = _encoder(preprocessor)
+    autotune = tf.data.AUTOTUNE
+
+    def batches(positions):
+        return positions.map(fetch, num_parallel_calls=autotune, deterministic=True).batch(batch_size) \
+            .map(encode, num_parallel_calls=autotune, deterministic=True)
+
+    if training:
+        dataset = _passes(len(rows), batch_size, seed, start_step, batches)
+    else:
+        dataset = batches(tf.data.Dataset.range(len(rows)).map(lambda i: (i, tf.zeros([2], tf.int64))))
+    if shard is not None:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        dataset = dataset.with_options(options)
+    return dataset.prefetch(autotune)
+
+
+def steps_per_pass(rows: int, batch_size: int) -> int:
+    return max(1, math.ceil(rows / batch_size))
+
+
+def _passes(rows: int, batch_size: int, seed: int, start_step: int, batches):
+    """Endless passes from `start_step` on; each element (row position, per-example seed pair)."""
+    import tensorflow as tf
+
+    per_pass = steps_per_pass(rows, batch_size)
+    first_pass, offset = divmod(start_step, per_pass)
+
+    def one_pass(number):
+        order = tf.random.experimental.stateless_shuffle(tf.range(rows, dtype=tf.int64),
+                                                         seed=tf.stack([tf.constant(seed, tf.int64), number]))
+        # Example g of the whole stream gets its own stateless seed pair, whatever the map's schedule.
+        counter = tf.data.Dataset.range(number * rows, (number + 1) * rows)
+        pairs = counter.map(lambda g: tf.random.experimental.stateless_fold_in(
+            tf.constant([seed, 1], tf.int64), g))
+        positions = tf.data.Dataset.zip((tf.data.Dataset.from_tensor_slices(order), pairs))
+        skip = tf.where(number == first_pass, tf.constant(offset * batch_size, tf.int64), tf.constant(0, tf.int64))
+        return batches(positions.skip(skip))
+
+    return tf.data.Dataset.range(first_pass, 2**62).flat_map(one_pass)
+
+
+def _fetcher(examples: Examples, preprocessor, rows, pixel_cache, image_features, augment: bool, drop: float):
+    """(row position, seed pair) -> (raw features of the row, its label target), image decoded."""
+    import tensorflow as tf
+
+    modalities = preprocessor.modalities
     raw = {name: tf.constant(values[rows]) for name, values in
            raw_columns(examples, modalities, preprocessor.tabular_kinds).items()}
     labels = tf.constant(preprocessor.label_targets(examples.labels)[rows])
     if image_features is not None:
         # Indexed only when sharded: the maps can be gigabytes, and a full index would copy them.
-        store = image_features.maps if shard is None else image_features.maps[rows]
-        store_type = tf.float16
-        store_shape, blank = list(image_features.maps.shape[1:]), tf.constant(image_features.blank, tf.float32)
+        store = image_features.maps if len(rows) == len(examples) else image_features.maps[rows]
+        store_type, store_shape = tf.float16, list(image_features.maps.shape[1:])
+        blank = tf.constant(image_features.blank, tf.float32)
     else:
-        store = decoded_store(examples, preprocessor, rows, cache) if cache and "image" in modalities else None
+        store = decoded_store(examples, preprocessor, rows, pixel_cache) if pixel_cache and "image" in modalities \
+            else None
         store_type, store_shape, blank = tf.uint8, [preprocessor.image_size, preprocessor.image_size, 3], None
-    from_files = examples.images_are_files
-
-    positions = tf.data.Dataset.range(len(rows))
-    if shuffle:
-        positions = positions.shuffle(max(len(rows), 1), seed=seed, reshuffle_each_iteration=True)
-    augment = augment and "image" in modalities and image_features is None
-    drop = modality_dropout if {"image", "text"} <= set(modalities) else 0.0
-    if augment or drop:
-        # One seed pair per example, new each epoch but fixed by `seed`: stateless random ops fed
-        # from this stream give the same draws however the parallel map schedules work.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        positions = tf.data.Dataset.zip((positions, seeds))
-    else:
-        positions = positions.map(lambda position: (position, tf.zeros([2], tf.int64)))
 
     def fetch(position, pair):
         features = {name: column[position] for name, column in raw.items()}
@@ -62,20 +106,24 @@ def make_dataset(examples: Examples, preprocessor, batch_size: int, shuffle: boo
             if store is not None:
                 image = tf.numpy_function(lambda i: store[i], [position], store_type, stateful=False)
                 image.set_shape(store_shape)
-                if image_features is not None:
-                    image = tf.cast(image, tf.float32)
+                image = tf.cast(image, tf.float32) if image_features is not None else image
             else:
-                image = preprocessor.decode_image(read_or_blank(features["image"]) if from_files else features["image"])
+                encoded = features["image"]
+                image = preprocessor.decode_image(read_or_blank(encoded) if examples.images_are_files else encoded)
             features["image"] = image
-        if augment or drop:
-            augment_seed, drop_seed = tf.unstack(tf.random.experimental.stateless_split(pair, 2))
-            if augment:
-                features["image"] = augment_image(features["image"], preprocessor.image_size, augment_seed)
-            if drop:
-                features = drop_modality(features, drop, drop_seed, blank)
+        augment_seed, drop_seed = tf.unstack(tf.random.experimental.stateless_split(pair, 2))
+        if augment:
+            features["image"] = augment_image(features["image"], preprocessor.image_size, augment_seed)
+        if drop:
+            features = drop_modality(features, drop, drop_seed, blank)
         return features, labels[position]
 
-    dataset = positions.map(fetch, num_parallel_calls=autotune, deterministic=True).batch(batch_size)
+    return fetch
+
+
+def _encoder(preprocessor):
+    """A batch of raw features -> the network's inputs (text and tabular encoded per batch)."""
+    modalities = preprocessor.modalities
 
     def encode(features, label):
         inputs = {}
@@ -87,12 +135,7 @@ def make_dataset(examples: Examples, preprocessor, batch_size: int, shuffle: boo
             inputs["tabular"] = preprocessor.encode_tabular(features)
         return inputs, label
 
-    dataset = dataset.map(encode, num_parallel_calls=autotune, deterministic=True)
-    if shard is not None:
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-        dataset = dataset.with_options(options)
-    return dataset.prefetch(autotune)
+    return encode
 
 
 def decoded_store(examples: Examples, preprocessor, rows, cache: str):

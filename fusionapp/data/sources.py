@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from fusionapp.config import Columns
+from fusionapp.settings import Columns
 from fusionapp.data.examples import Examples, default_modalities
 from fusionapp.errors import FusionError
 
@@ -72,3 +72,13 @@ def _resolve(path: str, root: str) -> str:
         return ""
     path = os.path.expanduser(path)
     return path if os.path.isabs(path) else os.path.normpath(os.path.join(root, path))
+
+
+def data_fingerprint(data: str) -> dict | None:
+    """Each table file's size and modification time (nanoseconds), to tell whether it changed; None
+    for a TFDS source, which TFDS versions itself."""
+    path = os.path.abspath(data)
+    if data.startswith("tfds:") or not os.path.isfile(path):
+        return None
+    info = os.stat(path)
+    return {path: [info.st_size, info.st_mtime_ns]}

@@ -23,10 +23,6 @@ class Table:
     columns: list[str]
     rows: list[dict[str, str]]
 
-    @property
-    def name(self) -> str:
-        return os.path.basename(self.path)
-
 
 def read_table(path: str) -> Table:
     """Read `path` as CSV or JSON Lines, chosen by its content rather than trusting its name."""

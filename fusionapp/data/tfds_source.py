@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusionapp.config import Columns
+from fusionapp.settings import Columns
 from fusionapp.data.examples import Examples, default_modalities
 from fusionapp.errors import FusionError, one_line
 

@@ -1,8 +1,12 @@
-"""The network: an Inception-style image branch, text and tabular branches, fused by concatenation.
+"""The network: an Inception-style image branch (or a pretrained backbone), text and tabular
+branches, fused by concatenation, and the head that holds what is fitted after training.
 
-Only keras.layers / keras.ops are used here, so the model runs on any Keras 3 backend.
+Only keras.layers / keras.ops are used here, so the model runs on any Keras 3 backend. Importing
+this package registers every class a model file names (the preprocessor's too), which is all
+`keras.saving.load_model` needs.
 """
 
+import fusionapp.preprocessing  # noqa: F401 - registers the Preprocessor saved inside model files
 from fusionapp.model.classifier import FusionClassifier, build_classifier
 from fusionapp.model.losses import LabelBinaryCrossentropy
 

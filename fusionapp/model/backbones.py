@@ -36,7 +36,6 @@ BACKBONES = {backbone.name: backbone for backbone in (
     Backbone("resnet50_v2", "ResNet50V2", "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet",
              "fac2f116257151a9d068a22e544a4917", "tf"),
 )}
-BACKBONE_NAMES = tuple(BACKBONES)
 BACKBONE_LAYER = "image.backbone"
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import keras
-from keras import layers, ops
+from keras import layers
 
 # Faster-moving statistics than Keras' 0.99: with a few thousand rows an epoch is only tens of
 # steps, and slow statistics make validation lag far behind training in the first epochs.
@@ -54,96 +53,3 @@ def multi_kernel_block(x, filters: int, kernels, name: str, pool: bool = True, r
     if pool:
         x = layers.MaxPooling2D(2, name=f"{name}.pool")(x)
     return x
-
-
-@keras.saving.register_keras_serializable(package="fusionapp")
-class ClassPrior(layers.Layer):
-    """Shift each class's logit by a constant offset: logits + offsets.
-
-    The offsets start at zero (no change) and are not trained by gradient descent; after training
-    they are set to the values that maximise validation macro-F1, which moves decisions towards
-    rare classes without retraining (a prior correction). They are weights, so they are saved
-    with the model.
-    """
-
-    def __init__(self, num_classes: int, **kwargs):
-        super().__init__(**kwargs)
-        self.num_classes = num_classes
-        self.offsets = self.add_weight(shape=(num_classes,), initializer="zeros", trainable=False, name="offsets")
-
-    def call(self, logits):
-        return logits + self.offsets
-
-    def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes}
-
-
-@keras.saving.register_keras_serializable(package="fusionapp")
-class LogitBlend(layers.Layer):
-    """(1 - alpha) x deep logits + alpha x wide logits, with alpha a weight, not trained by gradient.
-
-    It starts at 0, so the network trains as if the wide path were not there; after training the
-    wide path is fitted and alpha chosen on validation rows (fusionapp/wide.py). Given the TF-IDF
-    text vectors as a third input, rows whose vector is all zeros (an empty text) keep the deep
-    logits: the linear model never saw such rows, while the network learnt them from modality
-    dropout.
-    """
-
-    def __init__(self, per_class: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        # A weight per class (multi-label models, whose labels are separate questions: the linear
-        # model on the text may know one label and nothing of another), or one for all.
-        self.per_class = per_class
-
-    def build(self, input_shapes):
-        shape = (input_shapes[0][-1],) if self.per_class else ()
-        self.alpha = self.add_weight(shape=shape, initializer="zeros", trainable=False, name="alpha")
-
-    def call(self, inputs):
-        deep, wide = inputs[0], inputs[1]
-        weight = self.alpha
-        if len(inputs) > 2:
-            present = ops.any(ops.not_equal(inputs[2], 0), axis=-1, keepdims=True)
-            weight = weight * ops.cast(present, deep.dtype)
-        return deep + weight * (wide - deep)
-
-    def compute_output_shape(self, input_shapes):
-        return input_shapes[0]
-
-    def get_config(self):
-        return {**super().get_config(), "per_class": self.per_class}
-
-
-@keras.saving.register_keras_serializable(package="fusionapp")
-class Temperature(layers.Layer):
-    """logits / T, with T a weight not trained by gradient: 1 (no change) until fitted on the
-    validation rows after training (fusionapp/calibration.py). Dividing by T leaves every row's
-    ranking of the classes, hence its decision, as it was; only how sure the probabilities are
-    changes."""
-
-    def build(self, input_shape):
-        self.temperature = self.add_weight(shape=(), initializer="ones", trainable=False, name="temperature")
-
-    def call(self, logits):
-        return logits / self.temperature
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-
-@keras.saving.register_keras_serializable(package="fusionapp")
-class Thresholds(layers.Layer):
-    """A multi-label model's decision thresholds, one probability per label (0.5 until tuned on the
-    validation rows after training: fusionapp/decision.py). The logits pass through unchanged; the
-    layer is where the thresholds are kept, so the model file, the server and the SavedModel carry
-    them with the weights."""
-
-    def build(self, input_shape):
-        self.thresholds = self.add_weight(shape=(input_shape[-1],), initializer=keras.initializers.Constant(0.5),
-                                          trainable=False, name="thresholds")
-
-    def call(self, logits):
-        return logits
-
-    def compute_output_shape(self, input_shape):
-        return input_shape

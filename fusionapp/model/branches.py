@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from keras import layers, regularizers
 
-from fusionapp.config import ModelSettings
+from fusionapp.settings import ModelSettings
 from fusionapp.model.backbones import backbone_image_features
 from fusionapp.model.blocks import BN_MOMENTUM, multi_kernel_block
 

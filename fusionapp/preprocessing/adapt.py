@@ -6,9 +6,10 @@ from collections import Counter
 
 import numpy as np
 
-from fusionapp.config import TextSettings
+from fusionapp.settings import TextSettings
 from fusionapp.errors import FusionError
 from fusionapp.preprocessing.preprocessor import Preprocessor
+from fusionapp.preprocessing.text import text_vectorizer
 from fusionapp.preprocessing.raw import (is_missing_cell, normalize_category, normalize_text, numeric_problem,
                                         numeric_values, tabular_key)
 
@@ -76,16 +77,10 @@ def frequent_labels(cells, label_sep: str, min_count: int, source: str = "data")
 
 
 def _adapt_text(texts, text: TextSettings, text_encoder: str, source: str):
-    import keras
-
     bag = text_encoder == "bag"
     texts = normalize_text(np.array(texts, dtype=object)).numpy()
-    words = text.tokens == "words"
     ngrams = text.ngrams if bag else 1
-    counter = keras.layers.TextVectorization(
-        max_tokens=text.max_tokens, standardize="lower_and_strip_punctuation" if words else "lower",
-        split="whitespace" if words else "character", ngrams=ngrams if ngrams > 1 else None,
-        output_mode="count" if bag else "int")
+    counter = text_vectorizer(text.tokens, ngrams, "tf_idf" if bag else "token_ids", max_tokens=text.max_tokens)
     counter.adapt(texts, batch_size=1024)
     vocabulary = [str(token) for token in counter.get_vocabulary(include_special_tokens=False)]
     if not vocabulary:

@@ -12,9 +12,9 @@ import keras
 import numpy as np
 
 from fusionapp.preprocessing.image import decode_or_blank
+from fusionapp.preprocessing.text import text_vectorizer
 from fusionapp.preprocessing.raw import missing_inputs, normalize_category, normalize_text, tabular_key
-
-MODALITIES = ("image", "text", "tabular")
+from fusionapp.settings import MODALITIES
 
 
 @keras.saving.register_keras_serializable(package="fusionapp")
@@ -41,15 +41,9 @@ class Preprocessor(keras.layers.Layer):
 
         # === Layers ===
         if "text" in self.modalities:
-            words = self.text["tokens"] == "words"
             token_ids = self.text["output"] == "token_ids"
-            self.text_vectorizer = keras.layers.TextVectorization(
-                standardize="lower_and_strip_punctuation" if words else "lower",
-                split="whitespace" if words else "character",
-                ngrams=self.text["ngrams"] if self.text["ngrams"] > 1 else None,
-                output_mode="int" if token_ids else "count",
-                output_sequence_length=self.text["sequence_length"] if token_ids else None,
-                name="text_vectorizer")
+            self.text_vectorizer = text_vectorizer(self.text["tokens"], self.text["ngrams"], self.text["output"],
+                                                   self.text["sequence_length"])
             if not token_ids:
                 self.idf = self.add_weight(shape=(self.text["vocabulary_size"],), initializer="ones",
                                            trainable=False, name="idf")

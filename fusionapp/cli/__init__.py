@@ -1,0 +1,75 @@
+"""The command line: each command parses its flags and calls one plain function.
+
+Nothing heavy is imported at module level, so `fusionapp --help` answers without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from fusionapp.cli import scoring, tools, train  # noqa: F401 - each registers its commands with the group
+from fusionapp.cli.group import cli
+from fusionapp.errors import FusionError, one_line
+
+__all__ = ["cli", "main"]
+
+TENSORFLOW_COMMANDS = ("train", "evaluate", "predict", "export", "serve", "backbones")
+
+
+def _load_tensorflow(debug: bool = False) -> None:
+    """Import TensorFlow with its start-up chatter on stderr hidden.
+
+    TensorFlow's C++ core logs CUDA probes and oneDNN notes before any log level applies, so the
+    only way to keep them from users is to point file descriptor 2 elsewhere during the import.
+    """
+    if debug or "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    # Retracing and AutoGraph notes are for TensorFlow developers, not for our users.
+    tensorflow.get_logger().setLevel("ERROR")
+
+
+def main(argv=None):
+    """Entry point: user mistakes become one line on stderr and exit code 1."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("FUSIONAPP_DEBUG") == "1"
+    args = [arg for arg in args if arg != "--debug"]
+    try:
+        if args and args[0] in TENSORFLOW_COMMANDS and not {"-h", "--help"} & set(args):
+            _load_tensorflow(debug)
+        cli.main(args=args, prog_name="fusionapp", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except FusionError as error:
+        if debug:
+            raise
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    except Exception as error:  # noqa: BLE001 - a last line of defence: no traceback for users
+        if debug:
+            raise
+        click.echo(f"error: {type(error).__name__}: {one_line(error)} (rerun with --debug for details)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

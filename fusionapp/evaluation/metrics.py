@@ -1,0 +1,92 @@
+"""Class probabilities + true labels -> the evaluate report the README describes, every figure from
+scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fusionapp.evaluation.calibration import brier_score, expected_calibration_error
+
+def prediction_report(model, examples, predictions, n_skipped: int = 0) -> dict:
+    """The evaluate report of a model's `predictions` on labelled `examples`: the single-label report,
+    or for a multi-label model the multi-label one (fusionapp/multilabel_metrics.py)."""
+    preprocessor = model.preprocessor
+    y_true = preprocessor.label_targets(examples.labels)
+    if not preprocessor.multi_label:
+        return classification_report(y_true, predictions.probabilities, predictions.predicted,
+                                     preprocessor.class_names, n_skipped)
+    from fusionapp.evaluation.multilabel import multilabel_report
+    from fusionapp.preprocessing.labels import unknown_label_counts
+
+    return multilabel_report(y_true, predictions.probabilities, predictions.predicted, preprocessor.class_names,
+                             predictions.thresholds, n_skipped,
+                             unknown_label_counts(examples.labels, preprocessor.label_sep, preprocessor.class_names))
+
+
+def classification_report(y_true, probabilities, y_pred, class_names, n_skipped: int = 0) -> dict:
+    """The evaluate report for integer labels `y_true`, an (n, classes) probability matrix and the
+    predicted classes `y_pred` (the raw-input function's decisions)."""
+    from sklearn import metrics
+
+    y_true = np.asarray(y_true)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    # float32 softmax rows sum to 1 only within ~1e-7; scikit-learn's log_loss warns about that.
+    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
+    y_pred = np.asarray(y_pred)
+    labels = list(range(len(class_names)))
+    precision, recall, f1, _ = metrics.precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average="macro", zero_division=0)
+    per_class = metrics.classification_report(
+        y_true, y_pred, labels=labels, target_names=list(class_names), output_dict=True, zero_division=0)
+    return {
+        "n_examples": int(len(y_true)),
+        "n_skipped": int(n_skipped),
+        "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(_balanced_accuracy(y_true, y_pred)),
+        "macro_precision": float(precision),
+        "macro_recall": float(recall),
+        "macro_f1": float(f1),
+        "weighted_f1": float(metrics.f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
+        "log_loss": float(metrics.log_loss(y_true, probabilities, labels=labels)),
+        "roc_auc": _roc_auc(y_true, probabilities, labels),
+        "ece": expected_calibration_error(y_true, probabilities),
+        "brier": brier_score(y_true, probabilities, len(class_names)),
+        "per_class": {
+            name: {"precision": float(per_class[name]["precision"]), "recall": float(per_class[name]["recall"]),
+                   "f1": float(per_class[name]["f1-score"]), "support": int(per_class[name]["support"])}
+            for name in class_names
+        },
+        "confusion_matrix": {
+            "labels": list(class_names),
+            "matrix": metrics.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        },
+    }
+
+
+def _balanced_accuracy(y_true, y_pred) -> float:
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score
+
+    with warnings.catch_warnings():
+        # Classes absent from y_true are left out of the mean, which is what we want to report.
+        warnings.simplefilter("ignore")
+        return balanced_accuracy_score(y_true, y_pred)
+
+
+def _roc_auc(y_true, probabilities, labels) -> float | None:
+    """Binary: AUC of the positive (second) class; multiclass: macro one-vs-rest.
+
+    Undefined (None) when the rows hold fewer than two classes, or for multiclass when some class
+    never occurs, since scikit-learn cannot score a class without positives.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    present = np.unique(y_true)
+    if len(present) < 2:
+        return None
+    if len(labels) == 2:
+        return float(roc_auc_score(y_true, probabilities[:, 1]))
+    if len(present) < len(labels):
+        return None
+    return float(roc_auc_score(y_true, probabilities, multi_class="ovr", average="macro", labels=labels))

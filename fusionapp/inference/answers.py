@@ -1,0 +1,88 @@
+"""Predictions as people and programs read them: one pair's JSON answer (predict --json, the server)
+and the prediction table (predict's CSV, evaluate --predictions). Every decision in them is the
+raw-input function's (fusionapp.inference.raw); nothing is re-ranked here."""
+
+from __future__ import annotations
+
+from fusionapp.data.examples import Examples
+from fusionapp.inference.raw import Predictions
+
+
+def pair_result(predictions: Predictions, index: int, class_names, top_k: int = 1) -> dict:
+    """One row's answer as the JSON that `predict --json` prints and the server returns: for a
+    multi-label model `predicted_labels` (likeliest first) and the `thresholds` instead of
+    `predicted_label` and `confidence`."""
+    probabilities = predictions.probabilities[index]
+    result = {"probabilities": {name: float(p) for name, p in zip(class_names, probabilities)},
+              "missing": predictions.missing[index]}
+    if predictions.label_sets is not None:
+        result = {"predicted_labels": predictions.label_sets[index], **result,
+                  "thresholds": {name: float(t) for name, t in zip(class_names, predictions.thresholds)}}
+    else:
+        best = int(predictions.predicted[index])
+        result = {"predicted_label": class_names[best], "confidence": float(probabilities[best]), **result}
+    if top_k > 1:
+        result["top_k"] = [{"label": class_names[i], "probability": float(probabilities[i])}
+                           for i in predictions.top(index, top_k)]
+    return result
+
+
+def prediction_table(examples: Examples, predictions: Predictions, class_names, rows=None, errors: dict | None = None,
+                     top_k: int = 1, with_labels: bool = False, label_sep: str | None = None):
+    """The prediction CSV: id (or row), [label], predicted_label, confidence, prob_<class>...,
+    [top_k], missing (the empty inputs the model answered without), error. A multi-label model's
+    (`label_sep` given) has predicted_labels, joined by `label_sep` in order of probability, instead
+    of predicted_label and confidence.
+
+    `predictions` hold the rows at positions `rows` of `examples` (all of them when None); the
+    others are listed with their reason from `errors` (keyed by row number).
+    """
+    errors = errors or {}
+    position = {row: i for i, row in enumerate(range(len(examples)) if rows is None else rows)}
+    multi_label = predictions.label_sets is not None
+    decided = ["predicted_labels"] if multi_label else ["predicted_label", "confidence"]
+    header = (["id" if examples.has_ids else "row"] + (["label"] if with_labels else []) + decided
+              + [f"prob_{name}" for name in class_names] + (["top_k"] if top_k > 1 else []) + ["missing", "error"])
+    table = []
+    for i in range(len(examples)):
+        row = [examples.ids[i]] + ([examples.labels[i]] if with_labels else [])
+        if i not in position:
+            reason = errors.get(int(examples.row_numbers[i]), "")
+            table.append(row + [""] * (len(header) - len(row) - 1) + [reason])
+            continue
+        at = position[i]
+        p = predictions.probabilities[at]
+        if multi_label:
+            row.append(label_sep.join(predictions.label_sets[at]))
+        else:
+            best = int(predictions.predicted[at])
+            row += [class_names[best], f"{p[best]:.6f}"]
+        row += [f"{value:.6f}" for value in p]
+        if top_k > 1:
+            # Labels of a set are joined as their cells are (they may hold spaces: "Science Fiction").
+            row.append((label_sep if multi_label else " ").join(class_names[j] for j in predictions.top(at, top_k)))
+        table.append(row + [" ".join(predictions.missing[at]), ""])
+    return header, table
+
+
+def format_pair(result: dict) -> str:
+    without = f"; answered without: {', '.join(result['missing'])}" if result.get("missing") else ""
+    if "predicted_labels" in result:
+        chosen = ", ".join(f"{name} ({result['probabilities'][name]:.4f})" for name in result["predicted_labels"])
+        lines = [(chosen or "no label reaches its threshold") + without]
+    else:
+        lines = [f"{result['predicted_label']} (confidence {result['confidence']:.4f})" + without]
+    for entry in result.get("top_k", []):
+        lines.append(f"  {entry['label']:<20} {entry['probability']:.4f}")
+    explanation = result.get("explanation")
+    if explanation:
+        lines.append("  blanking each input changes its probability by: " + ", ".join(
+            f"{name} {change:+.3f}" for name, change in explanation["modalities"].items()))
+        if explanation.get("text"):
+            lines.append("  strongest words: " + ", ".join(f"{word} {weight:+.3f}" for word, weight in explanation["text"]))
+        if explanation.get("tabular"):
+            lines.append("  tabular columns: " + ", ".join(f"{name} {weight:+.3f}"
+                                                         for name, weight in explanation["tabular"].items()))
+        if explanation.get("image", {}).get("heatmap"):
+            lines.append("  (the image heat map is in the --json answer)")
+    return "\n".join(lines)

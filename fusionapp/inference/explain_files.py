@@ -1,0 +1,57 @@
+"""`predict DATA --explain-dir DIR`: a table's explanations as files, one heat map PNG per row
+(`<id>.png`) and one CSV of every row's explanation in numbers (`explanations.csv`)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+
+from fusionapp.runs import files
+from fusionapp.errors import FusionError
+
+HEADER = ["id", "kind", "name", "weight"]
+
+
+def write_explanations(model, examples, folder: str) -> int:
+    """Explain every row of already-checked `examples` into `folder`; return the rows written.
+
+    explanations.csv has one line per figure: kind `modality` (the change in the predicted class's
+    probability when that input is blanked), `text` (a word's contribution, strongest first),
+    `tabular` (a column's contribution); for a multi-label model first `label`, the label
+    explained (the likeliest), with its probability as the weight.
+    """
+    from fusionapp.inference.explain import explain_row
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise FusionError(f"--explain-dir {folder}: cannot create it ({error.strerror})") from None
+    lines, names = [], set()
+    for i in range(len(examples)):
+        explanation = explain_row(model, examples.subset([i]))
+        row_id = examples.ids[i]
+        if "label" in explanation:
+            lines.append([row_id, "label", explanation["label"], f"{explanation['probability']:.6f}"])
+        lines += [[row_id, "modality", name, f"{change:.6f}"] for name, change in explanation["modalities"].items()]
+        lines += [[row_id, "text", word, f"{weight:.6f}"] for word, weight in explanation.get("text", [])]
+        lines += [[row_id, "tabular", name, f"{weight:.6f}"] for name, weight in explanation.get("tabular", {}).items()]
+        heatmap = explanation.get("image", {}).get("heatmap")
+        if heatmap:
+            name = file_name(row_id, names)
+            with files.atomic_path(os.path.join(folder, name), suffix=".png") as temporary:
+                with open(temporary, "wb") as handle:
+                    handle.write(base64.b64decode(heatmap))
+    files.write_csv(os.path.join(folder, "explanations.csv"), HEADER, lines)
+    return len(examples)
+
+
+def file_name(row_id: str, taken: set) -> str:
+    """A safe, unique file name for a row's heat map: its id with odd characters replaced."""
+    stem = re.sub(r"[^\w.-]", "_", str(row_id))[:100] or "row"
+    name, n = f"{stem}.png", 1
+    while name in taken:
+        n += 1
+        name = f"{stem}-{n}.png"
+    taken.add(name)
+    return name

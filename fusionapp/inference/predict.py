@@ -1,0 +1,104 @@
+"""`fusionapp predict`: a trained run + new image-text pairs -> labels and class probabilities."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from fusionapp.data.examples import BadRow, Examples
+from fusionapp.errors import FusionError
+from fusionapp.inference.answers import pair_result, prediction_table
+from fusionapp.inference.raw import predict_examples
+from fusionapp.console import show_progress
+from fusionapp.inference.rows import check_rows, column_renames, read_rows_for_run, run_columns
+from fusionapp.runs import files, load
+from fusionapp.settings import prediction_settings
+
+
+def predict(model: str, data: str | None = None, *, image: str | None = None, text: str | None = None,
+            tabular: dict | None = None, split: str | None = None, out: str | None = None,
+            top_k: int | None = None, on_bad_row: str | None = None, batch_size: int | None = None,
+            image_root: str | None = None, explain: bool = False, explain_dir: str | None = None, verbose: int = 1,
+            **column_overrides):
+    """Predict one pair (`image`, `text`, `tabular`) -> dict, or every row of `data` -> list of dicts.
+
+    Table rows that cannot be read are returned with an `error` and no prediction. `explain` adds
+    an `explanation` to a pair's answer (fusionapp.inference.explain); `explain_dir` writes a table's
+    explanations there (a heat map per row and the text contributions). None means the default of
+    `top_k`, `on_bad_row` and `batch_size` (fusionapp.settings.PredictionSettings).
+    """
+    options = prediction_settings(top_k=top_k, on_bad_row=on_bad_row, batch_size=batch_size)
+    renames = column_renames(column_overrides)
+    if data is None:
+        table_only = {"split": split, "out": out, "on_bad_row": on_bad_row, "batch_size": batch_size,
+                      "image_root": image_root, "explain_dir": explain_dir, **renames}
+        given = [name for name, value in table_only.items() if value is not None]
+        if given:
+            raise FusionError(f"{given[0]} applies to a table (data); a single pair takes image, text, tabular, "
+                              "top_k and explain")
+        return predict_pair(load.load_run(model), image=image, text=text, tabular=tabular or {},
+                            top_k=options.top_k, explain=explain)
+    if image is not None or text is not None or tabular:
+        raise FusionError("give either data (a table) or a single pair (image, text, tabular), not both")
+    if explain:
+        raise FusionError("explain=True explains a single pair; use explain_dir=DIR for a table")
+    run = load.load_run(model)
+    examples, bad_rows = read_rows_for_run(run, data, split, need_label=False, column_overrides=renames,
+                                           image_root=image_root)
+    if bad_rows and options.on_bad_row == "error":
+        raise FusionError(bad_rows[0].message(examples.source))
+    errors = {row.row: row.reason for row in bad_rows}
+    good = [i for i, row in enumerate(examples.row_numbers) if int(row) not in errors]
+    # A progress bar would be mixed into the CSV when that goes to stdout.
+    predictions = predict_examples(run.model, examples.subset(good), options.batch_size,
+                                   progress=show_progress(verbose) and bool(out))
+    header, rows = prediction_table(examples, predictions, run.preprocessor.class_names, rows=good, errors=errors,
+                                    top_k=options.top_k, label_sep=run.preprocessor.label_sep)
+    if explain_dir:
+        from fusionapp.inference.explain_files import write_explanations
+
+        write_explanations(run.model, examples.subset(good), explain_dir)
+    if out:
+        files.write_csv(out, header, rows)
+    elif verbose:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    if verbose:
+        print(f"Predicted {len(good)} rows" + (f", {len(errors)} could not be read" if errors else "")
+              + (f"; wrote {out}" if out else ""), file=sys.stderr)
+    return [dict(zip(header, row)) for row in rows]
+
+
+def predict_pair(run, image: str | None, text: str | None, tabular: dict, top_k: int = 1,
+                 explain: bool = False) -> dict:
+    """One image-text(-tabular) pair given directly -> {predicted_label, confidence, probabilities,
+    missing[, top_k][, explanation]}."""
+    columns = run_columns(run)
+    kinds = run.preprocessor.tabular_kinds
+    unknown = sorted(set(tabular) - set(kinds))
+    if unknown:
+        raise FusionError(f"--tabular {unknown[0]}=...: this model has no tabular column '{unknown[0]}'"
+                          + (f" (its columns: {', '.join(kinds)})" if kinds else " (it uses no tabular columns)"))
+    examples = Examples(source="input", row_numbers=np.array([1]), ids=["1"],
+                        images=[image or ""] if "image" in run.modalities else None, images_are_files=True,
+                        texts=[text or ""] if "text" in run.modalities else None,
+                        tabular={name: [tabular.get(name, "")] for name in kinds}, labels=None, splits=None)
+    bad_rows = check_rows(run, examples, columns, need_label=False)
+    if bad_rows:
+        raise FusionError(_pair_message(bad_rows[0], columns))
+    result = pair_result(predict_examples(run.model, examples), 0, run.preprocessor.class_names, top_k)
+    if explain:
+        from fusionapp.inference.explain import explain_examples
+
+        result["explanation"] = explain_examples(run.model, examples)[0]
+    return result
+
+
+def _pair_message(bad_row: BadRow, columns) -> str:
+    flags = {columns.image: "--image", columns.text: "--text"}
+    flag = flags.get(bad_row.column, f"--tabular {bad_row.column}")
+    return f"{flag}: {bad_row.reason}"

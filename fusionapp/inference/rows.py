@@ -1,0 +1,52 @@
+"""Reading rows the way a trained run expects: its columns (or renamed ones), its modalities, its
+checks. Shared by evaluate and predict."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from fusionapp.runs.load import Run
+from fusionapp.settings import Columns, RunSettings
+from fusionapp.data.checks import find_bad_rows
+from fusionapp.data.examples import BadRow, Examples
+from fusionapp.data.sources import load_examples
+
+
+def run_columns(run: Run, overrides: dict | None = None) -> Columns:
+    """The run's column names, with any the user renamed for this data (`--text-col body`)."""
+    if run.config.get("settings"):
+        columns = RunSettings.from_dict(run.config["settings"]).columns
+    else:
+        # A model.keras copied away from its run folder: default column names, and the tabular
+        # columns its preprocessor names.
+        columns = Columns(tabular=tuple(run.preprocessor.tabular_kinds))
+    changes = {name: value for name, value in (overrides or {}).items() if value is not None}
+    return dataclasses.replace(columns, **changes) if changes else columns
+
+
+def read_rows_for_run(run: Run, data: str, split: str | None, need_label: bool,
+                      column_overrides: dict | None = None, image_root: str | None = None,
+                      ) -> tuple[Examples, list[BadRow]]:
+    """Load `data` with the run's columns and return all rows plus the bad ones among them."""
+    columns = run_columns(run, column_overrides)
+    examples = load_examples(data, columns, image_root=image_root, need_label=need_label,
+                             modalities=run.modalities)
+    if split is not None:
+        examples = examples.select_split(split)
+    return examples, check_rows(run, examples, columns, need_label)
+
+
+def check_rows(run: Run, examples: Examples, columns: Columns, need_label: bool) -> list[BadRow]:
+    """The bad rows among `examples` for this run (labels it knows, its tabular kinds)."""
+    return find_bad_rows(examples, columns, run.modalities, need_label=need_label,
+                         known_labels=run.preprocessor.class_names if need_label else None,
+                         tabular_kinds=run.preprocessor.tabular_kinds, label_sep=run.preprocessor.label_sep)
+
+
+def column_renames(flags: dict) -> dict:
+    """`image_col=...`-style keyword arguments -> Columns field changes."""
+    names = {"image_col": "image", "text_col": "text", "label_col": "label", "id_col": "id", "split_col": "split"}
+    unknown = sorted(set(flags) - set(names))
+    if unknown:
+        raise TypeError(f"unexpected argument '{unknown[0]}'")
+    return {names[key]: value for key, value in flags.items() if value is not None}

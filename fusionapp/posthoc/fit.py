@@ -1,0 +1,73 @@
+"""Everything fitted after the network, in order, on the validation rows' held-out logits: the wide
+path and its blend weight, then the decision offsets (single-label), the temperature, and the
+per-label thresholds (multi-label, on the calibrated probabilities they are compared with)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fusionapp.settings import RunSettings
+
+
+@dataclass
+class AfterNetwork:
+    record: dict  # config.json's entries: wide, class_offsets, calibration, label_thresholds
+    val_logits: np.ndarray  # the saved model's validation logits, its linear part held out
+
+
+def fit_after_network(model, train_rows, val_rows, settings: RunSettings, say) -> AfterNetwork:
+    from fusionapp.inference.raw import predict_examples
+
+    preprocessor = model.preprocessor
+    y_val = preprocessor.label_targets(val_rows.labels)
+    # Every post-hoc part is still at its neutral value: these are the network's own logits.
+    logits = predict_examples(model, val_rows).logits.astype(np.float64)
+    record = {}
+    if model.has_wide_path:
+        record["wide"], logits = _wide(model, train_rows, val_rows, logits, settings, say)
+    elif settings.model.wide:
+        record["wide"] = None
+        say("Wide path: none (it reads TF-IDF text, from --text-encoder bag, and tabular columns; "
+            "this model has neither)")
+    multi_label = preprocessor.multi_label
+    if settings.training.tune_decisions and not multi_label:
+        from fusionapp.posthoc.decisions import tune_offsets
+
+        offsets = tune_offsets(y_val, logits)
+        model.set_offsets(offsets)
+        record["class_offsets"] = dict(zip(preprocessor.class_names, map(float, offsets)))
+        logits = logits + offsets
+    if settings.model.calibrate:
+        from fusionapp.posthoc.temperature import calibrate
+
+        record["calibration"] = calibration = calibrate(model, y_val, logits)
+        say(f"Calibration: temperature {calibration['temperature']:.3f} on the validation rows; their ECE "
+            f"{calibration['val_ece']['before']:.4f} -> {calibration['val_ece']['after']:.4f}, Brier "
+            f"{calibration['val_brier']['before']:.4f} -> {calibration['val_brier']['after']:.4f}")
+        logits = logits / calibration["temperature"]
+    if settings.training.tune_decisions and multi_label:
+        from fusionapp.evaluation.calibration import probabilities_of
+        from fusionapp.posthoc.decisions import tune_thresholds
+
+        thresholds = tune_thresholds(y_val, probabilities_of(logits, True))
+        model.set_thresholds(thresholds)
+        record["label_thresholds"] = dict(zip(preprocessor.class_names, model.thresholds.tolist()))
+        say("Thresholds (best validation F1 per label): " + ", ".join(
+            f"{name} {value:.2f}" for name, value in record["label_thresholds"].items()))
+    return AfterNetwork(record, logits)
+
+
+def _wide(model, train_rows, val_rows, deep_logits, settings: RunSettings, say):
+    from fusionapp.posthoc.wide import fit_wide_path, wide_sources
+
+    fitted = fit_wide_path(model, train_rows, val_rows, deep_logits, settings.training.class_weight,
+                           settings.training.seed)
+    alpha, losses = fitted.record["alpha"], fitted.record["val_log_loss"]
+    weight = (f"weights {min(alpha.values()):.1f}-{max(alpha.values()):.1f} (per label)" if isinstance(alpha, dict)
+              else f"weight {alpha:.1f}")
+    say(f"Wide path: linear model on {' and '.join(wide_sources(model.preprocessor))}, blended with {weight} "
+        f"(held-out validation log loss {losses['deep']:.4f} network alone, {losses['wide']:.4f} linear alone, "
+        f"{losses['blend']:.4f} blended)")
+    return fitted.record, fitted.val_logits

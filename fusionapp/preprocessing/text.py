@@ -1,0 +1,20 @@
+"""How text is cut into tokens: the one TextVectorization set-up that adapting the vocabulary and the
+saved preprocessor share, so the n-grams counted when adapting are the ones looked up later."""
+
+from __future__ import annotations
+
+
+def text_vectorizer(tokens: str, ngrams: int, output: str, sequence_length: int | None = None,
+                    max_tokens: int | None = None, name: str = "text_vectorizer"):
+    """Lower-cased words (punctuation stripped, split on whitespace) or characters, in n-grams up to
+    `ngrams`; `output` "tf_idf" gives counts per n-gram, "token_ids" ids cut or padded to
+    `sequence_length`. `max_tokens` bounds the vocabulary when adapting."""
+    import keras
+
+    words = tokens == "words"
+    token_ids = output == "token_ids"
+    return keras.layers.TextVectorization(
+        max_tokens=max_tokens, standardize="lower_and_strip_punctuation" if words else "lower",
+        split="whitespace" if words else "character", ngrams=ngrams if ngrams > 1 else None,
+        output_mode="int" if token_ids else "count",
+        output_sequence_length=sequence_length if token_ids else None, name=name)

@@ -1,0 +1,101 @@
+"""The run folder's layout: the name of every file a run holds, creating and tidying the folder,
+and the lock that keeps two trainings out of one folder. Every module finds a run's files by these
+names, and only here are they spelt."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+from fusionapp.errors import FusionError
+from fusionapp.runs.files import write_csv
+
+# Runs written in an older layout (fusionapp 0.2: probability heads, vocabulary in the model's
+# config) cannot be loaded; the format number says which layout a run has.
+RUN_FORMAT = 2
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+PREPROCESSING_FILE = "preprocessing.json"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+TEST_METRICS_FILE = "test_metrics.json"
+LEARNING_CURVE_FILE = "learning_curve.png"
+SKIPPED_FILE = "skipped.csv"
+RESUME_DIR = "resume"
+STATE_FILE = "state.json"  # inside RESUME_DIR
+PIXEL_CACHE_DIR = "pixel-cache"  # --pixel-cache disk, while training
+TENSORBOARD_DIR = "tensorboard"
+LOCK_FILE = ".lock"
+# What `train --overwrite` may remove; anything else in the folder is the user's and stays.
+RUN_FILES = (MODEL_FILE, CONFIG_FILE, PREPROCESSING_FILE, HISTORY_FILE, METRICS_FILE, SKIPPED_FILE,
+             TEST_METRICS_FILE, LEARNING_CURVE_FILE)
+RUN_FOLDERS = (RESUME_DIR, TENSORBOARD_DIR, PIXEL_CACHE_DIR)
+
+
+def write_skipped(path: str, bad_rows) -> None:
+    """Bad rows (data.examples.BadRow) as CSV: row, column, reason."""
+    write_csv(path, ["row", "column", "reason"], [(row.row, row.column, row.reason) for row in bad_rows])
+
+
+def make_writable_dir(path: str) -> None:
+    """Create the output folder and prove it is writable, before any training starts."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise FusionError(f"{path}: exists and is not a directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise FusionError(f"{path}: cannot write there ({error.strerror or error})") from error
+
+
+def prepare_run_dir(path: str, resume: bool, overwrite: bool) -> None:
+    """Check what the (locked) folder holds against --resume / --overwrite and tidy it."""
+    existing = any(name != LOCK_FILE and not name.startswith(".") for name in os.listdir(path))
+    if resume:
+        if os.path.exists(os.path.join(path, MODEL_FILE)) and not os.path.isdir(os.path.join(path, RESUME_DIR)):
+            raise FusionError(f"{path}: this run already finished; nothing to resume")
+        if not os.path.exists(os.path.join(path, CONFIG_FILE)):
+            raise FusionError(f"{path}: nothing to resume (no {CONFIG_FILE}); train without --resume")
+    elif existing and not overwrite:
+        raise FusionError(f"{path}: already holds files; pass --resume to continue it or --overwrite to replace it")
+    if overwrite and not resume:
+        for name in RUN_FILES:
+            if os.path.exists(os.path.join(path, name)):
+                os.remove(os.path.join(path, name))
+        for folder in RUN_FOLDERS:
+            shutil.rmtree(os.path.join(path, folder), ignore_errors=True)
+    _remove_stale_temporaries(path)
+
+
+def _remove_stale_temporaries(path: str) -> None:
+    """Temporary files left by a process killed mid-write; the real files are untouched."""
+    for folder in (path, os.path.join(path, RESUME_DIR)):
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            if name.startswith(".") and ".tmp" in name:
+                os.remove(os.path.join(folder, name))
+
+
+@contextlib.contextmanager
+def run_lock(path: str):
+    """Hold an exclusive lock on the run folder so two trainings cannot write into it at once."""
+    import fcntl
+
+    handle = open(os.path.join(path, LOCK_FILE), "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        handle.close()
+        raise FusionError(f"{path}: another fusionapp process is training into this folder") from error
+    # The lock is held by the open file, so a killed process releases it with no clean-up needed.
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+

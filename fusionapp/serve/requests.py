@@ -1,0 +1,84 @@
+"""Request bodies -> request items, with a 4xx for what a client got wrong: JSON (base64 images) or a
+multipart form. Whether an item's inputs make a usable row is the row check's to say, as for a table."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+
+from fusionapp.data.tables import cell_text
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+async def json_body(request: Request):
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest(f"the body is not valid JSON ({error})") from error
+    except RecursionError:
+        raise BadRequest("the body is nested too deeply") from None
+
+
+def _unicode(value: str, what: str) -> str:
+    """JSON allows lone surrogate escapes, which no text encoding can carry."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{what} is not valid Unicode (a lone surrogate escape)") from None
+    return value
+
+
+def json_item(raw, metadata: dict) -> dict:
+    if not isinstance(raw, dict):
+        raise BadRequest("expected a JSON object with image (base64), text and tabular fields")
+    image = raw.get("image")
+    if image is not None:
+        if not isinstance(image, str):
+            raise BadRequest("'image' must be a base64 string")
+        try:
+            image = base64.b64decode(image.split(",", 1)[-1] if image.startswith("data:") else image, validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise BadRequest(f"'image' is not valid base64 ({error})") from error
+    text = raw.get("text")
+    if text is not None and not isinstance(text, str):
+        raise BadRequest("'text' must be a string")
+    tabular = raw.get("tabular") or {}
+    if not isinstance(tabular, dict):
+        raise BadRequest("'tabular' must be an object of column: value")
+    return _item(image, text, tabular, metadata)
+
+
+async def form_item(request: Request, metadata: dict) -> dict:
+    try:
+        form = await request.form()
+    except MultiPartException as error:
+        raise BadRequest(f"cannot read the form ({error.message})") from error
+    image = form.get("image")
+    data = await image.read() if hasattr(image, "read") else None
+    text = form.get("text")
+    tabular = {key: value for key, value in form.items() if key not in ("image", "text")}
+    return _item(data, text if isinstance(text, str) else None, tabular, metadata)
+
+
+def _item(image, text, tabular: dict, metadata: dict) -> dict:
+    """A request item with its text and tabular fields checked as text; whether the inputs make a
+    usable row is the row check's to say, as for a table."""
+    columns = metadata["inputs"].get("tabular", {})
+    unknown = sorted(set(tabular) - set(columns))
+    if unknown:
+        raise BadRequest(f"unknown tabular column '{unknown[0]}' (this model's: {', '.join(columns) or 'none'})",
+                         status=422)
+    for name, value in tabular.items():
+        _unicode(name, "a tabular column name")
+        _unicode(cell_text(value), f"tabular column '{name}'")
+    return {"image": image, "text": _unicode(text, "'text'") if text else text, "tabular": tabular}

@@ -1,0 +1,18 @@
+"""What a run is asked to do: frozen dataclasses that check their own values, their flat names as
+flags, config files and keyword arguments spell them, and the rule of what `--resume` may change.
+
+Every setting is checked here and nowhere else: the flags, `--config` files and the Python API all
+build these dataclasses, so a value one of them refuses is refused by all of them.
+"""
+
+from fusionapp.settings.columns import TABULAR_KINDS, Columns, tabular_spec
+from fusionapp.settings.flat import FLAT_NAMES, apply_flat, given_settings, prediction_settings, requirement
+from fusionapp.settings.model import IMAGE_BACKBONES, MODALITIES, TEXT_ENCODERS, ModelSettings, TextSettings
+from fusionapp.settings.rules import SettingError
+from fusionapp.settings.run import RunSettings, settings_from_dict
+from fusionapp.settings.training import PredictionSettings, TrainingSettings
+
+__all__ = ["Columns", "FLAT_NAMES", "IMAGE_BACKBONES", "MODALITIES", "ModelSettings", "PredictionSettings",
+           "RunSettings", "SettingError", "TABULAR_KINDS", "TEXT_ENCODERS", "TextSettings", "TrainingSettings",
+           "apply_flat", "given_settings", "prediction_settings", "requirement", "settings_from_dict",
+           "tabular_spec"]

@@ -1,0 +1,52 @@
+"""What `train --resume` may change: a run continues with the settings it recorded, except the few
+that only say how long to go on or what to log; any other setting given differently is refused."""
+
+from __future__ import annotations
+
+import os
+
+from fusionapp.errors import FusionError
+from fusionapp.settings.flat import FLAT_NAMES, apply_flat
+from fusionapp.settings.run import RunSettings
+
+# Settings a resumed run may change: how far it trains and what it logs. The learning-rate
+# schedule was built for the recorded epochs, so epochs beyond them train at its final rate.
+RESUMABLE = ("epochs", "patience", "fine_tune_epochs", "tensorboard")
+# Values that mean "decide for me": the recorded value is that decision, so asking again is no change.
+AUTO_VALUES = {"image_size": 0, "text_tokens": "auto", "ngrams": 0, "precision": "auto", "strategy": "auto",
+               "modalities": (), "augment": None}
+
+
+def resumed_settings(recorded: RunSettings, given: dict) -> RunSettings:
+    """`recorded` with the flat-named `given` values applied where a resume allows it; a one-line
+    FusionError naming every other setting whose value differs from the recorded one."""
+    refused, allowed = [], {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        wanted = _value(apply_flat(recorded, {name: value}), name)
+        if name == "backbone_weights" and wanted not in ("imagenet", "none"):
+            wanted = os.path.abspath(os.path.expanduser(wanted))
+        before = _value(recorded, name)
+        if wanted == before or wanted == AUTO_VALUES.get(name, object()):
+            continue
+        if name in RESUMABLE:
+            allowed[name] = value
+        else:
+            refused.append(f"--{name.replace('_', '-')} {_show(wanted)} (recorded: {_show(before)})")
+    if refused:
+        raise FusionError(f"--resume continues a run with the settings it recorded, and these differ: "
+                          f"{'; '.join(refused)}. Only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} "
+                          "may change; train into a new --out for the rest")
+    return apply_flat(recorded, allowed)
+
+
+def _value(settings: RunSettings, name: str):
+    section, field_name = FLAT_NAMES[name]
+    return getattr(getattr(settings, section) if section else settings, field_name)
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "(none)"
+    return str(value).lower() if isinstance(value, bool) else str(value)

@@ -1,0 +1,88 @@
+"""Everything `fusionapp train` resolves, saved as config.json beside the model and rebuilt from it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from fusionapp.settings.columns import Columns
+from fusionapp.settings.model import ModelSettings, TextSettings
+from fusionapp.settings.rules import SettingError
+from fusionapp.settings.training import TrainingSettings
+
+DEFAULT_MODALITY_DROPOUT = TrainingSettings().modality_dropout
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    columns: Columns = field(default_factory=Columns)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    text: TextSettings = field(default_factory=TextSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    image_root: str | None = None
+
+    def __post_init__(self):
+        if self.image_root is not None and not isinstance(self.image_root, str):
+            raise SettingError("image_root", self.image_root, "a folder path")
+        training = self.training
+        if training.fine_tune and not self.model.pretrained:
+            raise SettingError("fine_tune", training.fine_tune, "0 unless --image-backbone names a pretrained "
+                               "backbone (the multi-kernel branch is trained whole)")
+        if training.fine_tune and self.model.modalities and "image" not in self.model.modalities:
+            raise SettingError("fine_tune", training.fine_tune, "0 when the model reads no image")
+        if self.features_only:
+            # Images are decoded once, for the cache, and never seen again: nothing to flip or keep.
+            if training.augment:
+                raise SettingError("augment", True, "off when a frozen backbone trains on cached features "
+                                   "(--no-feature-cache, or --fine-tune, trains on images)")
+            if training.pixel_cache != "none":
+                raise SettingError("pixel_cache", training.pixel_cache, "none when a frozen backbone trains on "
+                                   "cached features (--no-feature-cache, or --fine-tune, trains on images)")
+
+    @property
+    def features_only(self) -> bool:
+        """Whether the network trains on cached backbone features alone, never on images."""
+        return self.model.pretrained and self.training.feature_cache and not self.training.fine_tune
+
+    def resolved(self, modalities) -> "RunSettings":
+        """The settings with their "auto" values decided for a model of these modalities (what
+        config.json records); a SettingError for a setting this model has no use for."""
+        model = dataclasses.replace(self.model, modalities=tuple(modalities)).resolved()
+        training = self.training
+        if not {"image", "text"} <= set(modalities):
+            if training.modality_dropout not in (0.0, DEFAULT_MODALITY_DROPOUT):
+                raise SettingError("modality_dropout", training.modality_dropout,
+                                   f"left out: it blanks the image or the text, and this model reads "
+                                   f"{', '.join(modalities)}")
+            training = dataclasses.replace(training, modality_dropout=0.0)
+        if training.augment is None:
+            training = dataclasses.replace(training, augment="image" in modalities and not self.features_only)
+        return dataclasses.replace(self, model=model, text=self.text.resolved(model.text_encoder), training=training)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunSettings":
+        return cls(
+            columns=settings_from_dict(Columns, values.get("columns", {})),
+            model=settings_from_dict(ModelSettings, values.get("model", {})),
+            text=settings_from_dict(TextSettings, values.get("text", {})),
+            training=settings_from_dict(TrainingSettings, values.get("training", {})),
+            image_root=values.get("image_root"),
+        )
+
+
+# What a dict saved before a setting existed meant by leaving it out, where that differs from
+# today's default: models of fusionapp 0.3.0 have no wide path, those before 0.5.0 no temperature.
+ABSENT_FROM_SAVED = {ModelSettings: {"wide": False, "calibrate": False}}
+# Settings saved under an older name: 0.6 called the pixel cache `cache`.
+RENAMED_IN_SAVED = {TrainingSettings: {"cache": "pixel_cache"}}
+
+
+def settings_from_dict(cls, values: dict):
+    """Build a settings dataclass from a saved dict; names a newer fusionapp wrote are ignored."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    renamed = RENAMED_IN_SAVED.get(cls, {})
+    values = {**ABSENT_FROM_SAVED.get(cls, {}), **{renamed.get(name, name): value for name, value in values.items()}}
+    return cls(**{name: value for name, value in values.items() if name in known})

@@ -1,0 +1,56 @@
+"""The frozen pretrained backbone a run trains on: its weights, their digest (a resumed run must keep
+them) and every image's features from the feature cache."""
+
+from __future__ import annotations
+
+from fusionapp.errors import FusionError
+from fusionapp.settings import RunSettings
+
+
+def frozen_backbone(settings: RunSettings, preprocessor):
+    """The frozen backbone as a float32 feature extractor with its weights, and what config.json
+    records of it; (None, None) without a pretrained backbone."""
+    if not settings.model.pretrained or "image" not in preprocessor.modalities:
+        return None, None
+    from fusionapp.pretrained.weights import describe, load_extractor, resolve_weights
+
+    name = settings.model.image_backbone
+    weights = resolve_weights(name, settings.training.backbone_weights)
+    if weights.path is None:
+        import keras
+
+        # Random weights drawn from the run's seed alone, so a resumed run gets the same backbone.
+        keras.utils.set_random_seed(settings.training.seed)
+    extractor = load_extractor(name, preprocessor.image_size, weights)
+    record = describe(name, weights)
+    record["feature_map"] = [int(d) for d in extractor.output_shape[1:]]
+    return extractor, record
+
+
+def check_same_backbone(state: dict, digest: str) -> None:
+    """A resumed run must continue on the backbone it started with: its checkpoint's head learnt
+    that backbone's features. The state records the digest of the weights' values from the start."""
+    started = state.setdefault("backbone_weights_sha256", digest)
+    if started != digest:
+        raise FusionError("the backbone's weights differ from those this run started with (the weights file "
+                          "changed since); resume with the original file, or train again")
+
+
+def cached_features(train_rows, val_rows, preprocessor, extractor, weights_digest: str, record, say):
+    """Both row sets' feature maps, from the feature cache where it has them; `record` (config.json's
+    backbone entry) gains how many were cached and computed."""
+    from fusionapp.preprocessing.image import DECODE_VERSION
+    from fusionapp.pretrained.cache import FeatureCache, enforce_limit
+    from fusionapp.pretrained.features import backbone_features
+
+    key = {"backbone": record["name"], "image_size": preprocessor.image_size, "decode": DECODE_VERSION,
+           "weights_sha256": weights_digest}
+    cache = FeatureCache(key)
+    say(f"Backbone features ({record['name']}, {preprocessor.image_size} px) from the cache in {cache.root} ...")
+    features = [backbone_features(rows, preprocessor, extractor, cache) for rows in (train_rows, val_rows)]
+    record["feature_cache"] = {"folder": cache.folder, "images_cached": sum(f.cached for f in features),
+                               "images_computed": sum(f.computed for f in features)}
+    say(f"Backbone features: {record['feature_cache']['images_cached']} images from the cache, "
+        f"{record['feature_cache']['images_computed']} computed")
+    enforce_limit(cache.root)
+    return features

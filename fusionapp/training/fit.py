@@ -1,0 +1,214 @@
+"""Fitting the network: per-epoch checkpoints and early stopping, in one phase, or two with a
+pretrained backbone (frozen, on cached features; then its top layers fine-tuned on images).
+
+What is returned is always the whole model (backbone included) in float32, built outside any
+distribution strategy, so what follows (post-hoc fitting, scoring, saving) runs the same on every
+worker and every later load of the run answers exactly as the scores written now.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+
+from fusionapp.console import keras_verbosity, printer
+from fusionapp.runs import files, layout
+from fusionapp.settings import RunSettings
+from fusionapp.training.backbone import cached_features, check_same_backbone, frozen_backbone
+from fusionapp.training.loss import class_weights, training_loss
+
+
+@dataclass
+class FittedNetwork:
+    model: object  # the float32 FusionClassifier, best weights restored
+    history: list[dict]
+    best_epoch: int | None
+    backbone: dict | None  # what config.json records of a pretrained backbone
+
+
+@dataclass
+class Phase:
+    """What one phase of fitting needs besides its model."""
+
+    settings: RunSettings
+    preprocessor: object
+    train_rows: object
+    val_rows: object
+    out: str
+    placement: object
+    checkpoint: object
+    class_weight: dict | None
+    verbose: int
+    features: list | None = None  # cached backbone features of (train, val), or None: images
+
+
+def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: str, placement, checkpoint_model,
+                state, verbose: int) -> FittedNetwork:
+    """`checkpoint_model` and `state` are what `--resume` continues from (None: a new run)."""
+    from fusionapp.model.backbones import BACKBONE_LAYER
+    from fusionapp.training.checkpoints import RunCheckpoint, new_state
+
+    say, training = printer(verbose), settings.training
+    inputs = preprocessor.network_inputs()
+    extractor, record = frozen_backbone(settings, preprocessor)
+    state = state or new_state()
+    if record is not None:
+        from fusionapp.pretrained.weights import weights_sha256
+
+        digest = weights_sha256(extractor.get_layer(BACKBONE_LAYER))
+        check_same_backbone(state, digest)
+    if state["epoch"]:
+        say(f"Resuming after epoch {state['epoch']}")
+    loss = training_loss(preprocessor, train_rows, training.class_weight)
+    phase = Phase(settings, preprocessor, train_rows, val_rows, out, placement, RunCheckpoint(out, training.patience,
+                  state), class_weights(preprocessor, train_rows, training.class_weight), verbose)
+    cached = extractor is not None and training.feature_cache
+    fine_tuning = state.get("phase") == "fine_tune"
+    final = _float32_model(settings, inputs, preprocessor)
+    if not fine_tuning:
+        phase.features = cached_features(train_rows, val_rows, preprocessor, extractor, digest, record, say) \
+            if cached else None
+        model = checkpoint_model or _compiled(phase, {**inputs, "image_features": record["feature_map"]} if cached
+                                              else inputs, training.learning_rate, training.epochs, loss)
+        if checkpoint_model is None and extractor is not None and not cached:
+            model.get_layer(BACKBONE_LAYER).set_weights(extractor.get_layer(BACKBONE_LAYER).get_weights())
+        _run_phase(model, phase, training.epochs)
+        copy_weights(model, final)
+        if cached:
+            final.get_layer(BACKBONE_LAYER).set_weights(extractor.get_layer(BACKBONE_LAYER).get_weights())
+    if training.fine_tune and settings.model.pretrained and "image" in preprocessor.modalities:
+        phase.features = None
+        model = checkpoint_model if fine_tuning else _start_fine_tune(phase, {**inputs, "fine_tune": training.fine_tune},
+                                                                     final, loss)
+        say(f"Fine-tuning the top {training.fine_tune} backbone layers (batch norm frozen) at learning rate "
+            f"{training.fine_tune_learning_rate:g} for up to {training.fine_tune_epochs} epochs, from validation "
+            f"loss {phase.checkpoint.state['best_val_loss']:.4f}")
+        _run_phase(model, phase, phase.checkpoint.state["fine_tune_start"] + training.fine_tune_epochs)
+        copy_weights(model, final)
+    shutil.rmtree(os.path.join(out, layout.PIXEL_CACHE_DIR), ignore_errors=True)
+    state = phase.checkpoint.state
+    return FittedNetwork(final, state["history"], state["best_epoch"], record)
+
+
+def steps_per_epoch(phase: Phase) -> int:
+    """A pass over this worker's share of the training rows (the smallest share, so that every
+    worker of a cluster takes as many steps)."""
+    from fusionapp.data.pipeline import steps_per_pass
+
+    shares = len(phase.train_rows) // phase.placement.num_workers
+    return steps_per_pass(shares, phase.placement.global_batch_size(phase.settings.training.batch_size))
+
+
+def _datasets(phase: Phase, start_step: int):
+    from fusionapp.data.pipeline import make_dataset
+
+    training = phase.settings.training
+    batch_size = phase.placement.global_batch_size(training.batch_size)
+    cache_dir = os.path.join(phase.out, layout.PIXEL_CACHE_DIR)
+    cache = {"none": (None, None), "memory": ("memory", "memory"),
+             "disk": tuple(os.path.join(cache_dir, f"{name}.npy") for name in ("train", "val"))}[training.pixel_cache]
+    if training.pixel_cache == "disk":
+        # A cache left by an interrupted run may be partial; it is rebuilt.
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        os.makedirs(cache_dir)
+    # Each worker reads and decodes only its own share of the rows.
+    placement = phase.placement
+    shard = (placement.num_workers, placement.worker_index) if placement.num_workers > 1 else None
+    train_features, val_features = phase.features or (None, None)
+    train_data = make_dataset(phase.train_rows, phase.preprocessor, batch_size, training=True, seed=training.seed,
+                              start_step=start_step, augment=training.augment,
+                              modality_dropout=training.modality_dropout, pixel_cache=cache[0], shard=shard,
+                              image_features=train_features)
+    val_data = make_dataset(phase.val_rows, phase.preprocessor, batch_size, pixel_cache=cache[1], shard=shard,
+                            image_features=val_features)
+    return train_data, val_data
+
+
+def _compiled(phase: Phase, inputs: dict, learning_rate: float, epochs: int, loss):
+    import keras
+
+    from fusionapp.model import build_classifier
+
+    settings = phase.settings
+    with phase.placement.strategy.scope():
+        model = build_classifier(settings.model, inputs, phase.preprocessor)
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps_per_epoch(phase) * epochs,
+                                                          alpha=0.05)
+        # A multi-label model's metric is the share of (row, label) decisions right at 0.5 (logit 0).
+        metric = (keras.metrics.BinaryAccuracy(name="binary_accuracy", threshold=0.0)
+                  if phase.preprocessor.multi_label else "accuracy")
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=[metric],
+                      jit_compile=settings.training.jit)
+    return model
+
+
+def _run_phase(model, phase: Phase, epochs: int) -> None:
+    import keras
+
+    checkpoint = phase.checkpoint
+    done = checkpoint.state["epoch"]
+    steps = steps_per_epoch(phase)
+    if done < epochs and not checkpoint.state["stopped"]:
+        train_data, val_data = _datasets(phase, start_step=done * steps)
+        if phase.placement.num_workers > 1:
+            from fusionapp.training.strategies import build_from_local_batch
+
+            build_from_local_batch(model, train_data)
+        callbacks = [checkpoint]
+        if phase.settings.training.tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(phase.out, layout.TENSORBOARD_DIR)))
+        model.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=done, steps_per_epoch=steps,
+                  shuffle=False, class_weight=phase.class_weight, callbacks=callbacks,
+                  verbose=keras_verbosity(phase.verbose))
+    checkpoint.restore_best(model)
+
+
+def _start_fine_tune(phase: Phase, inputs: dict, start, loss):
+    """The model of the second phase, from the first phase's best weights, with the state saying
+    so: a crash from here on resumes the fine-tuning, and if it never beats those weights'
+    validation loss, they are what the run keeps. That loss is measured again here, on images
+    through the whole model at the training precision, as the fine-tuning epochs will be: the first
+    phase's own figure came from cached float32 features."""
+    training = phase.settings.training
+    model = _compiled(phase, inputs, training.fine_tune_learning_rate, training.fine_tune_epochs, loss)
+    copy_weights(start, model)
+    # Built now, so the weights saved below carry an optimizer state of the right shape.
+    with phase.placement.strategy.scope():
+        model.optimizer.build(model.trainable_variables)
+    _, val_data = _datasets(phase, start_step=0)
+    if phase.placement.num_workers > 1:
+        from fusionapp.training.strategies import build_from_local_batch
+
+        build_from_local_batch(model, val_data)
+    start_loss = float(model.evaluate(val_data, verbose=0, return_dict=True)["loss"])
+    resume_dir = os.path.join(phase.out, layout.RESUME_DIR)
+    os.makedirs(resume_dir, exist_ok=True)
+    state = phase.checkpoint.state
+    epoch = state["epoch"]
+    files.save_weights(model, os.path.join(resume_dir, f"fine-tune-start{epoch:04d}.weights.h5"))
+    files.save_model(model, os.path.join(resume_dir, f"fine-tune-start{epoch:04d}.keras"))
+    from fusionapp.training.checkpoints import seed_states
+
+    state.update(phase="fine_tune", fine_tune_start=epoch, wait=0, stopped=False, best_val_loss=start_loss,
+                 seed_states=seed_states(model),
+                 best_weights=f"fine-tune-start{epoch:04d}.weights.h5", checkpoint=f"fine-tune-start{epoch:04d}.keras")
+    files.write_json(os.path.join(resume_dir, layout.STATE_FILE), state)
+    return model
+
+
+def _float32_model(settings: RunSettings, inputs: dict, preprocessor):
+    from fusionapp.model import build_classifier
+    from fusionapp.model.precision import precision_policy
+
+    with precision_policy("float32"):
+        return build_classifier(settings.model, inputs, preprocessor)
+
+
+def copy_weights(source, target) -> None:
+    """Every layer's weights from `source` into the layer of the same name in `target`: models of
+    one run differ at most by the backbone (absent from the one trained on cached features) and by
+    which backbone layers are trainable, never in the names of the layers they share."""
+    for layer in source.layers:
+        if layer.weights:
+            target.get_layer(layer.name).set_weights(layer.get_weights())

@@ -1,0 +1,58 @@
+"""config.json: what a run was asked, what it resolved and found, and how far it got. It is written
+first, so a run killed at any later moment can be resumed, and again as the run learns more."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+
+from fusionapp.runs import files, layout
+from fusionapp.settings import RunSettings
+
+
+class RunRecord:
+    """The run's config.json, kept in memory and rewritten whole (atomically) on each `save`."""
+
+    def __init__(self, out: str, data: str, settings: RunSettings, fingerprint: dict | None):
+        self.path = os.path.join(out, layout.CONFIG_FILE)
+        self.values = new_record(data, settings, fingerprint)
+
+    def update(self, **values) -> None:
+        self.values.update(values)
+
+    def save(self) -> None:
+        files.write_json(self.path, self.values)
+
+
+def new_record(data: str, settings: RunSettings, fingerprint: dict | None) -> dict:
+    import keras
+    import tensorflow as tf
+
+    import fusionapp
+
+    return {
+        "fusionapp_version": fusionapp.__version__,
+        "run_format": layout.RUN_FORMAT,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "data": data if data.startswith("tfds:") else os.path.abspath(data),
+        # what a resume checks the data against: each table file's size and modification time
+        "data_files": fingerprint,
+        "settings": settings.to_dict(),
+        "status": "training",
+    }
+
+
+def recorded_run(out: str) -> dict:
+    """The config.json of the run in `out`, for `--resume`."""
+    from fusionapp.errors import FusionError
+
+    path = os.path.join(out, layout.CONFIG_FILE)
+    if not os.path.exists(path):
+        raise FusionError(f"{out}: nothing to resume (no {layout.CONFIG_FILE})")
+    config = files.read_json(path)
+    if config.get("run_format", 1) != layout.RUN_FORMAT:
+        raise FusionError(f"{out}: started by fusionapp {config.get('fusionapp_version')}, whose runs this "
+                          "fusionapp cannot resume; train again")
+    return config

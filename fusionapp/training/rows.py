@@ -1,0 +1,93 @@
+"""The rows a run learns from: read, checked, split into training and validation rows, and what the
+run records of them."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from fusionapp.data.examples import BadRow, Examples
+from fusionapp.errors import FusionError
+from fusionapp.settings import RunSettings
+
+
+@dataclass
+class TrainingRows:
+    examples: Examples  # every row of the source, the test split included
+    train: Examples
+    val: Examples
+    skipped: list[BadRow]
+    tabular_kinds: dict[str, str]
+
+
+def load_rows(data: str, settings: RunSettings, say) -> tuple[TrainingRows, RunSettings]:
+    """Read and check `data`, split it, and resolve the settings for the modalities it has."""
+    from fusionapp.data.checks import drop_bad_rows, find_bad_rows
+    from fusionapp.data.sources import load_examples
+    from fusionapp.data.splits import split_train_val, training_rows
+    from fusionapp.preprocessing import infer_tabular_kinds
+
+    columns, training = settings.columns, settings.training
+    requested = settings.model.modalities or None
+    examples = load_examples(data, columns, image_root=settings.image_root, need_label=True, modalities=requested)
+    modalities = requested or examples.modalities
+    if "tabular" in modalities and not columns.tabular:
+        raise FusionError("--modalities tabular needs the tabular columns named with --tabular-col")
+    settings = settings.resolved(modalities)
+    label_sep = columns.label_sep if settings.model.multi_label else None
+    candidates = training_rows(examples)
+    kinds = (infer_tabular_kinds({name: candidates.tabular[name] for name in columns.tabular_names},
+                                 columns.tabular_kinds) if "tabular" in modalities else {})
+    say(f"Checking {len(candidates)} rows of {examples.source} ...")
+    bad_rows = find_bad_rows(candidates, columns, modalities, need_label=True, tabular_kinds=kinds,
+                             label_sep=label_sep)
+    checked = drop_bad_rows(candidates, bad_rows, training.on_bad_row)
+    train, val = split_train_val(checked.examples, training.val_split, training.seed, multi_label=label_sep is not None)
+    return TrainingRows(examples, train, val, checked.skipped, kinds), settings
+
+
+def drop_unseen_labels(rows: TrainingRows, class_names, label_column: str) -> TrainingRows:
+    """Validation rows whose label never occurs in training cannot be scored; they are skipped.
+    (Label sets keep their rows: labels the model does not know are left out where they are scored.)"""
+    known = set(class_names)
+    keep, unseen = [], []
+    for i, label in enumerate(rows.val.labels):
+        if label in known:
+            keep.append(i)
+        else:
+            unseen.append(BadRow(int(rows.val.row_numbers[i]), label_column,
+                                 f"label '{label}' occurs only in validation rows, not in training"))
+    if len(keep) == 0:
+        raise FusionError(f"{rows.examples.source}: no usable validation rows")
+    return dataclasses.replace(rows, val=rows.val.subset(keep), skipped=rows.skipped + unseen)
+
+
+def label_summary(rows: TrainingRows, preprocessor, min_count: int, say) -> dict:
+    """What config.json records of a multi-label run's label sets, and the rare labels left out."""
+    from fusionapp.preprocessing.adapt import frequent_labels
+    from fusionapp.preprocessing.labels import unknown_label_counts
+
+    sep = preprocessor.label_sep
+    _, dropped = frequent_labels(rows.train.labels, sep, min_count)
+    if dropped:
+        say(f"Dropped {len(dropped)} labels found on fewer than {min_count} training rows (--min-label-count): "
+            + ", ".join(f"{label} ({count})" for label, count in list(dropped.items())[:10])
+            + (", ..." if len(dropped) > 10 else ""))
+    targets = preprocessor.label_targets(rows.train.labels)
+    return {"label_sep": sep, "min_label_count": min_count, "dropped_labels": dropped,
+            "train_label_counts": dict(zip(preprocessor.class_names, map(int, targets.sum(axis=0)))),
+            "train_rows_without_labels": int((targets.sum(axis=1) == 0).sum()),
+            "labels_per_train_row": float(targets.sum(axis=1).mean()),
+            "val_unknown_labels": unknown_label_counts(rows.val.labels, sep, preprocessor.class_names)}
+
+
+def usable_test_rows(examples: Examples, columns, preprocessor) -> tuple[Examples, list[BadRow]]:
+    """The usable rows of the `test` split, and its bad ones (none of them stops the run)."""
+    from fusionapp.data.checks import find_bad_rows
+
+    test = examples.select_split("test")
+    bad_rows = find_bad_rows(test, columns, preprocessor.modalities, need_label=True,
+                             known_labels=preprocessor.class_names, tabular_kinds=preprocessor.tabular_kinds,
+                             label_sep=preprocessor.label_sep)
+    bad = {row.row for row in bad_rows}
+    return test.subset([i for i, row in enumerate(test.row_numbers) if int(row) not in bad]), bad_rows

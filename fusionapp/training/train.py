@@ -1,0 +1,161 @@
+"""`fusionapp train`: data -> checked rows -> adapted preprocessor -> fitted network -> what is fitted
+after it -> reports -> run folder. `train` resolves the request; `_train_locked` is the list of
+stages, each a function of its own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from fusionapp.console import printer
+from fusionapp.errors import FusionError
+from fusionapp.runs import files, layout
+from fusionapp.settings import RunSettings, apply_flat, given_settings
+
+
+def train(data: str | None = None, out: str | None = None, *, resume: bool = False, overwrite: bool = False,
+          verbose: int = 1, settings: RunSettings | None = None, **flat) -> str:
+    """Train a classifier and return its run directory.
+
+    Settings come as `settings` (checked RunSettings, as the CLI builds them) and/or as the flat
+    names of the CLI flags (`epochs=3`, `image_col="photo"`, ...), which are checked here. With no
+    `data`, trains on the demo set, creating it under data/demo first.
+
+    `resume=True` continues the interrupted run in `out` with the settings it recorded: of the
+    settings given, only epochs, patience, fine_tune_epochs and tensorboard may differ from them
+    (fusionapp.settings.resume), and `data`, if given, must be the recorded table, unchanged.
+    """
+    from fusionapp.training.request import check_environment, new_run, resumed_run
+
+    if resume:
+        data, run_settings = resumed_run(data, out, {**(given_settings(settings) if settings else {}), **flat})
+    else:
+        data, out, run_settings = new_run(data, out, apply_flat(settings or RunSettings(), flat), verbose)
+    if run_settings.model.multi_label and data.startswith("tfds:"):
+        raise FusionError("--multi-label reads label sets from a table's label column; TFDS sources give one "
+                          "label per example")
+    check_environment(run_settings)
+    from fusionapp.training.strategies import make_placement
+
+    # Before anything else runs a TensorFlow op: multi-worker training cannot start after one.
+    placement = make_placement(run_settings.training.strategy)
+    from fusionapp.training.precision import resolve_precision
+
+    # Recorded as resolved, so config.json says what ran and --resume keeps it on other hardware.
+    run_settings = apply_flat(run_settings, {"precision": resolve_precision(run_settings.training.precision)})
+    if resume and placement.num_workers > 1:
+        raise FusionError("--resume is not supported with --strategy multi-worker: restart the whole cluster "
+                          "without --resume")
+    if placement.is_chief:
+        return _train_in(data, out, run_settings, placement, resume, overwrite, verbose)
+    # Other workers train in step with the chief but write where nobody reads, then clean up.
+    scratch = tempfile.mkdtemp(prefix=f"fusionapp-worker{placement.worker_index}-")
+    try:
+        _train_in(data, os.path.join(scratch, "run"), run_settings, placement, False, False, 0)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out
+
+
+def _train_in(data: str, out: str, settings: RunSettings, placement, resume: bool, overwrite: bool,
+              verbose: int) -> str:
+    import keras
+
+    from fusionapp.model.precision import precision_policy
+
+    layout.make_writable_dir(out)
+    with layout.run_lock(out), precision_policy(settings.training.precision):
+        layout.prepare_run_dir(out, resume=resume, overwrite=overwrite)
+        keras.utils.set_random_seed(settings.training.seed)
+        return _train_locked(data, out, settings, placement, resume, verbose)
+
+
+def _train_locked(data: str, out: str, settings: RunSettings, placement, resume: bool, verbose: int) -> str:
+    from fusionapp.data.sources import data_fingerprint
+    from fusionapp.evaluation.format import format_report
+    from fusionapp.posthoc.fit import fit_after_network
+    from fusionapp.training.finish import save_run, test_report, validation_report
+    from fusionapp.training.fit import fit_network
+    from fusionapp.training.record import RunRecord
+    from fusionapp.training.rows import load_rows
+
+    say = printer(verbose)
+    record = RunRecord(out, data, settings, data_fingerprint(data))
+    if not resume:
+        record.save()  # first, so a run killed at any later moment can be resumed
+    rows, settings = load_rows(data, settings, say)
+    record.update(settings=settings.to_dict())
+    checkpoint_model, state = _restore(out, placement) if resume else (None, None)
+    preprocessor = checkpoint_model.preprocessor if checkpoint_model is not None else _adapt(rows, settings)
+    files.write_json(os.path.join(out, layout.PREPROCESSING_FILE), preprocessor.describe())
+    rows = _holdout(rows, preprocessor, settings, out, record, placement, say)
+    fitted = fit_network(settings, preprocessor, rows.train, rows.val, out, placement, checkpoint_model, state, verbose)
+    if fitted.backbone is not None:
+        record.update(backbone=fitted.backbone)
+    after = fit_after_network(fitted.model, rows.train, rows.val, settings, say)
+    record.update(**after.record, epochs_run=len(fitted.history), best_epoch=fitted.best_epoch)
+    reports = {"validation": validation_report(fitted.model, rows.val, after.val_logits, len(rows.skipped))}
+    say(format_report(reports["validation"], title="Validation (the linear part held out)"))
+    reports["test"] = test_report(fitted.model, rows.examples, settings.columns, say)
+    save_run(out, fitted.model, record, reports, fitted.history)
+    say(f"Saved the run to {out}")
+    return out
+
+
+def _restore(out: str, placement):
+    """The model of the last completed epoch (with its optimizer and preprocessor) and the state it
+    was saved with; (None, None) when no epoch completed before the run stopped."""
+    import keras
+
+    import fusionapp.model  # noqa: F401 - registers the classes the checkpoint names
+    from fusionapp.training.checkpoints import load_state, restore_seed_states
+
+    state = load_state(out)
+    if state is None:
+        return None, None
+    with placement.strategy.scope():
+        model = keras.saving.load_model(os.path.join(out, layout.RESUME_DIR, state["checkpoint"]))
+    restore_seed_states(model, state.get("seed_states"))
+    return model, state
+
+
+def _adapt(rows, settings: RunSettings):
+    from fusionapp.preprocessing import adapt
+
+    label_sep = settings.columns.label_sep if settings.model.multi_label else None
+    return adapt(rows.train.labels, rows.train.texts, rows.train.tabular, modalities=settings.model.modalities,
+                 image_size=settings.model.image_size, text=settings.text, text_encoder=settings.model.text_encoder,
+                 tabular_kinds=rows.tabular_kinds, source=rows.examples.source, label_sep=label_sep,
+                 min_label_count=settings.training.min_label_count)
+
+
+def _holdout(rows, preprocessor, settings: RunSettings, out: str, record, placement, say):
+    """The validation rows scorable by this preprocessor, what config.json records of the rows, and
+    the summary lines."""
+    from fusionapp.training.rows import drop_unseen_labels, label_summary
+
+    columns, training = settings.columns, settings.training
+    if not preprocessor.multi_label:
+        rows = drop_unseen_labels(rows, preprocessor.class_names, columns.label)
+    if rows.skipped:
+        path = os.path.join(out, layout.SKIPPED_FILE)
+        layout.write_skipped(path, rows.skipped)
+        say(f"Skipped {len(rows.skipped)} bad rows (listed in {path}); first: "
+            f"{rows.skipped[0].message(rows.examples.source)}")
+    record.update(class_names=preprocessor.class_names, tabular_kinds=preprocessor.tabular_kinds,
+                  n_train=len(rows.train), n_val=len(rows.val), n_skipped=len(rows.skipped), strategy=placement.name,
+                  replicas=placement.replicas, workers=placement.num_workers,
+                  global_batch_size=placement.global_batch_size(training.batch_size))
+    record.save()
+    if preprocessor.multi_label:
+        record.update(label_sets=label_summary(rows, preprocessor, training.min_label_count, say))
+    elif sum(columns.label_sep in label for label in rows.train.labels) * 2 > len(rows.train):
+        say(f"Note: most labels contain {columns.label_sep!r}; if each is a set of labels, train with --multi-label")
+    say(f"Training on {len(rows.train)} rows, validating on {len(rows.val)}; modalities: "
+        f"{', '.join(preprocessor.modalities)}; {'labels' if preprocessor.multi_label else 'classes'}: "
+        f"{', '.join(preprocessor.class_names)}")
+    if placement.name != "default":
+        say(f"Strategy {placement.name}: {placement.replicas} replicas in sync on {placement.num_workers} "
+            f"worker(s), global batch {placement.global_batch_size(training.batch_size)}")
+    return rows
