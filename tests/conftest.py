@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["FUSIONAPP_OFFLINE"] = "1"
 os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="fusionapp-test-keras-")
 os.environ["FUSIONAPP_CACHE_DIR"] = tempfile.mkdtemp(prefix="fusionapp-test-features-")
+os.environ["FUSIONAPP_CHECK_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="fusionapp-test-checks-"), "checks.sqlite")
 
 import numpy as np
 import pytest

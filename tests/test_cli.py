@@ -102,7 +102,8 @@ def test_predict_single_pair_text_and_json(trained_run, demo_dir, capsys):
 def test_reloaded_in_a_new_process_predicts_the_same_probabilities(trained_run, demo_table, tmp_path):
     from fusionapp import predict
 
-    in_process = predict(trained_run, demo_table, split="test", out=str(tmp_path / "a.csv"), verbose=0)
+    assert predict(trained_run, demo_table, split="test", out=str(tmp_path / "a.csv"), verbose=0) == str(tmp_path / "a.csv")
+    in_process = read_csv(tmp_path / "a.csv")
     subprocess.run([sys.executable, "-m", "fusionapp", "predict", trained_run, demo_table, "--split", "test",
                     "--out", str(tmp_path / "b.csv")], check=True, capture_output=True)
     other = read_csv(tmp_path / "b.csv")

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from fusionapp.cli import scoring, tools, train  # noqa: F401 - each registers its commands with the group
+from fusionapp.cli import scoring, service, tools, train  # noqa: F401 - each registers its commands with the group
 from fusionapp.cli.group import cli
 from fusionapp.errors import FusionError, one_line
 

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from fusionapp.errors import FusionError
 from fusionapp.cli.group import COLUMN_FLAGS, checked_prediction_options, cli, column_options, prediction_options
 
 
@@ -37,7 +38,10 @@ def evaluate(model, data, on_bad_row, batch_size, **options):
 @click.option("--tabular", multiple=True, metavar="COL=VALUE", help="Tabular value of a single pair (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the single pair's answer as JSON.")
 @click.option("--split", help="A table's rows of this split only.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write a table's predictions (CSV) here (default: stdout).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Write a table's predictions here: CSV, or Parquet for a .parquet name (default: CSV on stdout).")
+@click.option("--shard", metavar="K/N", help="Predict only this machine's share of the rows: rows K, K+N, K+2N, ... "
+                                             "(1 <= K <= N), for a Slurm array or a Kubernetes indexed Job.")
 @click.option("--top-k", type=int, help="Also list the K likeliest labels [default: 1].")
 @click.option("--explain", is_flag=True, help="Explain a single pair: what each input, word, image region and "
                                              "column did for the prediction (with --json: the full object).")
@@ -54,7 +58,7 @@ def predict(model, data, image, text, tabular, as_json, explain, **options):
     if data is None:
         if image is None and text is None and not tabular:
             raise click.UsageError("give DATA (a table) or a single pair with --image/--text")
-        table_only = [name for name in ("split", "out", "explain_dir", "on_bad_row", "batch_size", *COLUMN_FLAGS)
+        table_only = [name for name in ("split", "out", "shard", "explain_dir", "on_bad_row", "batch_size", *COLUMN_FLAGS)
                       if options[name] is not None]
         if table_only:
             raise click.UsageError(f"--{table_only[0].replace('_', '-')} applies to a table (DATA), not to a single "
@@ -71,7 +75,13 @@ def predict(model, data, image, text, tabular, as_json, explain, **options):
         raise click.UsageError("--explain explains a single pair; use --explain-dir DIR for a table")
     if as_json:
         raise click.UsageError("--json prints a single pair's answer; a table's predictions are CSV (--out)")
-    predict_run(model, data, **options)
+    from fusionapp.inference.predict import parse_shard
+
+    try:
+        parse_shard(options["shard"])
+    except FusionError as error:
+        raise click.BadParameter(str(error).split(": ", 1)[-1], param_hint="'--shard'") from None
+    predict_run(model, data, **{**options, "out": options["out"] or "-"})
 
 
 def _tabular_values(items) -> dict:

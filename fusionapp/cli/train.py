@@ -58,9 +58,20 @@ from fusionapp.errors import FusionError
 @setting_option("--text-tokens", name="text_tokens",
                 help="Words or characters (for languages without spaces); auto: chars for bag, words otherwise.")
 @setting_option("--max-tokens", name="max_tokens", type=int, help="Vocabulary size bound (default: 20000).")
+@setting_option("--max-text-chars", name="max_text_chars", type=int,
+                help="Characters of each text the model reads; longer texts are cut (default: 10000).")
+@setting_option("--adapt-rows", name="adapt_rows", type=int,
+                help="Learn the text vocabulary and idf on a seeded sample of this many training rows "
+                     "(default: 100000).")
 @setting_option("--sequence-length", name="sequence_length", type=int, help="Tokens kept per text (default: 64).")
 @setting_option("--dropout", name="dropout", type=float, help="Dropout rate (default: 0.3).")
 @setting_option("--epochs", name="epochs", type=int, help="Maximum epochs (default: 15).")
+@setting_option("--steps-per-epoch", name="steps_per_epoch", type=int,
+                help="Training steps between validations, checkpoints and early-stopping checks; 0: one pass "
+                     "over the training rows (default: 0).")
+@setting_option("--data-service", name="data_service",
+                help="Run the training input pipeline on the workers of this tf.data service dispatcher, "
+                     "grpc://HOST:PORT (`fusionapp data-service`; default: in this process).")
 @setting_option("--batch-size", name="batch_size", type=int,
                 help="Batch size per replica; the global batch is this times the replicas (default: 64).")
 @setting_option("--learning-rate", name="learning_rate", type=float, help="Peak learning rate (default: 0.002).")

@@ -11,6 +11,7 @@ from fusionapp.preprocessing.labels import label_cell_problem
 from fusionapp.errors import FusionError
 from fusionapp.preprocessing.raw import missing_inputs, numeric_problem
 
+_CHUNK = 65536  # rows per TensorFlow call: memory follows this, not the table
 NO_INPUTS = "no inputs: every input of this row is empty"
 
 
@@ -24,8 +25,6 @@ def find_bad_rows(examples: Examples, columns: Columns, modalities, need_label: 
     (multi-label) a label cell is a set: an empty one is a row without labels, and labels outside
     `known_labels` are left out where the rows are scored, so only an unreadable cell is a problem.
     """
-    from fusionapp.data.images import HEADER_BYTES, check_image_bytes, check_image_file, find_undecodable
-
     tabular_kinds = tabular_kinds or {}
     problems: dict[int, BadRow] = {}
 
@@ -57,29 +56,47 @@ def find_bad_rows(examples: Examples, columns: Columns, modalities, need_label: 
         column = columns.text if "text" in modalities else columns.image if "image" in modalities else ""
         flag(int(i), column, NO_INPUTS)
     if "image" in modalities:
-        check = check_image_file if examples.images_are_files else (lambda b: check_image_bytes(b[:HEADER_BYTES]))
-        readable = []
-        for i, image in enumerate(examples.images):
-            if not image:
-                continue  # a missing image is a value the model knows, not an error
-            reason = check(image)
-            if reason:
-                flag(i, columns.image, reason)
-            elif i not in problems:
-                readable.append(i)
-        failures = find_undecodable([examples.images[i] for i in readable], examples.images_are_files)
-        for position, reason in failures.items():
-            flag(readable[position], columns.image, reason)
+        for i, reason in _image_problems(examples).items():
+            flag(i, columns.image, reason)
     return [problems[i] for i in sorted(problems)]
+
+
+def _image_problems(examples: Examples) -> dict[int, str]:
+    """{row index: why its image cannot be used}; each distinct file or blob is checked once."""
+    from fusionapp.data.images import HEADER_BYTES, check_image_bytes, find_undecodable
+
+    images = examples.images
+    if examples.images_are_files:
+        from fusionapp.data.image_checks import image_file_verdicts
+
+        verdicts = image_file_verdicts(images)
+        return {i: verdicts[image] for i, image in enumerate(images) if image and verdicts[image]}
+    problems = {}
+    readable = []
+    for i, image in enumerate(images):
+        if not image:
+            continue  # a missing image is a value the model knows, not an error
+        reason = check_image_bytes(image[:HEADER_BYTES])
+        if reason:
+            problems[i] = reason
+        else:
+            readable.append(i)
+    for position, reason in find_undecodable([images[i] for i in readable], False).items():
+        problems[readable[position]] = reason
+    return problems
 
 
 def every_input_missing(examples: Examples, modalities, tabular_kinds: dict[str, str]) -> np.ndarray:
     """A bool per row: is every input of the row missing, by the preprocessor's own rule?"""
     if len(examples) == 0:
         return np.zeros(0, dtype=bool)
-    raw = raw_columns(examples, modalities, tabular_kinds)
-    missing = missing_inputs(raw, modalities, list(tabular_kinds.items())).numpy()
-    return np.array([len(names.split()) == len(modalities) for names in missing], dtype=bool)
+    parts = []
+    for start in range(0, len(examples), _CHUNK):
+        indices = None if len(examples) <= _CHUNK else np.arange(start, min(start + _CHUNK, len(examples)))
+        raw = raw_columns(examples, modalities, tabular_kinds, indices)
+        missing = missing_inputs(raw, modalities, list(tabular_kinds.items())).numpy()
+        parts.append(np.array([len(names.split()) == len(modalities) for names in missing], dtype=bool))
+    return np.concatenate(parts)
 
 
 def drop_bad_rows(examples: Examples, bad_rows: list[BadRow], on_bad_row: str) -> CheckedExamples:

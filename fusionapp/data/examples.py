@@ -41,7 +41,11 @@ class Examples:
         indices = np.asarray(indices, dtype=int)
 
         def pick(values):
-            return None if values is None else [values[i] for i in indices]
+            if values is None:
+                return None
+            if hasattr(values, "pick"):
+                return values.pick(indices)
+            return [values[i] for i in indices]
 
         return Examples(
             source=self.source,

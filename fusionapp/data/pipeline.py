@@ -18,7 +18,8 @@ from fusionapp.data.images import read_or_blank
 
 def make_dataset(examples: Examples, preprocessor, batch_size: int, *, training: bool = False, seed: int = 0,
                  start_step: int = 0, augment: bool = False, modality_dropout: float = 0.0,
-                 pixel_cache: str | None = None, shard: tuple[int, int] | None = None, image_features=None):
+                 pixel_cache: str | None = None, shard: tuple[int, int] | None = None, image_features=None,
+                 service: str = ""):
     """Batches of ({"image", "text", "tabular"} network inputs, label targets).
 
     `training`: endless passes over the rows, pass p in the order of a shuffle seeded by (seed, p),
@@ -29,7 +30,8 @@ def make_dataset(examples: Examples, preprocessor, batch_size: int, *, training:
     what is there. `shard` = (count, index) keeps every count-th row from `index` on, before any file
     is read: each worker of a multi-worker strategy reads only its share. `image_features`
     (fusionapp.pretrained.features.ImageFeatures of these rows) replaces each image by its frozen
-    backbone's feature map, and a blanked image by a blank image's map.
+    backbone's feature map, and a blanked image by a blank image's map. `service`, a tf.data
+    service dispatcher's address: the training rows are read and decoded on its workers.
     """
     import tensorflow as tf
 
@@ -42,12 +44,14 @@ def make_dataset(examples: Examples, preprocessor, batch_size: int, *, training:
     encode = _encoder(preprocessor)
     autotune = tf.data.AUTOTUNE
 
-    def batches(positions):
-        return positions.map(fetch, num_parallel_calls=autotune, deterministic=True).batch(batch_size) \
-            .map(encode, num_parallel_calls=autotune, deterministic=True)
+    def batches(positions, on_service: str = ""):
+        examples = positions.map(fetch, num_parallel_calls=autotune, deterministic=True)
+        if on_service:
+            examples = examples.apply(tf.data.experimental.service.distribute("distributed_epoch", on_service))
+        return examples.batch(batch_size).map(encode, num_parallel_calls=autotune, deterministic=True)
 
     if training:
-        dataset = _passes(len(rows), batch_size, seed, start_step, batches)
+        dataset = _passes(len(rows), batch_size, seed, start_step, batches, service)
     else:
         dataset = batches(tf.data.Dataset.range(len(rows)).map(lambda i: (i, tf.zeros([2], tf.int64))))
     if shard is not None:
@@ -61,25 +65,25 @@ def steps_per_pass(rows: int, batch_size: int) -> int:
     return max(1, math.ceil(rows / batch_size))
 
 
-def _passes(rows: int, batch_size: int, seed: int, start_step: int, batches):
-    """Endless passes from `start_step` on; each element (row position, per-example seed pair)."""
+def _passes(rows: int, batch_size: int, seed: int, start_step: int, batches, service: str = ""):
+    """Endless passes from `start_step` on, as one stream of example numbers g: pass g // rows, in
+    the order of a permutation of the rows seeded by (seed, pass). Each element is (row position,
+    per-example seed pair). A flat range is what the tf.data service can split among its workers."""
     import tensorflow as tf
 
-    per_pass = steps_per_pass(rows, batch_size)
-    first_pass, offset = divmod(start_step, per_pass)
-
-    def one_pass(number):
-        order = tf.random.experimental.stateless_shuffle(tf.range(rows, dtype=tf.int64),
-                                                         seed=tf.stack([tf.constant(seed, tf.int64), number]))
+    def element(g):
+        number, index = g // rows, g % rows
+        position = tf.random.experimental.index_shuffle(index, tf.stack([tf.constant(seed, tf.int64), number]),
+                                                        rows - 1)
         # Example g of the whole stream gets its own stateless seed pair, whatever the map's schedule.
-        counter = tf.data.Dataset.range(number * rows, (number + 1) * rows)
-        pairs = counter.map(lambda g: tf.random.experimental.stateless_fold_in(
-            tf.constant([seed, 1], tf.int64), g))
-        positions = tf.data.Dataset.zip((tf.data.Dataset.from_tensor_slices(order), pairs))
-        skip = tf.where(number == first_pass, tf.constant(offset * batch_size, tf.int64), tf.constant(0, tf.int64))
-        return batches(positions.skip(skip))
+        return position, tf.random.experimental.stateless_fold_in(tf.constant([seed, 1], tf.int64), g)
 
-    return tf.data.Dataset.range(first_pass, 2**62).flat_map(one_pass)
+    stream = tf.data.Dataset.range(start_step * batch_size, 2**62).map(element)
+    if not service:
+        return batches(stream)
+    # Workers read and decode; each example goes to one of them, once per pass ("distributed
+    # epoch"); batches form as they come back.
+    return batches(stream, on_service=service)
 
 
 def _fetcher(examples: Examples, preprocessor, rows, pixel_cache, image_features, augment: bool, drop: float):

@@ -24,13 +24,44 @@ def load_examples(data: str, columns: Columns, image_root: str | None = None, ne
         return load_tfds_examples(data, columns, need_label=need_label, modalities=modalities)
     from fusionapp.data.tables import read_table
 
-    table = read_table(data)
+    header, modalities, names = _columns_to_read(data, columns, need_label, modalities)
+    table = read_table(data, names, header=header)
+    return table_examples(table, columns, modalities, image_root)
+
+
+def iter_examples(data: str, columns: Columns, image_root: str | None = None, need_label: bool = True,
+                  modalities=None, shard: tuple[int, int] | None = None, chunk_rows: int | None = None):
+    """load_examples in chunks of rows, for tables of any size; `shard` = (K, N) keeps the rows
+    whose number is K modulo N (1-based K): N machines, each with its own K, share a table."""
+    from fusionapp.data.tables import CHUNK_ROWS, iter_table
+
+    if data.startswith("tfds:"):
+        examples = load_examples(data, columns, need_label=need_label, modalities=modalities)
+        yield _shard_of(examples, shard)
+        return
+    header, modalities, names = _columns_to_read(data, columns, need_label, modalities)
+    for table in iter_table(data, names, chunk_rows or CHUNK_ROWS, header=header):
+        yield _shard_of(table_examples(table, columns, modalities, image_root), shard)
+
+
+def _shard_of(examples: Examples, shard):
+    if shard is None:
+        return examples
+    index, count = shard
+    return examples.subset(np.flatnonzero((examples.row_numbers - index) % count == 0))
+
+
+def _columns_to_read(data: str, columns: Columns, need_label: bool, modalities):
+    """(the table's header, the modalities, the columns to read), every needed column checked."""
+    from fusionapp.data.tables import table_header
+
+    header = table_header(data)
     if modalities is None:
-        modalities = default_modalities(columns, table.columns)
+        modalities = default_modalities(columns, header)
         if not modalities:
-            raise FusionError(f"{table.path}: no column '{columns.image}' or '{columns.text}' and no "
+            raise FusionError(f"{data}: no column '{columns.image}' or '{columns.text}' and no "
                               f"--tabular-col, so there is nothing to learn from "
-                              f"(columns: {', '.join(table.columns)})")
+                              f"(columns: {', '.join(header)})")
     needed = []
     if "image" in modalities:
         needed.append(columns.image)
@@ -41,30 +72,69 @@ def load_examples(data: str, columns: Columns, image_root: str | None = None, ne
     if need_label:
         needed.append(columns.label)
     for name in needed:
-        if name not in table.columns:
-            raise FusionError(f"{table.path}: no column '{name}' (columns: {', '.join(table.columns)})")
-    root = image_root if image_root is not None else os.path.dirname(os.path.abspath(table.path))
+        if name not in header:
+            raise FusionError(f"{data}: no column '{name}' (columns: {', '.join(header)})")
+    optional = [name for name in (columns.label, columns.split, columns.id) if name in header]
+    return header, modalities, needed + optional
 
-    def column(name):
-        return [row.get(name, "") for row in table.rows]
 
+def table_examples(table, columns: Columns, modalities, image_root: str | None = None) -> Examples:
+    """Examples of a Table (or a chunk of one) whose needed columns are there."""
+    root = image_root if image_root is not None else _table_root(table.path)
+    present = table.cells
     images = None
     if "image" in modalities:
-        images = [_resolve(path.strip(), root) for path in column(columns.image)]
-    has_split = columns.split in table.columns
-    ids = column(columns.id) if columns.id in table.columns else [str(i + 1) for i in range(len(table.rows))]
+        images = [_resolve(path.strip(), root) for path in table.column(columns.image)] \
+            if len(table) <= 1000 else _resolve_many(table.column(columns.image), root)
+    first = table.first_row
+    numbers = np.arange(first, first + len(table))
+    has_ids = columns.id in present
     return Examples(
         source=table.path,
-        row_numbers=np.arange(1, len(table.rows) + 1),
-        ids=ids,
+        row_numbers=numbers,
+        ids=table.column(columns.id) if has_ids else RowIds(numbers),
         images=images,
         images_are_files=True,
-        texts=column(columns.text) if "text" in modalities else None,
-        tabular={name: column(name) for name in columns.tabular_names} if "tabular" in modalities else {},
-        labels=[label.strip() for label in column(columns.label)] if columns.label in table.columns else None,
-        splits=[value.strip().lower() for value in column(columns.split)] if has_split else None,
-        has_ids=columns.id in table.columns,
+        texts=table.column(columns.text) if "text" in modalities else None,
+        tabular={name: table.column(name) for name in columns.tabular_names} if "tabular" in modalities else {},
+        labels=[label.strip() for label in table.column(columns.label)] if columns.label in present else None,
+        splits=[value.strip().lower() for value in table.column(columns.split)] if columns.split in present else None,
+        has_ids=has_ids,
     )
+
+
+class RowIds:
+    """Row numbers as ids, made when asked for: a million rows without an id column need no million
+    strings."""
+
+    def __init__(self, numbers):
+        self.numbers = numbers
+
+    def __len__(self):
+        return len(self.numbers)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return RowIds(self.numbers[index])
+        return str(int(self.numbers[index]))
+
+    def __iter__(self):
+        return (str(int(number)) for number in self.numbers)
+
+    def pick(self, indices):
+        return RowIds(self.numbers[np.asarray(indices, dtype=int)])
+
+
+def _table_root(path: str) -> str:
+    """Relative image paths are relative to the table's folder (a sharded table's folder itself)."""
+    absolute = os.path.abspath(path)
+    return absolute if os.path.isdir(absolute) else os.path.dirname(absolute)
+
+
+def _resolve_many(paths: list[str], root: str) -> list[str]:
+    """_resolve once per distinct path, the same string object for each repeat."""
+    resolved = {}
+    return [resolved.get(path) or resolved.setdefault(path, _resolve(path.strip(), root)) for path in paths]
 
 
 def _resolve(path: str, root: str) -> str:
@@ -77,8 +147,12 @@ def _resolve(path: str, root: str) -> str:
 def data_fingerprint(data: str) -> dict | None:
     """Each table file's size and modification time (nanoseconds), to tell whether it changed; None
     for a TFDS source, which TFDS versions itself."""
-    path = os.path.abspath(data)
-    if data.startswith("tfds:") or not os.path.isfile(path):
+    from fusionapp.data.tables import table_files
+
+    if data.startswith("tfds:"):
         return None
-    info = os.stat(path)
-    return {path: [info.st_size, info.st_mtime_ns]}
+    try:
+        names = table_files(data)
+    except FusionError:
+        return None
+    return {os.path.abspath(name): [os.stat(name).st_size, os.stat(name).st_mtime_ns] for name in names}

@@ -1,121 +1,113 @@
-"""Read a CSV or JSON Lines table into rows of strings, with one-line errors for broken files."""
+"""A table argument -> its files (one file, a folder of shards, or a glob) and its cells, whole or in
+chunks of rows, for the columns a run uses. Formats are fusionapp.data.formats'."""
 
 from __future__ import annotations
 
-import csv
-import json
+import glob
 import os
-import sys
 from dataclasses import dataclass
+from typing import Iterator
 
+import numpy as np
+
+from fusionapp.data.formats import file_kind, is_table_file, iter_columns, read_header
 from fusionapp.errors import FusionError
 
-# Text cells of a few MB (pasted documents, clinical notes) are legitimate; csv's default limit
-# of 128 KB would reject them with an obscure error.
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+CHUNK_ROWS = 100_000
+_GLOB_CHARS = "*?["
 
 
 @dataclass
 class Table:
-    """A table's rows as dicts of strings; missing cells are empty strings."""
+    """Some rows of a table: pyarrow string columns (missing cells are ""). `first_row` is the
+    1-based number of the first of them in the whole table."""
 
     path: str
-    columns: list[str]
-    rows: list[dict[str, str]]
+    columns: list[str]  # the header: every column of the table
+    cells: dict  # name -> pyarrow string array, for the columns read
+    first_row: int = 1
+
+    def __len__(self) -> int:
+        return len(next(iter(self.cells.values()))) if self.cells else 0
+
+    def column(self, name: str) -> list[str]:
+        """The cells of one column as Python strings; a column of few distinct values shares one
+        string object per value, so a million rows of 400 image paths cost pointers, not strings."""
+        return column_list(self.cells[name])
+
+    @property
+    def rows(self) -> list[dict[str, str]]:
+        """The rows as dicts (small tables: tests and tools)."""
+        names = list(self.cells)
+        columns = [self.column(name) for name in names]
+        return [dict(zip(names, values)) for values in zip(*columns)]
 
 
-def read_table(path: str) -> Table:
-    """Read `path` as CSV or JSON Lines, chosen by its content rather than trusting its name."""
+def column_list(array) -> list[str]:
+    import pyarrow.compute as pc
+
+    if len(array) > 1000:
+        encoded = pc.dictionary_encode(array)
+        if len(encoded.dictionary) * 4 < len(array):
+            values = np.array(encoded.dictionary.to_pylist() + [""], dtype=object)
+            return values[encoded.indices.fill_null(len(values) - 1).to_numpy()].tolist()
+    return array.to_pylist()
+
+
+def table_files(path: str) -> list[str]:
+    """The files of a table argument: a file, a folder's table files, or a glob's, sorted."""
+    if any(char in path for char in _GLOB_CHARS) and not os.path.exists(path):
+        found = sorted(name for name in glob.glob(os.path.expanduser(path), recursive=True) if is_table_file(name))
+        if not found:
+            raise FusionError(f"{path}: no table files match")
+        return found
     if not os.path.exists(path):
         raise FusionError(f"{path}: no such file")
     if os.path.isdir(path):
-        raise FusionError(f"{path}: is a directory, expected a CSV or JSON Lines table")
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except OSError as error:
-        raise FusionError(f"{path}: cannot read ({error.strerror})") from error
-    try:
-        content = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise FusionError(f"{path}: not UTF-8 text (byte {error.start}); save the table as UTF-8") from error
-    if not content.strip():
-        raise FusionError(f"{path}: the file is empty")
-    if content.lstrip().startswith("{"):
-        table = _parse_jsonl(path, content)
-    else:
-        table = _parse_csv(path, content)
-    if not table.rows:
+        found = sorted(os.path.join(path, name) for name in os.listdir(path)
+                       if is_table_file(os.path.join(path, name)))
+        if not found:
+            raise FusionError(f"{path}: is a directory with no table files (.csv, .tsv, .jsonl, .parquet) in it")
+        return found
+    return [path]
+
+
+def table_header(path: str) -> list[str]:
+    """The columns of the table; every shard must have them all (others are ignored)."""
+    files = table_files(path)
+    header = read_header(files[0], file_kind(files[0]))
+    for name in files[1:]:
+        missing = [column for column in header if column not in read_header(name, file_kind(name))]
+        if missing:
+            raise FusionError(f"{name}: no column '{missing[0]}', which {files[0]} has "
+                              "(every shard of a table has the same columns)")
+    return header
+
+
+def iter_table(path: str, names: list[str] | None = None, chunk_rows: int = CHUNK_ROWS,
+               header: list[str] | None = None) -> Iterator[Table]:
+    """The table in chunks of about `chunk_rows` rows (never across shards), for `names` (default:
+    every column); each chunk knows its first row's number in the whole table."""
+    header = header or table_header(path)
+    names = list(header) if names is None else list(dict.fromkeys(names))
+    first = 1
+    for name in table_files(path):
+        kind = file_kind(name)
+        for chunk in iter_columns(name, kind, read_header(name, kind), names, chunk_rows):
+            table = Table(path, header, chunk, first)
+            first += len(table)
+            if len(table):
+                yield table
+
+
+def read_table(path: str, names: list[str] | None = None, header: list[str] | None = None) -> Table:
+    """The whole table (every shard), for `names` (default: every column)."""
+    import pyarrow as pa
+
+    header = header or table_header(path)
+    names = list(header) if names is None else list(dict.fromkeys(names))
+    chunks = list(iter_table(path, names, header=header))
+    if not chunks:
         raise FusionError(f"{path}: the table has a header but no rows")
-    return table
-
-
-def _parse_csv(path: str, content: str) -> Table:
-    delimiter = "\t" if path.lower().endswith(".tsv") else ","
-    reader = csv.reader(content.splitlines(keepends=True), delimiter=delimiter)
-    try:
-        header = next(reader)
-        records = list(reader)
-    except csv.Error as error:
-        raise FusionError(f"{path} line {reader.line_num}: not valid CSV ({error})") from error
-    header = [name.strip() for name in header]
-    _check_header(path, header)
-    rows = []
-    for record in records:
-        if not any(cell.strip() for cell in record):
-            continue  # blank lines, often a trailing newline too many
-        row = {name: (record[i] if i < len(record) else "") for i, name in enumerate(header)}
-        rows.append(row)
-    return Table(path, header, rows)
-
-
-def _parse_jsonl(path: str, content: str) -> Table:
-    rows, columns = [], {}
-    for line_number, line in enumerate(content.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise FusionError(f"{path} line {line_number}: not valid JSON ({error.msg})") from error
-        if not isinstance(record, dict):
-            raise FusionError(f"{path} line {line_number}: expected a JSON object per line")
-        row = {str(key): cell_text(value) for key, value in record.items()}
-        if not all(_encodable(text) for pair in row.items() for text in pair):
-            raise FusionError(f"{path} line {line_number}: holds text that is not valid Unicode (a lone surrogate escape)")
-        columns.update(dict.fromkeys(row))
-        rows.append(row)
-    names = list(columns)
-    for row in rows:
-        for name in names:
-            row.setdefault(name, "")
-    return Table(path, names, rows)
-
-
-def cell_text(value) -> str:
-    """A JSON value as a table cell: null -> "", booleans -> true/false, objects and lists as JSON."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _check_header(path: str, header: list[str]) -> None:
-    seen = set()
-    for name in header:
-        if not name:
-            raise FusionError(f"{path}: the header has an empty column name")
-        if name in seen:
-            raise FusionError(f"{path}: column '{name}' appears twice in the header")
-        seen.add(name)
+    cells = {name: pa.concat_arrays([chunk.cells[name] for chunk in chunks]) for name in names}
+    return Table(path, header, cells)

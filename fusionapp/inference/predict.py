@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -11,8 +12,8 @@ from fusionapp.errors import FusionError
 from fusionapp.inference.answers import pair_result, prediction_table
 from fusionapp.inference.raw import predict_examples
 from fusionapp.console import show_progress
-from fusionapp.inference.rows import check_rows, column_renames, read_rows_for_run, run_columns
-from fusionapp.runs import files, load
+from fusionapp.inference.rows import check_rows, column_renames, iter_rows_for_run, run_columns
+from fusionapp.runs import load
 from fusionapp.settings import prediction_settings
 
 
@@ -20,18 +21,20 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
             tabular: dict | None = None, split: str | None = None, out: str | None = None,
             top_k: int | None = None, on_bad_row: str | None = None, batch_size: int | None = None,
             image_root: str | None = None, explain: bool = False, explain_dir: str | None = None, verbose: int = 1,
-            **column_overrides):
+            shard: str | None = None, **column_overrides):
     """Predict one pair (`image`, `text`, `tabular`) -> dict, or every row of `data` -> list of dicts.
 
     Table rows that cannot be read are returned with an `error` and no prediction. `explain` adds
     an `explanation` to a pair's answer (fusionapp.inference.explain); `explain_dir` writes a table's
-    explanations there (a heat map per row and the text contributions). None means the default of
+    explanations there (a heat map per row and the text contributions). With `out` (a .csv or
+    .parquet path; "-": stdout) the rows are written there a chunk at a time and `out` is returned.
+    `shard` "K/N" predicts only rows K, K+N, K+2N, ... (1-based). None means the default of
     `top_k`, `on_bad_row` and `batch_size` (fusionapp.settings.PredictionSettings).
     """
     options = prediction_settings(top_k=top_k, on_bad_row=on_bad_row, batch_size=batch_size)
     renames = column_renames(column_overrides)
     if data is None:
-        table_only = {"split": split, "out": out, "on_bad_row": on_bad_row, "batch_size": batch_size,
+        table_only = {"split": split, "out": out, "shard": shard, "on_bad_row": on_bad_row, "batch_size": batch_size,
                       "image_root": image_root, "explain_dir": explain_dir, **renames}
         given = [name for name, value in table_only.items() if value is not None]
         if given:
@@ -44,33 +47,52 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
     if explain:
         raise FusionError("explain=True explains a single pair; use explain_dir=DIR for a table")
     run = load.load_run(model)
-    examples, bad_rows = read_rows_for_run(run, data, split, need_label=False, column_overrides=renames,
-                                           image_root=image_root)
-    if bad_rows and options.on_bad_row == "error":
-        raise FusionError(bad_rows[0].message(examples.source))
-    errors = {row.row: row.reason for row in bad_rows}
-    good = [i for i, row in enumerate(examples.row_numbers) if int(row) not in errors]
-    # A progress bar would be mixed into the CSV when that goes to stdout.
-    predictions = predict_examples(run.model, examples.subset(good), options.batch_size,
-                                   progress=show_progress(verbose) and bool(out))
-    header, rows = prediction_table(examples, predictions, run.preprocessor.class_names, rows=good, errors=errors,
-                                    top_k=options.top_k, label_sep=run.preprocessor.label_sep)
-    if explain_dir:
-        from fusionapp.inference.explain_files import write_explanations
+    return predict_table(run, data, split=split, out=out, options=options, image_root=image_root,
+                         explain_dir=explain_dir, verbose=verbose, renames=renames, shard=parse_shard(shard))
 
-        write_explanations(run.model, examples.subset(good), explain_dir)
-    if out:
-        files.write_csv(out, header, rows)
-    elif verbose:
-        import csv
 
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
+def predict_table(run, data: str, *, split, out, options, image_root, explain_dir, verbose: int, renames: dict,
+                  shard=None):
+    """Every row of `data`, read, checked, predicted and written a chunk at a time: memory follows
+    the chunk, not the table. Returns the rows as dicts when there is no `out` (none: "-", stdout)."""
+    from fusionapp.inference.writers import TableWriter
+
+    collected = [] if out is None else None
+    predicted = failed = 0
+    with TableWriter(out if out is not None else ("-" if verbose else os.devnull)) as writer:
+        for examples, bad_rows in iter_rows_for_run(run, data, split, need_label=False, column_overrides=renames,
+                                                    image_root=image_root, shard=shard):
+            if bad_rows and options.on_bad_row == "error":
+                raise FusionError(bad_rows[0].message(examples.source))
+            errors = {row.row: row.reason for row in bad_rows}
+            good = [i for i, row in enumerate(examples.row_numbers) if int(row) not in errors]
+            # A progress bar would be mixed into the CSV when that goes to stdout.
+            predictions = predict_examples(run.model, examples.subset(good), options.batch_size,
+                                           progress=show_progress(verbose) and bool(out) and out != "-")
+            header, rows = prediction_table(examples, predictions, run.preprocessor.class_names, rows=good,
+                                            errors=errors, top_k=options.top_k, label_sep=run.preprocessor.label_sep)
+            if explain_dir:
+                from fusionapp.inference.explain_files import write_explanations
+
+                write_explanations(run.model, examples.subset(good), explain_dir)
+            writer.write(header, rows)
+            if collected is not None:
+                collected.extend(dict(zip(header, row)) for row in rows)
+            predicted, failed = predicted + len(good), failed + len(errors)
     if verbose:
-        print(f"Predicted {len(good)} rows" + (f", {len(errors)} could not be read" if errors else "")
-              + (f"; wrote {out}" if out else ""), file=sys.stderr)
-    return [dict(zip(header, row)) for row in rows]
+        print(f"Predicted {predicted} rows" + (f", {failed} could not be read" if failed else "")
+              + (f"; wrote {out}" if out and out != "-" else ""), file=sys.stderr)
+    return collected if collected is not None else out
+
+
+def parse_shard(shard) -> tuple[int, int] | None:
+    """"K/N" (or (K, N)) -> (K, N), 1 <= K <= N; None stays None."""
+    if shard is None or isinstance(shard, tuple):
+        return shard
+    index, _, count = str(shard).partition("/")
+    if not (index.strip().isdigit() and count.strip().isdigit()) or not 1 <= int(index) <= int(count):
+        raise FusionError(f"--shard {shard}: expected K/N with 1 <= K <= N (this machine's share K of N)")
+    return int(index), int(count)
 
 
 def predict_pair(run, image: str | None, text: str | None, tabular: dict, top_k: int = 1,

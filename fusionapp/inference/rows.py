@@ -36,6 +36,32 @@ def read_rows_for_run(run: Run, data: str, split: str | None, need_label: bool,
     return examples, check_rows(run, examples, columns, need_label)
 
 
+def iter_rows_for_run(run: Run, data: str, split: str | None, need_label: bool,
+                      column_overrides: dict | None = None, image_root: str | None = None,
+                      shard: tuple[int, int] | None = None):
+    """read_rows_for_run in chunks of rows: (examples, bad rows) per chunk, the split's rows only
+    (a chunk without any is passed over)."""
+    from fusionapp.data.sources import iter_examples
+    from fusionapp.errors import FusionError
+
+    columns = run_columns(run, column_overrides)
+    found = False
+    for examples in iter_examples(data, columns, image_root=image_root, need_label=need_label,
+                                  modalities=run.modalities, shard=shard):
+        if split is not None:
+            if examples.splits is None:
+                examples.select_split(split)  # says there is no split column
+            keep = [i for i, value in enumerate(examples.splits) if value == split]
+            if not keep:
+                continue
+            examples = examples.subset(keep)
+        found = True
+        yield examples, check_rows(run, examples, columns, need_label)
+    if not found:
+        where = f" with split '{split}'" if split is not None else ""
+        raise FusionError(f"{data}: no rows{where}" + (f" in shard {shard[0]}/{shard[1]}" if shard else ""))
+
+
 def check_rows(run: Run, examples: Examples, columns: Columns, need_label: bool) -> list[BadRow]:
     """The bad rows among `examples` for this run (labels it knows, its tabular kinds)."""
     return find_bad_rows(examples, columns, run.modalities, need_label=need_label,

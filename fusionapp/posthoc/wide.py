@@ -22,10 +22,13 @@ import numpy as np
 
 from fusionapp.evaluation.calibration import mean_log_loss, probabilities_of
 from fusionapp.model.classifier import wide_path_inputs
-from fusionapp.posthoc.linear import FOLDS, cross_fit, fold_numbers
+from fusionapp.posthoc.linear import FOLDS, cross_fit, fit_linear, fold_numbers
 
 # The linear model's inverse regularisation strength: scikit-learn's C, as the linear baselines.
 WIDE_C = 4.0
+# Past this many labelled rows the linear model learns from a sample of this many training rows:
+# lbfgs on every row of a million would take longer than the network's epoch.
+WIDE_MAX_ROWS = 50_000
 ALPHAS = np.round(np.linspace(0.0, 1.0, 11), 2)
 
 
@@ -78,22 +81,26 @@ def blend(deep, wide, present, alpha):
 
 
 def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: str, seed: int) -> WideFit:
-    """Fit the linear part on every labelled row and choose alpha on the validation rows' held-out
-    blend; both go into `model`."""
-    import scipy.sparse as sparse
-
+    """Fit the linear part and choose alpha on the validation rows' held-out blend; both go into
+    `model`. Up to WIDE_MAX_ROWS rows it learns from every labelled row (cross-fitted, so the
+    validation rows' logits stay held out); past that, from a seeded sample of WIDE_MAX_ROWS
+    training rows in one fit, which keeps every validation row held out and the time bounded."""
     preprocessor = model.preprocessor
-    train_features, _ = wide_features(preprocessor, train_rows)
+    y_val = preprocessor.label_targets(val_rows.labels)
     val_features, val_present = wide_features(preprocessor, val_rows)
-    features = sparse.vstack([train_features, val_features]).tocsr()
-    del train_features
-    labels = np.concatenate([preprocessor.label_targets(train_rows.labels), preprocessor.label_targets(val_rows.labels)])
-    fitted = cross_fit(features, labels, preprocessor.num_classes, class_weight, WIDE_C,
-                       fold_numbers(labels, FOLDS, seed))
-    y_val = labels[len(train_rows):]
-    wide_val = fitted.held_out_logits[len(train_rows):]
+    if len(train_rows) + len(val_rows) <= WIDE_MAX_ROWS:
+        kernel, bias, wide_val, fitted_on = _cross_fitted(preprocessor, train_rows, val_features, y_val,
+                                                          class_weight, seed)
+    else:
+        sample = np.sort(np.random.default_rng(seed).choice(len(train_rows), WIDE_MAX_ROWS, replace=False))
+        rows = train_rows.subset(sample)
+        features, _ = wide_features(preprocessor, rows)
+        kernel, bias = fit_linear(features, preprocessor.label_targets(rows.labels), preprocessor.num_classes,
+                                  class_weight, WIDE_C)
+        wide_val = val_features @ kernel + bias
+        fitted_on = f"a sample of {WIDE_MAX_ROWS} training rows"
     alpha = choose_alpha(y_val, deep_val_logits, wide_val, val_present, preprocessor.multi_label)
-    model.set_wide_path(fitted.kernel, fitted.bias)
+    model.set_wide_path(kernel, bias)
     model.set_blend(alpha)
 
     def loss(weight):
@@ -101,9 +108,21 @@ def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: st
                                                      preprocessor.multi_label))
 
     chosen = dict(zip(preprocessor.class_names, map(float, alpha))) if preprocessor.multi_label else float(alpha)
-    record = {"alpha": chosen, "C": WIDE_C, "folds": FOLDS, "fitted_on": "training and validation rows",
+    record = {"alpha": chosen, "C": WIDE_C, "folds": FOLDS, "fitted_on": fitted_on,
               "val_log_loss": {"deep": loss(0.0), "wide": loss(1.0), "blend": loss(alpha)}}
     return WideFit(record, blend(deep_val_logits, wide_val, val_present, alpha))
+
+
+def _cross_fitted(preprocessor, train_rows, val_features, y_val, class_weight: str, seed: int):
+    import scipy.sparse as sparse
+
+    train_features, _ = wide_features(preprocessor, train_rows)
+    features = sparse.vstack([train_features, val_features]).tocsr()
+    del train_features
+    labels = np.concatenate([preprocessor.label_targets(train_rows.labels), y_val])
+    fitted = cross_fit(features, labels, preprocessor.num_classes, class_weight, WIDE_C,
+                       fold_numbers(labels, FOLDS, seed))
+    return fitted.kernel, fitted.bias, fitted.held_out_logits[len(train_rows):], "training and validation rows"
 
 
 def choose_alpha(y_val, deep, wide, present, multi_label: bool):

@@ -10,7 +10,7 @@ from fusionapp.settings import TextSettings
 from fusionapp.errors import FusionError
 from fusionapp.preprocessing.preprocessor import Preprocessor
 from fusionapp.preprocessing.text import text_vectorizer
-from fusionapp.preprocessing.raw import (is_missing_cell, normalize_category, normalize_text, numeric_problem,
+from fusionapp.preprocessing.raw import (cut_text, is_missing_cell, normalize_category, normalize_text, numeric_problem,
                                         numeric_values, tabular_key)
 
 # A column is numeric when this share of its filled cells are numbers; the rest are then bad rows
@@ -21,10 +21,13 @@ MAX_CATEGORIES = 100
 
 def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, text: TextSettings,
           text_encoder: str, tabular_kinds: dict[str, str], source: str = "data",
-          label_sep: str | None = None, min_label_count: int = 1) -> Preprocessor:
+          label_sep: str | None = None, min_label_count: int = 1, adapt_rows: int | None = None,
+          seed: int = 0) -> Preprocessor:
     """A Preprocessor adapted on these (training) rows. `tabular_cells` maps column -> raw cells;
     `text` is already resolved for `text_encoder` (see TextSettings.resolved). With `label_sep`
-    the labels are sets (multi-label), and those on fewer than `min_label_count` rows are left out."""
+    the labels are sets (multi-label), and those on fewer than `min_label_count` rows are left out.
+    The vocabulary and idf are learnt on a seeded sample of at most `adapt_rows` texts: their cost
+    then stays bounded however many rows there are (the frequent n-grams a sample misses are rare)."""
     if label_sep is None:
         class_names = sorted(set(labels))
         if len(class_names) < 2:
@@ -34,7 +37,7 @@ def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, te
         class_names = frequent_labels(labels, label_sep, min_label_count, source)[0]
     text_config, state = None, {}
     if "text" in modalities:
-        text_config, vocabulary, idf = _adapt_text(texts, text, text_encoder, source)
+        text_config, vocabulary, idf = _adapt_text(adapt_sample(texts, adapt_rows, seed), text, text_encoder, source)
         state.update(vocabulary=vocabulary, idf=idf)
     tabular, means, stds = [], [], []
     if "tabular" in modalities:
@@ -61,6 +64,14 @@ def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, te
     return preprocessor
 
 
+def adapt_sample(texts, adapt_rows: int | None, seed: int) -> list:
+    """The texts, or a seeded sample of `adapt_rows` of them in their table order."""
+    if adapt_rows is None or len(texts) <= adapt_rows:
+        return list(texts)
+    chosen = np.sort(np.random.default_rng(seed).choice(len(texts), adapt_rows, replace=False))
+    return [texts[i] for i in chosen]
+
+
 def frequent_labels(cells, label_sep: str, min_count: int, source: str = "data") -> tuple[list[str], dict[str, int]]:
     """The labels of a multi-label table's (training) cells on at least `min_count` rows, sorted; and
     the rarer ones with their counts."""
@@ -78,7 +89,9 @@ def frequent_labels(cells, label_sep: str, min_count: int, source: str = "data")
 
 def _adapt_text(texts, text: TextSettings, text_encoder: str, source: str):
     bag = text_encoder == "bag"
-    texts = normalize_text(np.array(texts, dtype=object)).numpy()
+    texts = np.concatenate([normalize_text(cut_text(np.array(texts[start:start + 8192], dtype=object),
+                                                    text.max_chars)).numpy()
+                            for start in range(0, len(texts), 8192)])
     ngrams = text.ngrams if bag else 1
     counter = text_vectorizer(text.tokens, ngrams, "tf_idf" if bag else "token_ids", max_tokens=text.max_tokens)
     counter.adapt(texts, batch_size=1024)
@@ -88,6 +101,7 @@ def _adapt_text(texts, text: TextSettings, text_encoder: str, source: str):
                           "or fill the text column")
     special = 1 if bag else 2  # the out-of-vocabulary slot, and for token ids the padding id too
     config = {"tokens": text.tokens, "ngrams": ngrams, "sequence_length": text.sequence_length,
+              "max_chars": text.max_chars,
               "output": "tf_idf" if bag else "token_ids", "vocabulary_size": len(vocabulary) + special}
     return config, vocabulary, (_idf_weights(texts, counter) if bag else None)
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from fusionapp.preprocessing.image import decode_or_blank
 from fusionapp.preprocessing.text import text_vectorizer
-from fusionapp.preprocessing.raw import missing_inputs, normalize_category, normalize_text, tabular_key
+from fusionapp.preprocessing.raw import cut_text, missing_inputs, normalize_category, normalize_text, tabular_key
 from fusionapp.settings import MODALITIES
 
 
@@ -112,7 +112,7 @@ class Preprocessor(keras.layers.Layer):
         """[batch] strings -> sublinear TF-IDF vectors at unit length, or token ids."""
         import tensorflow as tf
 
-        tokens = self.text_vectorizer(normalize_text(texts))
+        tokens = self.text_vectorizer(normalize_text(cut_text(texts, self.text.get("max_chars"))))
         if self.text["output"] == "token_ids":
             return tf.cast(tokens, tf.int64)
         # log(1 + count) x idf at unit length, as scikit-learn's sublinear_tf with norm="l2": raw

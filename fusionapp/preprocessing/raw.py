@@ -84,6 +84,15 @@ def normalize_text(texts):
     return tf.strings.strip(tf.strings.regex_replace(texts, _SPACES, " "))
 
 
+def cut_text(texts, max_chars: int | None):
+    """Each text's first `max_chars` characters (all of them with None: models saved before 0.8)."""
+    import tensorflow as tf
+
+    if max_chars is None:
+        return texts
+    return tf.strings.substr(texts, 0, max_chars, unit="UTF8_CHAR")
+
+
 def normalize_category(cells):
     """A categorical cell as its category: spaces normalised as in texts, missing cells -> ""."""
     import tensorflow as tf

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 
-from fusionapp.data.tables import cell_text
+from fusionapp.data.formats import cell_text
 
 
 class RequestPredictor:

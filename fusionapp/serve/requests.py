@@ -10,7 +10,7 @@ import json
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
-from fusionapp.data.tables import cell_text
+from fusionapp.data.formats import cell_text
 
 
 class BadRequest(Exception):

@@ -19,6 +19,7 @@ FLAT_NAMES = {
     "label_sep": ("columns", "label_sep"),
     "text_tokens": ("text", "tokens"), "max_tokens": ("text", "max_tokens"),
     "sequence_length": ("text", "sequence_length"), "ngrams": ("text", "ngrams"),
+    "max_text_chars": ("text", "max_chars"),
     **{f.name: ("model", f.name) for f in dataclasses.fields(ModelSettings)},
     "cache": ("training", "pixel_cache"),  # its name before 0.7, still read from config files and flags
     **{f.name: ("training", f.name) for f in dataclasses.fields(TrainingSettings)},

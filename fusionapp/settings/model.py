@@ -86,6 +86,9 @@ class TextSettings:
     max_tokens: int = integer(20000, 10)
     sequence_length: int = integer(64, 1)
     ngrams: int = integer(0, 0, 8)  # n-grams up to this length for the bag encoder; 0: 5 for chars, 2 for words
+    # characters of a text the model reads; the rest is cut, so one huge cell (an unbalanced quote
+    # in a CSV) costs what this many characters cost
+    max_chars: int = integer(10000, 1)
 
     def __post_init__(self):
         check_fields(self)

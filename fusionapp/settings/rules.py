@@ -177,6 +177,25 @@ def weights_source(default: str):
     return _rule_field(default, Rule(requirement, coerce))
 
 
+def service_address(default: str):
+    """A tf.data service dispatcher: grpc://HOST:PORT (or HOST:PORT); "" for none."""
+    requirement = "a dispatcher address, grpc://HOST:PORT"
+
+    def coerce(name, value):
+        if not isinstance(value, str):
+            raise SettingError(name, value, requirement)
+        value = value.strip()
+        if not value:
+            return ""
+        address = value.split("://", 1)[-1]
+        host, _, port = address.rpartition(":")
+        if value.count("://") > 1 or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingError(name, value, requirement)
+        return value if "://" in value else f"grpc://{value}"
+
+    return _rule_field(default, Rule(requirement, coerce))
+
+
 def column(default: str):
     def coerce(name, value):
         if not isinstance(value, str) or not value.strip():

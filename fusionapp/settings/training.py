@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fusionapp.settings.rules import auto_switch, check_fields, choice, integer, number, switch, weights_source
+from fusionapp.settings.rules import (auto_switch, check_fields, choice, integer, number, service_address, switch,
+                                     weights_source)
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
@@ -43,6 +44,12 @@ class TrainingSettings:
     fine_tune_learning_rate: float = number(2e-4, 0.0, 10.0, low_open=True)
     # multi-label: labels on fewer training rows than this are reported and dropped
     min_label_count: int = integer(2, 1)
+    # the text vocabulary and idf are learnt on a seeded sample of this many training rows
+    adapt_rows: int = integer(100_000, 100)
+    # training steps between validations, checkpoints and early-stopping checks; 0: one pass over the rows
+    steps_per_epoch: int = integer(0, 0)
+    # a tf.data service dispatcher (grpc://HOST:PORT) whose workers run the training input pipeline
+    data_service: str = service_address("")
 
     def __post_init__(self):
         check_fields(self)

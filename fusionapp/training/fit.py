@@ -13,6 +13,7 @@ import shutil
 from dataclasses import dataclass
 
 from fusionapp.console import keras_verbosity, printer
+from fusionapp.errors import FusionError
 from fusionapp.runs import files, layout
 from fusionapp.settings import RunSettings
 from fusionapp.training.backbone import cached_features, check_same_backbone, frozen_backbone
@@ -92,10 +93,12 @@ def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: 
 
 
 def steps_per_epoch(phase: Phase) -> int:
-    """A pass over this worker's share of the training rows (the smallest share, so that every
-    worker of a cluster takes as many steps)."""
+    """--steps-per-epoch, or a pass over this worker's share of the training rows (the smallest
+    share, so that every worker of a cluster takes as many steps)."""
     from fusionapp.data.pipeline import steps_per_pass
 
+    if phase.settings.training.steps_per_epoch:
+        return phase.settings.training.steps_per_epoch
     shares = len(phase.train_rows) // phase.placement.num_workers
     return steps_per_pass(shares, phase.placement.global_batch_size(phase.settings.training.batch_size))
 
@@ -116,10 +119,13 @@ def _datasets(phase: Phase, start_step: int):
     placement = phase.placement
     shard = (placement.num_workers, placement.worker_index) if placement.num_workers > 1 else None
     train_features, val_features = phase.features or (None, None)
+    if training.data_service and (training.pixel_cache != "none" or train_features is not None):
+        raise FusionError("--data-service reads and decodes the images on its workers; it does not combine with "
+                          "--pixel-cache or a frozen backbone's feature cache (use --no-feature-cache)")
     train_data = make_dataset(phase.train_rows, phase.preprocessor, batch_size, training=True, seed=training.seed,
                               start_step=start_step, augment=training.augment,
                               modality_dropout=training.modality_dropout, pixel_cache=cache[0], shard=shard,
-                              image_features=train_features)
+                              image_features=train_features, service=training.data_service)
     val_data = make_dataset(phase.val_rows, phase.preprocessor, batch_size, pixel_cache=cache[1], shard=shard,
                             image_features=val_features)
     return train_data, val_data

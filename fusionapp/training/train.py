@@ -87,7 +87,7 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
     rows, settings = load_rows(data, settings, say)
     record.update(settings=settings.to_dict())
     checkpoint_model, state = _restore(out, placement) if resume else (None, None)
-    preprocessor = checkpoint_model.preprocessor if checkpoint_model is not None else _adapt(rows, settings)
+    preprocessor = checkpoint_model.preprocessor if checkpoint_model is not None else _adapt(rows, settings, say)
     files.write_json(os.path.join(out, layout.PREPROCESSING_FILE), preprocessor.describe())
     rows = _holdout(rows, preprocessor, settings, out, record, placement, say)
     fitted = fit_network(settings, preprocessor, rows.train, rows.val, out, placement, checkpoint_model, state, verbose)
@@ -120,14 +120,23 @@ def _restore(out: str, placement):
     return model, state
 
 
-def _adapt(rows, settings: RunSettings):
+def _adapt(rows, settings: RunSettings, say):
     from fusionapp.preprocessing import adapt
 
     label_sep = settings.columns.label_sep if settings.model.multi_label else None
+    training = settings.training
+    if "text" in settings.model.modalities:
+        limit = settings.text.max_chars
+        cut = sum(len(text) > limit for text in rows.train.texts)
+        if cut:
+            say(f"Cut {cut} training texts to their first {limit} characters (--max-text-chars)")
+        if len(rows.train) > training.adapt_rows:
+            say(f"Learning the text vocabulary on a sample of {training.adapt_rows} of the {len(rows.train)} "
+                "training rows (--adapt-rows)")
     return adapt(rows.train.labels, rows.train.texts, rows.train.tabular, modalities=settings.model.modalities,
                  image_size=settings.model.image_size, text=settings.text, text_encoder=settings.model.text_encoder,
                  tabular_kinds=rows.tabular_kinds, source=rows.examples.source, label_sep=label_sep,
-                 min_label_count=settings.training.min_label_count)
+                 min_label_count=training.min_label_count, adapt_rows=training.adapt_rows, seed=training.seed)
 
 
 def _holdout(rows, preprocessor, settings: RunSettings, out: str, record, placement, say):

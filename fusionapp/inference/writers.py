@@ -1,0 +1,82 @@
+"""Prediction tables written chunk by chunk: CSV, or Parquet when the file name says so, into a
+temporary file beside the target that replaces it only once every chunk is in (an interrupted
+predict leaves the previous file, or none, never half of one). "-" writes CSV to stdout."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import tempfile
+
+from fusionapp.data.formats import PARQUET_SUFFIXES
+
+# Prediction columns that hold numbers: Parquet keeps them as float64 (empty -> null).
+_NUMBER_PREFIXES = ("prob_", "confidence")
+
+
+class TableWriter:
+    def __init__(self, path: str):
+        self.path = path
+        self.parquet = path != "-" and path.lower().endswith(PARQUET_SUFFIXES)
+        self.header = None
+        self._writer = None
+        self._handle = None
+        self._temp = None
+        self.rows = 0
+
+    def __enter__(self):
+        if self.path != "-":
+            folder = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(folder, exist_ok=True)
+            descriptor, self._temp = tempfile.mkstemp(prefix=".predict-", suffix=".part", dir=folder)
+            os.close(descriptor)
+        return self
+
+    def write(self, header: list[str], rows: list[list]) -> None:
+        if self.header is None:
+            self.header = header
+            self._open()
+        if self.parquet:
+            self._write_parquet(rows)
+        else:
+            self._writer.writerows(rows)
+        self.rows += len(rows)
+
+    def _open(self):
+        if self.parquet:
+            return
+        self._handle = sys.stdout if self.path == "-" else open(self._temp, "w", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._handle, lineterminator="\n")
+        self._writer.writerow(self.header)
+
+    def _write_parquet(self, rows):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        columns = list(zip(*rows)) if rows else [[] for _ in self.header]
+        arrays = [pa.array([float(value) if value != "" else None for value in column], pa.float64())
+                  if name.startswith(_NUMBER_PREFIXES) else pa.array([str(value) for value in column], pa.string())
+                  for name, column in zip(self.header, columns)]
+        table = pa.Table.from_arrays(arrays, names=self.header)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._temp, table.schema)
+        self._writer.write_table(table)
+
+    def __exit__(self, kind, error, trace):
+        if self.path == "-":
+            sys.stdout.flush()
+            return False
+        try:
+            if self.parquet and self._writer is not None:
+                self._writer.close()
+            elif self._handle is not None:
+                self._handle.close()
+            if kind is None:
+                if self.header is None:
+                    raise ValueError("no rows written")
+                os.replace(self._temp, self.path)
+        finally:
+            if os.path.exists(self._temp):
+                os.remove(self._temp)
+        return False
