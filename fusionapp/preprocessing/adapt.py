@@ -94,7 +94,11 @@ def _adapt_text(texts, text: TextSettings, text_encoder: str, source: str):
                             for start in range(0, len(texts), 8192)])
     ngrams = text.ngrams if bag else 1
     counter = text_vectorizer(text.tokens, ngrams, "tf_idf" if bag else "token_ids", max_tokens=text.max_tokens)
-    counter.adapt(texts, batch_size=1024)
+    import tensorflow as tf
+
+    # A dataset, not the array: Keras adapts an array in one call, n-grams of every text in one
+    # tensor (gigabytes at 100,000 texts); a dataset is counted batch by batch.
+    counter.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(1024))
     vocabulary = [str(token) for token in counter.get_vocabulary(include_special_tokens=False)]
     if not vocabulary:
         raise FusionError(f"{source}: every training text is empty; train without text (--modalities) "

@@ -28,13 +28,13 @@ class ImageFeatures:
 
 def image_hashes(examples: Examples) -> list[str]:
     """sha256 of each row's image bytes; "" for a row without an image."""
-    hashes = []
+    hashes, of_file = [], {}  # a file many rows share is read and hashed once
     for image in examples.images:
         if not image:
             hashes.append("")
             continue
         if examples.images_are_files:
-            hashes.append(file_digest(image))
+            hashes.append(of_file.get(image) or of_file.setdefault(image, file_digest(image)))
         else:
             hashes.append(hashlib.sha256(image).hexdigest())
     return hashes

@@ -3,6 +3,8 @@ them) and every image's features from the feature cache."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from fusionapp.errors import FusionError
 from fusionapp.settings import RunSettings
 
@@ -45,6 +47,12 @@ def cached_features(train_rows, val_rows, preprocessor, extractor, weights_diges
 
     key = {"backbone": record["name"], "image_size": preprocessor.image_size, "decode": DECODE_VERSION,
            "weights_sha256": weights_digest}
+    from fusionapp.data.memory import check_fits
+
+    rows = len(train_rows) + len(val_rows)
+    check_fits(f"a frozen backbone's feature maps of {rows} rows ({'x'.join(map(str, record['feature_map']))} "
+               "float16 each)", rows * int(np.prod(record["feature_map"])) * 2,
+               "train with --no-feature-cache (images through the backbone each step)")
     cache = FeatureCache(key)
     say(f"Backbone features ({record['name']}, {preprocessor.image_size} px) from the cache in {cache.root} ...")
     features = [backbone_features(rows, preprocessor, extractor, cache) for rows in (train_rows, val_rows)]

@@ -24,6 +24,22 @@ class RunRecord:
         files.write_json(self.path, self.values)
 
 
+class StageClock:
+    """Seconds per stage of a run (config.json's stage_seconds): each lap ends the stage it names."""
+
+    def __init__(self):
+        import time
+
+        self._time = time.perf_counter
+        self._last = self._time()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = self._time()
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + now - self._last, 2)
+        self._last = now
+
+
 def new_record(data: str, settings: RunSettings, fingerprint: dict | None) -> dict:
     import keras
     import tensorflow as tf

@@ -20,8 +20,9 @@ class TrainingRows:
     tabular_kinds: dict[str, str]
 
 
-def load_rows(data: str, settings: RunSettings, say) -> tuple[TrainingRows, RunSettings]:
-    """Read and check `data`, split it, and resolve the settings for the modalities it has."""
+def load_rows(data: str, settings: RunSettings, say, clock=None) -> tuple[TrainingRows, RunSettings]:
+    """Read and check `data`, split it, and resolve the settings for the modalities it has
+    (`clock`, a StageClock, times the reading and the checks)."""
     from fusionapp.data.checks import drop_bad_rows, find_bad_rows
     from fusionapp.data.sources import load_examples
     from fusionapp.data.splits import split_train_val, training_rows
@@ -34,6 +35,8 @@ def load_rows(data: str, settings: RunSettings, say) -> tuple[TrainingRows, RunS
     if "tabular" in modalities and not columns.tabular:
         raise FusionError("--modalities tabular needs the tabular columns named with --tabular-col")
     settings = settings.resolved(modalities)
+    if clock is not None:
+        clock.lap("read")
     label_sep = columns.label_sep if settings.model.multi_label else None
     candidates = training_rows(examples)
     kinds = (infer_tabular_kinds({name: candidates.tabular[name] for name in columns.tabular_names},
@@ -43,6 +46,8 @@ def load_rows(data: str, settings: RunSettings, say) -> tuple[TrainingRows, RunS
                              label_sep=label_sep)
     checked = drop_bad_rows(candidates, bad_rows, training.on_bad_row)
     train, val = split_train_val(checked.examples, training.val_split, training.seed, multi_label=label_sep is not None)
+    if clock is not None:
+        clock.lap("check")
     return TrainingRows(examples, train, val, checked.skipped, kinds), settings
 
 

@@ -72,33 +72,44 @@ def _train_in(data: str, out: str, settings: RunSettings, placement, resume: boo
 
 
 def _train_locked(data: str, out: str, settings: RunSettings, placement, resume: bool, verbose: int) -> str:
+    from fusionapp.data.memory import check_pixel_cache
     from fusionapp.data.sources import data_fingerprint
     from fusionapp.evaluation.format import format_report
     from fusionapp.posthoc.fit import fit_after_network
     from fusionapp.training.finish import save_run, test_report, validation_report
     from fusionapp.training.fit import fit_network
-    from fusionapp.training.record import RunRecord
+    from fusionapp.training.record import RunRecord, StageClock
     from fusionapp.training.rows import load_rows
 
     say = printer(verbose)
     record = RunRecord(out, data, settings, data_fingerprint(data))
     if not resume:
         record.save()  # first, so a run killed at any later moment can be resumed
-    rows, settings = load_rows(data, settings, say)
+    clock = StageClock()
+    rows, settings = load_rows(data, settings, say, clock)
     record.update(settings=settings.to_dict())
     checkpoint_model, state = _restore(out, placement) if resume else (None, None)
     preprocessor = checkpoint_model.preprocessor if checkpoint_model is not None else _adapt(rows, settings, say)
     files.write_json(os.path.join(out, layout.PREPROCESSING_FILE), preprocessor.describe())
     rows = _holdout(rows, preprocessor, settings, out, record, placement, say)
+    check_pixel_cache(len(rows.train) + len(rows.val), preprocessor.image_size, settings.training.pixel_cache)
+    clock.lap("adapt")
     fitted = fit_network(settings, preprocessor, rows.train, rows.val, out, placement, checkpoint_model, state, verbose)
+    clock.lap("network")
     if fitted.backbone is not None:
         record.update(backbone=fitted.backbone)
     after = fit_after_network(fitted.model, rows.train, rows.val, settings, say)
     record.update(**after.record, epochs_run=len(fitted.history), best_epoch=fitted.best_epoch)
     reports = {"validation": validation_report(fitted.model, rows.val, after.val_logits, len(rows.skipped))}
     say(format_report(reports["validation"], title="Validation (the linear part held out)"))
+    clock.lap("post_hoc")
     reports["test"] = test_report(fitted.model, rows.examples, settings.columns, say)
+    clock.lap("test")
+    record.update(stage_seconds=clock.seconds)
     save_run(out, fitted.model, record, reports, fitted.history)
+    clock.lap("save")
+    record.update(stage_seconds=clock.seconds)
+    record.save()
     say(f"Saved the run to {out}")
     return out
 
