@@ -45,6 +45,8 @@ class Examples:
                 return None
             if hasattr(values, "pick"):
                 return values.pick(indices)
+            if isinstance(values, np.ndarray):
+                return values[indices]
             return [values[i] for i in indices]
 
         return Examples(

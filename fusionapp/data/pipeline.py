@@ -38,10 +38,17 @@ def make_dataset(examples: Examples, preprocessor, batch_size: int, *, training:
     rows = np.arange(len(examples))
     if shard is not None:
         rows = rows[shard[1]::shard[0]]
+    # Texts are looked up per batch from the rows' own strings instead of being copied into the
+    # graph (a tf.data service's workers get the graph, so there they travel inside it).
+    texts = None
+    if "text" in preprocessor.modalities and not service:
+        texts = np.empty(len(rows), dtype=object)
+        texts[:] = [examples.texts[i] for i in rows]
     fetch = _fetcher(examples, preprocessor, rows, pixel_cache, image_features,
                      augment=augment and training and "image" in preprocessor.modalities and image_features is None,
-                     drop=modality_dropout if training and {"image", "text"} <= set(preprocessor.modalities) else 0.0)
-    encode = _encoder(preprocessor)
+                     drop=modality_dropout if training and {"image", "text"} <= set(preprocessor.modalities) else 0.0,
+                     texts_later=texts is not None)
+    encode = _encoder(preprocessor, texts)
     autotune = tf.data.AUTOTUNE
 
     def batches(positions, on_service: str = ""):
@@ -86,13 +93,20 @@ def _passes(rows: int, batch_size: int, seed: int, start_step: int, batches, ser
     return batches(stream, on_service=service)
 
 
-def _fetcher(examples: Examples, preprocessor, rows, pixel_cache, image_features, augment: bool, drop: float):
-    """(row position, seed pair) -> (raw features of the row, its label target), image decoded."""
+def _fetcher(examples: Examples, preprocessor, rows, pixel_cache, image_features, augment: bool, drop: float,
+             texts_later: bool = False):
+    """(row position, seed pair) -> (raw features of the row, its label target), image decoded.
+    `texts_later`: the text is left to the encoder, which looks it up by `position`."""
     import tensorflow as tf
 
     modalities = preprocessor.modalities
-    raw = {name: tf.constant(values[rows]) for name, values in
-           raw_columns(examples, modalities, preprocessor.tabular_kinds).items()}
+    columns = raw_columns(examples, tuple(m for m in modalities if m != "text" or not texts_later),
+                          preprocessor.tabular_kinds)
+    # Image paths as indices into the distinct paths: a million rows over a pool of photos hold
+    # a million integers, not a million strings.
+    image_names, image_codes = _distinct(columns.pop("image")[rows]) if "image" in columns else (None, None)
+    raw = {name: tf.constant(values[rows]) for name, values in columns.items()}
+    del columns
     labels = tf.constant(preprocessor.label_targets(examples.labels)[rows])
     if image_features is not None:
         # Indexed only when sharded: the maps can be gigabytes, and a full index would copy them.
@@ -106,6 +120,10 @@ def _fetcher(examples: Examples, preprocessor, rows, pixel_cache, image_features
 
     def fetch(position, pair):
         features = {name: column[position] for name, column in raw.items()}
+        if texts_later:
+            features["position"] = position
+        if image_names is not None:
+            features["image"] = tf.gather(image_names, image_codes[position])
         if "image" in modalities:
             if store is not None:
                 image = tf.numpy_function(lambda i: store[i], [position], store_type, stateful=False)
@@ -125,11 +143,29 @@ def _fetcher(examples: Examples, preprocessor, rows, pixel_cache, image_features
     return fetch
 
 
-def _encoder(preprocessor):
-    """A batch of raw features -> the network's inputs (text and tabular encoded per batch)."""
+def _distinct(values):
+    """(tf string tensor of the distinct values, tf int32 tensor of each value's index in it)."""
+    import tensorflow as tf
+
+    index = {}
+    codes = np.fromiter((index.setdefault(value, len(index)) for value in values), np.int32, len(values))
+    return tf.constant(list(index) or [""], tf.string), tf.constant(codes)
+
+
+def _encoder(preprocessor, texts=None):
+    """A batch of raw features -> the network's inputs (text and tabular encoded per batch);
+    `texts`, the rows' texts by position, when the features carry positions instead of texts."""
+    import tensorflow as tf
+
     modalities = preprocessor.modalities
 
     def encode(features, label):
+        if texts is not None:
+            looked_up = tf.numpy_function(lambda positions: texts[positions], [features["position"]], tf.string,
+                                          stateful=False)
+            looked_up.set_shape([None])
+            dropped = features.get("drop_text")
+            features = {**features, "text": looked_up if dropped is None else tf.where(dropped, "", looked_up)}
         inputs = {}
         if "image" in modalities:
             inputs["image"] = features["image"]
@@ -174,6 +210,8 @@ def drop_modality(features, rate: float, seed, blank_image=None):
     drop_text = (roll >= rate) & (roll < 2 * rate)
     blank_image = tf.zeros_like(features["image"]) if blank_image is None else blank_image
     image = tf.where(drop_image, blank_image, features["image"])
+    if "text" not in features:  # looked up per batch later: the decision travels with the row
+        return {**features, "image": image, "drop_text": drop_text}
     text = tf.where(drop_text, tf.constant(""), features["text"])
     return {**features, "image": image, "text": text}
 

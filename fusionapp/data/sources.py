@@ -12,21 +12,27 @@ from fusionapp.errors import FusionError
 
 
 def load_examples(data: str, columns: Columns, image_root: str | None = None, need_label: bool = True,
-                  modalities=None) -> Examples:
+                  modalities=None, with_ids: bool = True) -> Examples:
     """Read a table path or `tfds:NAME[:SPLIT]` into Examples.
 
     `modalities=None` takes every modality the data has: image and text when their columns exist,
-    tabular when tabular columns were named.
+    tabular when tabular columns were named. `with_ids=False` leaves the id column unread (ids are
+    then row numbers).
     """
     if data.startswith("tfds:"):
         from fusionapp.data.tfds_source import load_tfds_examples
 
         return load_tfds_examples(data, columns, need_label=need_label, modalities=modalities)
-    from fusionapp.data.tables import read_table
+    from fusionapp.data.tables import read_table, release_arrow_memory
 
     header, modalities, names = _columns_to_read(data, columns, need_label, modalities)
+    if not with_ids:
+        names = [name for name in names if name != columns.id or name in (columns.label, columns.text)]
     table = read_table(data, names, header=header)
-    return table_examples(table, columns, modalities, image_root)
+    examples = table_examples(table, columns, modalities, image_root)
+    del table
+    release_arrow_memory()
+    return examples
 
 
 def iter_examples(data: str, columns: Columns, image_root: str | None = None, need_label: bool = True,
@@ -40,8 +46,13 @@ def iter_examples(data: str, columns: Columns, image_root: str | None = None, ne
         yield _shard_of(examples, shard)
         return
     header, modalities, names = _columns_to_read(data, columns, need_label, modalities)
+    from fusionapp.data.tables import release_arrow_memory
+
     for table in iter_table(data, names, chunk_rows or CHUNK_ROWS, header=header):
-        yield _shard_of(table_examples(table, columns, modalities, image_root), shard)
+        examples = table_examples(table, columns, modalities, image_root)
+        del table
+        release_arrow_memory()
+        yield _shard_of(examples, shard)
 
 
 def _shard_of(examples: Examples, shard):
@@ -97,8 +108,8 @@ def table_examples(table, columns: Columns, modalities, image_root: str | None =
         images_are_files=True,
         texts=table.column(columns.text) if "text" in modalities else None,
         tabular={name: table.column(name) for name in columns.tabular_names} if "tabular" in modalities else {},
-        labels=[label.strip() for label in table.column(columns.label)] if columns.label in present else None,
-        splits=[value.strip().lower() for value in table.column(columns.split)] if columns.split in present else None,
+        labels=table.column(columns.label, "strip") if columns.label in present else None,
+        splits=table.column(columns.split, "lower") if columns.split in present else None,
         has_ids=has_ids,
     )
 

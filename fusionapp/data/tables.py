@@ -30,10 +30,18 @@ class Table:
     def __len__(self) -> int:
         return len(next(iter(self.cells.values()))) if self.cells else 0
 
-    def column(self, name: str) -> list[str]:
+    def column(self, name: str, normal: str = "") -> list[str]:
         """The cells of one column as Python strings; a column of few distinct values shares one
-        string object per value, so a million rows of 400 image paths cost pointers, not strings."""
-        return column_list(self.cells[name])
+        string object per value, so a million rows of 400 image paths cost pointers, not strings.
+        `normal` "strip" trims each cell, "lower" trims and lower-cases it."""
+        import pyarrow.compute as pc
+
+        array = self.cells[name]
+        if normal:
+            array = pc.utf8_trim_whitespace(array)
+        if normal == "lower":
+            array = pc.utf8_lower(array)
+        return column_list(array)
 
     @property
     def rows(self) -> list[dict[str, str]]:
@@ -110,4 +118,13 @@ def read_table(path: str, names: list[str] | None = None, header: list[str] | No
     if not chunks:
         raise FusionError(f"{path}: the table has a header but no rows")
     cells = {name: pa.concat_arrays([chunk.cells[name] for chunk in chunks]) for name in names}
+    del chunks
     return Table(path, header, cells)
+
+
+def release_arrow_memory() -> None:
+    """Hand the memory pyarrow's pool keeps after reading back to the system: without this a
+    table's read buffers stay in the process's resident set for the whole run."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from types import SimpleNamespace
+
 
 from fusionapp.console import show_progress
 from fusionapp.data.checks import drop_bad_rows
 from fusionapp.data.examples import Examples
+from fusionapp.errors import FusionError
 from fusionapp.evaluation.format import format_ablation, format_report
 from fusionapp.evaluation.metrics import prediction_report
 from fusionapp.inference.answers import prediction_table
 from fusionapp.inference.raw import predict_examples
-from fusionapp.inference.rows import column_renames, read_rows_for_run
+from fusionapp.inference.rows import column_renames, iter_rows_for_run
 from fusionapp.runs import files, layout, load
 from fusionapp.settings import prediction_settings
 
@@ -27,61 +31,92 @@ def evaluate(model: str, data: str, *, split: str | None = None, out: str | None
     """
     options = prediction_settings(on_bad_row=on_bad_row, batch_size=batch_size)
     run = load.load_run(model)
-    examples, bad_rows = read_rows_for_run(run, data, split, need_label=True,
-                                           column_overrides=column_renames(column_overrides), image_root=image_root)
-    checked = drop_bad_rows(examples, bad_rows, options.on_bad_row)
-    if checked.skipped and verbose:
-        print(f"Skipped {len(checked.skipped)} bad rows; first: {checked.skipped[0].message(examples.source)}",
+    scored = _score_chunks(run, data, split, options, column_renames(column_overrides), image_root, predictions,
+                           ablate, verbose)
+    if scored.skipped and verbose:
+        print(f"Skipped {len(scored.skipped)} bad rows; first: {scored.skipped[0].message(scored.source)}",
               file=sys.stderr)
-    usable = checked.examples
-    predicted = predict_examples(run.model, usable, options.batch_size, progress=show_progress(verbose))
     class_names = run.preprocessor.class_names
-    report = prediction_report(run.model, usable, predicted, n_skipped=len(checked.skipped))
+    report = prediction_report(run.model, scored.labels, scored.predictions, n_skipped=len(scored.skipped))
     if ablate:
-        report["ablation"] = modality_ablation(run, usable, report, options.batch_size)
+        report["ablation"] = _ablation_report(run, scored, report)
     if verbose:
-        print(format_report(report, title=f"Evaluation of {run.path} on {examples.source}"
+        print(format_report(report, title=f"Evaluation of {run.path} on {scored.source}"
                                           + (f" (split {split})" if split else "")))
         if ablate:
             print(format_ablation(report["ablation"]))
     if plots:
         from fusionapp.evaluation.plots import evaluation_plots
 
-        written = evaluation_plots(run.preprocessor.label_targets(usable.labels), predicted.probabilities,
-                                   predicted.predicted, class_names, plots)
+        written = evaluation_plots(run.preprocessor.label_targets(scored.labels.labels),
+                                   scored.predictions.probabilities, scored.predictions.predicted, class_names, plots)
         if verbose:
             print(f"Wrote {', '.join(written)}")
     if out:
         files.write_json(out, report)
     if skipped:
-        layout.write_skipped(skipped, checked.skipped)
-    if predictions:
-        header, rows = prediction_table(usable, predicted, class_names, with_labels=True,
-                                        label_sep=run.preprocessor.label_sep)
-        files.write_csv(predictions, header, rows)
+        layout.write_skipped(skipped, scored.skipped)
     return report
+
+
+@dataclass
+class _Scored:
+    source: str
+    labels: object  # .labels: the usable rows' label cells, in order
+    predictions: object  # Predictions of the usable rows
+    skipped: list
+    blanked: dict  # modality -> Predictions with that input blanked (with ablate)
+
+
+def _score_chunks(run, data, split, options, renames, image_root, predictions_path, ablate, verbose) -> _Scored:
+    """Read, check and predict `data` a chunk of rows at a time; the per-row predictions, if asked
+    for, are written as they come. What is kept of every row is its label and its predictions."""
+    import contextlib
+
+    from fusionapp.inference.raw import join_predictions
+    from fusionapp.inference.writers import TableWriter
+
+    labels, parts, skipped, source = [], [], [], data
+    blanked = {modality: [] for modality in (run.modalities if ablate and len(run.modalities) > 1 else ())}
+    writer = TableWriter(predictions_path) if predictions_path else contextlib.nullcontext()
+    with writer:
+        for examples, bad_rows in iter_rows_for_run(run, data, split, need_label=True, column_overrides=renames,
+                                                    image_root=image_root):
+            source = examples.source
+            if bad_rows and options.on_bad_row == "error":
+                drop_bad_rows(examples, bad_rows, "error")
+            bad = {row.row for row in bad_rows}
+            usable = examples.subset([i for i, row in enumerate(examples.row_numbers) if int(row) not in bad])
+            skipped.extend(bad_rows)
+            if not len(usable):
+                continue
+            predicted = predict_examples(run.model, usable, options.batch_size, progress=show_progress(verbose))
+            labels.extend(usable.labels)
+            parts.append(predicted)
+            for modality, found in blanked.items():
+                found.append(predict_examples(run.model, usable.blanked(modality), options.batch_size))
+            if predictions_path:
+                writer.write(*prediction_table(usable, predicted, run.preprocessor.class_names, with_labels=True,
+                                               label_sep=run.preprocessor.label_sep))
+    if not parts:
+        first = f" (first: {skipped[0].message(source)})" if skipped else ""
+        raise FusionError(f"no usable rows left: all {len(skipped)} rows are bad{first}")
+    return _Scored(source, SimpleNamespace(labels=labels), join_predictions(parts), skipped,
+                   {modality: join_predictions(found) for modality, found in blanked.items()})
+
+
+def _ablation_report(run, scored: _Scored, full_report: dict) -> dict:
+    keys = MULTILABEL_ABLATION_KEYS if run.preprocessor.multi_label else ABLATION_KEYS
+    ablation = {}
+    for modality, predicted in scored.blanked.items():
+        report = prediction_report(run.model, scored.labels, predicted)
+        ablation[modality] = {key: report[key] for key in keys}
+        ablation[modality].update({f"{key}_change": report[key] - full_report[key] for key in keys})
+    return ablation
 
 
 ABLATION_KEYS = ("accuracy", "macro_f1", "balanced_accuracy", "log_loss")
 MULTILABEL_ABLATION_KEYS = ("subset_accuracy", "micro_f1", "macro_f1", "samples_f1", "hamming_loss", "log_loss")
-
-
-def modality_ablation(run, examples: Examples, full_report: dict, batch_size: int) -> dict:
-    """For each modality: the metrics with that input blanked on every row, and the change.
-
-    Blanking uses the model's own notion of a missing input (no image, empty text, empty tabular
-    cells), which training taught it through modality dropout.
-    """
-    ablation = {}
-    if len(run.modalities) < 2:
-        return ablation
-    keys = MULTILABEL_ABLATION_KEYS if run.preprocessor.multi_label else ABLATION_KEYS
-    for modality in run.modalities:
-        blanked = examples.blanked(modality)
-        report = prediction_report(run.model, blanked, predict_examples(run.model, blanked, batch_size))
-        ablation[modality] = {key: report[key] for key in keys}
-        ablation[modality].update({f"{key}_change": report[key] - full_report[key] for key in keys})
-    return ablation
 
 
 def evaluate_examples(model, examples: Examples, n_skipped: int = 0) -> dict:

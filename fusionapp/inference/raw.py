@@ -120,6 +120,20 @@ def predict_examples(model, examples: Examples, batch_size: int = PREDICT_BATCH_
     return _predictions(model, outputs)
 
 
+def join_predictions(parts: list) -> "Predictions":
+    """Predictions of consecutive chunks of rows as one."""
+    import dataclasses
+
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    joined = {name: np.concatenate([getattr(part, name) for part in parts])
+              for name in ("logits", "probabilities", "predicted", "ranking")}
+    sets = None if first.label_sets is None else [names for part in parts for names in part.label_sets]
+    return dataclasses.replace(first, **joined, missing=[names for part in parts for names in part.missing],
+                               label_sets=sets)
+
+
 def predictions_from_logits(model, logits) -> Predictions:
     """The model's decisions on logits it gave already (scoring after post-hoc fitting), taken by
     the raw-input function's own `decide`; no input is missing."""

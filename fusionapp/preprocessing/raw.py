@@ -51,7 +51,10 @@ def numeric_problem(cell) -> str | None:
 
 
 def numeric_values(cells) -> np.ndarray:
-    """A numeric column's cells -> float32 with NaN for missing (and for unusable) cells."""
+    """A numeric column's cells -> float32 with NaN for missing (and for unusable) cells; cells
+    already parsed (a float array) are taken as they are."""
+    if isinstance(cells, np.ndarray) and cells.dtype.kind == "f":
+        return cells.astype(np.float32, copy=False)
     values = np.empty(len(cells), dtype=np.float32)
     for i, cell in enumerate(cells):
         try:
