@@ -25,10 +25,10 @@ def main(argv=None) -> dict:
     from fusionapp.runs.load import load_run
     from fusionapp.inference.explain import explain_row
     from fusionapp.inference.raw import predict_examples
-    from fusionapp.inference.rows import read_rows_for_run
+    from fusionapp.inference.rows import iter_rows_for_run
 
     run = load_run(args.run)
-    examples, _ = read_rows_for_run(run, args.data, None, need_label=False, column_overrides={}, image_root=None)
+    examples, _ = next(iter_rows_for_run(run, args.data, None, need_label=False))
     rows = [examples.subset([i]) for i in range(min(args.rows, len(examples)))]
     predict_examples(run.model, rows[0])
     explain_row(run.model, rows[0])

@@ -117,6 +117,22 @@ def run_size(rows: int, kind: str, folder: str, images: list[str], steps: int, p
     return result
 
 
+def big_cell(folder: str, images: list[str]) -> dict:
+    """40 rows, one of whose texts is 20 MB (what an unbalanced quote in a CSV makes): train's peak RSS."""
+    import csv
+
+    path = os.path.join(folder, "big-cell.csv")
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "text", "label"])
+        for i in range(40):
+            text = ("lorem ipsum dolor sit amet " * 800_000)[:20_000_000] if i == 7 else f"short text {i % 2}"
+            writer.writerow([images[i % len(images)], text, f"c{i % 2}"])
+    seconds, peak, _ = measured([sys.executable, "-m", "fusionapp", "train", path, "--out",
+                                 os.path.join(folder, "run-big-cell"), "--overwrite", "--epochs", "1"])
+    return {"case": "40 rows, one 20 MB text", "train_s": round(seconds, 1), "train_peak_gb": round(peak, 2)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000,300000,1000000,3000000")
@@ -125,8 +141,11 @@ def main():
     parser.add_argument("--predict", default="100000,1000000", help="sizes also predicted in full")
     parser.add_argument("--images", default=os.path.join(ROOT, "..", "shared", "data", "fashion_products", "images"))
     parser.add_argument("--folder", default=os.path.join(ROOT, "data", "scale"))
+    parser.add_argument("--big-cell", action="store_true", help="also train on 40 rows with one 20 MB text")
     args = parser.parse_args()
     images = image_pool(args.images, os.path.join(args.folder, "images"))
+    if args.big_cell:
+        print("  " + json.dumps(big_cell(args.folder, images)), flush=True)
     predicted = {int(size) for size in args.predict.split(",") if size}
     results = []
     for rows in (int(size) for size in args.sizes.split(",")):

@@ -181,11 +181,11 @@ def test_tables_take_the_decision_of_the_raw_input_function(trained_run, demo_ta
     from fusionapp.evaluation.metrics import prediction_report
     from fusionapp.inference.answers import pair_result, prediction_table
     from fusionapp.inference.raw import predict_examples
-    from fusionapp.inference.rows import read_rows_for_run
+    from fusionapp.inference.rows import iter_rows_for_run
     from fusionapp.runs.load import load_run
 
     run = load_run(trained_run)
-    examples, _ = read_rows_for_run(run, demo_table, "test", need_label=True)
+    examples, _ = next(iter_rows_for_run(run, demo_table, "test", need_label=True))
     predictions = predict_examples(run.model, examples)
     np.testing.assert_array_equal(predictions.predicted, predictions.logits.argmax(axis=1))
     predictions.predicted = predictions.ranking[:, 1]  # the second likeliest class, as if decided so

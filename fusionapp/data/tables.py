@@ -106,6 +106,8 @@ def iter_table(path: str, names: list[str] | None = None, chunk_rows: int = CHUN
             first += len(table)
             if len(table):
                 yield table
+    if first == 1:
+        raise FusionError(f"{path}: the table has a header but no rows")
 
 
 def read_table(path: str, names: list[str] | None = None, header: list[str] | None = None) -> Table:
@@ -115,8 +117,6 @@ def read_table(path: str, names: list[str] | None = None, header: list[str] | No
     header = header or table_header(path)
     names = list(header) if names is None else list(dict.fromkeys(names))
     chunks = list(iter_table(path, names, header=header))
-    if not chunks:
-        raise FusionError(f"{path}: the table has a header but no rows")
     cells = {name: pa.concat_arrays([chunk.cells[name] for chunk in chunks]) for name in names}
     del chunks
     return Table(path, header, cells)

@@ -9,7 +9,6 @@ from fusionapp.runs.load import Run
 from fusionapp.settings import Columns, RunSettings
 from fusionapp.data.checks import find_bad_rows
 from fusionapp.data.examples import BadRow, Examples
-from fusionapp.data.sources import load_examples
 
 
 def run_columns(run: Run, overrides: dict | None = None) -> Columns:
@@ -24,33 +23,23 @@ def run_columns(run: Run, overrides: dict | None = None) -> Columns:
     return dataclasses.replace(columns, **changes) if changes else columns
 
 
-def read_rows_for_run(run: Run, data: str, split: str | None, need_label: bool,
-                      column_overrides: dict | None = None, image_root: str | None = None,
-                      ) -> tuple[Examples, list[BadRow]]:
-    """Load `data` with the run's columns and return all rows plus the bad ones among them."""
-    columns = run_columns(run, column_overrides)
-    examples = load_examples(data, columns, image_root=image_root, need_label=need_label,
-                             modalities=run.modalities)
-    if split is not None:
-        examples = examples.select_split(split)
-    return examples, check_rows(run, examples, columns, need_label)
-
-
 def iter_rows_for_run(run: Run, data: str, split: str | None, need_label: bool,
                       column_overrides: dict | None = None, image_root: str | None = None,
                       shard: tuple[int, int] | None = None):
-    """read_rows_for_run in chunks of rows: (examples, bad rows) per chunk, the split's rows only
-    (a chunk without any is passed over)."""
+    """`data` read with the run's columns (or renamed ones) and modalities, in chunks of rows:
+    (examples, their bad rows) per chunk, the split's rows only (a chunk without any is passed over)."""
     from fusionapp.data.sources import iter_examples
     from fusionapp.errors import FusionError
 
     columns = run_columns(run, column_overrides)
-    found = False
+    found, present, source = False, set(), data
     for examples in iter_examples(data, columns, image_root=image_root, need_label=need_label,
                                   modalities=run.modalities, shard=shard):
+        source = examples.source
         if split is not None:
             if examples.splits is None:
                 examples.select_split(split)  # says there is no split column
+            present.update(examples.splits)
             keep = [i for i, value in enumerate(examples.splits) if value == split]
             if not keep:
                 continue
@@ -58,8 +47,11 @@ def iter_rows_for_run(run: Run, data: str, split: str | None, need_label: bool,
         found = True
         yield examples, check_rows(run, examples, columns, need_label)
     if not found:
-        where = f" with split '{split}'" if split is not None else ""
-        raise FusionError(f"{data}: no rows{where}" + (f" in shard {shard[0]}/{shard[1]}" if shard else ""))
+        where = f" in shard {shard[0]}/{shard[1]}" if shard else ""
+        if split is None:
+            raise FusionError(f"{source}: no rows{where}")
+        raise FusionError(f"{source}: no rows with split '{split}'{where} (splits present: "
+                          f"{', '.join(sorted(present))})")
 
 
 def check_rows(run: Run, examples: Examples, columns: Columns, need_label: bool) -> list[BadRow]:
