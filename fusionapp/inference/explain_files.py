@@ -13,8 +13,20 @@ from fusionapp.errors import FusionError
 HEADER = ["id", "kind", "name", "weight"]
 
 
-def write_explanations(model, examples, folder: str) -> int:
-    """Explain every row of already-checked `examples` into `folder`; return the rows written.
+def explanations_writer(folder: str):
+    """The folder made, and a TableWriter of its explanations.csv (rows go in chunk by chunk)."""
+    from fusionapp.inference.writers import TableWriter
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise FusionError(f"--explain-dir {folder}: cannot create it ({error.strerror})") from None
+    return TableWriter(os.path.join(folder, "explanations.csv"))
+
+
+def write_explanations(model, examples, folder: str, writer, names: set) -> int:
+    """Explain every row of already-checked `examples`: a heat map PNG each into `folder` (`names`,
+    the file names taken so far), their lines into `writer`; return the rows explained.
 
     explanations.csv has one line per figure: kind `modality` (the change in the predicted class's
     probability when that input is blanked), `text` (a word's contribution, strongest first),
@@ -23,11 +35,7 @@ def write_explanations(model, examples, folder: str) -> int:
     """
     from fusionapp.inference.explain import explain_row
 
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as error:
-        raise FusionError(f"--explain-dir {folder}: cannot create it ({error.strerror})") from None
-    lines, names = [], set()
+    lines = []
     for i in range(len(examples)):
         explanation = explain_row(model, examples.subset([i]))
         row_id = examples.ids[i]
@@ -42,7 +50,7 @@ def write_explanations(model, examples, folder: str) -> int:
             with files.atomic_path(os.path.join(folder, name), suffix=".png") as temporary:
                 with open(temporary, "wb") as handle:
                     handle.write(base64.b64decode(heatmap))
-    files.write_csv(os.path.join(folder, "explanations.csv"), HEADER, lines)
+    writer.write(HEADER, lines)
     return len(examples)
 
 

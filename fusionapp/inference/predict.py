@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
@@ -57,9 +56,16 @@ def predict_table(run, data: str, *, split, out, options, image_root, explain_di
     the chunk, not the table. Returns the rows as dicts when there is no `out` (none: "-", stdout)."""
     from fusionapp.inference.writers import TableWriter
 
+    from contextlib import ExitStack
+
+    from fusionapp.inference.explain_files import explanations_writer, write_explanations
+
     collected = [] if out is None else None
     predicted = failed = 0
-    with TableWriter(out if out is not None else ("-" if verbose else os.devnull)) as writer:
+    heat_maps = set()
+    with ExitStack() as stack:
+        writer = stack.enter_context(TableWriter(out if out is not None else ("-" if verbose else None)))
+        explained = stack.enter_context(explanations_writer(explain_dir)) if explain_dir else None
         for examples, bad_rows in iter_rows_for_run(run, data, split, need_label=False, column_overrides=renames,
                                                     image_root=image_root, shard=shard):
             if bad_rows and options.on_bad_row == "error":
@@ -71,10 +77,8 @@ def predict_table(run, data: str, *, split, out, options, image_root, explain_di
                                            progress=show_progress(verbose) and bool(out) and out != "-")
             header, rows = prediction_table(examples, predictions, run.preprocessor.class_names, rows=good,
                                             errors=errors, top_k=options.top_k, label_sep=run.preprocessor.label_sep)
-            if explain_dir:
-                from fusionapp.inference.explain_files import write_explanations
-
-                write_explanations(run.model, examples.subset(good), explain_dir)
+            if explained is not None:
+                write_explanations(run.model, examples.subset(good), explain_dir, explained, heat_maps)
             writer.write(header, rows)
             if collected is not None:
                 collected.extend(dict(zip(header, row)) for row in rows)

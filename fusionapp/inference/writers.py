@@ -1,6 +1,7 @@
 """Prediction tables written chunk by chunk: CSV, or Parquet when the file name says so, into a
 temporary file beside the target that replaces it only once every chunk is in (an interrupted
-predict leaves the previous file, or none, never half of one). "-" writes CSV to stdout."""
+predict leaves the previous file, or none, never half of one). "-" writes CSV to stdout, None
+nowhere."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ _NUMBER_PREFIXES = ("prob_", "confidence")
 
 
 class TableWriter:
-    def __init__(self, path: str):
+    def __init__(self, path: str | None):
         self.path = path
-        self.parquet = path != "-" and path.lower().endswith(PARQUET_SUFFIXES)
+        self.parquet = path not in ("-", None) and path.lower().endswith(PARQUET_SUFFIXES)
         self.header = None
         self._writer = None
         self._handle = None
@@ -26,7 +27,7 @@ class TableWriter:
         self.rows = 0
 
     def __enter__(self):
-        if self.path != "-":
+        if self.path not in ("-", None):
             folder = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(folder, exist_ok=True)
             descriptor, self._temp = tempfile.mkstemp(prefix=".predict-", suffix=".part", dir=folder)
@@ -37,14 +38,16 @@ class TableWriter:
         if self.header is None:
             self.header = header
             self._open()
-        if self.parquet:
+        if self.path is None:
+            pass
+        elif self.parquet:
             self._write_parquet(rows)
         else:
             self._writer.writerows(rows)
         self.rows += len(rows)
 
     def _open(self):
-        if self.parquet:
+        if self.parquet or self.path is None:
             return
         self._handle = sys.stdout if self.path == "-" else open(self._temp, "w", encoding="utf-8", newline="")
         self._writer = csv.writer(self._handle, lineterminator="\n")
@@ -64,7 +67,7 @@ class TableWriter:
         self._writer.write_table(table)
 
     def __exit__(self, kind, error, trace):
-        if self.path == "-":
+        if self.path in ("-", None):
             sys.stdout.flush()
             return False
         try:
