@@ -38,9 +38,9 @@ def baseline(data: str, label_col: str = "label", sep: str = "|") -> dict:
     from sklearn.preprocessing import MultiLabelBinarizer
 
     from fusionapp.preprocessing.labels import parse_label_set
-    from fusionapp.data.tables import read_table
+    from fusionapp.data.tables import iter_table
 
-    rows = read_table(data).rows
+    rows = [row for chunk in iter_table(data) for row in chunk.rows]
     fit = [row for row in rows if row["split"] in ("train", "val")]
     test = [row for row in rows if row["split"] == "test"]
     binarizer = MultiLabelBinarizer()

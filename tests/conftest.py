@@ -329,3 +329,10 @@ def serving(run_dir):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def read_rows(path) -> list[dict]:
+    """Every row of a table as a dict of cells, as fusionapp reads it."""
+    from fusionapp.data.tables import iter_table
+
+    return [row for chunk in iter_table(str(path)) for row in chunk.rows]

@@ -34,12 +34,12 @@ def test_label_cells_are_sets():
 
 
 def test_jsonl_lists_and_empty_cells_become_targets(tmp_path):
-    from fusionapp.data.tables import read_table
+    from conftest import read_rows
     from fusionapp.preprocessing.preprocessor import Preprocessor
 
     path = tmp_path / "t.jsonl"
     path.write_text('{"text": "a", "label": ["x", "y"]}\n{"text": "b", "label": null}\n{"text": "c", "label": "z|x"}\n')
-    cells = [row["label"] for row in read_table(str(path)).rows]
+    cells = [row["label"] for row in read_rows(str(path))]
     preprocessor = Preprocessor(["x", "y"], ("text",), 32, text={"tokens": "words", "ngrams": 1, "sequence_length": 4,
                                                                   "output": "token_ids", "vocabulary_size": 3},
                                 label_sep="|")

@@ -53,10 +53,10 @@ def test_a_parquet_table_keeps_typed_cells_as_text(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from fusionapp.data.tables import read_table
+    from conftest import read_rows
 
     pq.write_table(pa.table({"text": ["a", None], "n": [1.5, None], "flag": [True, False]}), tmp_path / "t.parquet")
-    assert read_table(str(tmp_path / "t.parquet")).rows == [{"text": "a", "n": "1.5", "flag": "true"},
+    assert read_rows(str(tmp_path / "t.parquet")) == [{"text": "a", "n": "1.5", "flag": "true"},
                                                             {"text": "", "n": "", "flag": "false"}]
 
 
@@ -73,11 +73,11 @@ def test_shards_must_share_the_columns(demo_table, tmp_path):
 
 
 def test_a_ragged_csv_still_reads_with_short_rows_padded(tmp_path):
-    from fusionapp.data.tables import read_table
+    from conftest import read_rows
 
     path = tmp_path / "t.csv"
     path.write_text("text,label\nhello,x\nshort\nthree,y,extra\n", encoding="utf-8")
-    assert read_table(str(path)).rows == [{"text": "hello", "label": "x"}, {"text": "short", "label": ""},
+    assert read_rows(str(path)) == [{"text": "hello", "label": "x"}, {"text": "short", "label": ""},
                                           {"text": "three", "label": "y"}]
 
 
@@ -261,3 +261,52 @@ def test_evaluate_in_chunks_gives_the_report_of_one_chunk(trained_run, demo_tabl
         assert chunked["ablation"][modality] == pytest.approx(figures, abs=1e-6)
     one, many = (list(csv.reader(open(tmp_path / name, newline=""))) for name in ("one.csv", "many.csv"))
     assert [row[:3] for row in one] == [row[:3] for row in many]
+
+
+def test_the_python_reader_carries_on_where_pyarrow_stopped(tmp_path, monkeypatch):
+    """A ragged row far into a CSV: pyarrow has handed out chunks already; Python's reader takes
+    over at the first record not given out, so no row is lost or repeated (blank rows included)."""
+    from conftest import read_rows
+    from fusionapp.data import formats
+    from fusionapp.data.tables import iter_table
+
+    monkeypatch.setattr(formats, "_CSV_BLOCK_BYTES", 4096)
+    lines = ["id,text,label"] + [",," if i % 10 == 0 else f"{i},text {i},x" for i in range(1, 3001)]
+    (tmp_path / "t.csv").write_text("\n".join(lines + ["3001,short"]) + "\n", encoding="utf-8")
+    chunks = list(iter_table(str(tmp_path / "t.csv"), chunk_rows=200))
+    assert len(chunks) > 2  # pyarrow gave out chunks before it stopped
+    ids = [row["id"] for row in read_rows(tmp_path / "t.csv")]
+    assert ids == [str(i) for i in range(1, 3002) if i % 10]
+
+
+def test_numbers_read_the_same_from_parquet_jsonl_and_csv(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from conftest import read_rows
+
+    values = [1.0, 1e-07, 2.5, None]
+    pq.write_table(pa.table({"n": values, "k": [3, 4, 5, None]}), tmp_path / "t.parquet")
+    with open(tmp_path / "t.jsonl", "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps({"n": n, "k": k}) + "\n" for n, k in zip(values, [3, 4, 5, None]))
+    expected = [{"n": "1.0", "k": "3"}, {"n": "1e-07", "k": "4"}, {"n": "2.5", "k": "5"}, {"n": "", "k": ""}]
+    assert read_rows(tmp_path / "t.parquet") == read_rows(tmp_path / "t.jsonl") == expected
+
+
+def test_a_folder_takes_data_files_and_a_glob_resolves_images_per_shard(demo_table, tmp_path):
+    import shutil
+
+    from fusionapp.data.sources import load_examples
+
+    rows = _rows(demo_table)[:6]
+    for k in (0, 1):
+        folder = tmp_path / f"day{k}"
+        (folder / "images").mkdir(parents=True)
+        for row in rows[3 * k:3 * k + 3]:
+            shutil.copyfile(os.path.join(os.path.dirname(demo_table), row["image"]), folder / row["image"])
+        _write_parquet(rows[3 * k:3 * k + 3], folder / "part.parquet")
+        (folder / "README.txt").write_text("not a shard")
+        (folder / "._part.parquet").write_bytes(b"macOS metadata")
+    examples = load_examples(str(tmp_path / "day*" / "*.parquet"), Columns())
+    assert examples.images == [str(tmp_path / f"day{i // 3}" / row["image"]) for i, row in enumerate(rows)]
+    assert len(load_examples(str(tmp_path / "day0"), Columns())) == 3

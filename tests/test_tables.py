@@ -1,6 +1,7 @@
 import pytest
 
-from fusionapp.data.tables import read_table
+from conftest import read_rows
+from fusionapp.data.tables import table_header
 from fusionapp.errors import FusionError
 
 
@@ -15,20 +16,18 @@ def write(tmp_path, name, content, mode="w"):
 
 def test_csv_with_bom_crlf_and_quoted_newlines(tmp_path):
     path = write(tmp_path, "t.csv", "\ufeffimage,text,label\r\na.png,\"two\r\nlines\",x\r\nb.png,plain,y\r\n")
-    table = read_table(path)
-    assert table.columns == ["image", "text", "label"]
-    assert [row["text"] for row in table.rows] == ["two\r\nlines", "plain"]
+    assert table_header(path) == ["image", "text", "label"]
+    assert [row["text"] for row in read_rows(path)] == ["two\r\nlines", "plain"]
 
 
 def test_jsonl_rows_and_missing_keys(tmp_path):
     path = write(tmp_path, "t.jsonl", '{"image": "a.png", "text": "hi", "label": 1}\n\n{"image": "b.png", "label": null}\n')
-    table = read_table(path)
-    assert table.rows == [{"image": "a.png", "text": "hi", "label": "1"}, {"image": "b.png", "label": "", "text": ""}]
+    assert read_rows(path) == [{"image": "a.png", "text": "hi", "label": "1"}, {"image": "b.png", "label": "", "text": ""}]
 
 
 def test_format_is_read_from_content_not_extension(tmp_path):
     path = write(tmp_path, "t.csv", '{"image": "a.png", "text": "hi", "label": "x"}\n')
-    assert read_table(path).rows[0]["label"] == "x"
+    assert read_rows(path)[0]["label"] == "x"
 
 
 @pytest.mark.parametrize("content,message", [
@@ -41,9 +40,9 @@ def test_format_is_read_from_content_not_extension(tmp_path):
 def test_broken_tables_get_one_line_errors(tmp_path, content, message):
     path = write(tmp_path, "t.csv", content)
     with pytest.raises(FusionError, match=message):
-        read_table(path)
+        read_rows(path)
 
 
 def test_missing_table(tmp_path):
     with pytest.raises(FusionError, match="no such file"):
-        read_table(str(tmp_path / "nope.csv"))
+        read_rows(str(tmp_path / "nope.csv"))

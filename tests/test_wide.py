@@ -255,3 +255,22 @@ def test_a_model_saved_before_the_wide_path_loads_without_one(tmp_path):
     assert not {"wide.logits", "head.blend"} & {layer.name for layer in loaded.layers}
     np.testing.assert_allclose(predict_examples(loaded, examples).probabilities,
                                predict_examples(model, examples).probabilities, atol=1e-6)
+
+
+@pytest.mark.parametrize("train,val", [(100, 60), (140, 20)])
+def test_past_the_row_bound_the_linear_part_fits_training_rows_once(monkeypatch, train, val):
+    """Past WIDE_MAX_ROWS labelled rows: one fit on (a sample of at most that many) training rows,
+    every validation row held out. Also when the training rows alone are fewer than the bound."""
+    from fusionapp.posthoc import wide
+
+    monkeypatch.setattr(wide, "WIDE_MAX_ROWS", 120)
+    train_rows, val_rows = word_examples(train, seed=1), word_examples(val, seed=2)
+    model = model_for(train_rows)
+    preprocessor = model.preprocessor
+    fitted = fit_wide_path(model, train_rows, val_rows, predict_examples(model, val_rows).logits, "none", seed=0)
+    size = min(train, 120)
+    assert fitted.record["fitted_on"] == (f"a sample of {size} training rows" if size < train else "training rows")
+    sample = np.sort(np.random.default_rng(0).choice(train, size, replace=False))
+    features, _ = wide_features(preprocessor, train_rows.subset(sample))
+    kernel, bias = fit_linear(features, preprocessor.label_indices(train_rows.subset(sample).labels), 4, "none", 4.0)
+    np.testing.assert_allclose(model.get_layer("wide.logits").get_weights()[0], kernel, atol=1e-5)

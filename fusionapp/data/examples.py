@@ -82,6 +82,27 @@ class Examples:
         return dataclasses.replace(self, tabular={name: empty for name in self.tabular})
 
 
+def join_examples(parts: list) -> Examples:
+    """Examples of consecutive chunks of one source as one."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+
+    def joined(name):
+        values = [getattr(part, name) for part in parts]
+        if values[0] is None:
+            return None
+        if hasattr(values[0], "pick"):  # row-number ids
+            return type(values[0])(np.concatenate([value.numbers for value in values]))
+        return [cell for value in values for cell in value]
+
+    return Examples(source=first.source, row_numbers=np.concatenate([part.row_numbers for part in parts]),
+                    ids=joined("ids"), images=joined("images"), images_are_files=first.images_are_files,
+                    texts=joined("texts"),
+                    tabular={name: [cell for part in parts for cell in part.tabular[name]] for name in first.tabular},
+                    labels=joined("labels"), splits=joined("splits"), has_ids=first.has_ids)
+
+
 def default_modalities(columns: Columns, available) -> list[str]:
     """Every modality the data has: image/text when their column exists, tabular when named.
 

@@ -10,6 +10,7 @@ short rows and names the line that is wrong.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import sys
@@ -23,7 +24,8 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
-TABLE_SUFFIXES = (".csv", ".tsv", ".txt") + JSONL_SUFFIXES + PARQUET_SUFFIXES
+# What a folder or glob of shards takes: data files only, not a README.txt or a dataset_info.json.
+SHARD_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson") + PARQUET_SUFFIXES
 _CSV_BLOCK_BYTES = 16 << 20
 
 
@@ -45,7 +47,14 @@ def file_kind(path: str) -> str:
 
 
 def read_header(path: str, kind: str) -> list[str]:
-    """The column names of one table file, checked (none empty, none twice)."""
+    """The column names of one table file, checked (none empty, none twice); remembered while the
+    file keeps its size and time (a JSON Lines header takes a pass over the file)."""
+    info = os.stat(path)
+    return list(_header(path, kind, info.st_size, info.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=256)
+def _header(path: str, kind: str, size: int, mtime_ns: int) -> tuple:
     if kind == "parquet":
         import pyarrow.parquet as pq
 
@@ -54,7 +63,7 @@ def read_header(path: str, kind: str) -> list[str]:
         except Exception as error:  # noqa: BLE001 - any reader failure is the user's file
             raise FusionError(f"{path}: not a readable Parquet file ({_first_line(error)})") from None
     elif kind == "jsonl":
-        header = list(_jsonl_columns(path)[0])
+        header = _jsonl_columns(path)
     else:
         with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
             try:
@@ -62,87 +71,96 @@ def read_header(path: str, kind: str) -> list[str]:
             except (StopIteration, csv.Error):
                 raise FusionError(f"{path}: the file is empty") from None
     check_header(path, header)
-    return header
+    return tuple(header)
 
 
 def iter_columns(path: str, kind: str, header: list[str], names: list[str],
                  chunk_rows: int) -> Iterator[dict]:
-    """Chunks of about `chunk_rows` rows: {name: pyarrow string array}, for `names` only; rows whose
-    every asked-for cell is blank are left out (a trailing newline too many, a line of commas)."""
+    """Chunks of `chunk_rows` rows (the last one shorter): {name: pyarrow string array}, for
+    `names` only. CSV rows whose every cell is blank (a line of commas) are left out, as empty
+    lines are; Parquet rows and JSON Lines records are all kept."""
     if kind == "parquet":
-        chunks = _parquet_chunks(path, names, chunk_rows)
+        yield from _parquet_chunks(path, names, chunk_rows)
     elif kind == "jsonl":
-        chunks = _python_chunks(_jsonl_columns(path)[1], names, chunk_rows)
+        yield from _jsonl_chunks(path, names, chunk_rows)
     else:
-        chunks = _csv_chunks(path, header, names, chunk_rows)
-    for chunk in chunks:
-        yield _without_blank_rows(chunk)
+        yield from _csv_chunks(path, header, names, chunk_rows)
 
 
 def _csv_chunks(path, header, names, chunk_rows):
+    """pyarrow's reader, every column read so that a row is blank only when all its cells are;
+    on a file it refuses (uneven rows, bytes that are not UTF-8, a row longer than a block),
+    Python's reader carries on from the first record not yet given out."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     read = pacsv.ReadOptions(column_names=header, skip_rows=1, block_size=_CSV_BLOCK_BYTES)
     parse = pacsv.ParseOptions(delimiter=_delimiter(path), newlines_in_values=True)
-    convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in header}, include_columns=names,
+    convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in header},
                                    strings_can_be_null=False, quoted_strings_can_be_null=False)
-    pending, held, given = [], 0, 0
+    pending, given = None, 0  # `given`: records handed out so far, blank ones included
     try:
-        reader = pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
-        for batch in reader:
-            pending.append(batch)
-            held += batch.num_rows
-            if held >= chunk_rows:
-                yield _batches_to_columns(pending, names)
-                pending, held, given = [], 0, given + held
+        for batch in pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert):
+            table = pa.Table.from_batches([batch])
+            pending = table if pending is None else pa.concat_tables([pending, table])
+            while pending.num_rows >= chunk_rows:
+                yield _csv_chunk(pending.slice(0, chunk_rows), names)
+                pending, given = pending.slice(chunk_rows), given + chunk_rows
     except (pa.ArrowInvalid, UnicodeDecodeError):
-        # Uneven rows or bad bytes: Python's reader says which line, or reads short rows as
-        # padded with empty cells. Only chunks not yet given out are read again.
-        yield from _python_chunks(_csv_rows_python(path, header, names), names, chunk_rows, skip=given)
+        yield from _python_chunks(_csv_records(path, header, names, skip=given), names, chunk_rows)
         return
-    if pending:
-        yield _batches_to_columns(pending, names)
+    if pending is not None and pending.num_rows:
+        yield _csv_chunk(pending, names)
 
 
-def _batches_to_columns(batches, names) -> dict:
-    import pyarrow as pa
+def _csv_chunk(table, names) -> dict:
+    import pyarrow.compute as pc
 
-    table = pa.Table.from_batches(batches)
-    return {name: table.column(name).combine_chunks() for name in names}
+    blank = None
+    for column in table.columns:
+        empty = pc.equal(pc.utf8_trim_whitespace(column), "")
+        blank = empty if blank is None else pc.and_(blank, empty)
+    if blank is not None and pc.any(blank).as_py():
+        table = table.filter(pc.invert(blank))
+    return {name: table.column(name) for name in names}
 
 
-def _csv_rows_python(path, header, names):
-    """(The rows of `names` as lists, their count), by Python's csv module: the slow path."""
-    try:
-        with open(path, "rb") as handle:
-            content = handle.read().decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise FusionError(f"{path}: not UTF-8 text (byte {error.start}); save the table as UTF-8") from error
+def _csv_records(path, header, names, skip: int):
+    """Records of `names` by Python's csv module, streamed, from the `skip`-th on (counted as
+    pyarrow counts: empty lines not at all, lines of blank cells too); blank records left out and
+    short ones padded with empty cells."""
     positions = [header.index(name) for name in names]
-    reader = csv.reader(content.splitlines(keepends=True), delimiter=_delimiter(path))
-    columns = {name: [] for name in names}
-    try:
-        next(reader)
-        for record in reader:
-            if not any(cell.strip() for cell in record):
-                continue
-            for name, position in zip(names, positions):
-                columns[name].append(record[position] if position < len(record) else "")
-    except csv.Error as error:
-        raise FusionError(f"{path} line {reader.line_num}: not valid CSV ({error})") from error
-    return columns
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=_delimiter(path))
+        try:
+            next(reader)
+            for record in reader:
+                if not record:
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                if any(cell.strip() for cell in record):
+                    yield [record[position] if position < len(record) else "" for position in positions]
+        except csv.Error as error:
+            raise FusionError(f"{path} line {reader.line_num}: not valid CSV ({error})") from error
+        except UnicodeDecodeError as error:
+            raise FusionError(f"{path} line {reader.line_num + 1}: not UTF-8 text; save the table as UTF-8") \
+                from error
 
 
-def _python_chunks(columns: dict, names, chunk_rows, skip: int = 0):
-    """Python lists of cells -> chunks of pyarrow arrays, from row `skip` on (the rows pyarrow
-    gave out before it gave up are not given again)."""
+def _python_chunks(records, names, chunk_rows):
+    """Records (lists of cells of `names`) -> chunks of pyarrow string arrays."""
     import pyarrow as pa
 
-    count = len(next(iter(columns.values()))) if columns else 0
-    for offset in range(min(skip, count), count, chunk_rows):
-        yield {name: pa.array(columns.get(name, [""] * count)[offset:offset + chunk_rows], pa.string())
-               for name in names}
+    block = []
+    for record in records:
+        block.append(record)
+        if len(block) == chunk_rows:
+            yield {name: pa.array(list(cells), pa.string()) for name, cells in zip(names, zip(*block))}
+            block = []
+    if block:
+        yield {name: pa.array(list(cells), pa.string()) for name, cells in zip(names, zip(*block))}
 
 
 def _parquet_chunks(path, names, chunk_rows):
@@ -166,35 +184,19 @@ def as_strings(array):
     kind = array.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
         strings = array.cast(pa.string())
-    elif pa.types.is_nested(kind) or pa.types.is_binary(kind):
+    elif not (pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
+        # Floats, dates, decimals, lists: written as a JSON Lines cell or a request field of the
+        # same value would be (1.0 stays "1.0"), so every source gives a model the same text.
         strings = pa.array([cell_text(value) for value in array.to_pylist()], pa.string())
     else:
         strings = pc.cast(array, pa.string())
     return pc.fill_null(strings, "")
 
 
-def _without_blank_rows(chunk: dict) -> dict:
-    import pyarrow.compute as pc
-
-    if not chunk:
-        return chunk
-    blank = None
-    for array in chunk.values():
-        empty = pc.equal(pc.utf8_trim_whitespace(array), "")
-        blank = empty if blank is None else pc.and_(blank, empty)
-    if not pc.any(blank).as_py():
-        return chunk
-    keep = pc.invert(blank)
-    return {name: array.filter(keep) for name, array in chunk.items()}
-
-
-def _jsonl_columns(path: str) -> tuple[dict, dict]:
-    """({column: None} in order of first appearance, {column: cells}) of a JSON Lines file."""
-    columns: dict[str, list[str]] = {}
-    count = 0
+def _jsonl_records(path: str):
+    """Each JSON Lines record as {column: cell text}, streamed; errors name the line."""
     try:
-        handle = open(path, encoding="utf-8-sig")
-        with handle:
+        with open(path, encoding="utf-8-sig") as handle:
             for line_number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
@@ -204,19 +206,26 @@ def _jsonl_columns(path: str) -> tuple[dict, dict]:
                     raise FusionError(f"{path} line {line_number}: not valid JSON ({error.msg})") from error
                 if not isinstance(record, dict):
                     raise FusionError(f"{path} line {line_number}: expected a JSON object per line")
-                for key, value in record.items():
-                    text = cell_text(value)
-                    if not _encodable(text) or not _encodable(str(key)):
-                        raise FusionError(f"{path} line {line_number}: holds text that is not valid Unicode "
-                                          "(a lone surrogate escape)")
-                    columns.setdefault(str(key), [""] * count).append(text)
-                count += 1
-                for cells in columns.values():
-                    if len(cells) < count:
-                        cells.append("")
+                cells = {str(key): cell_text(value) for key, value in record.items()}
+                if not all(_encodable(text) for pair in cells.items() for text in pair):
+                    raise FusionError(f"{path} line {line_number}: holds text that is not valid Unicode "
+                                      "(a lone surrogate escape)")
+                yield cells
     except UnicodeDecodeError as error:
         raise FusionError(f"{path}: not UTF-8 text (byte {error.start}); save the table as UTF-8") from error
-    return dict.fromkeys(columns), columns
+
+
+def _jsonl_columns(path: str) -> list[str]:
+    """Every key of a JSON Lines file, in order of first appearance (one streamed pass)."""
+    columns = {}
+    for record in _jsonl_records(path):
+        columns.update(dict.fromkeys(record))
+    return list(columns)
+
+
+def _jsonl_chunks(path: str, names, chunk_rows):
+    return _python_chunks(([record.get(name, "") for name in names] for record in _jsonl_records(path)),
+                          names, chunk_rows)
 
 
 def cell_text(value) -> str:
@@ -226,7 +235,7 @@ def cell_text(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(value, ensure_ascii=False, default=str)
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return str(value)
@@ -259,5 +268,7 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def is_table_file(path: str) -> bool:
-    return os.path.isfile(path) and path.lower().endswith(TABLE_SUFFIXES)
+def is_shard_file(path: str) -> bool:
+    """A file a folder or glob of shards takes: a data file's name, not hidden."""
+    return (os.path.isfile(path) and path.lower().endswith(SHARD_SUFFIXES)
+            and not os.path.basename(path).startswith("."))

@@ -28,7 +28,9 @@ def image_file_verdicts(paths) -> dict[str, str | None]:
     unknown = [path for path in distinct if path not in known]
     found = _check(unknown) if unknown else {}
     if cache is not None and found:
-        _remember(cache, {path: found[path] for path in unknown if stamps.get(path)}, stamps)
+        # A file that could not be read (permissions, an I/O error) may be readable next time.
+        _remember(cache, {path: found[path] for path in unknown if stamps.get(path) and "cannot be read" not in found[path]},
+                  stamps)
     if cache is not None:
         cache.close()
     verdicts = {**known, **found}

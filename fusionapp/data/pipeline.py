@@ -22,9 +22,9 @@ def make_dataset(examples: Examples, preprocessor, batch_size: int, *, training:
                  service: str = ""):
     """Batches of ({"image", "text", "tabular"} network inputs, label targets).
 
-    `training`: endless passes over the rows, pass p in the order of a shuffle seeded by (seed, p),
-    starting at step `start_step` (`steps_per_pass` steps a pass, the last batch of a pass maybe
-    short); otherwise one pass in row order. `pixel_cache` keeps decoded, resized images after one
+    `training`: endless passes over the rows, pass p in the order of a permutation seeded by
+    (seed, p), batched as one stream (a batch may span two passes), starting at step `start_step`;
+    otherwise one pass in row order. `pixel_cache` keeps decoded, resized images after one
     decoding pass: "memory", or a file path for an on-disk array. `modality_dropout` blanks the
     image or the text of that share of rows each (never both), so the model learns to answer from
     what is there. `shard` = (count, index) keeps every count-th row from `index` on, before any file

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from fusionapp.settings import Columns
-from fusionapp.data.examples import Examples, default_modalities
+from fusionapp.data.examples import Examples, default_modalities, join_examples
 from fusionapp.errors import FusionError
 
 
@@ -23,36 +23,34 @@ def load_examples(data: str, columns: Columns, image_root: str | None = None, ne
         from fusionapp.data.tfds_source import load_tfds_examples
 
         return load_tfds_examples(data, columns, need_label=need_label, modalities=modalities)
-    from fusionapp.data.tables import read_table, release_arrow_memory
-
     header, modalities, names = _columns_to_read(data, columns, need_label, modalities)
     if not with_ids:
         names = [name for name in names if name != columns.id or name in (columns.label, columns.text)]
-    table = read_table(data, names, header=header)
-    examples = table_examples(table, columns, modalities, image_root)
-    del table
-    release_arrow_memory()
-    return examples
+    return join_examples(list(_chunk_examples(data, header, names, columns, modalities, image_root)))
 
 
 def iter_examples(data: str, columns: Columns, image_root: str | None = None, need_label: bool = True,
                   modalities=None, shard: tuple[int, int] | None = None, chunk_rows: int | None = None):
     """load_examples in chunks of rows, for tables of any size; `shard` = (K, N) keeps the rows
     whose number is K modulo N (1-based K): N machines, each with its own K, share a table."""
-    from fusionapp.data.tables import CHUNK_ROWS, iter_table
-
     if data.startswith("tfds:"):
         examples = load_examples(data, columns, need_label=need_label, modalities=modalities)
         yield _shard_of(examples, shard)
         return
     header, modalities, names = _columns_to_read(data, columns, need_label, modalities)
-    from fusionapp.data.tables import release_arrow_memory
+    for examples in _chunk_examples(data, header, names, columns, modalities, image_root, chunk_rows):
+        yield _shard_of(examples, shard)
+
+
+def _chunk_examples(data, header, names, columns, modalities, image_root, chunk_rows=None):
+    """Examples of each chunk of rows, its Arrow buffers handed back as soon as it is read."""
+    from fusionapp.data.tables import CHUNK_ROWS, iter_table, release_arrow_memory
 
     for table in iter_table(data, names, chunk_rows or CHUNK_ROWS, header=header):
         examples = table_examples(table, columns, modalities, image_root)
         del table
         release_arrow_memory()
-        yield _shard_of(examples, shard)
+        yield examples
 
 
 def _shard_of(examples: Examples, shard):
@@ -91,7 +89,7 @@ def _columns_to_read(data: str, columns: Columns, need_label: bool, modalities):
 
 def table_examples(table, columns: Columns, modalities, image_root: str | None = None) -> Examples:
     """Examples of a Table (or a chunk of one) whose needed columns are there."""
-    root = image_root if image_root is not None else _table_root(table.path)
+    root = image_root if image_root is not None else _table_root(table)
     present = table.cells
     images = None
     if "image" in modalities:
@@ -136,9 +134,9 @@ class RowIds:
         return RowIds(self.numbers[np.asarray(indices, dtype=int)])
 
 
-def _table_root(path: str) -> str:
-    """Relative image paths are relative to the table's folder (a sharded table's folder itself)."""
-    absolute = os.path.abspath(path)
+def _table_root(table) -> str:
+    """Relative image paths are relative to the folder of the file the rows come from."""
+    absolute = os.path.abspath(table.file or table.path)
     return absolute if os.path.isdir(absolute) else os.path.dirname(absolute)
 
 

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import numpy as np
 
-from fusionapp.data.formats import file_kind, is_table_file, iter_columns, read_header
+from fusionapp.data.formats import file_kind, is_shard_file, iter_columns, read_header
 from fusionapp.errors import FusionError
 
 CHUNK_ROWS = 100_000
@@ -24,8 +24,9 @@ class Table:
 
     path: str
     columns: list[str]  # the header: every column of the table
-    cells: dict  # name -> pyarrow string array, for the columns read
+    cells: dict  # name -> pyarrow string array (or chunked array), for the columns read
     first_row: int = 1
+    file: str = ""  # the file these rows come from (a chunk's shard); "" when from several
 
     def __len__(self) -> int:
         return len(next(iter(self.cells.values()))) if self.cells else 0
@@ -52,8 +53,11 @@ class Table:
 
 
 def column_list(array) -> list[str]:
+    import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(array, pa.ChunkedArray):
+        return [cell for chunk in array.chunks for cell in column_list(chunk)]
     if len(array) > 1000:
         encoded = pc.dictionary_encode(array)
         if len(encoded.dictionary) * 4 < len(array):
@@ -65,7 +69,7 @@ def column_list(array) -> list[str]:
 def table_files(path: str) -> list[str]:
     """The files of a table argument: a file, a folder's table files, or a glob's, sorted."""
     if any(char in path for char in _GLOB_CHARS) and not os.path.exists(path):
-        found = sorted(name for name in glob.glob(os.path.expanduser(path), recursive=True) if is_table_file(name))
+        found = sorted(name for name in glob.glob(os.path.expanduser(path), recursive=True) if is_shard_file(name))
         if not found:
             raise FusionError(f"{path}: no table files match")
         return found
@@ -73,7 +77,7 @@ def table_files(path: str) -> list[str]:
         raise FusionError(f"{path}: no such file")
     if os.path.isdir(path):
         found = sorted(os.path.join(path, name) for name in os.listdir(path)
-                       if is_table_file(os.path.join(path, name)))
+                       if is_shard_file(os.path.join(path, name)))
         if not found:
             raise FusionError(f"{path}: is a directory with no table files (.csv, .tsv, .jsonl, .parquet) in it")
         return found
@@ -102,24 +106,12 @@ def iter_table(path: str, names: list[str] | None = None, chunk_rows: int = CHUN
     for name in table_files(path):
         kind = file_kind(name)
         for chunk in iter_columns(name, kind, read_header(name, kind), names, chunk_rows):
-            table = Table(path, header, chunk, first)
+            table = Table(path, header, chunk, first, name)
             first += len(table)
             if len(table):
                 yield table
     if first == 1:
         raise FusionError(f"{path}: the table has a header but no rows")
-
-
-def read_table(path: str, names: list[str] | None = None, header: list[str] | None = None) -> Table:
-    """The whole table (every shard), for `names` (default: every column)."""
-    import pyarrow as pa
-
-    header = header or table_header(path)
-    names = list(header) if names is None else list(dict.fromkeys(names))
-    chunks = list(iter_table(path, names, header=header))
-    cells = {name: pa.concat_arrays([chunk.cells[name] for chunk in chunks]) for name in names}
-    del chunks
-    return Table(path, header, cells)
 
 
 def release_arrow_memory() -> None:

@@ -98,9 +98,9 @@ def _score_chunks(run, data, split, options, renames, image_root, predictions_pa
             if predictions_path:
                 writer.write(*prediction_table(usable, predicted, run.preprocessor.class_names, with_labels=True,
                                                label_sep=run.preprocessor.label_sep))
-    if not parts:
-        first = f" (first: {skipped[0].message(source)})" if skipped else ""
-        raise FusionError(f"no usable rows left: all {len(skipped)} rows are bad{first}")
+        if not parts:  # inside: the predictions file is not left behind
+            first = f" (first: {skipped[0].message(source)})" if skipped else ""
+            raise FusionError(f"no usable rows left: all {len(skipped)} rows are bad{first}")
     return _Scored(source, SimpleNamespace(labels=labels), join_predictions(parts), skipped,
                    {modality: join_predictions(found) for modality, found in blanked.items()})
 

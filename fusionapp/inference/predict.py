@@ -91,10 +91,10 @@ def predict_table(run, data: str, *, split, out, options, image_root, explain_di
 
 def parse_shard(shard) -> tuple[int, int] | None:
     """"K/N" (or (K, N)) -> (K, N), 1 <= K <= N; None stays None."""
-    if shard is None or isinstance(shard, tuple):
-        return shard
-    index, _, count = str(shard).partition("/")
-    if not (index.strip().isdigit() and count.strip().isdigit()) or not 1 <= int(index) <= int(count):
+    if shard is None:
+        return None
+    index, count = shard if isinstance(shard, tuple) else (shard.partition("/")[0], shard.partition("/")[2])
+    if not (str(index).strip().isdigit() and str(count).strip().isdigit()) or not 1 <= int(index) <= int(count):
         raise FusionError(f"--shard {shard}: expected K/N with 1 <= K <= N (this machine's share K of N)")
     return int(index), int(count)
 

@@ -11,6 +11,7 @@ import sys
 import tempfile
 
 from fusionapp.data.formats import PARQUET_SUFFIXES
+from fusionapp.errors import FusionError
 
 # Prediction columns that hold numbers: Parquet keeps them as float64 (empty -> null).
 _NUMBER_PREFIXES = ("prob_", "confidence")
@@ -77,7 +78,7 @@ class TableWriter:
                 self._handle.close()
             if kind is None:
                 if self.header is None:
-                    raise ValueError("no rows written")
+                    raise FusionError(f"{self.path}: nothing to write")
                 os.replace(self._temp, self.path)
         finally:
             if os.path.exists(self._temp):

@@ -83,8 +83,9 @@ def blend(deep, wide, present, alpha):
 def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: str, seed: int) -> WideFit:
     """Fit the linear part and choose alpha on the validation rows' held-out blend; both go into
     `model`. Up to WIDE_MAX_ROWS rows it learns from every labelled row (cross-fitted, so the
-    validation rows' logits stay held out); past that, from a seeded sample of WIDE_MAX_ROWS
-    training rows in one fit, which keeps every validation row held out and the time bounded."""
+    validation rows' logits stay held out); past that, from (a seeded sample of at most
+    WIDE_MAX_ROWS of) the training rows in one fit, which keeps every validation row held out and
+    the time bounded."""
     preprocessor = model.preprocessor
     y_val = preprocessor.label_targets(val_rows.labels)
     val_features, val_present = wide_features(preprocessor, val_rows)
@@ -92,13 +93,14 @@ def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: st
         kernel, bias, wide_val, fitted_on = _cross_fitted(preprocessor, train_rows, val_features, y_val,
                                                           class_weight, seed)
     else:
-        sample = np.sort(np.random.default_rng(seed).choice(len(train_rows), WIDE_MAX_ROWS, replace=False))
+        size = min(WIDE_MAX_ROWS, len(train_rows))
+        sample = np.sort(np.random.default_rng(seed).choice(len(train_rows), size, replace=False))
         rows = train_rows.subset(sample)
         features, _ = wide_features(preprocessor, rows)
         kernel, bias = fit_linear(features, preprocessor.label_targets(rows.labels), preprocessor.num_classes,
                                   class_weight, WIDE_C)
         wide_val = val_features @ kernel + bias
-        fitted_on = f"a sample of {WIDE_MAX_ROWS} training rows"
+        fitted_on = f"a sample of {size} training rows" if size < len(train_rows) else "training rows"
     alpha = choose_alpha(y_val, deep_val_logits, wide_val, val_present, preprocessor.multi_label)
     model.set_wide_path(kernel, bias)
     model.set_blend(alpha)
