@@ -88,8 +88,8 @@ def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: st
     the time bounded."""
     preprocessor = model.preprocessor
     y_val = preprocessor.label_targets(val_rows.labels)
-    val_features, val_present = wide_features(preprocessor, val_rows)
     if len(train_rows) + len(val_rows) <= WIDE_MAX_ROWS:
+        val_features, val_present = wide_features(preprocessor, val_rows)
         kernel, bias, wide_val, fitted_on = _cross_fitted(preprocessor, train_rows, val_features, y_val,
                                                           class_weight, seed)
     else:
@@ -99,7 +99,8 @@ def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: st
         features, _ = wide_features(preprocessor, rows)
         kernel, bias = fit_linear(features, preprocessor.label_targets(rows.labels), preprocessor.num_classes,
                                   class_weight, WIDE_C)
-        wide_val = val_features @ kernel + bias
+        del features
+        wide_val, val_present = _held_out_logits(preprocessor, val_rows, kernel, bias)
         fitted_on = f"a sample of {size} training rows" if size < len(train_rows) else "training rows"
     alpha = choose_alpha(y_val, deep_val_logits, wide_val, val_present, preprocessor.multi_label)
     model.set_wide_path(kernel, bias)
@@ -113,6 +114,18 @@ def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: st
     record = {"alpha": chosen, "C": WIDE_C, "folds": FOLDS, "fitted_on": fitted_on,
               "val_log_loss": {"deep": loss(0.0), "wide": loss(1.0), "blend": loss(alpha)}}
     return WideFit(record, blend(deep_val_logits, wide_val, val_present, alpha))
+
+
+def _held_out_logits(preprocessor, rows, kernel, bias):
+    """The linear part's logits of `rows` and whether each has TF-IDF text, a chunk of rows at a
+    time: the validation rows of a big table hold gigabytes of sparse features."""
+    logits, present = [], []
+    for start in range(0, len(rows), WIDE_MAX_ROWS):
+        features, has_text = wide_features(preprocessor, rows.subset(np.arange(start, min(start + WIDE_MAX_ROWS,
+                                                                                          len(rows)))))
+        logits.append(features @ kernel + bias)
+        present.append(has_text)
+    return np.concatenate(logits), np.concatenate(present)
 
 
 def _cross_fitted(preprocessor, train_rows, val_features, y_val, class_weight: str, seed: int):

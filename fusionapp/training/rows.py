@@ -54,9 +54,11 @@ def load_rows(data: str, settings: RunSettings, say, clock=None) -> tuple[Traini
     examples = examples.subset([i for i, split in enumerate(examples.splits) if split == "test"]
                                if examples.splits is not None else [])
     for part in (train, val):
-        # Checked, numeric cells are numbers from here on: 4 bytes a row instead of a string.
+        # Checked, numeric cells are numbers from here on: 4 bytes a row instead of a string; and
+        # the split column has done its work.
         part.tabular.update({name: numeric_values(part.tabular[name]) for name, kind in kinds.items()
                              if kind == "numeric"})
+        part.splits = None
     if clock is not None:
         clock.lap("check")
     return TrainingRows(examples, train, val, checked.skipped, kinds), settings
