@@ -157,6 +157,11 @@ def main():
     print("\n| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
     for result in results:
         print("| " + " | ".join(str(result.get(column, "")) for column in columns) + " |")
+    peaks = {(result["rows"], result["format"]): result["train_peak_gb"] for result in results}
+    for kind in args.formats.split(","):
+        if (300_000, kind) in peaks and (3_000_000, kind) in peaks:
+            print(f"{kind}: train peak RSS at 3,000,000 rows / at 300,000 rows = "
+                  f"{peaks[3_000_000, kind] / peaks[300_000, kind]:.2f}")
 
 
 if __name__ == "__main__":
