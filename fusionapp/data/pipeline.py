@@ -85,12 +85,9 @@ def _passes(rows: int, batch_size: int, seed: int, start_step: int, batches, ser
         # Example g of the whole stream gets its own stateless seed pair, whatever the map's schedule.
         return position, tf.random.experimental.stateless_fold_in(tf.constant([seed, 1], tf.int64), g)
 
-    stream = tf.data.Dataset.range(start_step * batch_size, 2**62).map(element)
-    if not service:
-        return batches(stream)
-    # Workers read and decode; each example goes to one of them, once per pass ("distributed
-    # epoch"); batches form as they come back.
-    return batches(stream, on_service=service)
+    # With a service, its workers read and decode; each example goes to one of them, once per pass
+    # ("distributed epoch"), and batches form as they come back.
+    return batches(tf.data.Dataset.range(start_step * batch_size, 2**62).map(element), on_service=service)
 
 
 def _fetcher(examples: Examples, preprocessor, rows, pixel_cache, image_features, augment: bool, drop: float,
