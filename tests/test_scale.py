@@ -170,9 +170,7 @@ def test_predict_streams_csv_and_parquet_and_shards_split_the_table(trained_run,
                                [float(row[probability]) for row in expected], atol=1e-6)
     parts = []
     for k in (1, 2, 3):
-        result = subprocess.run([sys.executable, "-m", "fusionapp", "predict", trained_run, demo_table, "--shard",
-                                 f"{k}/3", "--out", str(tmp_path / f"part{k}.csv")], capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr
+        predict(trained_run, demo_table, shard=f"{k}/3", out=str(tmp_path / f"part{k}.csv"), verbose=0)
         with open(tmp_path / f"part{k}.csv", newline="", encoding="utf-8") as handle:
             parts.extend(csv.DictReader(handle))
     order = {row[key]: position for position, row in enumerate(expected)}
@@ -191,7 +189,9 @@ def data_service():
     service = tf.data.experimental.service
     dispatcher = service.DispatchServer(service.DispatcherConfig(port=0))
     address = dispatcher.target.split("://")[1]
-    workers = [service.WorkerServer(service.WorkerConfig(dispatcher_address=address)) for _ in range(2)]
+    # Short heartbeats: a worker still serving a finished test's job lets go of it at once when stopped.
+    workers = [service.WorkerServer(service.WorkerConfig(dispatcher_address=address, heartbeat_interval_ms=100))
+               for _ in range(2)]
     yield dispatcher.target, workers
     for worker in workers:
         worker.stop()

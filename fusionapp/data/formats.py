@@ -23,7 +23,6 @@ from fusionapp.errors import FusionError
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
-JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 # What a folder or glob of shards takes: data files only, not a README.txt or a dataset_info.json.
 SHARD_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson") + PARQUET_SUFFIXES
 _CSV_BLOCK_BYTES = 16 << 20
