@@ -62,7 +62,7 @@ def find_bad_rows(examples: Examples, columns: Columns, modalities, need_label: 
 
 
 def _image_problems(examples: Examples) -> dict[int, str]:
-    """{row index: why its image cannot be used}; each distinct file or blob is checked once."""
+    """{row index: why its image cannot be used}; each distinct image file is checked once."""
     from fusionapp.data.images import HEADER_BYTES, check_image_bytes, find_undecodable
 
     images = examples.images

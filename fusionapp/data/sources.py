@@ -23,9 +23,7 @@ def load_examples(data: str, columns: Columns, image_root: str | None = None, ne
         from fusionapp.data.tfds_source import load_tfds_examples
 
         return load_tfds_examples(data, columns, need_label=need_label, modalities=modalities)
-    header, modalities, names = _columns_to_read(data, columns, need_label, modalities)
-    if not with_ids:
-        names = [name for name in names if name != columns.id or name in (columns.label, columns.text)]
+    header, modalities, names = _columns_to_read(data, columns, need_label, modalities, with_ids)
     return join_examples(list(_chunk_examples(data, header, names, columns, modalities, image_root)))
 
 
@@ -60,7 +58,7 @@ def _shard_of(examples: Examples, shard):
     return examples.subset(np.flatnonzero((examples.row_numbers - index) % count == 0))
 
 
-def _columns_to_read(data: str, columns: Columns, need_label: bool, modalities):
+def _columns_to_read(data: str, columns: Columns, need_label: bool, modalities, with_ids: bool = True):
     """(the table's header, the modalities, the columns to read), every needed column checked."""
     from fusionapp.data.tables import table_header
 
@@ -83,8 +81,9 @@ def _columns_to_read(data: str, columns: Columns, need_label: bool, modalities):
     for name in needed:
         if name not in header:
             raise FusionError(f"{data}: no column '{name}' (columns: {', '.join(header)})")
-    optional = [name for name in (columns.label, columns.split, columns.id) if name in header]
-    return header, modalities, needed + optional
+    optional = [name for name in (columns.label, columns.split) + ((columns.id,) if with_ids else ())
+                if name in header]
+    return header, modalities, list(dict.fromkeys(needed + optional))
 
 
 def table_examples(table, columns: Columns, modalities, image_root: str | None = None) -> Examples:
@@ -93,8 +92,7 @@ def table_examples(table, columns: Columns, modalities, image_root: str | None =
     present = table.cells
     images = None
     if "image" in modalities:
-        images = [_resolve(path.strip(), root) for path in table.column(columns.image)] \
-            if len(table) <= 1000 else _resolve_many(table.column(columns.image), root)
+        images = _resolve_many(table.column(columns.image), root)
     first = table.first_row
     numbers = np.arange(first, first + len(table))
     has_ids = columns.id in present
@@ -164,4 +162,5 @@ def data_fingerprint(data: str) -> dict | None:
         names = table_files(data)
     except FusionError:
         return None
-    return {os.path.abspath(name): [os.stat(name).st_size, os.stat(name).st_mtime_ns] for name in names}
+    stats = {os.path.abspath(name): os.stat(name) for name in names}
+    return {name: [info.st_size, info.st_mtime_ns] for name, info in stats.items()}

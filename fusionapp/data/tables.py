@@ -1,5 +1,5 @@
-"""A table argument -> its files (one file, a folder of shards, or a glob) and its cells, whole or in
-chunks of rows, for the columns a run uses. Formats are fusionapp.data.formats'."""
+"""A table argument -> its files (one file, a folder of shards, or a glob) and its cells in chunks of
+rows, for the columns a run uses. Formats are fusionapp.data.formats'."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class Table:
     columns: list[str]  # the header: every column of the table
     cells: dict  # name -> pyarrow string array (or chunked array), for the columns read
     first_row: int = 1
-    file: str = ""  # the file these rows come from (a chunk's shard); "" when from several
+    file: str = ""  # the file (shard) these rows come from
 
     def __len__(self) -> int:
         return len(next(iter(self.cells.values()))) if self.cells else 0
