@@ -167,7 +167,9 @@ def _linear_baseline(table, label_col, vectorizer):
     model.fit([row["text"] for row in train], [row[label_col] for row in train])
     probabilities = model.predict_proba([row["text"] for row in test])
     order = [list(model.classes_).index(name) for name in classes]
-    return classification_report([classes.index(row[label_col]) for row in test], probabilities[:, order], classes)
+    probabilities = probabilities[:, order]
+    return classification_report([classes.index(row[label_col]) for row in test], probabilities,
+                                 probabilities.argmax(axis=1), classes)
 
 
 def _summarise(results, models):
