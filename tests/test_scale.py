@@ -310,3 +310,11 @@ def test_a_folder_takes_data_files_and_a_glob_resolves_images_per_shard(demo_tab
     examples = load_examples(str(tmp_path / "day*" / "*.parquet"), Columns())
     assert examples.images == [str(tmp_path / f"day{i // 3}" / row["image"]) for i, row in enumerate(rows)]
     assert len(load_examples(str(tmp_path / "day0"), Columns())) == 3
+
+
+@pytest.mark.parametrize("other", [{"pixel_cache": "memory"}, {"image_backbone": "mobilenet_v3_small"}])
+def test_the_data_service_refuses_caches_its_workers_cannot_use(other):
+    from fusionapp.settings import RunSettings, SettingError, apply_flat
+
+    with pytest.raises(SettingError, match="with --data-service"):
+        apply_flat(RunSettings(), {"data_service": "localhost:5050", **other})

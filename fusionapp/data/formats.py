@@ -2,9 +2,9 @@
 columns, read in chunks and only for the columns asked for. Every cell comes out as text; a
 missing cell is the empty string.
 
-CSV and Parquet are read by pyarrow (no Python object per cell). A CSV pyarrow refuses (rows of
-uneven length, bytes that are not UTF-8) is read again by Python's csv module, which tolerates
-short rows and names the line that is wrong.
+CSV and Parquet are read by pyarrow (no Python object per cell). Where pyarrow stops in a CSV (a
+row of uneven length, bytes that are not UTF-8), Python's csv module carries on from the first
+record not yet given out: it tolerates short rows and names the line that is wrong.
 """
 
 from __future__ import annotations
@@ -152,14 +152,17 @@ def _python_chunks(records, names, chunk_rows):
     """Records (lists of cells of `names`) -> chunks of pyarrow string arrays."""
     import pyarrow as pa
 
+    def columns(block):
+        return {name: pa.array(list(cells), pa.string()) for name, cells in zip(names, zip(*block))}
+
     block = []
     for record in records:
         block.append(record)
         if len(block) == chunk_rows:
-            yield {name: pa.array(list(cells), pa.string()) for name, cells in zip(names, zip(*block))}
+            yield columns(block)
             block = []
     if block:
-        yield {name: pa.array(list(cells), pa.string()) for name, cells in zip(names, zip(*block))}
+        yield columns(block)
 
 
 def _parquet_chunks(path, names, chunk_rows):

@@ -27,11 +27,10 @@ def image_file_verdicts(paths) -> dict[str, str | None]:
     known = _cached(cache, stamps) if cache is not None else {}
     unknown = [path for path in distinct if path not in known]
     found = _check(unknown) if unknown else {}
-    if cache is not None and found:
-        # A file that could not be read (permissions, an I/O error) may be readable next time.
-        _remember(cache, {path: found[path] for path in unknown if stamps.get(path) and "cannot be read" not in found[path]},
-                  stamps)
     if cache is not None:
+        # A file that could not be read (permissions, an I/O error) may be readable next time.
+        _remember(cache, {path: reason for path, reason in found.items()
+                          if stamps.get(path) and "cannot be read" not in reason}, stamps)
         cache.close()
     verdicts = {**known, **found}
     return {path: (verdicts[path] or None) for path in distinct}
@@ -96,6 +95,8 @@ def _cached(connection, stamps) -> dict[str, str]:
 
 
 def _remember(connection, reasons: dict[str, str], stamps) -> None:
+    if not reasons:
+        return
     try:
         with connection:
             connection.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",

@@ -39,6 +39,13 @@ class RunSettings:
                 raise SettingError("pixel_cache", training.pixel_cache, "none when a frozen backbone trains on "
                                    "cached features (--no-feature-cache, or --fine-tune, trains on images)")
 
+        if training.data_service and training.pixel_cache != "none":
+            raise SettingError("pixel_cache", training.pixel_cache, "none with --data-service (its workers read "
+                               "and decode the images)")
+        if training.data_service and self.model.pretrained and training.feature_cache:
+            raise SettingError("feature_cache", True, "off with --data-service (its workers read and decode the "
+                               "images): --no-feature-cache")
+
     @property
     def features_only(self) -> bool:
         """Whether the network trains on cached backbone features alone, never on images."""

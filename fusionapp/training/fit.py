@@ -13,7 +13,6 @@ import shutil
 from dataclasses import dataclass
 
 from fusionapp.console import keras_verbosity, printer
-from fusionapp.errors import FusionError
 from fusionapp.runs import files, layout
 from fusionapp.settings import RunSettings
 from fusionapp.training.backbone import cached_features, check_same_backbone, frozen_backbone
@@ -119,9 +118,6 @@ def _datasets(phase: Phase, start_step: int):
     placement = phase.placement
     shard = (placement.num_workers, placement.worker_index) if placement.num_workers > 1 else None
     train_features, val_features = phase.features or (None, None)
-    if training.data_service and (training.pixel_cache != "none" or train_features is not None):
-        raise FusionError("--data-service reads and decodes the images on its workers; it does not combine with "
-                          "--pixel-cache or a frozen backbone's feature cache (use --no-feature-cache)")
     train_data = make_dataset(phase.train_rows, phase.preprocessor, batch_size, training=True, seed=training.seed,
                               start_step=start_step, augment=training.augment,
                               modality_dropout=training.modality_dropout, pixel_cache=cache[0], shard=shard,
