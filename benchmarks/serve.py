@@ -1,19 +1,29 @@
-"""Latency and throughput of `fusionapp serve` for single predictions, over loopback only.
+"""`fusionapp serve` under load, over loopback only, against the same model's in-process speed.
 
-    python benchmarks/serve.py RUN [--requests 300] [--concurrency 4] [--image IMG --text TEXT]
+    python benchmarks/serve.py RUN [--image IMG --text TEXT] [--requests 2000] [--clients 1,4,16,64]
+                               [--max-batch 64] [--batch-wait-ms 2] [--workers 1] [--soak 30000]
 
-Starts the real server on a free 127.0.0.1 port, sends a bounded number of POST /predict requests
-(JSON, base64 image), prints p50 / p99 latency and requests/s, writes the figures as JSON, and
-stops the server.
+1. In this process: the model's batched rows/s through the same row check and raw-input function
+   the server calls (`predict`'s path, batches of 256, inputs in memory), and the time of one batch
+   of --max-batch items.
+2. For each server set-up (batched: --max-batch and --batch-wait-ms; unbatched: --max-batch 1; each
+   with every --workers count), the real server on a free 127.0.0.1 port, then requests/s and p50 /
+   p99 latency of POST /predict (JSON, base64 image, one pair per request) at each number of
+   concurrent keep-alive clients (benchmarks/load_client.py).
+3. With --soak N: N requests from 16 clients, 30% of them hostile (malformed JSON, bad images,
+   unknown columns, oversized bodies, ...): the server's RSS at start and end, and its statuses.
+
+Prints the figures and writes them as JSON (--out).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import concurrent.futures
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,70 +32,121 @@ import urllib.request
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from load_client import hostile_requests, request_bytes, run_load  # noqa: E402
+
+
+def in_process(run_dir: str, image: bytes, text: str, max_batch: int) -> dict:
+    from fusionapp.runs.load import load_run
+    from fusionapp.serve.predictor import RequestPredictor
+
+    predictor = RequestPredictor(load_run(run_dir))
+    predictor.warm_up()
+    item = {"image": image, "text": text, "tabular": {}}
+    rows, began = 0, time.perf_counter()
+    while time.perf_counter() - began < 5:
+        predictor.predict([item] * 256)
+        rows += 256
+    rows_per_s = rows / (time.perf_counter() - began)
+    times = []
+    for _ in range(20):
+        began = time.perf_counter()
+        predictor.predict([item] * max_batch)
+        times.append(time.perf_counter() - began)
+    return {"in_process_rows_per_s": round(rows_per_s, 1), "batch_ms": round(1000 * float(np.median(times)), 2)}
+
+
+@contextlib.contextmanager
+def server(run_dir: str, *flags: str):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "fusionapp", "serve", run_dir, "--port", str(port), *flags],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    began = time.perf_counter()
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1)
+            break
+        except OSError:
+            if process.poll() is not None or time.perf_counter() - began > 180:
+                sys.exit("the server did not start")
+            time.sleep(0.1)
+    try:
+        yield port, process, time.perf_counter() - began
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def load_figures(port: int, payload: bytes, requests: int, clients: int) -> dict:
+    result = run_load(port, [payload], max(requests, 20 * clients), clients)
+    latencies = result["latencies"]
+    return {"requests_per_s": round(len(latencies) / result["seconds"], 1),
+            "p50_ms": round(1000 * float(np.percentile(latencies, 50)), 2),
+            "p99_ms": round(1000 * float(np.percentile(latencies, 99)), 2),
+            "statuses": {str(k): v for k, v in result["statuses"].items()}}
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    process = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 1e6
+
+
+def soak(run_dir: str, payload: bytes, image: bytes, text: str, requests: int) -> dict:
+    hostile = hostile_requests(image, text)
+    payloads = [hostile[(i // 10 * 3 + i % 10 // 3) % len(hostile)] if i % 10 in (2, 5, 8) else payload
+                for i in range(10 * len(hostile))]
+    with server(run_dir, "--max-body-mb", "1") as (port, process, _):
+        run_load(port, [payload], 500, 16)  # warm: the allocator's pools reach their working size
+        start = rss_mb(process.pid)
+        result = run_load(port, payloads, requests, 16)
+        end = rss_mb(process.pid)
+    statuses = {str(k): v for k, v in sorted(result["statuses"].items(), key=str)}
+    return {"soak_requests": requests, "soak_hostile_share": 0.3, "soak_rss_start_mb": round(start, 1),
+            "soak_rss_end_mb": round(end, 1), "soak_rss_growth": round(end / start - 1, 4),
+            "soak_statuses": statuses, "soak_5xx": sum(v for k, v in statuses.items() if k.startswith("5")),
+            "soak_seconds": round(result["seconds"], 1)}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run")
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=2000, help="requests per number of clients")
+    parser.add_argument("--clients", default="1,4,16,64")
+    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--batch-wait-ms", type=float, default=2.0)
+    parser.add_argument("--workers", default="1", help="worker counts to measure, e.g. 1,2")
+    parser.add_argument("--soak", type=int, default=0, help="requests of the soak (0: none)")
     parser.add_argument("--image", help="image file (default: the demo's first image)")
     parser.add_argument("--text", default="selling a new lamp, ships fast")
     parser.add_argument("--out", default="benchmarks/results/serve.json")
     args = parser.parse_args()
-    image = args.image or os.path.join("data", "demo", "images", "00000.png")
-    payload = json.dumps({"image": base64.b64encode(open(image, "rb").read()).decode(), "text": args.text}).encode()
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    started = time.perf_counter()
-    server = subprocess.Popen([sys.executable, "-m", "fusionapp", "serve", args.run, "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while True:
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1)
-                break
-            except OSError:
-                if server.poll() is not None or time.perf_counter() - started > 120:
-                    sys.exit("the server did not start")
-                time.sleep(0.1)
-        startup = time.perf_counter() - started
-
-        def one(_):
-            request = urllib.request.Request(url + "/predict", data=payload,
-                                             headers={"Content-Type": "application/json"})
-            begin = time.perf_counter()
-            with urllib.request.urlopen(request, timeout=60) as response:
-                response.read()
-                assert response.status == 200
-            return time.perf_counter() - begin
-
-        for _ in range(10):  # warm-up: first calls trace the model
-            one(None)
-        sequential = [one(None) for _ in range(args.requests)]
-        begin = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(args.concurrency) as pool:
-            concurrent_latencies = list(pool.map(one, range(args.requests)))
-        concurrent_seconds = time.perf_counter() - begin
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-    figures = {
-        "requests": args.requests,
-        "server_startup_s": round(startup, 2),
-        "sequential_p50_ms": round(1000 * float(np.percentile(sequential, 50)), 2),
-        "sequential_p99_ms": round(1000 * float(np.percentile(sequential, 99)), 2),
-        "sequential_requests_per_s": round(len(sequential) / sum(sequential), 1),
-        "concurrency": args.concurrency,
-        "concurrent_p50_ms": round(1000 * float(np.percentile(concurrent_latencies, 50)), 2),
-        "concurrent_p99_ms": round(1000 * float(np.percentile(concurrent_latencies, 99)), 2),
-        "concurrent_requests_per_s": round(args.requests / concurrent_seconds, 1),
-    }
-    for name, value in figures.items():
-        print(f"{name:<28} {value}")
+    image = open(args.image or os.path.join("data", "demo", "images", "00000.png"), "rb").read()
+    payload = request_bytes("POST", "/predict", json.dumps({"image": base64.b64encode(image).decode(),
+                                                            "text": args.text}).encode())
+    figures = {"run": args.run, **in_process(args.run, image, args.text, args.max_batch), "setups": []}
+    print(f"in process: {figures['in_process_rows_per_s']} rows/s; a batch of {args.max_batch}: "
+          f"{figures['batch_ms']} ms")
+    setups = [("batched", ["--max-batch", str(args.max_batch), "--batch-wait-ms", str(args.batch_wait_ms)]),
+              ("unbatched", ["--max-batch", "1"])]
+    for workers in [int(w) for w in args.workers.split(",")]:
+        for name, flags in setups:
+            with server(args.run, *flags, "--workers", str(workers)) as (port, _, startup):
+                run_load(port, [payload], 200, 4)  # warm-up
+                for clients in [int(c) for c in args.clients.split(",")]:
+                    row = {"setup": name, "workers": workers, "clients": clients, "startup_s": round(startup, 2),
+                           **load_figures(port, payload, args.requests, clients)}
+                    row["ratio"] = round(row["requests_per_s"] / figures["in_process_rows_per_s"], 3)
+                    figures["setups"].append(row)
+                    print(f"{name:<10} workers {workers}  clients {clients:>3}: {row['requests_per_s']:>7} req/s  "
+                          f"p50 {row['p50_ms']:>7} ms  p99 {row['p99_ms']:>7} ms  ratio {row['ratio']:.2f}  "
+                          f"{row['statuses']}", flush=True)
+    if args.soak:
+        figures.update(soak(args.run, payload, image, args.text, args.soak))
+        print({key: value for key, value in figures.items() if key.startswith("soak")})
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as handle:
         json.dump(figures, handle, indent=2)

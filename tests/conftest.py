@@ -311,21 +311,29 @@ def server(trained_run):
 @contextmanager
 def serving(run_dir):
     """`fusionapp serve RUN_DIR` on a free loopback port (a 1 MB body limit), yielding its URL."""
+    with serving_process(run_dir) as (url, _):
+        yield url
+
+
+@contextmanager
+def serving_process(run_dir, *flags):
+    """`fusionapp serve RUN_DIR FLAGS` on a free loopback port (a 1 MB body limit), yielding its URL
+    and its process."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "fusionapp", "serve", run_dir, "--port", str(port),
-                                "--max-body-mb", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                "--max-body-mb", "1", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while True:
         try:
-            urllib.request.urlopen(url + "/health", timeout=2)
+            urllib.request.urlopen(url + "/ready", timeout=2)  # 503 until the model is loaded and warm
             break
         except OSError:
             assert process.poll() is None, process.stderr.read().decode()
             assert time.time() < deadline, "the server did not start"
             time.sleep(0.3)
     try:
-        yield url
+        yield url, process
     finally:
         process.terminate()
         process.wait(timeout=30)

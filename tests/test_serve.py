@@ -3,10 +3,14 @@
 import base64
 import concurrent.futures
 import json
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 
-from conftest import DEMO_CLASSES, browser_page, http, multipart, needs_chromium, post_json
+from conftest import (DEMO_CLASSES, assert_usage_error, browser_page, http, multipart, needs_chromium, post_json,
+                      run_cli, serving_process)
 
 
 def declared_too_large(url):
@@ -200,3 +204,123 @@ def test_body_limit_counts_bytes_that_declare_no_length():
     assert refused[0]["status"] == 413 and b"over 10 bytes" in refused[1]["body"]
     accepted = asyncio.run(scenario([b"12345", b"678"]))
     assert accepted[0]["status"] == 200 and accepted[1]["body"] == b"12345678"
+
+
+# === Under load: batching, backpressure, metrics, shutdown ===
+def test_metrics_parse_with_the_prometheus_parser(server, pair):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    assert http(server + "/ready") == (200, {"status": "ready"})
+    assert post_json(server + "/predict", {"text": pair["text"]})[0] == 200
+    with urllib.request.urlopen(server + "/metrics", timeout=30) as response:
+        families = {family.name: family for family in text_string_to_metric_families(response.read().decode())}
+    assert {"fusionapp_requests", "fusionapp_request_duration_seconds", "fusionapp_batch_size",
+            "fusionapp_batch_duration_seconds", "fusionapp_queue_depth", "fusionapp_rejected_requests",
+            "fusionapp_model_load_seconds"} <= set(families)
+    answered = {(s.labels["route"], s.labels["status"]): s.value for s in families["fusionapp_requests"].samples
+                if s.name == "fusionapp_requests_total"}
+    assert answered[("/predict", "200")] >= 1
+    assert families["fusionapp_model_load_seconds"].samples[0].value > 0
+
+
+def test_serve_flags_are_checked_by_their_rules(trained_run, capsys):
+    code, _, err = run_cli(capsys, "serve", trained_run, "--max-batch", "0")
+    assert_usage_error(code, err, "'--max-batch'", "from 1 to 256")
+    code, _, err = run_cli(capsys, "serve", trained_run, "--timeout-s", "0")
+    assert_usage_error(code, err, "'--timeout-s'", "above 0.0")
+
+
+def test_batcher_batches_sheds_and_drops_what_timed_out():
+    import asyncio
+    import time
+
+    from fusionapp.serve.batcher import Batcher, Overloaded
+
+    calls = []
+
+    def predict(items):
+        calls.append(list(items))
+        time.sleep(0.6 if "slow" in items else 0)
+        return [f"answer {item}" for item in items]
+
+    async def scenario():
+        batcher = Batcher(predict, max_batch=8, wait_s=0.05, max_queue=3, timeout_s=0.3)
+        gathered = await asyncio.gather(*(batcher.submit([i]) for i in range(3)))
+        assert gathered == [["answer 0"], ["answer 1"], ["answer 2"]] and calls == [[0, 1, 2]]
+        slow = asyncio.ensure_future(batcher.submit(["slow"]))
+        await asyncio.sleep(0.1)  # the slow batch is running; these two wait behind it
+        late = [asyncio.ensure_future(batcher.submit([name])) for name in ("late1", "late2")]
+        await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded, match="at capacity"):
+            await batcher.submit(["a", "b"])  # 2 queued + 2 > 3
+        for future in (slow, *late):
+            with pytest.raises(Overloaded, match="not answered within 0.3 s"):
+                await future
+        await asyncio.sleep(0.5)  # the slow batch ends; the late items are dropped, not predicted
+        assert await batcher.submit(["after"]) == ["answer after"]
+
+    asyncio.run(scenario())
+    assert calls == [[0, 1, 2], ["slow"], ["after"]]
+
+
+@pytest.fixture(scope="module")
+def loaded_server(trained_run):
+    """A server whose batches wait a whole second and whose queue holds 16 items: a burst of
+    requests fills it, and its requests are in flight long enough to send SIGTERM among them."""
+    with serving_process(trained_run, "--max-queue", "16", "--max-batch", "64", "--batch-wait-ms", "1000") as (url, process):
+        yield url, process
+
+
+def _post_outcome(url, payload):
+    """(status, Retry-After header) of one POST, or the connection error's type name."""
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            response.read()
+            return response.status, None
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Retry-After")
+    except OSError as error:
+        return type(error).__name__, None
+
+
+def test_a_burst_past_the_queue_gets_503_with_retry_after_and_health_answers(loaded_server, pair):
+    url, _ = loaded_server
+    payload = {"image": base64.b64encode(pair["image"]).decode(), "text": pair["text"]}
+    with concurrent.futures.ThreadPoolExecutor(40) as pool:
+        burst = [pool.submit(_post_outcome, url + "/predict", payload) for _ in range(40)]
+        health = []
+        while not all(future.done() for future in burst):
+            health.append(http(url + "/health"))
+        outcomes = [future.result() for future in burst]
+    statuses = sorted(status for status, _ in outcomes)
+    assert set(statuses) == {200, 503} and statuses.count(200) == 16, statuses
+    assert all(retry == "1" for status, retry in outcomes if status == 503)
+    assert health and all(answer == (200, {"status": "ok"}) for answer in health)
+
+
+def test_sigterm_during_a_burst_answers_every_accepted_request(loaded_server, pair):
+    import signal
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url, process = loaded_server
+    payload = {"image": base64.b64encode(pair["image"]).decode(), "text": pair["text"]}
+
+    def queued():
+        with urllib.request.urlopen(url + "/metrics", timeout=30) as response:
+            text = response.read().decode()
+        return next(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+                    if sample.name == "fusionapp_queue_depth")
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        burst = [pool.submit(_post_outcome, url + "/predict", payload) for _ in range(12)]
+        deadline = time.time() + 30
+        while queued() < 12:  # every request read by the server and waiting for its batch
+            assert time.time() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        outcomes = [future.result() for future in burst]
+    assert outcomes == [(200, None)] * 12
+    assert process.wait(timeout=60) == 0
+    assert _post_outcome(url + "/predict", payload)[0] == "URLError"  # no longer accepting

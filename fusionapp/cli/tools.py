@@ -37,21 +37,56 @@ def export(model, out, overwrite):
     click.echo(f"Wrote the SavedModel to {out} (signature serving_default)")
 
 
+def _serve_options(function):
+    """serve's load flags, their defaults and rules the settings' own (fusionapp.settings.serving)."""
+    from fusionapp.settings import ServeSettings
+
+    defaults = ServeSettings()
+    options = [
+        click.option("--max-batch", type=int, help="Most items gathered into one call of the model; 1: no "
+                                                   f"batching [default: {defaults.max_batch}]."),
+        click.option("--batch-wait-ms", type=float, help="How long a batch's first item waits for others "
+                                                         f"[default: {defaults.batch_wait_ms:g}]."),
+        click.option("--max-queue", type=int, help="Items waiting for the model past which requests get 503 "
+                                                   f"with Retry-After at once [default: {defaults.max_queue}]."),
+        click.option("--timeout-s", type=float, help="A request not answered in this time gets 503 and its "
+                                                     f"work is dropped [default: {defaults.timeout_s:g}]."),
+        click.option("--workers", type=int, help="Server processes on the port, each loading the model "
+                                                 f"[default: {defaults.workers}]."),
+        click.option("--grace-s", type=float, help="After SIGTERM, time allowed for requests in flight "
+                                                   f"[default: {defaults.grace_s:g}]."),
+        click.option("--max-body-mb", type=int, help=f"Request body limit [default: {defaults.max_body_mb}]."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 @cli.command()
 @click.argument("model")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--max-body-mb", default=16, show_default=True, type=click.IntRange(min=1), help="Request body limit.")
-def serve(model, host, port, max_body_mb):
-    """Serve the run MODEL over HTTP: /predict, /predict/batch, /health, /metadata and a page at /."""
-    import uvicorn
+@_serve_options
+def serve(model, host, port, **options):
+    """Serve the run MODEL over HTTP: /predict, /predict/batch, /health, /ready, /metrics, /metadata and a
+    page at /.
 
-    from fusionapp.runs.load import load_run
-    from fusionapp.serve.app import create_app
+    Concurrent predictions are batched into one call of the model; past --max-queue waiting items,
+    requests get 503 with Retry-After. SIGTERM stops accepting, answers what is in flight, exits 0.
+    """
+    from fusionapp.runs.load import resolve_run_dir
+    from fusionapp.serve.process import run_server
+    from fusionapp.settings import SettingError, serve_settings
 
-    app = create_app(load_run(model), max_body_bytes=max_body_mb * 1024 * 1024)
-    click.echo(f"Serving {model} on http://{host}:{port}/ (Ctrl+C to stop)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:
+        settings = serve_settings(**options)
+    except SettingError as error:
+        raise click.BadParameter(f"{error.value!r}: must be {error.requirement}",
+                                 param_hint=f"'--{error.option}'") from None
+    resolve_run_dir(model)
+    click.echo(f"Serving {model} on http://{host}:{port}/ with {settings.workers} worker(s) (Ctrl+C to stop)",
+               err=True)
+    run_server(model, host, port, settings)
 
 
 @cli.command()

@@ -1,11 +1,16 @@
-"""The HTTP API (Starlette on uvicorn): one run loaded once, JSON in and out, 4xx for mistakes.
+"""The HTTP API (Starlette on uvicorn): one run loaded once, JSON in and out, 4xx for mistakes, 503
+when the server is at capacity.
 
 POST /predict         multipart form (image file, text, tabular fields) or JSON {"image": base64, ...};
                       ?explain=1 adds the explanation `predict --explain` gives
 POST /predict/batch   JSON {"items": [{"image": base64, "text": ..., "tabular": {...}}, ...]}
-GET  /health          {"status": "ok"}
+GET  /health          {"status": "ok"}: the process is alive
+GET  /ready           {"status": "ready"}: the model is loaded and its warm-up prediction ran
+GET  /metrics         Prometheus metrics
 GET  /metadata        classes, inputs, model version
 GET  /                a page to try the model by hand
+
+Predictions of concurrent requests are batched (fusionapp.serve.batcher); explanations are not.
 """
 
 from __future__ import annotations
@@ -18,31 +23,38 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from fusionapp.serve.batcher import RETRY_AFTER_S, Batcher, Overloaded
+from fusionapp.serve.metrics import RequestMetrics, metrics_text
 from fusionapp.serve.predictor import RequestPredictor, model_metadata
 from fusionapp.serve.requests import BadRequest, form_item, json_body, json_item
+from fusionapp.settings import MAX_BATCH_ITEMS, ServeSettings
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
-MAX_BATCH_ITEMS = 256
-
-
-def create_app(run, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
+def create_app(run, settings: ServeSettings = ServeSettings()):
+    """The ASGI app over the loaded `run`, its warm-up prediction done: ready to answer."""
     app = Starlette(
         routes=[
             Route("/", home, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Route("/ready", ready, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             Route("/metadata", describe, methods=["GET"]),
             Route("/predict", predict_one, methods=["POST"]),
             Route("/predict/batch", predict_batch, methods=["POST"]),
         ],
-        exception_handlers={BadRequest: bad_request, HTTPException: http_error, Exception: server_error},
+        exception_handlers={BadRequest: bad_request, Overloaded: overloaded, HTTPException: http_error,
+                            Exception: server_error},
     )
-    app.state.predictor = RequestPredictor(run)
+    predictor = RequestPredictor(run)
+    predictor.warm_up()
+    app.state.predictor = predictor
+    app.state.batcher = Batcher(predictor.predict, settings.max_batch, settings.batch_wait_ms / 1000,
+                                settings.max_queue, settings.timeout_s)
     app.state.metadata = model_metadata(run)
     app.state.page = resources.files("fusionapp.serve").joinpath("page.html").read_text(encoding="utf-8")
-    return BodyLimit(app, max_body_bytes)
+    return RequestMetrics(BodyLimit(app, settings.max_body_mb * 1024 * 1024))
 
 
 async def home(request: Request):
@@ -51,6 +63,17 @@ async def home(request: Request):
 
 async def health(request: Request):
     return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request):
+    # create_app returns only once the model is loaded and warmed up; before that, the server
+    # process's loader answers this route with 503 (fusionapp.serve.process).
+    return JSONResponse({"status": "ready"})
+
+
+async def metrics(request: Request):
+    body, content_type = metrics_text()
+    return Response(body, media_type=content_type)
 
 
 async def describe(request: Request):
@@ -66,7 +89,10 @@ async def predict_one(request: Request):
         item = await form_item(request, state.metadata)
     else:
         item = json_item(await json_body(request), state.metadata)
-    result = (await run_in_threadpool(state.predictor.predict, [item], explain in ("1", "true")))[0]
+    if explain in ("1", "true"):
+        result = (await run_in_threadpool(state.predictor.predict, [item], True))[0]
+    else:
+        result = (await state.batcher.submit([item]))[0]
     if "error" in result:
         raise BadRequest(result["error"], status=422)
     return JSONResponse(result)
@@ -87,7 +113,7 @@ async def predict_batch(request: Request):
         except BadRequest as error:
             parsed.append({"invalid": f"item {index}: {error}"})
     valid = [i for i, item in enumerate(parsed) if "invalid" not in item]
-    results = await run_in_threadpool(state.predictor.predict, [parsed[i] for i in valid])
+    results = await state.batcher.submit([parsed[i] for i in valid]) if valid else []
     predictions = [{"error": item["invalid"]} if "invalid" in item else None for item in parsed]
     for i, result in zip(valid, results):
         predictions[i] = result if "error" not in result else {"error": f"item {i}: {result['error']}"}
@@ -96,6 +122,10 @@ async def predict_batch(request: Request):
 
 async def bad_request(request: Request, error: BadRequest):
     return JSONResponse({"error": str(error)}, status_code=error.status)
+
+
+async def overloaded(request: Request, error: Overloaded):
+    return JSONResponse({"error": str(error)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 async def http_error(request: Request, error: HTTPException):

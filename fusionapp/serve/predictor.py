@@ -58,6 +58,19 @@ class RequestPredictor:
                     results[i]["explanation"] = explanations[position]
         return results
 
+    def warm_up(self) -> None:
+        """One prediction on a made-up pair, so the raw-input function is traced before the first
+        request (what `/ready` waits for)."""
+        import io
+
+        from PIL import Image
+
+        image = io.BytesIO()
+        Image.new("RGB", (8, 8), (128, 128, 128)).save(image, "PNG")
+        answer = self.predict([{"image": image.getvalue(), "text": "warm up", "tabular": {}}])[0]
+        if "error" in answer:
+            raise RuntimeError(f"the warm-up prediction failed: {answer['error']}")
+
     def _message(self, bad_row) -> str:
         if bad_row.column in (self.columns.image, self.columns.text) or not bad_row.column:
             return bad_row.reason

@@ -10,9 +10,10 @@ from fusionapp.settings.flat import FLAT_NAMES, apply_flat, given_settings, pred
 from fusionapp.settings.model import IMAGE_BACKBONES, MODALITIES, TEXT_ENCODERS, ModelSettings, TextSettings
 from fusionapp.settings.rules import SettingError
 from fusionapp.settings.run import RunSettings, settings_from_dict
+from fusionapp.settings.serving import MAX_BATCH_ITEMS, ServeSettings, serve_settings
 from fusionapp.settings.training import PredictionSettings, TrainingSettings
 
-__all__ = ["Columns", "FLAT_NAMES", "IMAGE_BACKBONES", "MODALITIES", "ModelSettings", "PredictionSettings",
-           "RunSettings", "SettingError", "TABULAR_KINDS", "TEXT_ENCODERS", "TextSettings", "TrainingSettings",
-           "apply_flat", "given_settings", "prediction_settings", "requirement", "settings_from_dict",
-           "tabular_spec"]
+__all__ = ["Columns", "FLAT_NAMES", "IMAGE_BACKBONES", "MAX_BATCH_ITEMS", "MODALITIES", "ModelSettings",
+           "PredictionSettings", "RunSettings", "ServeSettings", "SettingError", "TABULAR_KINDS", "TEXT_ENCODERS",
+           "TextSettings", "TrainingSettings", "apply_flat", "given_settings", "prediction_settings", "requirement",
+           "serve_settings", "settings_from_dict", "tabular_spec"]

@@ -1,0 +1,132 @@
+"""The server processes: uvicorn on one port, one process or `--workers N`, each loading the model
+once in the background while it already answers `/health`; drained on SIGTERM.
+
+Kubernetes' probes want two answers: `/health` (the process is alive; it answers while the model
+loads) and `/ready` (503 until the model is loaded and its warm-up prediction ran, then 200).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+
+from fusionapp.errors import FusionError, one_line
+from fusionapp.settings import ServeSettings
+
+# How `--workers` processes learn what to serve: they are spawned afresh and import the app by name.
+CONFIG_VARIABLE = "FUSIONAPP_SERVE_CONFIG"
+
+
+def run_server(model: str, host: str, port: int, settings: ServeSettings) -> None:
+    """Serve `model` until SIGTERM or Ctrl+C; returns once in-flight requests are answered."""
+    import dataclasses
+
+    import uvicorn
+
+    from fusionapp.runs.load import resolve_run_dir
+
+    resolve_run_dir(model)  # a wrong path is the user's one-line error, before any process starts
+    options = dict(host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+                   timeout_graceful_shutdown=settings.grace_s)
+    # uvicorn raises SIGTERM again once it has drained; a handler that ignores it lets the command
+    # return, so a deliberate stop exits 0 as orchestrators expect.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    temporary = None
+    try:
+        if settings.workers == 1:
+            loading = Loading(model, settings)
+            uvicorn.run(loading, **options)
+            if loading.error is not None:
+                raise loading.error
+            return
+        os.environ[CONFIG_VARIABLE] = json.dumps({"model": model, "settings": dataclasses.asdict(settings)})
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            temporary = tempfile.mkdtemp(prefix="fusionapp-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = temporary
+        uvicorn.run(f"{__name__}:worker_app", factory=True, workers=settings.workers, **options)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if temporary:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def worker_app():
+    """The app of one `--workers` process (uvicorn calls this in each process it spawns)."""
+    config = json.loads(os.environ[CONFIG_VARIABLE])
+    return Loading(config["model"], ServeSettings(**config["settings"]))
+
+
+class Loading:
+    """The ASGI app of a server process: loads the model in a thread at start-up and answers 503
+    (Retry-After) to everything but `/health` and `/metrics` until it is ready, then hands each
+    request to the real app (fusionapp.serve.app)."""
+
+    def __init__(self, model: str, settings: ServeSettings):
+        self.model, self.settings = model, settings
+        self.app = None
+        self.error: Exception | None = None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            return await self._lifespan(receive, send)
+        if self.app is not None:
+            return await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            return
+        from fusionapp.serve.batcher import RETRY_AFTER_S
+        from fusionapp.serve.metrics import REJECTED, metrics_text
+
+        path = scope.get("path")
+        if path == "/metrics":
+            body, content_type = metrics_text()
+            return await _send(send, 200, body, content_type)
+        if path == "/health":
+            return await _send(send, 200, b'{"status": "ok"}')
+        REJECTED.labels("loading").inc()
+        await _send(send, 503, json.dumps({"status" if path == "/ready" else "error": "the model is loading"})
+                    .encode(), retry_after=RETRY_AFTER_S)
+
+    async def _lifespan(self, receive, send):
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                threading.Thread(target=self._load, name="fusionapp-load", daemon=True).start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                from fusionapp.serve.metrics import process_exited
+
+                process_exited()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _load(self) -> None:
+        began = time.perf_counter()
+        try:
+            from fusionapp.runs.load import load_run
+            from fusionapp.serve.app import create_app
+            from fusionapp.serve.metrics import MODEL_LOAD_SECONDS
+
+            app = create_app(load_run(self.model), self.settings)
+        except Exception as error:  # noqa: BLE001 - reported, then the process stops: it can never be ready
+            self.error = error if isinstance(error, FusionError) else FusionError(
+                f"cannot load {self.model}: {type(error).__name__}: {one_line(error)}")
+            if self.settings.workers > 1:  # a single process's error is the command's own (run_server)
+                logging.getLogger("fusionapp.serve").error("error: %s", self.error)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        MODEL_LOAD_SECONDS.set(time.perf_counter() - began)
+        self.app = app
+
+
+async def _send(send, status: int, body: bytes, content_type: str = "application/json", retry_after: int = 0):
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    if retry_after:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,39 @@
+"""The options of `serve`: how requests are batched, queued, timed out and drained, and how many
+server processes share the port. Their defaults live here and nowhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fusionapp.errors import FusionError
+from fusionapp.settings.rules import check_fields, integer, number
+
+# The most items one /predict/batch request may carry; a batch of the model never needs more.
+MAX_BATCH_ITEMS = 256
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    # items gathered into one call of the raw-input function; 1: no batching
+    max_batch: int = integer(64, 1, MAX_BATCH_ITEMS)
+    # how long the first item of a batch waits for others to join it
+    batch_wait_ms: float = number(2.0, 0.0, 1000.0)
+    # items waiting for the model beyond which requests are refused with 503 at once
+    max_queue: int = integer(256, 1)
+    # a request not answered within this many seconds gets 503, and its work is dropped
+    timeout_s: float = number(30.0, 0.0, 3600.0, low_open=True)
+    workers: int = integer(1, 1, 64)  # server processes on one port, each with the model loaded once
+    # after SIGTERM, how long requests in flight may take to finish before the server exits anyway
+    grace_s: float = number(30.0, 0.0, 3600.0)
+    max_body_mb: int = integer(16, 1, 4096)
+
+    def __post_init__(self):
+        check_fields(self)
+
+
+def serve_settings(**values) -> ServeSettings:
+    """The serve options, checked; None means the default."""
+    try:
+        return ServeSettings(**{name: value for name, value in values.items() if value is not None})
+    except TypeError as error:
+        raise FusionError(str(error)) from None
