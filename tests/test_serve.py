@@ -71,11 +71,12 @@ def test_json_and_multipart_predictions_equal_the_cli(server, pair, trained_run,
 
 def test_batch_answers_every_item(server, pair):
     good = {"image": base64.b64encode(pair["image"]).decode(), "text": pair["text"]}
+    # more than four images: one decoding call checks them all, and the corrupt one is then found alone
     items = [good, {"image": "%%%", "text": "x"}, {"image": base64.b64encode(pair["image"][:200]).decode(), "text": "x"},
-             {"image": good["image"], "text": ""}, good]
+             {"image": good["image"], "text": ""}, good, good, good]
     status, body = post_json(server + "/predict/batch", {"items": items})
-    assert status == 200 and len(body["predictions"]) == 5
-    first, bad_base64, corrupt, empty_text, last = body["predictions"]
+    assert status == 200 and len(body["predictions"]) == 7
+    first, bad_base64, corrupt, empty_text, last, *_ = body["predictions"]
     assert first["predicted_label"] == last["predicted_label"] and first["missing"] == last["missing"]
     assert first["probabilities"] == pytest.approx(last["probabilities"], abs=1e-6)
     assert "not valid base64" in bad_base64["error"]
@@ -294,7 +295,8 @@ def test_a_burst_past_the_queue_gets_503_with_retry_after_and_health_answers(loa
             health.append(http(url + "/health"))
         outcomes = [future.result() for future in burst]
     statuses = sorted(status for status, _ in outcomes)
-    assert set(statuses) == {200, 503} and statuses.count(200) == 16, statuses
+    # 16 fill the queue and wait for their batch; a slow machine may start a few threads after it went
+    assert set(statuses) == {200, 503} and statuses.count(200) >= 16, statuses
     assert all(retry == "1" for status, retry in outcomes if status == 503)
     assert health and all(answer == (200, {"status": "ok"}) for answer in health)
 
