@@ -1,7 +1,9 @@
-"""What commands print as they work: summary lines, and progress bars only where they help."""
+"""What commands print as they work: summary lines, and progress bars only where they help; and
+TensorFlow imported without its start-up chatter."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -20,3 +22,25 @@ def keras_verbosity(verbose: int) -> int:
     if not verbose:
         return 0
     return 1 if sys.stdout.isatty() else 2
+
+
+def load_tensorflow(debug: bool = False) -> None:
+    """Import TensorFlow with its start-up chatter on stderr hidden.
+
+    TensorFlow's C++ core logs CUDA probes and oneDNN notes before any log level applies, so the
+    only way to keep them from users is to point file descriptor 2 elsewhere during the import.
+    """
+    if debug or "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    # Retracing and AutoGraph notes are for TensorFlow developers, not for our users.
+    tensorflow.get_logger().setLevel("ERROR")

@@ -12,33 +12,12 @@ import click
 
 from fusionapp.cli import scoring, service, tools, train  # noqa: F401 - each registers its commands with the group
 from fusionapp.cli.group import cli
+from fusionapp.console import load_tensorflow
 from fusionapp.errors import FusionError, one_line
 
 __all__ = ["cli", "main"]
 
 TENSORFLOW_COMMANDS = ("train", "evaluate", "predict", "export", "serve", "backbones")
-
-
-def _load_tensorflow(debug: bool = False) -> None:
-    """Import TensorFlow with its start-up chatter on stderr hidden.
-
-    TensorFlow's C++ core logs CUDA probes and oneDNN notes before any log level applies, so the
-    only way to keep them from users is to point file descriptor 2 elsewhere during the import.
-    """
-    if debug or "tensorflow" in sys.modules:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    # Retracing and AutoGraph notes are for TensorFlow developers, not for our users.
-    tensorflow.get_logger().setLevel("ERROR")
 
 
 def main(argv=None):
@@ -48,7 +27,7 @@ def main(argv=None):
     args = [arg for arg in args if arg != "--debug"]
     try:
         if args and args[0] in TENSORFLOW_COMMANDS and not {"-h", "--help"} & set(args):
-            _load_tensorflow(debug)
+            load_tensorflow(debug)
         cli.main(args=args, prog_name="fusionapp", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

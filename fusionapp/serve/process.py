@@ -1,5 +1,6 @@
 """The server processes: uvicorn on one port, one process or `--workers N`, each loading the model
-once in the background while it already answers `/health`; drained on SIGTERM.
+once; drained on SIGTERM. A single process loads in the background while it already answers
+`/health`; each of several workers loads before it accepts connections.
 
 Kubernetes' probes want two answers: `/health` (the process is alive; it answers while the model
 loads) and `/ready` (503 until the model is loaded and its warm-up prediction ran, then 200).
@@ -8,7 +9,6 @@ loads) and `/ready` (503 until the model is loaded and its warm-up prediction ra
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import signal
@@ -57,9 +57,18 @@ def run_server(model: str, host: str, port: int, settings: ServeSettings) -> Non
 
 
 def worker_app():
-    """The app of one `--workers` process (uvicorn calls this in each process it spawns)."""
+    """The app of one `--workers` process (uvicorn calls this in each process it spawns), with the
+    model loaded: a worker accepts connections only once it is ready, so with several workers
+    sharing the port none answers 503 while another is still loading."""
+    from fusionapp.console import load_tensorflow
+
     config = json.loads(os.environ[CONFIG_VARIABLE])
-    return Loading(config["model"], ServeSettings(**config["settings"]))
+    load_tensorflow()
+    loading = Loading(config["model"], ServeSettings(**config["settings"]))
+    loading.load()
+    if loading.error is not None:
+        raise loading.error
+    return loading
 
 
 class Loading:
@@ -96,7 +105,8 @@ class Loading:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                threading.Thread(target=self._load, name="fusionapp-load", daemon=True).start()
+                if self.app is None:
+                    threading.Thread(target=self.load, args=(True,), name="fusionapp-load", daemon=True).start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 from fusionapp.serve.metrics import process_exited
@@ -105,7 +115,9 @@ class Loading:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _load(self) -> None:
+    def load(self, stop_on_error: bool = False) -> None:
+        """Load the model and warm it up; on failure keep the error, and with `stop_on_error` stop
+        the server, which can never be ready."""
         began = time.perf_counter()
         try:
             from fusionapp.runs.load import load_run
@@ -113,12 +125,11 @@ class Loading:
             from fusionapp.serve.metrics import MODEL_LOAD_SECONDS
 
             app = create_app(load_run(self.model), self.settings)
-        except Exception as error:  # noqa: BLE001 - reported, then the process stops: it can never be ready
+        except Exception as error:  # noqa: BLE001 - kept for run_server to report as one line
             self.error = error if isinstance(error, FusionError) else FusionError(
                 f"cannot load {self.model}: {type(error).__name__}: {one_line(error)}")
-            if self.settings.workers > 1:  # a single process's error is the command's own (run_server)
-                logging.getLogger("fusionapp.serve").error("error: %s", self.error)
-            os.kill(os.getpid(), signal.SIGTERM)
+            if stop_on_error:
+                os.kill(os.getpid(), signal.SIGTERM)
             return
         MODEL_LOAD_SECONDS.set(time.perf_counter() - began)
         self.app = app
