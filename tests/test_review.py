@@ -198,6 +198,47 @@ def test_tables_take_the_decision_of_the_raw_input_function(trained_run, demo_ta
     assert report["accuracy"] == pytest.approx(np.mean(predictions.ranking[:, 1] == y))
 
 
+def test_the_explainer_explains_the_decision_of_the_raw_input_function(monkeypatch):
+    """The explainer takes its class from the raw-input function's `decide` (here made to choose the
+    second likeliest class), not from a softmax and argmax of its own. A small untrained tabular
+    model: what counts is which class the explanation is of."""
+    import keras
+    import tensorflow as tf
+
+    from fusionapp.data.examples import Examples
+    from fusionapp.inference import raw
+    from fusionapp.inference.explain import explain_examples
+    from fusionapp.model import build_classifier
+    from fusionapp.preprocessing import adapt
+    from fusionapp.settings import ModelSettings, TextSettings
+
+    labels = ["a", "b", "c"] * 4
+    cells = [f"{value:.3f}" for value in np.random.default_rng(0).normal(size=len(labels))]
+    rows = Examples(source="t", row_numbers=np.arange(1, 13), ids=[""] * 12, images=None, images_are_files=True,
+                    texts=None, tabular={"x": cells}, labels=labels, splits=None)
+    preprocessor = adapt(labels, None, rows.tabular, modalities=("tabular",), image_size=16, text=TextSettings(),
+                         text_encoder="bag", tabular_kinds={"x": "numeric"})
+    keras.utils.set_random_seed(0)
+    model = build_classifier(ModelSettings(modalities=("tabular",), tabular_units=8, branch_units=8, fusion_units=8),
+                             preprocessor.network_inputs(), preprocessor)
+    decide = raw.RawInference.decide
+
+    def second_likeliest(self, logits):
+        decision = decide(self, logits)
+        ranking = tf.roll(decision["ranking"], shift=-1, axis=1)
+        return {**decision, "ranking": ranking, "predicted": ranking[:, 0]}
+
+    monkeypatch.setattr(raw.RawInference, "decide", second_likeliest)
+    row = rows.subset([0])
+    change = (raw.predict_examples(model, row.blanked("tabular")).probabilities[0]
+              - raw.predict_examples(model, row).probabilities[0])
+    full = raw.predict_examples(model, row).probabilities[0]
+    second, first = int(np.argsort(-full, kind="stable")[1]), int(full.argmax())
+    assert abs(change[second] - change[first]) > 1e-4  # the two classes' explanations differ here
+    explanation = explain_examples(model, row)[0]
+    assert explanation["modalities"]["tabular"] == pytest.approx(change[second], abs=1e-6)
+
+
 @needs_chromium
 def test_the_page_names_the_run_and_shows_the_likeliest_few_classes(tmp_path):
     from conftest import browser_page, serving
