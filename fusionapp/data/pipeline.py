@@ -168,6 +168,8 @@ def _encoder(preprocessor, texts=None):
             inputs["image"] = features["image"]
         if "text" in modalities:
             inputs["text"] = preprocessor.encode_text(features["text"])
+            if preprocessor.wide_text is not None:
+                inputs.update(preprocessor.blank_wide_text(tf.shape(features["text"])[0]))
         if "tabular" in modalities:
             inputs["tabular"] = preprocessor.encode_tabular(features)
         return inputs, label

@@ -9,8 +9,9 @@ multi-label model, of the likeliest label's logit, named in `label`:
 - `image`: Grad-CAM on the feature map the image branch pools (the last multi-kernel block, or
   the pretrained backbone's output), as a heat map PNG the size of the input image, warm where the
   image pushes towards the predicted class;
-- `text`: gradient x input on the TF-IDF n-gram features, each n-gram's share given to the words
-  it overlaps (with token-id encoders, leaving each word out instead), the strongest 10;
+- `text`: gradient x input on the TF-IDF n-gram features (the network's and the wide path's own),
+  each n-gram's share given to the words it overlaps (with token-id encoders, leaving each word out
+  instead), the strongest 10;
 - `tabular`: gradient x input summed over each column's encoded values.
 Gradients need TensorFlow, as the raw-input function does; the network itself stays Keras-only.
 """
@@ -62,7 +63,13 @@ def explain_row(model, row: Examples) -> dict:
         text = row.texts[0]
         if preprocessor.text["output"] == "tf_idf":
             weights = _ngram_weights(preprocessor, out["text"], out["text_gradient"])
-            explanation["text"] = _top(_words_of_ngrams(text, weights, preprocessor.text["tokens"]))
+            words = _words_of_ngrams(text, weights, preprocessor.text["tokens"])
+            if "wide_ids" in out:
+                # The wide path's n-grams push the logits too: their gradient x input joins the words.
+                wide = _wide_ngram_weights(preprocessor, out["wide_ids"], out["wide_weights"] * out["wide_weights_gradient"])
+                for word, weight in _words_of_ngrams(text, wide, "chars").items():
+                    words[word] = words.get(word, 0.0) + weight
+            explanation["text"] = _top(words)
         else:
             explanation["text"] = _top(_left_out_words(model, row, text, predicted, base))
     if "image" in modalities:
@@ -125,6 +132,8 @@ def _explainer(model):
         for name in watched:
             answer[name] = watched[name][0]
             answer[f"{name}_gradient"] = gradients[name][0]
+        if "wide_ids" in inputs:
+            answer["wide_ids"] = inputs["wide_ids"][0]
         return answer
 
     run.specs = specs
@@ -154,9 +163,20 @@ def _heatmap_png(cam, size: tuple[int, int]) -> str:
     return base64.b64encode(png).decode("ascii")
 
 
+def _wide_ngram_weights(preprocessor, ids, contributions) -> dict[str, float]:
+    """The wide path's gradient x input per n-gram of the row (id 0: none), keyed by its text."""
+    vocabulary = _vocabulary(preprocessor.wide_vectorizer)
+    weights = {}
+    for index, contribution in zip(ids, contributions):
+        if index > 0 and contribution:
+            text = vocabulary[index][0::2]  # characters joined by single spaces, as below
+            weights[text] = weights.get(text, 0.0) + float(contribution)
+    return weights
+
+
 def _ngram_weights(preprocessor, features, gradient) -> dict[str, float]:
     """gradient x input per vocabulary n-gram of the row, keyed by the n-gram's text."""
-    vocabulary = _vocabulary(preprocessor)
+    vocabulary = _vocabulary(preprocessor.text_vectorizer)
     chars = preprocessor.text["tokens"] == "chars"
     weights = {}
     for index in np.flatnonzero(features):
@@ -172,10 +192,10 @@ def _ngram_weights(preprocessor, features, gradient) -> dict[str, float]:
 _VOCABULARIES = weakref.WeakKeyDictionary()
 
 
-def _vocabulary(preprocessor) -> list[str]:
-    if preprocessor not in _VOCABULARIES:
-        _VOCABULARIES[preprocessor] = [str(token) for token in preprocessor.text_vectorizer.get_vocabulary()]
-    return _VOCABULARIES[preprocessor]
+def _vocabulary(vectorizer) -> list[str]:
+    if vectorizer not in _VOCABULARIES:
+        _VOCABULARIES[vectorizer] = [str(token) for token in vectorizer.get_vocabulary()]
+    return _VOCABULARIES[vectorizer]
 
 
 def _words_of_ngrams(text: str, weights: dict[str, float], tokens: str) -> dict[str, float]:

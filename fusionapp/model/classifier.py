@@ -11,7 +11,7 @@ from keras import layers
 from fusionapp.errors import FusionError
 from fusionapp.model.backbones import BACKBONE_LAYER, unfreeze_top
 from fusionapp.model.branches import image_branch, tabular_branch, text_branch
-from fusionapp.model.head import ClassPrior, LogitBlend, Temperature, Thresholds
+from fusionapp.model.head import ClassPrior, LogitBlend, Temperature, Thresholds, WideLinear
 from fusionapp.settings import MODALITIES, ModelSettings, settings_from_dict
 
 # The head's layers, named here only: other modules use the classifier's methods.
@@ -27,7 +27,9 @@ class FusionClassifier(keras.Model):
     It returns logits (after the wide path's blend, the class-prior offsets and the calibration
     temperature); what they mean is `fusionapp.model.head.probabilities`. `inputs` are the sizes of
     its inputs and head (`Preprocessor.network_inputs()`): num_classes, image_size, text_input
-    ("tf_idf" or "token_ids"), text_width, sequence_length, tabular_width; and `image_features`, the
+    ("tf_idf" or "token_ids"), text_width, sequence_length, tabular_width, wide_width (the wide
+    path's own n-gram vocabulary; absent in models before 0.9, whose wide path read the TF-IDF
+    text); and `image_features`, the
     shape of a pretrained backbone's feature map, when the model takes that map instead of the image
     (the network trained on cached features), and `fine_tune`, how many top backbone layers train.
     `preprocessor`, a Keras layer that turns raw inputs into those tensors, is optional and saved
@@ -78,8 +80,13 @@ class FusionClassifier(keras.Model):
         return any(layer.name == WIDE for layer in self.layers)
 
     def set_wide_path(self, kernel, bias) -> None:
-        """The linear model's weights [features, classes] and biases."""
-        self.get_layer(WIDE).set_weights([np.asarray(kernel, np.float32), np.asarray(bias, np.float32)])
+        """The linear model's weights [features, classes] and biases, features in the order of
+        fusionapp.posthoc.wide.wide_features."""
+        layer = self.get_layer(WIDE)
+        if isinstance(layer, WideLinear):
+            layer.set_linear(kernel, bias)
+        else:
+            layer.set_weights([np.asarray(kernel, np.float32), np.asarray(bias, np.float32)])
 
     def set_blend(self, alpha) -> None:
         """The wide path's weight in the blend: one, or one per label (multi-label)."""
@@ -134,6 +141,9 @@ def _network(settings: ModelSettings, inputs: dict):
         shape, dtype = ((inputs["text_width"],), "float32") if bag else ((inputs["sequence_length"],), "int64")
         tensors["text"] = keras.Input(shape, dtype=dtype, name="text")
         features.append(text_branch(tensors["text"], settings, inputs["text_width"]))
+        if settings.wide and inputs.get("wide_width"):
+            tensors["wide_ids"] = keras.Input((None,), dtype="int32", name="wide_ids")
+            tensors["wide_weights"] = keras.Input((None,), dtype="float32", name="wide_weights")
     if "tabular" in modalities:
         tensors["tabular"] = keras.Input((inputs["tabular_width"],), dtype="float32", name="tabular")
         features.append(tabular_branch(tensors["tabular"], settings))
@@ -147,9 +157,15 @@ def _network(settings: ModelSettings, inputs: dict):
 def _head(logits, tensors: dict, settings: ModelSettings, inputs: dict):
     """The wide path's blend, the offsets or thresholds and the temperature, over the deep logits."""
     wide = wide_path_inputs(tuple(tensors), inputs) if settings.wide else ()
-    if wide:
-        # The wide path: the sparse text features and the tabular values straight to the logits.
+    if "wide_text" in wide:
+        # The wide path: its own sparse n-grams and the tabular values straight to the logits.
         # Not trained with the network; fitted afterwards (fusionapp/posthoc/wide.py).
+        read = [tensors["wide_ids"], tensors["wide_weights"]] + ([tensors["tabular"]] if "tabular" in wide else [])
+        wide_logits = WideLinear(inputs["wide_width"], inputs["num_classes"], name=WIDE, dtype="float32")(read)
+        logits = LogitBlend(per_class=settings.multi_label, name=BLEND, dtype="float32")(
+            [logits, wide_logits, tensors["wide_weights"]])
+    elif wide:
+        # Tabular values alone, or a model before 0.9 whose wide path read the network's TF-IDF text.
         read = [tensors[m] for m in wide]
         x = layers.Concatenate(name="wide.concat")(read) if len(read) > 1 else read[0]
         wide_logits = layers.Dense(inputs["num_classes"], kernel_initializer="zeros", trainable=False,
@@ -167,9 +183,12 @@ def _head(logits, tensors: dict, settings: ModelSettings, inputs: dict):
 
 
 def wide_path_inputs(modalities, inputs: dict) -> tuple[str, ...]:
-    """The inputs a linear model can use as they are, in the wide path's order: "text" when it is
-    TF-IDF vectors (not token ids), "tabular" (encoded values)."""
-    readable = {"text": inputs.get("text_input") == "tf_idf", "tabular": True}
+    """What the wide path reads, in its features' order: "wide_text", its own n-grams (when the
+    preprocessor learnt a vocabulary for it), else "text" in models before 0.9 whose text input
+    was TF-IDF vectors; then "tabular" (encoded values)."""
+    if "text" in modalities and inputs.get("wide_width"):
+        return ("wide_text",) + (("tabular",) if "tabular" in modalities else ())
+    readable = {"text": inputs.get("text_input") == "tf_idf" and not inputs.get("wide_width"), "tabular": True}
     return tuple(m for m in ("text", "tabular") if m in modalities and readable[m])
 
 

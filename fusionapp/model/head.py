@@ -36,14 +36,61 @@ class ClassPrior(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="fusionapp")
+class WideLinear(layers.Layer):
+    """The wide path's linear model over its own sparse n-grams and the tabular values:
+    sum_j weight_j x kernel[id_j] (+ tabular @ tabular_kernel) + bias. The n-grams arrive as ids and
+    weights padded per batch (id 0 weighs nothing), so a vocabulary of 100,000s costs a gather, not a
+    [batch, vocabulary] matrix. Fitted after the network (fusionapp/posthoc/wide.py), never by gradient.
+    Inputs: [ids, weights] or [ids, weights, tabular]."""
+
+    def __init__(self, vocabulary_size: int, units: int, **kwargs):
+        super().__init__(**{**kwargs, "trainable": False})
+        self.vocabulary_size, self.units = int(vocabulary_size), int(units)
+
+    def build(self, input_shapes):
+        self.text_kernel = self.add_weight(shape=(self.vocabulary_size, self.units), initializer="zeros",
+                                           trainable=False, name="text_kernel")
+        self.tabular_kernel = None
+        if len(input_shapes) > 2:
+            self.tabular_kernel = self.add_weight(shape=(input_shapes[2][-1], self.units), initializer="zeros",
+                                                  trainable=False, name="tabular_kernel")
+        self.bias = self.add_weight(shape=(self.units,), initializer="zeros", trainable=False, name="bias")
+
+    def call(self, inputs):
+        ids, weights = inputs[0], inputs[1]
+        rows = ops.take(self.text_kernel, ops.cast(ids, "int32"), axis=0)
+        logits = ops.sum(rows * ops.cast(weights, rows.dtype)[..., None], axis=1) + self.bias
+        if self.tabular_kernel is not None:
+            logits = logits + ops.matmul(ops.cast(inputs[2], logits.dtype), self.tabular_kernel)
+        return logits
+
+    def set_linear(self, kernel, bias) -> None:
+        """A linear model's kernel [n-grams (+ tabular values), classes] and bias, in the order of
+        `wide_features` (fusionapp/posthoc/wide.py)."""
+        import numpy as np
+
+        kernel = np.asarray(kernel, np.float32)
+        parts = [kernel[:self.vocabulary_size]]
+        if self.tabular_kernel is not None:
+            parts.append(kernel[self.vocabulary_size:])
+        self.set_weights([*parts, np.asarray(bias, np.float32)])
+
+    def compute_output_shape(self, input_shapes):
+        return (input_shapes[0][0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "vocabulary_size": self.vocabulary_size, "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="fusionapp")
 class LogitBlend(layers.Layer):
     """(1 - alpha) x deep logits + alpha x wide logits, with alpha a weight, not trained by gradient.
 
     It starts at 0, so the network trains as if the wide path were not there; after training the
-    wide path is fitted and alpha chosen on validation rows (fusionapp/posthoc/wide.py). Given the TF-IDF
-    text vectors as a third input, rows whose vector is all zeros (an empty text) keep the deep
-    logits: the linear model never saw such rows, while the network learnt them from modality
-    dropout.
+    wide path is fitted and alpha chosen on validation rows (fusionapp/posthoc/wide.py). Given the
+    wide path's text weights (or, in models before 0.9, the TF-IDF text vectors) as a third input,
+    rows whose vector is all zeros (an empty text) keep the deep logits: the linear model never saw
+    such rows, while the network learnt them from modality dropout.
     """
 
     def __init__(self, per_class: bool = False, **kwargs):

@@ -9,9 +9,13 @@ model, the server and the SavedModel run it like any other layer. With alpha = 1
 linear model (on rows with text); alpha is chosen on held-out rows, so the deep part is kept only as
 far as it adds to it.
 
-The linear part learns from every labelled row, training and validation. Whatever is chosen on the
-validation rows (alpha here; the offsets, temperature and thresholds after it) is chosen on their
-held-out logits: each row's linear logits come from the fit of the folds that did not hold it.
+The linear part reads its own vocabulary of character n-grams (fusionapp/preprocessing/adapt.py),
+far larger than the network's, and learns from every labelled row, training and validation, with
+its regularisation chosen from a small grid on the held-out log loss of every row. Its logits are
+then scaled by the factor that makes those held-out logits best calibrated (fitted on every
+labelled row, not the few hundred validation rows). Whatever is chosen on the validation rows
+(alpha here; the offsets, temperature and thresholds after it) is chosen on their held-out logits:
+each row's linear logits come from the fit of the folds that did not hold it.
 """
 
 from __future__ import annotations
@@ -20,12 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fusionapp.evaluation.calibration import mean_log_loss, probabilities_of
 from fusionapp.model.classifier import wide_path_inputs
-from fusionapp.posthoc.linear import FOLDS, cross_fit, fit_linear, fold_numbers
+from fusionapp.posthoc.linear import C_GRID, FOLDS, cross_fit, fit_linear, fold_numbers, held_out_loss, logit_scale
 
-# The linear model's inverse regularisation strength: scikit-learn's C, as the linear baselines.
-WIDE_C = 4.0
 # Past this many labelled rows the linear model learns from a sample of this many training rows:
 # lbfgs on every row of a million would take longer than the network's epoch.
 WIDE_MAX_ROWS = 50_000
@@ -40,14 +41,15 @@ class WideFit:
 
 def wide_sources(preprocessor) -> list[str]:
     """What the wide path reads, in words, in the order of its features."""
-    words = {"text": "TF-IDF text", "tabular": "tabular values"}
+    words = {"wide_text": "character n-grams", "text": "TF-IDF text", "tabular": "tabular values"}
     return [words[m] for m in wide_path_inputs(preprocessor.modalities, preprocessor.network_inputs())]
 
 
 def wide_features(preprocessor, examples):
-    """The wide path's inputs for `examples`, exactly what the model's wide layer sees (TF-IDF
-    vectors, then encoded tabular values), as a sparse matrix; and whether each row's TF-IDF vector
-    has any non-zero, which is what the blend blends on (all True without text)."""
+    """The wide path's inputs for `examples`, exactly what the model's wide layer sees (its own
+    n-grams' TF-IDF, or a model before 0.9's network TF-IDF vectors; then the encoded tabular values),
+    as a sparse matrix; and whether each row has any text feature, which is what the blend blends on
+    (all True without text)."""
     import scipy.sparse as sparse
     import tensorflow as tf
 
@@ -56,22 +58,38 @@ def wide_features(preprocessor, examples):
     specs = preprocessor.input_specs()
     inputs = preprocessor.network_inputs()
     read = wide_path_inputs(preprocessor.modalities, inputs)
-    text = "text" in read
-    width = sum(inputs[f"{m}_width"] for m in read)
-    batch_size = max(1, 2**22 // max(width, 1))  # dense batches of about 32 MB, whatever the vocabulary
+    columns = tuple("text" if m == "wide_text" else m for m in read)
+    text_width = inputs["wide_width"] if "wide_text" in read else inputs.get("text_width", 0) if "text" in read else 0
+    # Sparse n-grams come a few thousand rows at a time; dense TF-IDF in batches of about 32 MB.
+    batch_size = 4096 if "text" not in read else max(1, 2**22 // max(text_width, 1))
     parts = []
     for start in range(0, len(examples), batch_size):
         indices = range(start, min(start + batch_size, len(examples)))
-        raw = raw_columns(examples, read, preprocessor.tabular_kinds, indices)
+        raw = raw_columns(examples, columns, preprocessor.tabular_kinds, indices)
         tensors = {name: tf.constant(values, dtype=specs[name].dtype) for name, values in raw.items()}
-        columns = [preprocessor.encode_text(tensors["text"]).numpy()] if text else []
+        blocks = []
+        if "wide_text" in read:
+            encoded = preprocessor.encode_wide_text(tensors["text"])
+            blocks.append(_sparse_rows(encoded["wide_ids"].numpy(), encoded["wide_weights"].numpy(), text_width))
+        elif "text" in read:
+            blocks.append(sparse.csr_matrix(preprocessor.encode_text(tensors["text"]).numpy(), dtype=np.float64))
         if "tabular" in read:
-            columns.append(preprocessor.encode_tabular(tensors).numpy())
-        parts.append(sparse.csr_matrix(np.concatenate(columns, axis=1), dtype=np.float64))
+            blocks.append(sparse.csr_matrix(preprocessor.encode_tabular(tensors).numpy(), dtype=np.float64))
+        parts.append(sparse.hstack(blocks, format="csr"))
     features = sparse.vstack(parts).tocsr()
-    if not text:
+    if not text_width:
         return features, np.ones(len(examples), bool)
-    return features, features[:, :inputs["text_width"]].getnnz(axis=1) > 0
+    return features, features[:, :text_width].getnnz(axis=1) > 0
+
+
+def _sparse_rows(ids, weights, width: int):
+    """Padded (ids, weights) rows -> a CSR matrix [rows, width]; the padding (weight 0) left out."""
+    import scipy.sparse as sparse
+
+    rows = np.repeat(np.arange(ids.shape[0]), ids.shape[1])
+    kept = weights.ravel() != 0
+    return sparse.csr_matrix((weights.ravel()[kept].astype(np.float64), (rows[kept], ids.ravel()[kept])),
+                             shape=(ids.shape[0], width))
 
 
 def blend(deep, wide, present, alpha):
@@ -83,61 +101,82 @@ def blend(deep, wide, present, alpha):
 def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: str, seed: int) -> WideFit:
     """Fit the linear part and choose alpha on the validation rows' held-out blend; both go into
     `model`. Up to WIDE_MAX_ROWS rows it learns from every labelled row (cross-fitted, so the
-    validation rows' logits stay held out); past that, from (a seeded sample of at most
-    WIDE_MAX_ROWS of) the training rows in one fit, which keeps every validation row held out and
-    the time bounded."""
+    validation rows' logits stay held out, and C and the scale chosen on every row's held-out
+    logits); past that, from (a seeded sample of at most WIDE_MAX_ROWS of) the training rows, C and
+    the scale chosen on the validation rows, which keeps the time bounded."""
     preprocessor = model.preprocessor
     y_val = preprocessor.label_targets(val_rows.labels)
     if len(train_rows) + len(val_rows) <= WIDE_MAX_ROWS:
-        val_features, val_present = wide_features(preprocessor, val_rows)
-        kernel, bias, wide_val, fitted_on = _cross_fitted(preprocessor, train_rows, val_features, y_val,
-                                                          class_weight, seed)
+        linear = _cross_fitted(preprocessor, train_rows, val_rows, y_val, class_weight, seed)
     else:
-        size = min(WIDE_MAX_ROWS, len(train_rows))
-        sample = np.sort(np.random.default_rng(seed).choice(len(train_rows), size, replace=False))
-        rows = train_rows.subset(sample)
-        features, _ = wide_features(preprocessor, rows)
-        kernel, bias = fit_linear(features, preprocessor.label_targets(rows.labels), preprocessor.num_classes,
-                                  class_weight, WIDE_C)
-        del features
-        wide_val, val_present = _held_out_logits(preprocessor, val_rows, kernel, bias)
-        fitted_on = f"a sample of {size} training rows" if size < len(train_rows) else "training rows"
+        linear = _sample_fitted(preprocessor, train_rows, val_rows, y_val, class_weight, seed)
+    import os
+    scale = linear.pop("scale") if os.environ.get("FUSIONAPP_WIDE_SCALE", "1") == "1" else 1.0  # EXPERIMENT
+    kernel, bias, wide_val = linear.pop("kernel") * scale, linear.pop("bias") * scale, linear.pop("val") * scale
+    val_present = linear.pop("present")
     alpha = choose_alpha(y_val, deep_val_logits, wide_val, val_present, preprocessor.multi_label)
     model.set_wide_path(kernel, bias)
     model.set_blend(alpha)
 
     def loss(weight):
-        return mean_log_loss(y_val, probabilities_of(blend(deep_val_logits, wide_val, val_present, weight),
-                                                     preprocessor.multi_label))
+        return held_out_loss(y_val, blend(deep_val_logits, wide_val, val_present, weight))
 
     chosen = dict(zip(preprocessor.class_names, map(float, alpha))) if preprocessor.multi_label else float(alpha)
-    record = {"alpha": chosen, "C": WIDE_C, "folds": FOLDS, "fitted_on": fitted_on,
+    record = {"alpha": chosen, **linear, "scale": round(scale, 4), "folds": FOLDS,
+              "features": int(kernel.shape[0]),
               "val_log_loss": {"deep": loss(0.0), "wide": loss(1.0), "blend": loss(alpha)}}
     return WideFit(record, blend(deep_val_logits, wide_val, val_present, alpha))
 
 
-def _held_out_logits(preprocessor, rows, kernel, bias):
-    """The linear part's logits of `rows` and whether each has TF-IDF text, a chunk of rows at a
-    time: the validation rows of a big table hold gigabytes of sparse features."""
-    logits, present = [], []
-    for start in range(0, len(rows), WIDE_MAX_ROWS):
-        features, has_text = wide_features(preprocessor, rows.subset(np.arange(start, min(start + WIDE_MAX_ROWS,
-                                                                                          len(rows)))))
-        logits.append(features @ kernel + bias)
-        present.append(has_text)
-    return np.concatenate(logits), np.concatenate(present)
-
-
-def _cross_fitted(preprocessor, train_rows, val_features, y_val, class_weight: str, seed: int):
+def _cross_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str, seed: int) -> dict:
     import scipy.sparse as sparse
 
     train_features, _ = wide_features(preprocessor, train_rows)
+    val_features, val_present = wide_features(preprocessor, val_rows)
     features = sparse.vstack([train_features, val_features]).tocsr()
-    del train_features
+    del train_features, val_features
     labels = np.concatenate([preprocessor.label_targets(train_rows.labels), y_val])
-    fitted = cross_fit(features, labels, preprocessor.num_classes, class_weight, WIDE_C,
+    fitted = cross_fit(features, labels, preprocessor.num_classes, class_weight, C_GRID,
                        fold_numbers(labels, FOLDS, seed))
-    return fitted.kernel, fitted.bias, fitted.held_out_logits[len(train_rows):], "training and validation rows"
+    return {"kernel": fitted.kernel, "bias": fitted.bias, "val": fitted.held_out_logits[len(train_rows):],
+            "present": val_present, "scale": logit_scale(labels, fitted.held_out_logits), "C": fitted.C,
+            "C_log_loss": _rounded(fitted.held_out_loss), "fitted_on": "training and validation rows"}
+
+
+def _sample_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str, seed: int) -> dict:
+    size = min(WIDE_MAX_ROWS, len(train_rows))
+    sample = np.sort(np.random.default_rng(seed).choice(len(train_rows), size, replace=False))
+    rows = train_rows.subset(sample)
+    features, _ = wide_features(preprocessor, rows)
+    labels = preprocessor.label_targets(rows.labels)
+    fits, start = {}, None
+    for C in sorted(C_GRID):
+        fits[C] = start = fit_linear(features, labels, preprocessor.num_classes, class_weight, C, start=start)
+    del features
+    held_out, present = _held_out_logits(preprocessor, val_rows, list(fits.values()))
+    losses = {C: held_out_loss(y_val, logits) for C, logits in zip(fits, held_out)}
+    chosen = min(losses, key=lambda C: (round(losses[C], 6), C))
+    val = held_out[list(fits).index(chosen)]
+    return {"kernel": fits[chosen][0], "bias": fits[chosen][1], "val": val, "present": present,
+            "scale": logit_scale(y_val, val), "C": chosen, "C_log_loss": _rounded(losses),
+            "fitted_on": f"a sample of {size} training rows" if size < len(train_rows) else "training rows"}
+
+
+def _rounded(losses: dict) -> dict:
+    return {f"{C:g}": round(float(loss), 6) for C, loss in losses.items()}
+
+
+def _held_out_logits(preprocessor, rows, fits):
+    """Each (kernel, bias) of `fits`' logits of `rows`, and whether each row has text features, a
+    chunk of rows at a time: the validation rows of a big table hold gigabytes of sparse features."""
+    logits, present = [[] for _ in fits], []
+    for start in range(0, len(rows), WIDE_MAX_ROWS):
+        features, has_text = wide_features(preprocessor, rows.subset(np.arange(start, min(start + WIDE_MAX_ROWS,
+                                                                                          len(rows)))))
+        for part, (kernel, bias) in zip(logits, fits):
+            part.append(features @ kernel + bias)
+        present.append(has_text)
+    return [np.concatenate(part) for part in logits], np.concatenate(present)
 
 
 def choose_alpha(y_val, deep, wide, present, multi_label: bool):
@@ -145,7 +184,7 @@ def choose_alpha(y_val, deep, wide, present, multi_label: bool):
     multi-label: one per label, each on that label's own log loss."""
 
     def best(y, d, w):
-        losses = {float(a): mean_log_loss(y, probabilities_of(blend(d, w, present, a), multi_label)) for a in ALPHAS}
+        losses = {float(a): held_out_loss(y, blend(d, w, present, a)) for a in ALPHAS}
         return min(losses, key=lambda a: (round(losses[a], 6), a))
 
     if multi_label:

@@ -9,7 +9,7 @@ import numpy as np
 from fusionapp.settings import TextSettings
 from fusionapp.errors import FusionError
 from fusionapp.preprocessing.preprocessor import Preprocessor
-from fusionapp.preprocessing.text import text_vectorizer
+from fusionapp.preprocessing.text import text_vectorizer, wide_vectorizer
 from fusionapp.preprocessing.raw import (cut_text, is_missing_cell, normalize_category, normalize_text, numeric_problem,
                                         numeric_values, tabular_key)
 
@@ -17,17 +17,25 @@ from fusionapp.preprocessing.raw import (cut_text, is_missing_cell, normalize_ca
 # (a typo in a price column) rather than turning the whole column into categories.
 NUMERIC_SHARE = 0.9
 MAX_CATEGORIES = 100
+# The wide path's character n-grams: up to 5 characters, kept when at least WIDE_MIN_DOCUMENTS texts
+# hold them (an n-gram of one text teaches a linear model nothing it can use again), at most
+# WIDE_MAX_TOKENS of them, or fewer with many classes: its weights are vocabulary x classes floats.
+WIDE_NGRAMS = 5
+WIDE_MIN_DOCUMENTS = 2
+WIDE_MAX_TOKENS = 262_144
+WIDE_MAX_WEIGHTS = 2**24
 
 
 def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, text: TextSettings,
           text_encoder: str, tabular_kinds: dict[str, str], source: str = "data",
           label_sep: str | None = None, min_label_count: int = 1, adapt_rows: int | None = None,
-          seed: int = 0) -> Preprocessor:
+          seed: int = 0, wide: bool = False) -> Preprocessor:
     """A Preprocessor adapted on these (training) rows. `tabular_cells` maps column -> raw cells;
     `text` is already resolved for `text_encoder` (see TextSettings.resolved). With `label_sep`
     the labels are sets (multi-label), and those on fewer than `min_label_count` rows are left out.
     The vocabulary and idf are learnt on a seeded sample of at most `adapt_rows` texts: their cost
-    then stays bounded however many rows there are (the frequent n-grams a sample misses are rare)."""
+    then stays bounded however many rows there are (the frequent n-grams a sample misses are rare).
+    With `wide`, the wide path's own n-gram vocabulary and idf are learnt on the same sample."""
     if label_sep is None:
         class_names = sorted(set(labels))
         if len(class_names) < 2:
@@ -35,10 +43,16 @@ def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, te
                               "a classifier needs at least two")
     else:
         class_names = frequent_labels(labels, label_sep, min_label_count, source)[0]
-    text_config, state = None, {}
+    text_config, wide_config, state = None, None, {}
     if "text" in modalities:
-        text_config, vocabulary, idf = _adapt_text(adapt_sample(texts, adapt_rows, seed), text, text_encoder, source)
+        sample = _normalized(adapt_sample(texts, adapt_rows, seed), text.max_chars)
+        text_config, vocabulary, idf = _adapt_text(sample, text, text_encoder, source)
         state.update(vocabulary=vocabulary, idf=idf)
+        if wide:
+            classes = len(class_names)
+            wide_config, wide_vocabulary, wide_idf = _adapt_wide(sample, classes)
+            if wide_config is not None:
+                state.update(wide_vocabulary=wide_vocabulary, wide_idf=wide_idf)
     tabular, means, stds = [], [], []
     if "tabular" in modalities:
         keys = {}
@@ -59,7 +73,7 @@ def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, te
         if means:
             state.update(means=means, stds=stds)
     preprocessor = Preprocessor(class_names, modalities, image_size, text=text_config, tabular=tabular,
-                                label_sep=label_sep)
+                                label_sep=label_sep, wide_text=wide_config)
     preprocessor.set_state(**state)
     return preprocessor
 
@@ -87,11 +101,17 @@ def frequent_labels(cells, label_sep: str, min_count: int, source: str = "data")
     return kept, {label: count for label, count in sorted(counts.items()) if count < min_count}
 
 
+def _normalized(texts, max_chars: int | None) -> np.ndarray:
+    """The texts as every consumer reads them: cut to `max_chars`, whitespace normalised."""
+    if not len(texts):
+        return np.array([], dtype=object)
+    return np.concatenate([normalize_text(cut_text(np.array(texts[start:start + 8192], dtype=object),
+                                                   max_chars)).numpy()
+                           for start in range(0, len(texts), 8192)])
+
+
 def _adapt_text(texts, text: TextSettings, text_encoder: str, source: str):
     bag = text_encoder == "bag"
-    texts = np.concatenate([normalize_text(cut_text(np.array(texts[start:start + 8192], dtype=object),
-                                                    text.max_chars)).numpy()
-                            for start in range(0, len(texts), 8192)])
     ngrams = text.ngrams if bag else 1
     counter = text_vectorizer(text.tokens, ngrams, "tf_idf" if bag else "token_ids", max_tokens=text.max_tokens)
     import tensorflow as tf
@@ -108,6 +128,32 @@ def _adapt_text(texts, text: TextSettings, text_encoder: str, source: str):
               "max_chars": text.max_chars,
               "output": "tf_idf" if bag else "token_ids", "vocabulary_size": len(vocabulary) + special}
     return config, vocabulary, (_idf_weights(texts, counter) if bag else None)
+
+
+def _adapt_wide(texts, classes: int):
+    """The wide path's vocabulary: the character n-grams of at least WIDE_MIN_DOCUMENTS texts, the
+    most widespread first, and their idf as scikit-learn's smooth idf, ln((1 + n) / (1 + df)) + 1;
+    the out-of-vocabulary slot (also the padding id) weighs 0."""
+    import tensorflow as tf
+
+    limit = max(1024, min(WIDE_MAX_TOKENS, WIDE_MAX_WEIGHTS // max(classes, 1)))
+    # Counted by frequency first (C++), bounded well past the limit, then by the texts holding each.
+    counter = wide_vectorizer(WIDE_NGRAMS, max_tokens=4 * limit)
+    counter.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(1024))
+    documents = np.zeros(counter.vocabulary_size(), np.int64)
+    for start in range(0, len(texts), 1024):
+        counts = counter(tf.constant(texts[start:start + 1024]))
+        documents += np.bincount(counts.indices[:, 1].numpy(), minlength=len(documents))
+    vocabulary = np.array(counter.get_vocabulary(include_special_tokens=False), dtype=object)
+    documents = documents[1:]
+    keep = np.flatnonzero(documents >= WIDE_MIN_DOCUMENTS)
+    keep = keep[np.argsort(-documents[keep], kind="stable")][:limit]
+    if not len(keep):
+        return None, None, None  # too few texts share an n-gram: the wide path reads tabular values only
+    idf = np.log((1.0 + len(texts)) / (1.0 + documents[keep])) + 1.0
+    config = {"tokens": "chars", "ngrams": WIDE_NGRAMS, "min_documents": WIDE_MIN_DOCUMENTS,
+              "vocabulary_size": len(keep) + 1}
+    return config, [str(token) for token in vocabulary[keep]], np.concatenate([[0.0], idf])
 
 
 def _idf_weights(texts, counter) -> np.ndarray:

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from fusionapp.preprocessing.image import decode_or_blank
-from fusionapp.preprocessing.text import text_vectorizer
+from fusionapp.preprocessing.text import text_vectorizer, wide_vectorizer
 from fusionapp.preprocessing.raw import cut_text, missing_inputs, normalize_category, normalize_text, tabular_key
 from fusionapp.settings import MODALITIES
 
@@ -23,13 +23,14 @@ class Preprocessor(keras.layers.Layer):
 
     The config holds what is small: class names, modalities, image size, how text is cut
     (`text`: tokens, ngrams, sequence_length, output "tf_idf" or "token_ids", vocabulary_size) and
-    the tabular columns (`tabular`: name, kind, and the categories of categorical ones). The large
-    state is layer state, saved in the model file beside the weights: the text vocabulary (an asset
-    of the TextVectorization layer), the idf weights and the numeric columns' statistics.
+    the tabular columns (`tabular`: name, kind, and the categories of categorical ones); `wide_text`,
+    the wide path's own n-grams (ngrams, vocabulary_size), or None. The large state is layer state,
+    saved in the model file beside the weights: the text vocabularies (assets of the
+    TextVectorization layers), the idf weights and the numeric columns' statistics.
     """
 
     def __init__(self, class_names, modalities, image_size: int, text: dict | None = None, tabular=(),
-                 label_sep: str | None = None, **kwargs):
+                 label_sep: str | None = None, wide_text: dict | None = None, **kwargs):
         super().__init__(**{**kwargs, "dtype": "float32", "trainable": False})
         self.class_names = [str(name) for name in class_names]
         # None: one label per row; else a multi-label model, whose label cells join labels with this
@@ -38,6 +39,7 @@ class Preprocessor(keras.layers.Layer):
         self.image_size = int(image_size)
         self.text = dict(text) if text else None
         self.tabular = [dict(column) for column in tabular]
+        self.wide_text = dict(wide_text) if wide_text and "text" in self.modalities else None
 
         # === Layers ===
         if "text" in self.modalities:
@@ -47,6 +49,10 @@ class Preprocessor(keras.layers.Layer):
             if not token_ids:
                 self.idf = self.add_weight(shape=(self.text["vocabulary_size"],), initializer="ones",
                                            trainable=False, name="idf")
+        if self.wide_text is not None:
+            self.wide_vectorizer = wide_vectorizer(self.wide_text["ngrams"])
+            self.wide_idf = self.add_weight(shape=(self.wide_text["vocabulary_size"],), initializer="zeros",
+                                            trainable=False, name="wide_idf")
         numeric = [column for column in self.tabular if column["kind"] == "numeric"]
         if numeric:
             self.numeric_mean = self.add_weight(shape=(len(numeric),), initializer="zeros", trainable=False,
@@ -59,7 +65,8 @@ class Preprocessor(keras.layers.Layer):
             keras.layers.StringLookup(vocabulary=column["categories"], num_oov_indices=1, output_mode="one_hot",
                                       name=f"categories_{i}")
             for i, column in enumerate(self.tabular) if column["kind"] == "categorical" and column["categories"]]
-        for layer in [getattr(self, "text_vectorizer", None), *self.category_lookups]:
+        for layer in [getattr(self, "text_vectorizer", None), getattr(self, "wide_vectorizer", None),
+                      *self.category_lookups]:
             if layer is not None:
                 layer.build((None,))
         # These layers run in the input pipeline, never inside the model's compiled step; riding
@@ -69,11 +76,15 @@ class Preprocessor(keras.layers.Layer):
         self.built = True
 
     # === State set by adapt ===
-    def set_state(self, vocabulary=None, idf=None, means=None, stds=None) -> None:
+    def set_state(self, vocabulary=None, idf=None, means=None, stds=None, wide_vocabulary=None,
+                  wide_idf=None) -> None:
         if vocabulary is not None:
             self.text_vectorizer.set_vocabulary(list(vocabulary))
         if idf is not None:
             self.idf.assign(np.asarray(idf, dtype=np.float32))
+        if wide_vocabulary is not None:
+            self.wide_vectorizer.set_vocabulary(list(wide_vocabulary))
+            self.wide_idf.assign(np.asarray(wide_idf, dtype=np.float32))
         if means is not None:
             self.numeric_mean.assign(np.asarray(means, dtype=np.float32))
             self.numeric_std.assign(np.asarray(stds, dtype=np.float32))
@@ -121,6 +132,33 @@ class Preprocessor(keras.layers.Layer):
         norm = tf.sqrt(tf.maximum(tf.reduce_sum(weighted * weighted, axis=-1, keepdims=True), 1e-12))
         return weighted / norm
 
+    def encode_wide_text(self, texts) -> dict:
+        """[batch] strings -> the wide path's sparse sublinear TF-IDF vectors at unit length, as
+        `wide_ids` (int32 [batch, n], 0 = none) and `wide_weights` (float32 [batch, n]): each row's
+        n-grams, padded to the batch's longest, so no [batch, vocabulary] matrix is ever made."""
+        import tensorflow as tf
+
+        counts = self.wide_vectorizer(normalize_text(cut_text(texts, self.text.get("max_chars"))))
+        rows, ids = counts.indices[:, 0], tf.cast(counts.indices[:, 1], tf.int32)
+        weights = tf.math.log1p(tf.cast(counts.values, tf.float32)) * tf.gather(tf.convert_to_tensor(self.wide_idf), ids)
+        batch = tf.shape(texts, out_type=tf.int64)[0]
+        norms = tf.sqrt(tf.maximum(tf.math.unsorted_segment_sum(weights * weights, rows, batch), 1e-12))
+        weights = weights / tf.gather(norms, rows)
+
+        def padded(values):
+            ragged = tf.RaggedTensor.from_value_rowids(values, rows, nrows=batch)
+            width = tf.maximum(tf.reduce_max(ragged.row_lengths()), 1)
+            return ragged.to_tensor(shape=tf.stack([batch, tf.cast(width, tf.int64)]))
+
+        return {"wide_ids": padded(ids), "wide_weights": padded(weights)}
+
+    def blank_wide_text(self, batch_size):
+        """What the network trains on in place of the wide path's inputs: one empty n-gram per row.
+        The wide path is fitted after the network, and weighs nothing until then."""
+        import tensorflow as tf
+
+        return {"wide_ids": tf.zeros([batch_size, 1], tf.int32), "wide_weights": tf.zeros([batch_size, 1], tf.float32)}
+
     def encode_tabular(self, raw: dict):
         """Raw cells -> float32 [batch, width]: per numeric column its normalised value (0 when
         missing) and a missing flag; per categorical column a one-hot over unknown + categories."""
@@ -155,6 +193,8 @@ class Preprocessor(keras.layers.Layer):
                                         fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
         if "text" in self.modalities:
             inputs["text"] = self.encode_text(raw["text"])
+            if self.wide_text is not None:
+                inputs.update(self.encode_wide_text(raw["text"]))
         if "tabular" in self.modalities:
             inputs["tabular"] = self.encode_tabular(raw)
         return inputs
@@ -198,6 +238,8 @@ class Preprocessor(keras.layers.Layer):
         if "text" in self.modalities:
             sizes.update(text_input=self.text["output"], text_width=self.text["vocabulary_size"],
                          sequence_length=self.text["sequence_length"])
+            if self.wide_text is not None:
+                sizes["wide_width"] = self.wide_text["vocabulary_size"]
         if "tabular" in self.modalities:
             sizes["tabular_width"] = sum(self.tabular_widths())
         return sizes
@@ -211,12 +253,12 @@ class Preprocessor(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "class_names": self.class_names, "modalities": list(self.modalities),
                 "image_size": self.image_size, "text": self.text, "tabular": self.tabular,
-                "label_sep": self.label_sep}
+                "label_sep": self.label_sep, "wide_text": self.wide_text}
 
     def describe(self) -> dict:
         """The adapted state as plain JSON, for people (preprocessing.json); loading uses the model file."""
         summary = {"class_names": self.class_names, "label_sep": self.label_sep, "modalities": list(self.modalities),
-                   "image_size": self.image_size, "text": self.text, "tabular": []}
+                   "image_size": self.image_size, "text": self.text, "wide_text": self.wide_text, "tabular": []}
         if "text" in self.modalities:
             vocabulary = [str(token) for token in self.text_vectorizer.get_vocabulary()]
             summary["vocabulary"] = vocabulary

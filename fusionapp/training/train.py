@@ -147,7 +147,8 @@ def _adapt(rows, settings: RunSettings, say):
     return adapt(rows.train.labels, rows.train.texts, rows.train.tabular, modalities=settings.model.modalities,
                  image_size=settings.model.image_size, text=settings.text, text_encoder=settings.model.text_encoder,
                  tabular_kinds=rows.tabular_kinds, source=rows.examples.source, label_sep=label_sep,
-                 min_label_count=training.min_label_count, adapt_rows=training.adapt_rows, seed=training.seed)
+                 min_label_count=training.min_label_count, adapt_rows=training.adapt_rows, seed=training.seed,
+                 wide=settings.model.wide)
 
 
 def _holdout(rows, preprocessor, settings: RunSettings, out: str, record, placement, say):
