@@ -63,8 +63,12 @@ async def _exchange(reader, writer, payload: bytes) -> tuple[int, bool]:
     return status, headers.get("connection", "").lower() != "close"
 
 
-async def _client(port: int, next_payload, latencies: list, statuses: dict) -> None:
-    connection = None
+async def _client(port: int, next_payload, latencies: list, statuses: dict, start: asyncio.Event,
+                  connected: list) -> None:
+    # Every client connects before any sends, so latencies are of requests, not of a burst of handshakes.
+    connection = await asyncio.open_connection("127.0.0.1", port)
+    connected.append(True)
+    await start.wait()
     while (payload := next_payload()) is not None:
         began = time.perf_counter()
         for attempt in range(2):  # a connection the server closed (after a 413, say) is opened again
@@ -99,11 +103,19 @@ def run_load(port: int, payloads, requests: int, clients: int) -> dict:
         sent += 1
         return payloads[(sent - 1) % len(payloads)]
 
-    latencies, statuses = [], {}
+    latencies, statuses, connected = [], {}, []
+    began = 0.0
 
     async def main():
-        await asyncio.gather(*(_client(port, next_payload, latencies, statuses) for _ in range(clients)))
+        nonlocal began
+        start = asyncio.Event()
+        tasks = [asyncio.ensure_future(_client(port, next_payload, latencies, statuses, start, connected))
+                 for _ in range(clients)]
+        while len(connected) < clients:
+            await asyncio.sleep(0.005)
+        began = time.perf_counter()
+        start.set()
+        await asyncio.gather(*tasks)
 
-    began = time.perf_counter()
     asyncio.run(main())
     return {"latencies": latencies, "statuses": statuses, "seconds": time.perf_counter() - began}

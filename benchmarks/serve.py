@@ -79,12 +79,32 @@ def server(run_dir: str, *flags: str):
         process.wait(timeout=60)
 
 
-def load_figures(port: int, payload: bytes, requests: int, clients: int) -> dict:
+def batch_totals(port: int) -> dict:
+    """The server's own sums of batch durations and sizes, and its batch count, from /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    wanted = {"fusionapp_batch_duration_seconds_sum", "fusionapp_batch_size_sum", "fusionapp_batch_size_count"}
+    return {sample.name: sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+            if sample.name in wanted}
+
+
+def load_figures(port: int, payload: bytes, requests: int, clients: int, wait_ms: float) -> dict:
+    before = batch_totals(port)
     result = run_load(port, [payload], max(requests, 20 * clients), clients)
+    after = batch_totals(port)
+    batches = max(after["fusionapp_batch_size_count"] - before["fusionapp_batch_size_count"], 1)
+    batch_ms = 1000 * (after["fusionapp_batch_duration_seconds_sum"] - before["fusionapp_batch_duration_seconds_sum"]) \
+        / batches
     latencies = result["latencies"]
+    p99 = 1000 * float(np.percentile(latencies, 99))
     return {"requests_per_s": round(len(latencies) / result["seconds"], 1),
-            "p50_ms": round(1000 * float(np.percentile(latencies, 50)), 2),
-            "p99_ms": round(1000 * float(np.percentile(latencies, 99)), 2),
+            "p50_ms": round(1000 * float(np.percentile(latencies, 50)), 2), "p99_ms": round(p99, 2),
+            "served_batch_ms": round(batch_ms, 2),
+            "mean_batch": round((after["fusionapp_batch_size_sum"] - before["fusionapp_batch_size_sum"]) / batches, 1),
+            # the latency a request should stay under: the batch window, the batch ahead and its own
+            "p99_bound_ms": round(wait_ms + 2 * batch_ms, 2), "p99_within_bound": p99 < wait_ms + 2 * batch_ms,
             "statuses": {str(k): v for k, v in result["statuses"].items()}}
 
 
@@ -133,16 +153,17 @@ def main() -> None:
     setups = [("batched", ["--max-batch", str(args.max_batch), "--batch-wait-ms", str(args.batch_wait_ms)]),
               ("unbatched", ["--max-batch", "1"])]
     for workers in [int(w) for w in args.workers.split(",")]:
-        for name, flags in setups:
+        for (name, flags), wait_ms in zip(setups, (args.batch_wait_ms, 0.0)):
             with server(args.run, *flags, "--workers", str(workers)) as (port, _, startup):
                 run_load(port, [payload], 200, 4)  # warm-up
                 for clients in [int(c) for c in args.clients.split(",")]:
                     row = {"setup": name, "workers": workers, "clients": clients, "startup_s": round(startup, 2),
-                           **load_figures(port, payload, args.requests, clients)}
+                           **load_figures(port, payload, args.requests, clients, wait_ms)}
                     row["ratio"] = round(row["requests_per_s"] / figures["in_process_rows_per_s"], 3)
                     figures["setups"].append(row)
                     print(f"{name:<10} workers {workers}  clients {clients:>3}: {row['requests_per_s']:>7} req/s  "
-                          f"p50 {row['p50_ms']:>7} ms  p99 {row['p99_ms']:>7} ms  ratio {row['ratio']:.2f}  "
+                          f"p50 {row['p50_ms']:>7} ms  p99 {row['p99_ms']:>7} ms (bound {row['p99_bound_ms']:>7}; "
+                          f"batch {row['mean_batch']:>5} in {row['served_batch_ms']:>6} ms)  ratio {row['ratio']:.2f}  "
                           f"{row['statuses']}", flush=True)
     if args.soak:
         figures.update(soak(args.run, payload, image, args.text, args.soak))

@@ -8,6 +8,7 @@ loads) and `/ready` (503 until the model is loaded and its warm-up prediction ra
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -132,6 +133,10 @@ class Loading:
                 os.kill(os.getpid(), signal.SIGTERM)
             return
         MODEL_LOAD_SECONDS.set(time.perf_counter() - began)
+        # TensorFlow and Keras leave hundreds of thousands of long-lived objects behind; a full
+        # garbage collection walking them all stalls every request in flight for a few hundred ms.
+        gc.collect()
+        gc.freeze()
         self.app = app
 
 
