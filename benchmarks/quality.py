@@ -2,7 +2,7 @@
 TF-IDF + logistic regression text baselines, all scored on the `test` split.
 
     python benchmarks/quality.py DATA [--label-col label] [--tabular-col NAME ...] [--folds 1] [--seeds 1]
-    python benchmarks/quality.py --suite [--shared ../shared/data]     # every single-label set below
+    python benchmarks/quality.py --suite [--shared ../shared/data]     # every single-label set, 3 seeds
 
 DATA is a table with image, text, label and split columns. With `--folds K`, a `folds_10.csv` beside
 DATA (columns image, fold1..fold10) supplies the split of each fold. Every fusionapp model is trained
@@ -14,8 +14,12 @@ and `val` together:
   - `tfidf-char`: `char` 1-5-grams, the 20,000 most frequent;
 
 both sublinear TF-IDF into LogisticRegression(C=4, class_weight="balanced"), on the text alone.
-`--suite` runs MVSA-Single (folds 1-3) and fashion_products with its label and two harder labels
-(`usage`, `baseColour`; the other catalogue fields are tabular inputs, never the one predicted).
+`--suite` runs MVSA-Single (folds 1-3, one seed each: the folds are its three runs), the same
+tweets with every space removed (a stand-in for a language written without spaces, built by
+benchmarks/nospace.py into a temporary folder; folds 1-3), and fashion_products with its label and
+two harder labels (`usage`, `baseColour`; the other catalogue fields are tabular inputs, never the
+one predicted) over `--seeds` seeds (3 unless given). It prints each set's mean and spread, and the
+suite's time.
 """
 
 from __future__ import annotations
@@ -46,13 +50,18 @@ def _setting(item: str) -> tuple:
         return name, value
 
 
-def suite(shared: str) -> list[dict]:
-    """The single-label sets of ../shared/data, as keyword arguments of `run_set`."""
+def suite(shared: str, work: str, seeds: int) -> list[dict]:
+    """The single-label sets of ../shared/data (and the no-space stand-in, written under `work`), as
+    keyword arguments of `run_set`."""
+    from nospace import without_spaces
+
     mvsa = os.path.join(shared, "mvsa_single", "manifest.csv")
     fashion = os.path.join(shared, "fashion_products", "manifest.csv")
-    sets = [{"name": "mvsa_single", "data": mvsa, "folds": 3}]
+    nospace = without_spaces(mvsa, os.path.join(work, "mvsa_nospace"), folds=True)
+    sets = [{"name": "mvsa_single", "data": mvsa, "folds": 3, "seeds": 1},
+            {"name": "mvsa_single:nospace", "data": nospace, "folds": 3, "seeds": 1}]
     for label in ("label", "usage", "baseColour"):
-        sets.append({"name": f"fashion_products:{label}", "data": fashion, "label_col": label,
+        sets.append({"name": f"fashion_products:{label}", "data": fashion, "label_col": label, "seeds": seeds,
                      "tabular_col": [field for field in FASHION_FIELDS if field != label]})
     return sets
 
@@ -65,7 +74,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--label-col", default="label")
     parser.add_argument("--tabular-col", action="append", default=[])
     parser.add_argument("--folds", type=int, default=1)
-    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--seeds", type=int, help="seeds per set (1; with --suite 3)")
     parser.add_argument("--models", default="fused,image-only,text-only,tfidf-char_wb,tfidf-char")
     parser.add_argument("--rows", type=int, help="use only the first N rows (a quick check)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -75,17 +84,20 @@ def main(argv=None) -> dict:
     if not args.data and not args.suite:
         parser.error("give DATA, --suite, or set FUSIONAPP_REAL_DATA")
     overrides = dict(_setting(item) for item in args.set)
-    sets = suite(args.shared) if args.suite else [
+    seeds = args.seeds or (3 if args.suite else 1)
+    work = tempfile.mkdtemp(prefix="fusionapp-quality-")
+    sets = suite(args.shared, work, seeds) if args.suite else [
         {"name": os.path.basename(os.path.dirname(os.path.abspath(args.data))), "data": args.data,
-         "label_col": args.label_col, "tabular_col": args.tabular_col, "folds": args.folds}]
+         "label_col": args.label_col, "tabular_col": args.tabular_col, "folds": args.folds, "seeds": seeds}]
     models = args.models.split(",")
-    results, summaries = [], {}
+    results, summaries, started = [], {}, time.perf_counter()
     for spec in sets:
         runs = run_set(**{"label_col": "label", "tabular_col": [], "folds": 1, **spec}, models=models,
-                       seeds=args.seeds, rows=args.rows, overrides=overrides)
+                       rows=args.rows, overrides=overrides)
         results.extend(runs)
         summaries[spec["name"]] = _summarise(runs, models)
         _print_table(spec["name"], summaries[spec["name"]])
+    print(f"\n{len(sets)} sets, {len(results)} runs in {time.perf_counter() - started:.0f} s", flush=True)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as handle:
         json.dump({"sets": [spec["name"] for spec in sets], "overrides": overrides, "runs": results,

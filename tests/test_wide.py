@@ -223,9 +223,7 @@ def test_training_blends_in_the_linear_model_where_it_is_better(tmp_path):
                 **{k: v for k, v in TINY_MODEL.items() if not k.startswith("image")})
     config = json.load(open(os.path.join(run, "config.json")))
     wide = config["wide"]
-    # The linear part's logits are scaled to their held-out calibration first (here far more sure
-    # than lbfgs left them), so a weight under one half already lets it decide.
-    assert wide["alpha"] >= 0.3 and wide["scale"] > 1
+    assert wide["alpha"] >= 0.5
     assert wide["val_log_loss"]["blend"] < wide["val_log_loss"]["deep"] - 0.1
     assert json.load(open(os.path.join(run, "test_metrics.json")))["accuracy"] > 0.95
     history = read_csv(os.path.join(run, "history.csv"))
@@ -284,7 +282,7 @@ def test_past_the_row_bound_the_linear_part_fits_training_rows_once(monkeypatch,
     assert fitted.record["fitted_on"] == (f"a sample of {size} training rows" if size < train else "training rows")
     sample = np.sort(np.random.default_rng(0).choice(train, size, replace=False))
     features, _ = wide_features(preprocessor, train_rows.subset(sample))
-    C, scale = fitted.record["C"], fitted.record["scale"]
+    C = fitted.record["C"]
     kernel, bias = fit_linear(features, preprocessor.label_indices(train_rows.subset(sample).labels), 4, "none", C)
     text_kernel, tabular_kernel, saved_bias = model.get_layer("wide.logits").get_weights()
 
@@ -294,4 +292,49 @@ def test_past_the_row_bound_the_linear_part_fits_training_rows_once(monkeypatch,
 
     # Fitted warm from the grid's smaller C, lbfgs stops within its tolerance of the cold fit.
     saved = features @ np.concatenate([text_kernel, tabular_kernel]) + saved_bias
-    np.testing.assert_allclose(softmax(saved), softmax(scale * (features @ kernel + bias)), atol=2e-3)
+    np.testing.assert_allclose(softmax(saved), softmax(features @ kernel + bias), atol=5e-3)
+
+
+def test_the_wide_paths_own_features_are_scikit_learns_character_tfidf():
+    """Its vocabulary is TfidfVectorizer(analyzer="char", ngram_range=(1, 5), min_df=2)'s, and its
+    row vectors that model's sublinear TF-IDF at unit length, for spaced and unspaced scripts alike."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    rng = np.random.default_rng(3)
+    pieces = ["apple pie", "river stone", "東京の天気", "明日は晴れ", "cloud", "雨が降る"]
+    texts = [" ".join(rng.choice(pieces, 3)) for _ in range(60)]
+    examples = with_texts(word_examples(60), texts)
+    preprocessor = model_for(examples).preprocessor
+    ours = [str(token)[0::2] for token in preprocessor.wide_vectorizer.get_vocabulary()[1:]]
+    reference = TfidfVectorizer(analyzer="char", ngram_range=(1, 5), min_df=2, sublinear_tf=True).fit(texts)
+    assert set(ours) == set(reference.vocabulary_)
+    assert any(len(gram) == 5 and "天気" in gram for gram in ours)  # n-grams across characters, not words
+    expected = TfidfVectorizer(analyzer="char", ngram_range=(1, 5), sublinear_tf=True,
+                               vocabulary={gram: i for i, gram in enumerate(ours)}).fit(texts).transform(texts)
+    features, present = wide_features(preprocessor, examples)
+    np.testing.assert_allclose(features[:, 1:len(ours) + 1].toarray(), expected.toarray(), atol=1e-5)
+    assert present.all() and features[:, 0].nnz == 0  # the out-of-vocabulary slot weighs nothing
+
+
+def test_the_chosen_C_is_the_grids_best_held_out_log_loss():
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(11)
+    features = rng.normal(size=(200, 40))  # two features that matter, 38 to overfit on
+    labels = (features[:, 0] + rng.normal(scale=1.0, size=200) > 0).astype(int) + \
+        2 * (features[:, 1] + rng.normal(scale=1.0, size=200) > 0)
+    folds = fold_numbers(labels, 5, seed=0)
+    grid = [0.001, 0.1, 100.0]
+    fitted = cross_fit(features, labels, 4, "none", grid, folds)
+    for C in grid:
+        held_out = np.zeros((len(labels), 4))
+        for fold in range(5):
+            model = LogisticRegression(C=C, max_iter=1000).fit(features[folds != fold], labels[folds != fold])
+            held_out[folds == fold] = model.predict_proba(features[folds == fold])
+        assert fitted.held_out_loss[C] == pytest.approx(log_loss(labels, held_out), abs=1e-3)
+    assert fitted.C == min(grid, key=fitted.held_out_loss.get)
+    assert fitted.C == 0.1  # too strong and too weak both lose on rows they did not see
+    reference = LogisticRegression(C=fitted.C, max_iter=1000).fit(features, labels)
+    logits = features @ fitted.kernel + fitted.bias
+    np.testing.assert_allclose(np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True),
+                               reference.predict_proba(features), atol=5e-3)

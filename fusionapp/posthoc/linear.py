@@ -61,17 +61,6 @@ def held_out_loss(labels, logits) -> float:
     return mean_log_loss(labels, probabilities_of(logits, np.ndim(labels) == 2))
 
 
-def logit_scale(labels, logits) -> float:
-    """The factor on these held-out logits that minimises their log loss: a linear model fitted
-    with L2 on sparse n-grams is under- or over-confident by a factor that depends on C and the
-    data, and the blend weight chosen after it should weigh what it knows, not how loudly it says it."""
-    from scipy.optimize import minimize_scalar
-
-    found = minimize_scalar(lambda log_scale: held_out_loss(labels, np.exp(log_scale) * logits), bounds=(-3.0, 3.0),
-                            method="bounded", options={"xatol": 1e-3})
-    return float(np.exp(found.x))
-
-
 def fold_numbers(labels, folds: int, seed: int) -> np.ndarray:
     """Each row's fold: stratified by class where every class has `folds` rows, else at random."""
     rows = len(labels)

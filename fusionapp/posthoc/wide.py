@@ -11,10 +11,8 @@ far as it adds to it.
 
 The linear part reads its own vocabulary of character n-grams (fusionapp/preprocessing/adapt.py),
 far larger than the network's, and learns from every labelled row, training and validation, with
-its regularisation chosen from a small grid on the held-out log loss of every row. Its logits are
-then scaled by the factor that makes those held-out logits best calibrated (fitted on every
-labelled row, not the few hundred validation rows). Whatever is chosen on the validation rows
-(alpha here; the offsets, temperature and thresholds after it) is chosen on their held-out logits:
+its regularisation chosen from a small grid on the held-out log loss of every row. Whatever is
+chosen on the validation rows (alpha here; the offsets, temperature and thresholds after it) is chosen on their held-out logits:
 each row's linear logits come from the fit of the folds that did not hold it.
 """
 
@@ -25,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fusionapp.model.classifier import wide_path_inputs
-from fusionapp.posthoc.linear import C_GRID, FOLDS, cross_fit, fit_linear, fold_numbers, held_out_loss, logit_scale
+from fusionapp.posthoc.linear import C_GRID, FOLDS, cross_fit, fit_linear, fold_numbers, held_out_loss
 
 # Past this many labelled rows the linear model learns from a sample of this many training rows:
 # lbfgs on every row of a million would take longer than the network's epoch.
@@ -101,18 +99,16 @@ def blend(deep, wide, present, alpha):
 def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: str, seed: int) -> WideFit:
     """Fit the linear part and choose alpha on the validation rows' held-out blend; both go into
     `model`. Up to WIDE_MAX_ROWS rows it learns from every labelled row (cross-fitted, so the
-    validation rows' logits stay held out, and C and the scale chosen on every row's held-out
-    logits); past that, from (a seeded sample of at most WIDE_MAX_ROWS of) the training rows, C and
-    the scale chosen on the validation rows, which keeps the time bounded."""
+    validation rows' logits stay held out, and C chosen on every row's held-out logits); past that,
+    from (a seeded sample of at most WIDE_MAX_ROWS of) the training rows, C chosen on the validation
+    rows, which keeps the time bounded."""
     preprocessor = model.preprocessor
     y_val = preprocessor.label_targets(val_rows.labels)
     if len(train_rows) + len(val_rows) <= WIDE_MAX_ROWS:
         linear = _cross_fitted(preprocessor, train_rows, val_rows, y_val, class_weight, seed)
     else:
         linear = _sample_fitted(preprocessor, train_rows, val_rows, y_val, class_weight, seed)
-    import os
-    scale = linear.pop("scale") if os.environ.get("FUSIONAPP_WIDE_SCALE", "1") == "1" else 1.0  # EXPERIMENT
-    kernel, bias, wide_val = linear.pop("kernel") * scale, linear.pop("bias") * scale, linear.pop("val") * scale
+    kernel, bias, wide_val = linear.pop("kernel"), linear.pop("bias"), linear.pop("val")
     val_present = linear.pop("present")
     alpha = choose_alpha(y_val, deep_val_logits, wide_val, val_present, preprocessor.multi_label)
     model.set_wide_path(kernel, bias)
@@ -122,7 +118,7 @@ def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: st
         return held_out_loss(y_val, blend(deep_val_logits, wide_val, val_present, weight))
 
     chosen = dict(zip(preprocessor.class_names, map(float, alpha))) if preprocessor.multi_label else float(alpha)
-    record = {"alpha": chosen, **linear, "scale": round(scale, 4), "folds": FOLDS,
+    record = {"alpha": chosen, **linear, "folds": FOLDS,
               "features": int(kernel.shape[0]),
               "val_log_loss": {"deep": loss(0.0), "wide": loss(1.0), "blend": loss(alpha)}}
     return WideFit(record, blend(deep_val_logits, wide_val, val_present, alpha))
@@ -139,7 +135,7 @@ def _cross_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str, 
     fitted = cross_fit(features, labels, preprocessor.num_classes, class_weight, C_GRID,
                        fold_numbers(labels, FOLDS, seed))
     return {"kernel": fitted.kernel, "bias": fitted.bias, "val": fitted.held_out_logits[len(train_rows):],
-            "present": val_present, "scale": logit_scale(labels, fitted.held_out_logits), "C": fitted.C,
+            "present": val_present, "C": fitted.C,
             "C_log_loss": _rounded(fitted.held_out_loss), "fitted_on": "training and validation rows"}
 
 
@@ -158,7 +154,7 @@ def _sample_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str,
     chosen = min(losses, key=lambda C: (round(losses[C], 6), C))
     val = held_out[list(fits).index(chosen)]
     return {"kernel": fits[chosen][0], "bias": fits[chosen][1], "val": val, "present": present,
-            "scale": logit_scale(y_val, val), "C": chosen, "C_log_loss": _rounded(losses),
+            "C": chosen, "C_log_loss": _rounded(losses),
             "fitted_on": f"a sample of {size} training rows" if size < len(train_rows) else "training rows"}
 
 

@@ -140,7 +140,9 @@ class Preprocessor(keras.layers.Layer):
 
         counts = self.wide_vectorizer(normalize_text(cut_text(texts, self.text.get("max_chars"))))
         rows, ids = counts.indices[:, 0], tf.cast(counts.indices[:, 1], tf.int32)
-        weights = tf.math.log1p(tf.cast(counts.values, tf.float32)) * tf.gather(tf.convert_to_tensor(self.wide_idf), ids)
+        # scikit-learn's sublinear_tf, 1 + log(count): the wide path is the standard linear text model.
+        weights = (1.0 + tf.math.log(tf.cast(counts.values, tf.float32))) * tf.gather(
+            tf.convert_to_tensor(self.wide_idf), ids)
         batch = tf.shape(texts, out_type=tf.int64)[0]
         norms = tf.sqrt(tf.maximum(tf.math.unsorted_segment_sum(weights * weights, rows, batch), 1e-12))
         weights = weights / tf.gather(norms, rows)
