@@ -246,7 +246,13 @@ def test_batcher_batches_sheds_and_drops_what_timed_out():
 
     async def scenario():
         batcher = Batcher(predict, max_batch=8, wait_s=0.05, max_queue=3, timeout_s=0.3)
-        gathered = await asyncio.gather(*(batcher.submit([i]) for i in range(3)))
+
+        async def request(item):
+            arrival = batcher.arrival()
+            await asyncio.sleep(0)  # its body is read while the others arrive
+            return await batcher.submit([item], arrival)
+
+        gathered = await asyncio.gather(*(request(i) for i in range(3)))
         assert gathered == [["answer 0"], ["answer 1"], ["answer 2"]] and calls == [[0, 1, 2]]
         slow = asyncio.ensure_future(batcher.submit(["slow"]))
         await asyncio.sleep(0.1)  # the slow batch is running; these two wait behind it
@@ -268,7 +274,7 @@ def test_batcher_batches_sheds_and_drops_what_timed_out():
 def loaded_server(trained_run):
     """A server whose batches wait a whole second and whose queue holds 16 items: a burst of
     requests fills it, and its requests are in flight long enough to send SIGTERM among them."""
-    with serving_process(trained_run, "--max-queue", "16", "--max-batch", "64", "--batch-wait-ms", "1000") as (url, process):
+    with serving_process(trained_run, "--max-queue", "16", "--max-batch", "20", "--batch-wait-ms", "1000") as (url, process):
         yield url, process
 
 

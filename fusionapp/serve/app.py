@@ -32,8 +32,9 @@ from fusionapp.serve.predictor import RequestPredictor, model_metadata
 from fusionapp.serve.requests import BadRequest, form_item, json_body, json_item
 from fusionapp.settings import MAX_BATCH_ITEMS, ServeSettings
 
-def create_app(run, settings: ServeSettings = ServeSettings()):
-    """The ASGI app over the loaded `run`, its warm-up prediction done: ready to answer."""
+def create_app(run, settings: ServeSettings = ServeSettings(), warm_batches: int = 1):
+    """The ASGI app over the loaded `run`, ready to answer: warmed up with a prediction at each
+    batch size up to `warm_batches` (the server's processes: --max-batch)."""
     app = Starlette(
         routes=[
             Route("/", home, methods=["GET"]),
@@ -48,7 +49,7 @@ def create_app(run, settings: ServeSettings = ServeSettings()):
                             Exception: server_error},
     )
     predictor = RequestPredictor(run)
-    predictor.warm_up()
+    predictor.warm_up(warm_batches)
     app.state.predictor = predictor
     app.state.batcher = Batcher(predictor.predict, settings.max_batch, settings.batch_wait_ms / 1000,
                                 settings.max_queue, settings.timeout_s)
@@ -85,14 +86,19 @@ async def predict_one(request: Request):
     explain = request.query_params.get("explain", "0")
     if explain not in ("0", "1", "true", "false"):
         raise BadRequest(f"explain={explain!r}: must be 1, 0, true or false")
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        item = await form_item(request, state.metadata)
-    else:
-        item = json_item(await json_body(request), state.metadata)
-    if explain in ("1", "true"):
-        result = (await run_in_threadpool(state.predictor.predict, [item], True))[0]
-    else:
-        result = (await state.batcher.submit([item]))[0]
+    arrival = state.batcher.arrival()
+    try:
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            item = await form_item(request, state.metadata)
+        else:
+            item = json_item(await json_body(request), state.metadata)
+        if explain in ("1", "true"):
+            arrival.close()
+            result = (await run_in_threadpool(state.predictor.predict, [item], True))[0]
+        else:
+            result = (await state.batcher.submit([item], arrival))[0]
+    finally:
+        arrival.close()
     if "error" in result:
         raise BadRequest(result["error"], status=422)
     return JSONResponse(result)
@@ -100,7 +106,14 @@ async def predict_one(request: Request):
 
 async def predict_batch(request: Request):
     state = request.app.state
-    body = await json_body(request)
+    arrival = state.batcher.arrival()
+    try:
+        return JSONResponse({"predictions": await _batch_predictions(state, await json_body(request), arrival)})
+    finally:
+        arrival.close()
+
+
+async def _batch_predictions(state, body, arrival) -> list:
     items = body.get("items") if isinstance(body, dict) else None
     if not isinstance(items, list) or not items:
         raise BadRequest('expected {"items": [...]} with at least one item')
@@ -113,11 +126,11 @@ async def predict_batch(request: Request):
         except BadRequest as error:
             parsed.append({"invalid": f"item {index}: {error}"})
     valid = [i for i, item in enumerate(parsed) if "invalid" not in item]
-    results = await state.batcher.submit([parsed[i] for i in valid]) if valid else []
+    results = await state.batcher.submit([parsed[i] for i in valid], arrival) if valid else []
     predictions = [{"error": item["invalid"]} if "invalid" in item else None for item in parsed]
     for i, result in zip(valid, results):
         predictions[i] = result if "error" not in result else {"error": f"item {i}: {result['error']}"}
-    return JSONResponse({"predictions": predictions})
+    return predictions
 
 
 async def bad_request(request: Request, error: BadRequest):

@@ -1,8 +1,8 @@
 """Dynamic batching: items of concurrent requests gathered into one call of the raw-input function.
 
 Requests put their items on a bounded queue and wait; one thread takes up to `max_batch` items at a
-time, as soon as that many are waiting or `wait_s` after the oldest arrived, and hands each item its
-own answer. The model is called from this one thread only, so the event loop never blocks on it and
+time, as soon as that many are waiting, or `wait_s` after the oldest arrived, or once it is as large
+as the last batch with no other request being read, and hands each item its own answer. The model is called from this one thread only, so the event loop never blocks on it and
 a batch is formed while the previous one runs.
 """
 
@@ -41,13 +41,26 @@ class Batcher:
         self._pending: deque[_Entry] = deque()
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._arriving = 0
+        self._last_size = 1
 
-    async def submit(self, items: list) -> list:
-        """The answers to `items`, in order; Overloaded when they cannot be taken or timely answered."""
+    def arrival(self) -> "Arrival":
+        """Called as a request that will submit items starts to be read, so that a batch window
+        does not close on it (`_formed`)."""
+        with self._ready:
+            self._arriving += 1
+        return Arrival(self)
+
+    async def submit(self, items: list, arrival: "Arrival | None" = None) -> list:
+        """The answers to `items`, in order; Overloaded when they cannot be taken or timely answered.
+        `arrival`, the request's, ends as its items are queued, in one step, so the batch window
+        never closes between the two."""
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         entries = [_Entry(item, loop, loop.create_future(), now, now + self.timeout_s) for item in items]
         with self._ready:
+            if arrival is not None:
+                arrival.end_locked()
             # An empty queue takes any request, so a /predict/batch longer than the bound still passes.
             if self._pending and len(self._pending) + len(entries) > self.max_queue:
                 REJECTED.labels("queue_full").inc()
@@ -79,12 +92,20 @@ class Batcher:
             while not self._live():
                 self._ready.wait()
             window_end = self._pending[0].arrived + self.wait_s
-            while len(self._pending) < self.max_batch and (left := window_end - time.monotonic()) > 0:
+            while len(self._pending) < self.max_batch and not self._formed() and \
+                    (left := window_end - time.monotonic()) > 0:
                 self._ready.wait(left)
             batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
+            self._last_size = len(batch)
             QUEUE_DEPTH.set(len(self._pending))
         now = time.monotonic()
         return [entry for entry in batch if not entry.dropped and entry.deadline > now]
+
+    def _formed(self) -> bool:
+        """Whether the batch is as large as the last one and no request is being read: the clients
+        that were there last time are all in, so waiting longer would only add latency (a lone
+        client is answered at once, not after the window)."""
+        return not self._arriving and len(self._pending) >= self._last_size
 
     def _live(self) -> bool:
         """Whether an item is waiting, once those of requests that gave up are let go."""
@@ -112,6 +133,25 @@ class Batcher:
                 loop.call_soon_threadsafe(_settle, settled, failure)
             except RuntimeError:  # that loop has closed: nobody is waiting any more
                 pass
+
+
+class Arrival:
+    """A request being read, from `Batcher.arrival()` until its items are submitted or it ends
+    without any (`close`)."""
+
+    def __init__(self, batcher: Batcher):
+        self.batcher, self.open = batcher, True
+
+    def end_locked(self) -> None:
+        if self.open:
+            self.open = False
+            self.batcher._arriving -= 1
+            self.batcher._ready.notify()
+
+    def close(self) -> None:
+        if self.open:  # only the event loop's thread changes it
+            with self.batcher._ready:
+                self.end_locked()
 
 
 def _settle(settled: list, failure: Exception | None) -> None:

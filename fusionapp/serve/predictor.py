@@ -58,18 +58,22 @@ class RequestPredictor:
                     results[i]["explanation"] = explanations[position]
         return results
 
-    def warm_up(self) -> None:
-        """One prediction on a made-up pair, so the raw-input function is traced before the first
-        request (what `/ready` waits for)."""
+    def warm_up(self, largest_batch: int = 1) -> None:
+        """Predictions on a made-up pair in batches of every size up to `largest_batch` (64 at
+        most), before the first request (what `/ready` waits for): the first call traces the
+        raw-input function, and the first call at each batch size prepares the CPU kernels for its
+        shapes, which costs the requests of that batch up to tens of ms."""
         import io
 
         from PIL import Image
 
         image = io.BytesIO()
         Image.new("RGB", (8, 8), (128, 128, 128)).save(image, "PNG")
-        answer = self.predict([{"image": image.getvalue(), "text": "warm up", "tabular": {}}])[0]
-        if "error" in answer:
-            raise RuntimeError(f"the warm-up prediction failed: {answer['error']}")
+        item = {"image": image.getvalue(), "text": "warm up", "tabular": {}}
+        for size in range(1, min(largest_batch, 64) + 1):
+            answer = self.predict([item] * size)[0]
+            if "error" in answer:
+                raise RuntimeError(f"the warm-up prediction failed: {answer['error']}")
 
     def _message(self, bad_row) -> str:
         if bad_row.column in (self.columns.image, self.columns.text) or not bad_row.column:

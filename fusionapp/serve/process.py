@@ -125,7 +125,7 @@ class Loading:
             from fusionapp.serve.app import create_app
             from fusionapp.serve.metrics import MODEL_LOAD_SECONDS
 
-            app = create_app(load_run(self.model), self.settings)
+            app = create_app(load_run(self.model), self.settings, warm_batches=self.settings.max_batch)
         except Exception as error:  # noqa: BLE001 - kept for run_server to report as one line
             self.error = error if isinstance(error, FusionError) else FusionError(
                 f"cannot load {self.model}: {type(error).__name__}: {one_line(error)}")

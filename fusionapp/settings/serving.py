@@ -16,8 +16,9 @@ MAX_BATCH_ITEMS = 256
 class ServeSettings:
     # items gathered into one call of the raw-input function; 1: no batching
     max_batch: int = integer(64, 1, MAX_BATCH_ITEMS)
-    # how long the first item of a batch waits for others to join it
-    batch_wait_ms: float = number(2.0, 0.0, 1000.0)
+    # how long the first item of a batch waits for others to join it (less once the batch is as large
+    # as the last one and no request is being read)
+    batch_wait_ms: float = number(5.0, 0.0, 1000.0)
     # items waiting for the model beyond which requests are refused with 503 at once
     max_queue: int = integer(256, 1)
     # a request not answered within this many seconds gets 503, and its work is dropped
