@@ -42,7 +42,7 @@ class Batcher:
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
         self._arriving = 0
-        self._last_size = 1
+        self._last_size = max_batch  # nothing known yet: the first batch waits for its window
 
     def arrival(self) -> "Arrival":
         """Called as a request that will submit items starts to be read, so that a batch window
