@@ -71,3 +71,33 @@ def test_balanced_class_weights_weigh_each_rows_loss_by_its_class():
     assert history["loss"][0] == pytest.approx(expected, rel=1e-5)
     assert abs(expected - cross_entropy.mean()) > 0.01  # the weights make a difference here
     assert class_weights(preprocessor, rows, "none") is None
+
+
+def test_offsets_are_tuned_by_default_only_without_class_weights():
+    """Balanced class weights already move decisions towards rare classes; by default offsets are
+    tuned only without them, multi-label thresholds always; an explicit choice is kept."""
+    from fusionapp.settings import TrainingSettings
+
+    default = TrainingSettings()
+    assert default.tune_decisions is None and not default.tunes_offsets and default.tunes_thresholds
+    assert TrainingSettings(class_weight="none").tunes_offsets
+    assert TrainingSettings(tune_decisions=True).tunes_offsets
+    off = TrainingSettings(tune_decisions=False, class_weight="none")
+    assert not off.tunes_offsets and not off.tunes_thresholds
+
+
+def test_a_default_run_keeps_zero_offsets_and_one_without_class_weights_tunes_them(trained_run, demo_table,
+                                                                                   tmp_path):
+    import json
+    import os
+
+    from conftest import TINY_MODEL
+    from fusionapp import train
+    from fusionapp.runs.load import load_run
+
+    config = json.load(open(os.path.join(trained_run, "config.json")))
+    assert "class_offsets" not in config and config["settings"]["training"]["tune_decisions"] is None
+    assert not load_run(trained_run).model.get_layer("head.class_prior").get_weights()[0].any()
+    run = train(demo_table, str(tmp_path / "run"), epochs=1, class_weight="none", verbose=0, wide=False,
+                calibrate=False, modalities=("text",), **TINY_MODEL)
+    assert "class_offsets" in json.load(open(os.path.join(run, "config.json")))

@@ -96,8 +96,9 @@ from fusionapp.errors import FusionError
                 help="tf.distribute strategy: mirrored over this machine's GPUs, multi-worker across the machines "
                      "in TF_CONFIG; auto picks by what it finds (default: auto).")
 @setting_option("--tune-decisions/--no-tune-decisions", name="tune_decisions", default=None,
-                help="After training, shift per-class decision offsets to maximise validation macro-F1, or "
-                     "(multi-label) tune each label's threshold for its F1 (default: on).")
+                help="After training, tune each label's threshold for its validation F1 (multi-label), or shift "
+                     "per-class decision offsets to maximise validation macro-F1 (default: thresholds on, offsets "
+                     "only with --class-weight none).")
 @setting_option("--modality-dropout", name="modality_dropout", type=float,
                 help="Share of training rows whose image (and, separately, text) is blanked, so the model "
                      "copes with missing inputs (default: 0.3).")

@@ -29,10 +29,9 @@ def fit_after_network(model, train_rows, val_rows, settings: RunSettings, say) -
         record["wide"], logits = _wide(model, train_rows, val_rows, logits, settings, say)
     elif settings.model.wide:
         record["wide"] = None
-        say("Wide path: none (it reads TF-IDF text, from --text-encoder bag, and tabular columns; "
-            "this model has neither)")
+        say("Wide path: none (it reads text and tabular columns; this model has neither)")
     multi_label = preprocessor.multi_label
-    if settings.training.tune_decisions and not multi_label:
+    if settings.training.tunes_offsets and not multi_label:
         from fusionapp.posthoc.decisions import tune_offsets
 
         offsets = tune_offsets(y_val, logits)
@@ -47,7 +46,7 @@ def fit_after_network(model, train_rows, val_rows, settings: RunSettings, say) -
             f"{calibration['val_ece']['before']:.4f} -> {calibration['val_ece']['after']:.4f}, Brier "
             f"{calibration['val_brier']['before']:.4f} -> {calibration['val_brier']['after']:.4f}")
         logits = logits / calibration["temperature"]
-    if settings.training.tune_decisions and multi_label:
+    if settings.training.tunes_thresholds and multi_label:
         from fusionapp.evaluation.calibration import probabilities_of
         from fusionapp.posthoc.decisions import tune_thresholds
 
@@ -67,7 +66,8 @@ def _wide(model, train_rows, val_rows, deep_logits, settings: RunSettings, say):
     alpha, losses = fitted.record["alpha"], fitted.record["val_log_loss"]
     weight = (f"weights {min(alpha.values()):.1f}-{max(alpha.values()):.1f} (per label)" if isinstance(alpha, dict)
               else f"weight {alpha:.1f}")
-    say(f"Wide path: linear model on {' and '.join(wide_sources(model.preprocessor))}, blended with {weight} "
+    say(f"Wide path: linear model (C {fitted.record['C']:g}) on {' and '.join(wide_sources(model.preprocessor))}, "
+        f"blended with {weight} "
         f"(held-out validation log loss {losses['deep']:.4f} network alone, {losses['wide']:.4f} linear alone, "
         f"{losses['blend']:.4f} blended)")
     return fitted.record, fitted.val_logits

@@ -12,8 +12,9 @@ far as it adds to it.
 The linear part reads its own vocabulary of character n-grams (fusionapp/preprocessing/adapt.py),
 far larger than the network's, and learns from every labelled row, training and validation, with
 its regularisation chosen from a small grid on the held-out log loss of every row. Whatever is
-chosen on the validation rows (alpha here; the offsets, temperature and thresholds after it) is chosen on their held-out logits:
-each row's linear logits come from the fit of the folds that did not hold it.
+chosen on the validation rows (alpha here; the offsets, temperature and thresholds after it) is
+chosen on their held-out logits: each row's linear logits come from the fit of the folds that did
+not hold it.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from fusionapp.settings.run import RunSettings
 RESUMABLE = ("epochs", "patience", "fine_tune_epochs", "tensorboard")
 # Values that mean "decide for me": the recorded value is that decision, so asking again is no change.
 AUTO_VALUES = {"image_size": 0, "text_tokens": "auto", "ngrams": 0, "precision": "auto", "strategy": "auto",
-               "modalities": (), "augment": None}
+               "modalities": (), "augment": None, "tune_decisions": None}
 
 
 def resumed_settings(recorded: RunSettings, given: dict) -> RunSettings:

@@ -29,7 +29,10 @@ class TrainingSettings:
     tensorboard: bool = switch(False)
     # share of training rows that lose their image, and (separately) their text; never both
     modality_dropout: float = number(0.3, 0.0, 0.5)
-    tune_decisions: bool = switch(True)  # per-class offsets (or per-label thresholds) chosen on held-out rows
+    # decisions tuned on held-out rows: per-label thresholds (multi-label) and per-class logit offsets
+    # (single-label); None: the thresholds always, the offsets only without class weights (see
+    # tunes_offsets)
+    tune_decisions: bool | None = auto_switch()
     # keep the decoded, resized pixels of every image after one pass: in memory, or in a file of the run
     pixel_cache: str = choice("none", PIXEL_CACHES)
     precision: str = choice("auto", PRECISIONS)
@@ -53,6 +56,19 @@ class TrainingSettings:
 
     def __post_init__(self):
         check_fields(self)
+
+    @property
+    def tunes_offsets(self) -> bool:
+        """Whether a single-label run tunes per-class offsets for validation macro-F1. By default
+        only with --class-weight none: balanced class weights already shift decisions towards rare
+        classes, and offsets tuned on top of them on a few hundred validation rows measured as noise
+        that costs test macro-F1 (docs/figures.md)."""
+        return self.class_weight == "none" if self.tune_decisions is None else self.tune_decisions
+
+    @property
+    def tunes_thresholds(self) -> bool:
+        """Whether a multi-label run tunes each label's threshold (always, unless turned off)."""
+        return self.tune_decisions is not False
 
 
 @dataclass(frozen=True)
