@@ -50,7 +50,7 @@ def run_server(model: str, host: str, port: int, settings: ServeSettings) -> Non
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             temporary = tempfile.mkdtemp(prefix="fusionapp-metrics-")
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = temporary
-        uvicorn.run(f"{__name__}:worker_app", factory=True, workers=settings.workers, **options)
+        uvicorn.run(f"{__name__}:{worker_app.__name__}", factory=True, workers=settings.workers, **options)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if temporary:
