@@ -66,7 +66,8 @@ def explain_row(model, row: Examples) -> dict:
             words = _words_of_ngrams(text, weights, preprocessor.text["tokens"])
             if "wide_ids" in out:
                 # The wide path's n-grams push the logits too: their gradient x input joins the words.
-                wide = _wide_ngram_weights(preprocessor, out["wide_ids"], out["wide_weights"] * out["wide_weights_gradient"])
+                contributions = out["wide_weights"] * out["wide_weights_gradient"]
+                wide = _wide_ngram_weights(preprocessor, out["wide_ids"], contributions)
                 for word, weight in _words_of_ngrams(text, wide, "chars").items():
                     words[word] = words.get(word, 0.0) + weight
             explanation["text"] = _top(words)

@@ -48,10 +48,15 @@ def cross_fit(features, labels, num_classes: int, class_weight: str, grid, folds
             held_out[C][outside] = features[outside] @ start[0] + start[1]
             fits[C].append(start)
     losses = {C: held_out_loss(labels, held_out[C]) for C in grid}
-    chosen = min(grid, key=lambda C: (round(losses[C], 6), C))
+    chosen = best_C(losses)
     kernel, bias = fit_linear(features, labels, num_classes, class_weight, chosen,
                               start=tuple(np.mean([fit[i] for fit in fits[chosen]], axis=0) for i in (0, 1)))
     return CrossFit(kernel, bias, held_out[chosen], chosen, losses)
+
+
+def best_C(losses: dict) -> float:
+    """The C of the lowest held-out log loss (to 6 decimals; ties: the smaller C, the simpler model)."""
+    return min(losses, key=lambda C: (round(losses[C], 6), C))
 
 
 def held_out_loss(labels, logits) -> float:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fusionapp.model.classifier import wide_path_inputs
-from fusionapp.posthoc.linear import C_GRID, FOLDS, cross_fit, fit_linear, fold_numbers, held_out_loss
+from fusionapp.posthoc.linear import C_GRID, FOLDS, best_C, cross_fit, fit_linear, fold_numbers, held_out_loss
 
 # Past this many labelled rows the linear model learns from a sample of this many training rows:
 # lbfgs on every row of a million would take longer than the network's epoch.
@@ -152,7 +152,7 @@ def _sample_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str,
     del features
     held_out, present = _held_out_logits(preprocessor, val_rows, list(fits.values()))
     losses = {C: held_out_loss(y_val, logits) for C, logits in zip(fits, held_out)}
-    chosen = min(losses, key=lambda C: (round(losses[C], 6), C))
+    chosen = best_C(losses)
     val = held_out[list(fits).index(chosen)]
     return {"kernel": fits[chosen][0], "bias": fits[chosen][1], "val": val, "present": present,
             "C": chosen, "C_log_loss": _rounded(losses),
