@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["FUSIONAPP_OFFLINE"] = "1"
 os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="fusionapp-test-keras-")
 os.environ["FUSIONAPP_CACHE_DIR"] = tempfile.mkdtemp(prefix="fusionapp-test-features-")
+os.environ["KAGGLEHUB_CACHE"] = tempfile.mkdtemp(prefix="fusionapp-test-kagglehub-")
 os.environ["FUSIONAPP_CHECK_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="fusionapp-test-checks-"), "checks.sqlite")
 
 import numpy as np
@@ -216,10 +217,12 @@ print(json.dumps({"probabilities": out["probabilities"].numpy().tolist(),
 """
 
 
-def exported_outputs(export_dir, rows, tmp_path):
-    """The SavedModel's outputs for `rows`, computed in a process that imports only TensorFlow."""
+def exported_outputs(export_dir, rows, tmp_path, prelude: str = ""):
+    """The SavedModel's outputs for `rows`, computed in a process that imports only TensorFlow (and
+    what `prelude` imports)."""
     (tmp_path / "rows.json").write_text(json.dumps(rows))
-    done = subprocess.run([sys.executable, "-c", SAVED_MODEL_SCRIPT, str(export_dir), str(tmp_path / "rows.json")],
+    done = subprocess.run([sys.executable, "-c", prelude + SAVED_MODEL_SCRIPT, str(export_dir),
+                           str(tmp_path / "rows.json")],
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -48,6 +48,12 @@ from fusionapp.errors import FusionError
                      "0 for none (default: 0.5).")
 @setting_option("--text-encoder", name="text_encoder",
                 help="Text branch: bag (TF-IDF n-grams, default), cnn (1-D convolutions), mean (pooled embeddings).")
+@setting_option("--text-backbone", name="text_backbone", metavar="NAME|PATH",
+                help="A pretrained KerasHub text model in place of --text-encoder: a local preset or Hugging Face "
+                     "snapshot folder, or a KerasHub preset name (from its cache, or downloaded).")
+@setting_option("--fine-tune-text", name="fine_tune_text", type=int, is_flag=False, flag_value=2, metavar="[LAYERS]",
+                help="Then unfreeze the text backbone's top LAYERS transformer layers (2 if not given) and train "
+                     "on (default: 0, off).")
 @setting_option("--wide/--no-wide", name="wide", default=None,
                 help="Blend in a linear model on the TF-IDF text and tabular values, fitted after the network "
                      "(default: on).")

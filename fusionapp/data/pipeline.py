@@ -19,7 +19,7 @@ from fusionapp.data.images import read_or_blank
 def make_dataset(examples: Examples, preprocessor, batch_size: int, *, training: bool = False, seed: int = 0,
                  start_step: int = 0, augment: bool = False, modality_dropout: float = 0.0,
                  pixel_cache: str | None = None, shard: tuple[int, int] | None = None, image_features=None,
-                 service: str = ""):
+                 text_features=None, service: str = ""):
     """Batches of ({"image", "text", "tabular"} network inputs, label targets).
 
     `training`: endless passes over the rows, pass p in the order of a permutation seeded by
@@ -30,7 +30,9 @@ def make_dataset(examples: Examples, preprocessor, batch_size: int, *, training:
     what is there. `shard` = (count, index) keeps every count-th row from `index` on, before any file
     is read: each worker of a multi-worker strategy reads only its share. `image_features`
     (fusionapp.pretrained.features.ImageFeatures of these rows) replaces each image by its frozen
-    backbone's feature map, and a blanked image by a blank image's map. `service`, a tf.data
+    backbone's feature map, and a blanked image by a blank image's map; `text_features`
+    (fusionapp.pretrained.text_features.TextFeatures) likewise each text by its text backbone's
+    pooled vector, and a blanked text by an empty text's. `service`, a tf.data
     service dispatcher's address: the training rows are read and decoded on its workers.
     """
     import tensorflow as tf
@@ -48,7 +50,11 @@ def make_dataset(examples: Examples, preprocessor, batch_size: int, *, training:
                      augment=augment and training and "image" in preprocessor.modalities and image_features is None,
                      drop=modality_dropout if training and {"image", "text"} <= set(preprocessor.modalities) else 0.0,
                      texts_later=texts is not None)
-    encode = _encoder(preprocessor, texts)
+    if text_features is not None:
+        # Indexed only when sharded, as the image features below.
+        text_features = (text_features.vectors if len(rows) == len(examples) else text_features.vectors[rows],
+                         text_features.blank)
+    encode = _encoder(preprocessor, texts, text_features)
     autotune = tf.data.AUTOTUNE
 
     def batches(positions, on_service: str = ""):
@@ -149,27 +155,36 @@ def _distinct(values):
     return tf.constant(list(index) or [""], tf.string), tf.constant(codes)
 
 
-def _encoder(preprocessor, texts=None):
+def _encoder(preprocessor, texts=None, text_features=None):
     """A batch of raw features -> the network's inputs (text and tabular encoded per batch);
-    `texts`, the rows' texts by position, when the features carry positions instead of texts."""
+    `texts`, the rows' texts by position, when the features carry positions instead of texts;
+    `text_features`, (the rows' text backbone vectors by position, an empty text's vector), read
+    in place of the text."""
     import tensorflow as tf
 
     modalities = preprocessor.modalities
 
     def encode(features, label):
-        if texts is not None:
-            looked_up = tf.numpy_function(lambda positions: texts[positions], [features["position"]], tf.string,
-                                          stateful=False)
-            looked_up.set_shape([None])
-            dropped = features.get("drop_text")
-            features = {**features, "text": looked_up if dropped is None else tf.where(dropped, "", looked_up)}
+        dropped = features.get("drop_text")
         inputs = {}
         if "image" in modalities:
             inputs["image"] = features["image"]
-        if "text" in modalities:
-            inputs["text"] = preprocessor.encode_text(features["text"])
-            if preprocessor.wide_text is not None:
-                inputs.update(preprocessor.blank_wide_text(tf.shape(features["text"])[0]))
+        if text_features is not None:
+            vectors, blank = text_features
+            looked_up = tf.numpy_function(lambda positions: vectors[positions], [features["position"]], tf.float16,
+                                          stateful=False)
+            looked_up = tf.cast(tf.ensure_shape(looked_up, [None, vectors.shape[1]]), tf.float32)
+            inputs["text"] = looked_up if dropped is None else tf.where(
+                dropped[:, None], tf.constant(blank, tf.float32)[None], looked_up)
+        elif "text" in modalities:
+            if texts is not None:
+                looked_up = tf.numpy_function(lambda positions: texts[positions], [features["position"]], tf.string,
+                                              stateful=False)
+                looked_up.set_shape([None])
+                features = {**features, "text": looked_up if dropped is None else tf.where(dropped, "", looked_up)}
+            inputs.update(preprocessor.encode_text_inputs(features["text"]))
+        if "text" in modalities and preprocessor.wide_text is not None:
+            inputs.update(preprocessor.blank_wide_text(tf.shape(inputs["text"])[0]))
         if "tabular" in modalities:
             inputs["tabular"] = preprocessor.encode_tabular(features)
         return inputs, label

@@ -31,8 +31,11 @@ def export_run(model: str, out: str, overwrite: bool = False) -> str:
     archive = keras.export.ExportArchive()
     archive.track(run.model)
     # The lookup tables of the preprocessor's layers are TensorFlow resources the archive must own.
-    for layer in (preprocessor, getattr(preprocessor, "text_vectorizer", None), *preprocessor.category_lookups):
+    for layer in (preprocessor, getattr(preprocessor, "text_vectorizer", None),
+                  getattr(preprocessor, "text_tokenizer", None), *preprocessor.category_lookups):
         if layer is not None:
+            if not layer.built:  # a text backbone's tokenizer builds on first use, after its vocabulary loads
+                layer.build(None)
             archive.track(layer)
     names = list(inference.specs)
 

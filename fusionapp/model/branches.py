@@ -69,6 +69,12 @@ def text_branch(text, settings: ModelSettings, vocabulary_size: int):
     return layers.Dense(settings.branch_units, activation="relu", name="text.projection")(x)
 
 
+def pretrained_text_branch(pooled, settings: ModelSettings):
+    """A pretrained text backbone's pooled vector -> features: dropout, projection."""
+    x = layers.Dropout(settings.dropout, name="text.dropout")(pooled)
+    return layers.Dense(settings.branch_units, activation="relu", name="text.projection")(x)
+
+
 def tabular_branch(values, settings: ModelSettings):
     """Encoded tabular values -> features through two dense layers."""
     x = layers.Dense(settings.tabular_units, activation="relu", name="tabular.dense")(values)

@@ -10,7 +10,9 @@ from keras import layers
 
 from fusionapp.errors import FusionError
 from fusionapp.model.backbones import BACKBONE_LAYER, unfreeze_top
-from fusionapp.model.branches import image_branch, tabular_branch, text_branch
+from fusionapp.model.branches import image_branch, pretrained_text_branch, tabular_branch, text_branch
+from fusionapp.model.text_backbone import (TEXT_BACKBONE_LAYER, backbone_text_features, build_text_backbone,
+                                           unfreeze_top_text)
 from fusionapp.model.head import ClassPrior, LogitBlend, Temperature, Thresholds, WideLinear
 from fusionapp.settings import MODALITIES, ModelSettings, settings_from_dict
 
@@ -27,7 +29,9 @@ class FusionClassifier(keras.Model):
     It returns logits (after the wide path's blend, the class-prior offsets and the calibration
     temperature); what they mean is `fusionapp.model.head.probabilities`. `inputs` are the sizes of
     its inputs and head (`Preprocessor.network_inputs()`): num_classes, image_size, text_input
-    ("tf_idf" or "token_ids"), text_width, sequence_length, tabular_width, wide_width (the wide
+    ("tf_idf", "token_ids" or "backbone": a pretrained text backbone's token ids and `text_mask`, whose
+    architecture is `text_backbone`; `text_features`, its width, when the model takes its pooled
+    vectors instead, and `fine_tune_text`, how many top transformer layers train), text_width, sequence_length, tabular_width, wide_width (the wide
     path's own n-gram vocabulary; absent in models before 0.9, whose wide path read the TF-IDF
     text); and `image_features`, the
     shape of a pretrained backbone's feature map, when the model takes that map instead of the image
@@ -46,6 +50,8 @@ class FusionClassifier(keras.Model):
             # Part of the model's definition, so a fine-tuning checkpoint reloads with the same
             # trainable weights its optimizer state belongs to.
             unfreeze_top(self.get_layer(BACKBONE_LAYER), inputs["fine_tune"])
+        if inputs.get("fine_tune_text") and "text_mask" in tensors:
+            unfreeze_top_text(self.get_layer(TEXT_BACKBONE_LAYER), inputs["fine_tune_text"])
 
         # === Config ===
         self.settings = dict(settings)
@@ -134,16 +140,18 @@ def _network(settings: ModelSettings, inputs: dict):
         shape, dtype = (tuple(inputs["image_features"]), "float32") if from_features else ((size, size, 3), "uint8")
         tensors["image"] = keras.Input(shape, dtype=dtype, name="image")
         features.append(image_branch(tensors["image"], settings, size, from_features))
-    if "text" in modalities:
+    if "text" in modalities and inputs["text_input"] == "backbone":
+        features.append(_backbone_text(tensors, settings, inputs))
+    elif "text" in modalities:
         bag = inputs["text_input"] == "tf_idf"
         if bag != (settings.text_encoder == "bag"):
             raise FusionError("the bag text encoder reads TF-IDF vectors, the cnn / mean encoders token ids")
         shape, dtype = ((inputs["text_width"],), "float32") if bag else ((inputs["sequence_length"],), "int64")
         tensors["text"] = keras.Input(shape, dtype=dtype, name="text")
         features.append(text_branch(tensors["text"], settings, inputs["text_width"]))
-        if settings.wide and inputs.get("wide_width"):
-            tensors["wide_ids"] = keras.Input((None,), dtype="int32", name="wide_ids")
-            tensors["wide_weights"] = keras.Input((None,), dtype="float32", name="wide_weights")
+    if "text" in modalities and settings.wide and inputs.get("wide_width"):
+        tensors["wide_ids"] = keras.Input((None,), dtype="int32", name="wide_ids")
+        tensors["wide_weights"] = keras.Input((None,), dtype="float32", name="wide_weights")
     if "tabular" in modalities:
         tensors["tabular"] = keras.Input((inputs["tabular_width"],), dtype="float32", name="tabular")
         features.append(tabular_branch(tensors["tabular"], settings))
@@ -152,6 +160,21 @@ def _network(settings: ModelSettings, inputs: dict):
     x = layers.Dropout(settings.dropout, name="fusion.dropout")(x)
     logits = layers.Dense(inputs["num_classes"], name="head.logits", dtype="float32")(x)
     return tensors, _head(logits, tensors, settings, inputs)
+
+
+def _backbone_text(tensors: dict, settings: ModelSettings, inputs: dict):
+    """A pretrained text backbone's branch: on token ids and their mask, or with `text_features`
+    on the backbone's pooled vectors (computed once by the feature cache) instead."""
+    if inputs.get("text_features"):
+        tensors["text"] = keras.Input((inputs["text_features"],), dtype="float32", name="text")
+        pooled = tensors["text"]
+    else:
+        length = inputs["sequence_length"]
+        tensors["text"] = keras.Input((length,), dtype="int32", name="text")
+        tensors["text_mask"] = keras.Input((length,), dtype="int32", name="text_mask")
+        pooled = backbone_text_features(tensors["text"], tensors["text_mask"],
+                                        build_text_backbone(inputs["text_backbone"]))
+    return pretrained_text_branch(pooled, settings)
 
 
 def _head(logits, tensors: dict, settings: ModelSettings, inputs: dict):

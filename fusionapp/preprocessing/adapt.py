@@ -29,13 +29,15 @@ WIDE_MAX_WEIGHTS = 2**24
 def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, text: TextSettings,
           text_encoder: str, tabular_kinds: dict[str, str], source: str = "data",
           label_sep: str | None = None, min_label_count: int = 1, adapt_rows: int | None = None,
-          seed: int = 0, wide: bool = False) -> Preprocessor:
+          seed: int = 0, wide: bool = False, backbone_text: dict | None = None, text_tokenizer=None) -> Preprocessor:
     """A Preprocessor adapted on these (training) rows. `tabular_cells` maps column -> raw cells;
     `text` is already resolved for `text_encoder` (see TextSettings.resolved). With `label_sep`
     the labels are sets (multi-label), and those on fewer than `min_label_count` rows are left out.
     The vocabulary and idf are learnt on a seeded sample of at most `adapt_rows` texts: their cost
     then stays bounded however many rows there are (the frequent n-grams a sample misses are rare).
-    With `wide`, the wide path's own n-gram vocabulary and idf are learnt on the same sample."""
+    With `wide`, the wide path's own n-gram vocabulary and idf are learnt on the same sample.
+    `backbone_text` (the text config of a pretrained text backbone) and its `text_tokenizer` replace
+    the learnt text vocabulary."""
     if label_sep is None:
         class_names = sorted(set(labels))
         if len(class_names) < 2:
@@ -46,8 +48,11 @@ def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, te
     text_config, wide_config, state = None, None, {}
     if "text" in modalities:
         sample = _normalized(adapt_sample(texts, adapt_rows, seed), text.max_chars)
-        text_config, vocabulary, idf = _adapt_text(sample, text, text_encoder, source)
-        state.update(vocabulary=vocabulary, idf=idf)
+        if backbone_text is not None:
+            text_config = {**backbone_text, "max_chars": text.max_chars}
+        else:
+            text_config, vocabulary, idf = _adapt_text(sample, text, text_encoder, source)
+            state.update(vocabulary=vocabulary, idf=idf)
         if wide:
             classes = len(class_names)
             wide_config, wide_vocabulary, wide_idf = _adapt_wide(sample, classes)
@@ -73,7 +78,7 @@ def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, te
         if means:
             state.update(means=means, stds=stds)
     preprocessor = Preprocessor(class_names, modalities, image_size, text=text_config, tabular=tabular,
-                                label_sep=label_sep, wide_text=wide_config)
+                                label_sep=label_sep, wide_text=wide_config, text_tokenizer=text_tokenizer)
     preprocessor.set_state(**state)
     return preprocessor
 

@@ -8,6 +8,8 @@ One object serves every consumer: the training pipeline maps `decode_image` per 
 
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 
@@ -30,7 +32,7 @@ class Preprocessor(keras.layers.Layer):
     """
 
     def __init__(self, class_names, modalities, image_size: int, text: dict | None = None, tabular=(),
-                 label_sep: str | None = None, wide_text: dict | None = None, **kwargs):
+                 label_sep: str | None = None, wide_text: dict | None = None, text_tokenizer=None, **kwargs):
         super().__init__(**{**kwargs, "dtype": "float32", "trainable": False})
         self.class_names = [str(name) for name in class_names]
         # None: one label per row; else a multi-label model, whose label cells join labels with this
@@ -42,7 +44,13 @@ class Preprocessor(keras.layers.Layer):
         self.wide_text = dict(wide_text) if wide_text and "text" in self.modalities else None
 
         # === Layers ===
-        if "text" in self.modalities:
+        if "text" in self.modalities and self.text["output"] == "backbone":
+            # A pretrained text backbone's own tokenizer; its vocabulary is an asset of the model file.
+            # Loaded from a model file, it gets its vocabulary after this, and builds (its packer
+            # reads the vocabulary's special tokens) on first use.
+            self.text_tokenizer = text_tokenizer or keras.saving.deserialize_keras_object(
+                json.loads(self.text["tokenizer"]))
+        elif "text" in self.modalities:
             token_ids = self.text["output"] == "token_ids"
             self.text_vectorizer = text_vectorizer(self.text["tokens"], self.text["ngrams"], self.text["output"],
                                                    self.text["sequence_length"])
@@ -119,6 +127,16 @@ class Preprocessor(keras.layers.Layer):
         """One encoded image (empty bytes: missing) -> uint8 [size, size, 3]."""
         return decode_or_blank(encoded, self.image_size)
 
+    def encode_text_inputs(self, texts) -> dict:
+        """[batch] strings -> the network's text inputs: `text`, and with a pretrained text backbone
+        `text_mask` (1 on the text's tokens, 0 on padding)."""
+        import tensorflow as tf
+
+        if self.text["output"] != "backbone":
+            return {"text": self.encode_text(texts)}
+        packed = self.text_tokenizer(normalize_text(cut_text(texts, self.text.get("max_chars"))))
+        return {"text": tf.cast(packed["token_ids"], tf.int32), "text_mask": tf.cast(packed["padding_mask"], tf.int32)}
+
     def encode_text(self, texts):
         """[batch] strings -> sublinear TF-IDF vectors at unit length, or token ids."""
         import tensorflow as tf
@@ -194,7 +212,7 @@ class Preprocessor(keras.layers.Layer):
             inputs["image"] = tf.map_fn(self.decode_image, raw["image"],
                                         fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
         if "text" in self.modalities:
-            inputs["text"] = self.encode_text(raw["text"])
+            inputs.update(self.encode_text_inputs(raw["text"]))
             if self.wide_text is not None:
                 inputs.update(self.encode_wide_text(raw["text"]))
         if "tabular" in self.modalities:
@@ -238,8 +256,10 @@ class Preprocessor(keras.layers.Layer):
         """The sizes the classifier's inputs and head need."""
         sizes = {"num_classes": self.num_classes, "image_size": self.image_size}
         if "text" in self.modalities:
-            sizes.update(text_input=self.text["output"], text_width=self.text["vocabulary_size"],
+            sizes.update(text_input=self.text["output"], text_width=self.text.get("vocabulary_size", 0),
                          sequence_length=self.text["sequence_length"])
+            if self.text["output"] == "backbone":
+                sizes["text_backbone"] = self.text["backbone"]
             if self.wide_text is not None:
                 sizes["wide_width"] = self.wide_text["vocabulary_size"]
         if "tabular" in self.modalities:
@@ -261,7 +281,7 @@ class Preprocessor(keras.layers.Layer):
         """The adapted state as plain JSON, for people (preprocessing.json); loading uses the model file."""
         summary = {"class_names": self.class_names, "label_sep": self.label_sep, "modalities": list(self.modalities),
                    "image_size": self.image_size, "text": self.text, "wide_text": self.wide_text, "tabular": []}
-        if "text" in self.modalities:
+        if "text" in self.modalities and self.text["output"] != "backbone":
             vocabulary = [str(token) for token in self.text_vectorizer.get_vocabulary()]
             summary["vocabulary"] = vocabulary
             if self.text["output"] == "tf_idf":

@@ -25,6 +25,7 @@ LEARNING_CURVE_FILE = "learning_curve.png"
 SKIPPED_FILE = "skipped.csv"
 RESUME_DIR = "resume"
 STATE_FILE = "state.json"  # inside RESUME_DIR
+TEXT_BACKBONE_WEIGHTS = "text-backbone.weights.h5"  # inside RESUME_DIR: the pretrained text backbone's weights
 PIXEL_CACHE_DIR = "pixel-cache"  # --pixel-cache disk, while training
 TENSORBOARD_DIR = "tensorboard"
 LOCK_FILE = ".lock"

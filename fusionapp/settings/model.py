@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from fusionapp.settings.rules import (SettingError, check_fields, choice, integer, integers, names, number,
-                                     switch)
+                                     preset_source, switch)
 
 MODALITIES = ("image", "text", "tabular")
 TEXT_ENCODERS = ("bag", "cnn", "mean")
@@ -36,6 +36,9 @@ class ModelSettings:
     # "bag": a dense layer over sublinear TF-IDF n-gram vectors; "cnn": parallel 1-D convolutions
     # over token ids; "mean": pooled embeddings
     text_encoder: str = choice("bag", TEXT_ENCODERS)
+    # a pretrained KerasHub text model (a local preset folder, a local Hugging Face snapshot folder or
+    # a KerasHub preset name) in place of the text encoder; "" for none (fusionapp/pretrained/text_backbones.py)
+    text_backbone: str = preset_source("")
     text_embedding_dim: int = integer(64, 1)
     text_widths: tuple[int, ...] = integers((2, 3, 4))
     text_filters: int = integer(64, 1)

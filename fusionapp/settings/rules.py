@@ -177,6 +177,19 @@ def weights_source(default: str):
     return _rule_field(default, Rule(requirement, coerce))
 
 
+def preset_source(default: str):
+    """A pretrained model's folder or preset name; "" for none. Checked against the machine later
+    (fusionapp.pretrained.text_backbones), before anything is written."""
+    requirement = "a KerasHub preset name or the path of a local preset folder"
+
+    def coerce(name, value):
+        if not isinstance(value, str):
+            raise SettingError(name, value, requirement)
+        return value.strip()
+
+    return _rule_field(default, Rule(requirement, coerce))
+
+
 def service_address(default: str):
     """A tf.data service dispatcher: grpc://HOST:PORT (or HOST:PORT); "" for none."""
     requirement = "a dispatcher address, grpc://HOST:PORT"

@@ -30,6 +30,11 @@ class RunSettings:
                                "backbone (the multi-kernel branch is trained whole)")
         if training.fine_tune and self.model.modalities and "image" not in self.model.modalities:
             raise SettingError("fine_tune", training.fine_tune, "0 when the model reads no image")
+        if training.fine_tune_text and not self.model.text_backbone:
+            raise SettingError("fine_tune_text", training.fine_tune_text, "0 unless --text-backbone names a "
+                               "pretrained text model")
+        if training.fine_tune_text and self.model.modalities and "text" not in self.model.modalities:
+            raise SettingError("fine_tune_text", training.fine_tune_text, "0 when the model reads no text")
         if self.features_only:
             # Images are decoded once, for the cache, and never seen again: nothing to flip or keep.
             if training.augment:
@@ -42,7 +47,7 @@ class RunSettings:
         if training.data_service and training.pixel_cache != "none":
             raise SettingError("pixel_cache", training.pixel_cache, "none with --data-service (its workers read "
                                "and decode the images)")
-        if training.data_service and self.model.pretrained and training.feature_cache:
+        if training.data_service and (self.model.pretrained or self.model.text_backbone) and training.feature_cache:
             raise SettingError("feature_cache", True, "off with --data-service (its workers read and decode the "
                                "images): --no-feature-cache")
 

@@ -43,6 +43,7 @@ class TrainingSettings:
     # compute each image's backbone features once (frozen backbone) and reuse them across epochs and runs
     feature_cache: bool = switch(True)
     fine_tune: int = integer(0, 0)  # top backbone layers unfrozen in a second phase; 0: none
+    fine_tune_text: int = integer(0, 0)  # top transformer layers of a text backbone unfrozen in that phase
     fine_tune_epochs: int = integer(5, 1)
     fine_tune_learning_rate: float = number(2e-4, 0.0, 10.0, low_open=True)
     # multi-label: labels on fewer training rows than this are reported and dropped

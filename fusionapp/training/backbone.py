@@ -29,10 +29,10 @@ def frozen_backbone(settings: RunSettings, preprocessor):
     return extractor, record
 
 
-def check_same_backbone(state: dict, digest: str) -> None:
+def check_same_backbone(state: dict, digest: str, key: str = "backbone_weights_sha256") -> None:
     """A resumed run must continue on the backbone it started with: its checkpoint's head learnt
     that backbone's features. The state records the digest of the weights' values from the start."""
-    started = state.setdefault("backbone_weights_sha256", digest)
+    started = state.setdefault(key, digest)
     if started != digest:
         raise FusionError("the backbone's weights differ from those this run started with (the weights file "
                           "changed since); resume with the original file, or train again")

@@ -17,6 +17,7 @@ from fusionapp.runs import files, layout
 from fusionapp.settings import RunSettings
 from fusionapp.training.backbone import cached_features, check_same_backbone, frozen_backbone
 from fusionapp.training.loss import class_weights, training_loss
+from fusionapp.training.text_backbone import cached_text_features, frozen_text_backbone
 
 
 @dataclass
@@ -25,6 +26,7 @@ class FittedNetwork:
     history: list[dict]
     best_epoch: int | None
     backbone: dict | None  # what config.json records of a pretrained backbone
+    text_backbone: dict | None = None  # and of a pretrained text backbone
 
 
 @dataclass
@@ -41,54 +43,87 @@ class Phase:
     class_weight: dict | None
     verbose: int
     features: list | None = None  # cached backbone features of (train, val), or None: images
+    text_features: list | None = None  # cached text backbone vectors of (train, val), or None: texts
 
 
 def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: str, placement, checkpoint_model,
                 state, verbose: int) -> FittedNetwork:
     """`checkpoint_model` and `state` are what `--resume` continues from (None: a new run)."""
-    from fusionapp.model.backbones import BACKBONE_LAYER
     from fusionapp.training.checkpoints import RunCheckpoint, new_state
 
     say, training = printer(verbose), settings.training
     inputs = preprocessor.network_inputs()
     extractor, record = frozen_backbone(settings, preprocessor)
+    text_extractor, text_record = frozen_text_backbone(settings, preprocessor, out)
     state = state or new_state()
-    if record is not None:
-        from fusionapp.pretrained.weights import weights_sha256
-
-        digest = weights_sha256(extractor.get_layer(BACKBONE_LAYER))
-        check_same_backbone(state, digest)
+    digest = _check_backbones(state, extractor, text_record)
     if state["epoch"]:
         say(f"Resuming after epoch {state['epoch']}")
     loss = training_loss(preprocessor, train_rows, training.class_weight)
     phase = Phase(settings, preprocessor, train_rows, val_rows, out, placement, RunCheckpoint(out, training.patience,
                   state), class_weights(preprocessor, train_rows, training.class_weight), verbose)
-    cached = extractor is not None and training.feature_cache
-    fine_tuning = state.get("phase") == "fine_tune"
+    cached, cached_text = (x is not None and training.feature_cache for x in (extractor, text_extractor))
     final = _float32_model(settings, inputs, preprocessor)
-    if not fine_tuning:
-        phase.features = cached_features(train_rows, val_rows, preprocessor, extractor, digest, record, say) \
-            if cached else None
-        model = checkpoint_model or _compiled(phase, {**inputs, "image_features": record["feature_map"]} if cached
-                                              else inputs, training.learning_rate, training.epochs, loss)
-        if checkpoint_model is None and extractor is not None and not cached:
-            model.get_layer(BACKBONE_LAYER).set_weights(extractor.get_layer(BACKBONE_LAYER).get_weights())
+    if state.get("phase") != "fine_tune":
+        phase.features = cached_features(train_rows, val_rows, preprocessor, extractor, digest,
+                                         record, say) if cached else None
+        phase.text_features = cached_text_features(train_rows, val_rows, preprocessor, text_extractor, text_record,
+                                                   say) if cached_text else None
+        first = {**inputs, **({"image_features": record["feature_map"]} if cached else {}),
+                 **({"text_features": text_record["hidden_dim"]} if cached_text else {})}
+        model = checkpoint_model or _compiled(phase, first, training.learning_rate, training.epochs, loss)
+        if checkpoint_model is None:
+            _set_backbones(model, None if cached else extractor, None if cached_text else text_extractor)
         _run_phase(model, phase, training.epochs)
         copy_weights(model, final)
-        if cached:
-            final.get_layer(BACKBONE_LAYER).set_weights(extractor.get_layer(BACKBONE_LAYER).get_weights())
-    if training.fine_tune and settings.model.pretrained and "image" in preprocessor.modalities:
-        phase.features = None
-        model = checkpoint_model if fine_tuning else _start_fine_tune(phase, {**inputs, "fine_tune": training.fine_tune},
-                                                                     final, loss)
-        say(f"Fine-tuning the top {training.fine_tune} backbone layers (batch norm frozen) at learning rate "
+        _set_backbones(final, extractor if cached else None, text_extractor if cached_text else None)
+        checkpoint_model = None
+    # The backbones fine-tuned in a second phase, and how many top layers of each.
+    tuned = {name: layers for name, layers, backbone in (("fine_tune", training.fine_tune, extractor),
+                                                         ("fine_tune_text", training.fine_tune_text, text_extractor))
+             if layers and backbone is not None}
+    if tuned:
+        phase.features = phase.text_features = None
+        model = checkpoint_model or _start_fine_tune(phase, {**inputs, **tuned}, final, loss)
+        say(f"Fine-tuning {' and '.join(_tuned_words(tuned))} at learning rate "
             f"{training.fine_tune_learning_rate:g} for up to {training.fine_tune_epochs} epochs, from validation "
             f"loss {phase.checkpoint.state['best_val_loss']:.4f}")
         _run_phase(model, phase, phase.checkpoint.state["fine_tune_start"] + training.fine_tune_epochs)
         copy_weights(model, final)
     shutil.rmtree(os.path.join(out, layout.PIXEL_CACHE_DIR), ignore_errors=True)
     state = phase.checkpoint.state
-    return FittedNetwork(final, state["history"], state["best_epoch"], record)
+    return FittedNetwork(final, state["history"], state["best_epoch"], record, text_record)
+
+
+def _check_backbones(state: dict, extractor, text_record) -> str | None:
+    """A resumed run continues on the backbones it started with (see check_same_backbone); the
+    digest of the image backbone's weights, if any."""
+    digest = None
+    if extractor is not None:
+        from fusionapp.model.backbones import BACKBONE_LAYER
+        from fusionapp.pretrained.weights import weights_sha256
+
+        digest = weights_sha256(extractor.get_layer(BACKBONE_LAYER))
+        check_same_backbone(state, digest)
+    if text_record is not None:
+        check_same_backbone(state, text_record["weights_sha256"], "text_backbone_weights_sha256")
+    return digest
+
+
+def _set_backbones(model, extractor, text_extractor) -> None:
+    """The pretrained weights of the extractors given (None: leave that backbone) into `model`."""
+    from fusionapp.model.backbones import BACKBONE_LAYER
+    from fusionapp.model.text_backbone import TEXT_BACKBONE_LAYER
+
+    for source, name in ((extractor, BACKBONE_LAYER), (text_extractor, TEXT_BACKBONE_LAYER)):
+        if source is not None:
+            model.get_layer(name).set_weights(source.get_layer(name).get_weights())
+
+
+def _tuned_words(tuned: dict) -> list[str]:
+    words = {"fine_tune": "the top {} image backbone layers (batch norm frozen)",
+             "fine_tune_text": "the top {} text backbone transformer layers"}
+    return [words[name].format(layers) for name, layers in tuned.items()]
 
 
 def steps_per_epoch(phase: Phase) -> int:
@@ -118,12 +153,14 @@ def _datasets(phase: Phase, start_step: int):
     placement = phase.placement
     shard = (placement.num_workers, placement.worker_index) if placement.num_workers > 1 else None
     train_features, val_features = phase.features or (None, None)
+    train_text, val_text = phase.text_features or (None, None)
     train_data = make_dataset(phase.train_rows, phase.preprocessor, batch_size, training=True, seed=training.seed,
                               start_step=start_step, augment=training.augment,
                               modality_dropout=training.modality_dropout, pixel_cache=cache[0], shard=shard,
-                              image_features=train_features, service=training.data_service)
+                              image_features=train_features, text_features=train_text,
+                              service=training.data_service)
     val_data = make_dataset(phase.val_rows, phase.preprocessor, batch_size, pixel_cache=cache[1], shard=shard,
-                            image_features=val_features)
+                            image_features=val_features, text_features=val_text)
     return train_data, val_data
 
 

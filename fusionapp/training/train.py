@@ -35,7 +35,7 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
     if run_settings.model.multi_label and data.startswith("tfds:"):
         raise FusionError("--multi-label reads label sets from a table's label column; TFDS sources give one "
                           "label per example")
-    check_environment(run_settings)
+    check_environment(run_settings, resume)
     from fusionapp.training.strategies import make_placement
 
     # Before anything else runs a TensorFlow op: multi-worker training cannot start after one.
@@ -98,6 +98,8 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
     clock.lap("network")
     if fitted.backbone is not None:
         record.update(backbone=fitted.backbone)
+    if fitted.text_backbone is not None:
+        record.update(text_backbone=fitted.text_backbone)
     after = fit_after_network(fitted.model, rows.train, rows.val, settings, say)
     record.update(**after.record, epochs_run=len(fitted.history), best_epoch=fitted.best_epoch)
     reports = {"validation": validation_report(fitted.model, rows.val, after.val_logits, len(rows.skipped))}
@@ -136,6 +138,11 @@ def _adapt(rows, settings: RunSettings, say):
 
     label_sep = settings.columns.label_sep if settings.model.multi_label else None
     training = settings.training
+    backbone_text, tokenizer = None, None
+    if "text" in settings.model.modalities and settings.model.text_backbone:
+        from fusionapp.training.text_backbone import backbone_text_config
+
+        backbone_text, tokenizer = backbone_text_config(settings, say)
     if "text" in settings.model.modalities:
         limit = settings.text.max_chars
         cut = sum(len(text) > limit for text in rows.train.texts)
@@ -148,7 +155,7 @@ def _adapt(rows, settings: RunSettings, say):
                  image_size=settings.model.image_size, text=settings.text, text_encoder=settings.model.text_encoder,
                  tabular_kinds=rows.tabular_kinds, source=rows.examples.source, label_sep=label_sep,
                  min_label_count=training.min_label_count, adapt_rows=training.adapt_rows, seed=training.seed,
-                 wide=settings.model.wide)
+                 wide=settings.model.wide, backbone_text=backbone_text, text_tokenizer=tokenizer)
 
 
 def _holdout(rows, preprocessor, settings: RunSettings, out: str, record, placement, say):

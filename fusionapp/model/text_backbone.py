@@ -1,0 +1,62 @@
+"""A pretrained KerasHub text backbone as the text branch: token ids and padding mask -> the mean of
+its last layer over the text's tokens -> dropout -> projection. Frozen unless fine-tuning unfreezes
+its top transformer layers."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+from keras import layers, ops
+
+from fusionapp.errors import FusionError
+
+TEXT_BACKBONE_LAYER = "text.backbone"
+
+
+def build_text_backbone(config: str):
+    """The backbone of a serialized architecture (`keras.saving.serialize_keras_object` of a
+    KerasHub backbone, as JSON text), randomly initialised, frozen, at the current precision policy:
+    its weights come from the preset, the feature cache's extractor or the model file."""
+    import keras_hub  # noqa: F401 - registers the backbone classes the config names
+
+    config = json.loads(config)
+    config["config"]["name"] = TEXT_BACKBONE_LAYER
+    # The preset records float32; the run's policy decides (mixed precision runs it in half).
+    config["config"]["dtype"] = keras.config.dtype_policy().name
+    backbone = keras.saving.deserialize_keras_object(config)
+    backbone.trainable = False
+    return backbone
+
+
+def backbone_text_features(token_ids, padding_mask, backbone):
+    """[batch, length] token ids and 0/1 mask -> [batch, hidden] mean of the last layer's vectors over
+    the text's own tokens (padding left out)."""
+    inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
+    if "segment_ids" in backbone.input:
+        inputs["segment_ids"] = ops.zeros_like(token_ids)  # one segment: the whole text
+    outputs = backbone(inputs)
+    sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
+    return layers.GlobalAveragePooling1D(name="text.mean_pool", dtype="float32")(
+        sequence, mask=ops.cast(padding_mask, "bool"))
+
+
+def text_features_extractor(config: str, sequence_length: int):
+    """Token ids and mask -> the pooled vector: the part of the text branch the feature cache stands
+    in for, under the same layer names."""
+    token_ids = keras.Input((sequence_length,), dtype="int32", name="text")
+    mask = keras.Input((sequence_length,), dtype="int32", name="text_mask")
+    features = backbone_text_features(token_ids, mask, build_text_backbone(config))
+    return keras.Model({"text": token_ids, "text_mask": mask}, features, name="text.feature_extractor")
+
+
+def unfreeze_top_text(backbone, layers_count: int) -> None:
+    """Make the top `layers_count` transformer layers of a frozen text backbone trainable; the
+    embeddings and the layers below stay as pretrained."""
+    stack = getattr(backbone, "transformer_layers", None)
+    if not stack:
+        raise FusionError(f"{type(backbone).__name__} has no transformer_layers list to fine-tune; train it frozen")
+    backbone.trainable = True
+    trainable = set(map(id, stack[-layers_count:]))
+    for layer in backbone.layers:
+        layer.trainable = id(layer) in trainable

@@ -1,0 +1,122 @@
+"""Where a pretrained text backbone comes from (--text-backbone NAME|PATH), found or refused before
+anything is written, and what a run takes from it: the tokenizer and architecture (kept in the run's
+preprocessor) and the weights.
+
+PATH is a local KerasHub preset folder (`save_to_preset`), or a local Hugging Face snapshot folder of
+an architecture KerasHub converts (BERT, DistilBERT, RoBERTa, XLM-RoBERTa). NAME is a KerasHub preset
+name, read from KerasHub's download cache (kagglehub's) or downloaded where a network exists.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from fusionapp.errors import FusionError, one_line
+from fusionapp.pretrained.weights import OFFLINE_ENV
+
+POOLING = "mean"  # over the non-padding tokens of the last layer (why: docs/text-backbones.md)
+
+
+@dataclass(frozen=True)
+class TextBackboneSource:
+    given: str  # as --text-backbone spells it
+    kind: str  # "keras_hub" (a preset folder), "huggingface" (a snapshot folder) or "preset" (a name)
+    folder: str  # the local folder it loads from
+
+
+def resolve_text_backbone(given: str) -> TextBackboneSource:
+    """The local folder of `given`: the folder itself, or a named preset's copy in KerasHub's cache
+    (downloaded there first if allowed and possible); else a one-line FusionError."""
+    import json
+
+    path = os.path.abspath(os.path.expanduser(given))
+    if os.path.isdir(path):
+        config = os.path.join(path, "config.json")
+        try:
+            with open(config, encoding="utf-8") as stream:
+                kind = "keras_hub" if "registered_name" in json.load(stream) else "huggingface"
+        except (OSError, ValueError) as error:
+            raise FusionError(f"--text-backbone {given}: not a KerasHub preset or Hugging Face snapshot folder "
+                              f"(cannot read its config.json: {one_line(error)[:100]})") from None
+        return TextBackboneSource(given, kind, path)
+    if os.sep in given or given.startswith(".") or os.path.exists(path):
+        raise FusionError(f"--text-backbone {given}: no such folder")
+    return TextBackboneSource(given, "preset", _preset_folder(given))
+
+
+def _preset_folder(name: str) -> str:
+    import keras_hub  # noqa: F401 - registers the built-in presets
+    from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
+
+    if name not in BUILTIN_PRESETS:
+        raise FusionError(f"--text-backbone {name}: no such folder, and not a KerasHub preset name (e.g. "
+                          "bert_base_en_uncased, xlm_roberta_base_multi)")
+    handle = BUILTIN_PRESETS[name]["kaggle_handle"].removeprefix("kaggle://")
+    folder = os.path.join(kagglehub_cache(), "models", *handle.split("/"))
+    if os.path.isfile(os.path.join(folder, "config.json")):
+        return folder
+    why = "downloads are off (FUSIONAPP_OFFLINE=1)" if os.environ.get(OFFLINE_ENV) == "1" else _download(handle)
+    if why is None:
+        return folder
+    raise FusionError(f"the KerasHub preset {name} is not on this machine and {why}: KerasHub looks for it in "
+                      f"{folder}; fetch it there on a connected machine (README, 'Pretrained text models "
+                      "offline'), or pass --text-backbone PATH with a local preset folder")
+
+
+def kagglehub_cache() -> str:
+    """Where KerasHub's presets are downloaded: $KAGGLEHUB_CACHE, ~/.cache/kagglehub by default."""
+    return os.environ.get("KAGGLEHUB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "kagglehub")
+
+
+def _download(handle: str) -> str | None:
+    """Let kagglehub fetch the preset into its cache; None on success, else why it could not."""
+    try:
+        import kagglehub
+
+        kagglehub.model_download(handle)
+    except Exception as error:  # noqa: BLE001 - any failure to fetch means the same to the user
+        return f"cannot be downloaded ({one_line(error)[:120]})"
+    return None
+
+
+@dataclass
+class TextPreset:
+    """What a run takes from a text backbone's folder."""
+
+    backbone: object  # the KerasHub backbone, its pretrained weights loaded
+    tokenizer: object  # the KerasHub text preprocessor: strings -> token ids and padding mask
+    config: dict  # the backbone's serialized architecture (no weights)
+
+
+def load_text_preset(source: TextBackboneSource, sequence_length: int) -> TextPreset:
+    """The backbone and its tokenizer, packing texts to `sequence_length` tokens."""
+    import keras
+    import keras_hub
+
+    from fusionapp.model.precision import precision_policy
+
+    try:
+        with precision_policy("float32"):
+            backbone = keras_hub.models.Backbone.from_preset(source.folder)
+            tokenizer = keras_hub.models.TextClassifierPreprocessor.from_preset(source.folder,
+                                                                               sequence_length=sequence_length)
+    except Exception as error:  # noqa: BLE001 - a folder of another kind of model, said in one line
+        raise FusionError(f"--text-backbone {source.given}: cannot load it as a KerasHub text model "
+                          f"({one_line(error)[:160]})") from None
+    if not isinstance(backbone.input, dict) or "token_ids" not in backbone.input:
+        raise FusionError(f"--text-backbone {source.given}: {type(backbone).__name__} is not a text model "
+                          "(it takes no token ids)")
+    longest = getattr(backbone, "max_sequence_length", None)
+    if longest and sequence_length > longest:
+        raise FusionError(f"--sequence-length {sequence_length}: {type(backbone).__name__} reads at most "
+                          f"{longest} tokens")
+    return TextPreset(backbone, tokenizer, keras.saving.serialize_keras_object(backbone))
+
+
+def describe_text_backbone(source: TextBackboneSource, preset_config: dict, digest: str, sequence_length: int,
+                           hidden_dim: int) -> dict:
+    """What config.json records of the text backbone."""
+    return {"name": source.given, "source": source.kind, "folder": source.folder,
+            "class": preset_config.get("class_name"), "weights_sha256": digest, "sequence_length": sequence_length,
+            "hidden_dim": hidden_dim, "pooling": POOLING}

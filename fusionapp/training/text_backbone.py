@@ -1,0 +1,89 @@
+"""The pretrained text backbone a run trains with: its tokenizer and architecture for the
+preprocessor, its weights (kept in the run until it ends, so --resume needs the preset folder
+never), their digest, and every text's pooled vector from the feature cache."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from fusionapp.runs import files, layout
+from fusionapp.settings import RunSettings
+
+
+def backbone_text_config(settings: RunSettings, say) -> tuple[dict, object]:
+    """(the preprocessor's text config, the tokenizer) of the run's text backbone."""
+    import keras
+
+    from fusionapp.pretrained.text_backbones import load_text_preset, resolve_text_backbone
+
+    source = resolve_text_backbone(settings.model.text_backbone)
+    length = settings.text.sequence_length
+    say(f"Text backbone {settings.model.text_backbone} ({source.kind} folder {source.folder}), {length} tokens")
+    preset = load_text_preset(source, length)
+    # Nested configs as JSON text: Keras would track nested dicts of a layer's attributes as containers.
+    config = {"output": "backbone", "sequence_length": length, "backbone": json.dumps(preset.config),
+              "tokenizer": json.dumps(keras.saving.serialize_keras_object(preset.tokenizer)), "source": source.kind,
+              "folder": source.folder, "name": source.given}
+    return config, preset.tokenizer
+
+
+def frozen_text_backbone(settings: RunSettings, preprocessor, out: str):
+    """The float32 text feature extractor with the backbone's pretrained weights, and what
+    config.json records of it; (None, None) without a text backbone. A new run copies the weights
+    into its resume folder; a resumed one reads them from there."""
+    if "text" not in preprocessor.modalities or preprocessor.text["output"] != "backbone":
+        return None, None
+    from fusionapp.model.precision import precision_policy
+    from fusionapp.model.text_backbone import TEXT_BACKBONE_LAYER, text_features_extractor
+    from fusionapp.pretrained.text_backbones import describe_text_backbone, load_text_preset, resolve_text_backbone
+    from fusionapp.pretrained.weights import weights_sha256
+
+    text = preprocessor.text
+    with precision_policy("float32"):
+        extractor = text_features_extractor(text["backbone"], text["sequence_length"])
+    backbone = extractor.get_layer(TEXT_BACKBONE_LAYER)
+    kept = os.path.join(out, layout.RESUME_DIR, layout.TEXT_BACKBONE_WEIGHTS)
+    if os.path.exists(kept):
+        backbone.load_weights(kept)
+        source = _recorded_source(text)
+    else:
+        source = resolve_text_backbone(settings.model.text_backbone)
+        backbone.set_weights(load_text_preset(source, text["sequence_length"]).backbone.get_weights())
+        os.makedirs(os.path.dirname(kept), exist_ok=True)
+        files.save_weights(backbone, kept)
+    digest = weights_sha256(backbone)
+    record = describe_text_backbone(source, json.loads(text["backbone"]), digest, text["sequence_length"],
+                                    int(extractor.output_shape[-1]))
+    return extractor, record
+
+
+def _recorded_source(text: dict):
+    from fusionapp.pretrained.text_backbones import TextBackboneSource
+
+    return TextBackboneSource(text.get("name", ""), text.get("source", ""), text.get("folder", ""))
+
+
+def cached_text_features(train_rows, val_rows, preprocessor, extractor, record: dict, say):
+    """Both row sets' pooled text vectors, from the feature cache where it has them; `record`
+    (config.json's text_backbone entry) gains how many were cached and computed."""
+    from fusionapp.data.memory import check_fits
+    from fusionapp.pretrained.cache import FeatureCache, enforce_limit
+    from fusionapp.pretrained.text_features import text_backbone_features
+
+    rows = len(train_rows) + len(val_rows)
+    check_fits(f"a frozen text backbone's vectors of {rows} rows ({record['hidden_dim']} float16 each)",
+               rows * record["hidden_dim"] * 2, "train with --no-feature-cache (texts through the backbone each step)")
+    key = {"text_backbone": record["class"], "weights_sha256": record["weights_sha256"],
+           "sequence_length": record["sequence_length"], "max_chars": preprocessor.text.get("max_chars"),
+           "pooling": record["pooling"]}
+    cache = FeatureCache(key)
+    say(f"Text backbone vectors from the cache in {cache.root} ...")
+    features = [text_backbone_features(rows.texts, preprocessor, extractor, cache) for rows in (train_rows, val_rows)]
+    record["feature_cache"] = {"folder": cache.folder, "texts_cached": sum(f.cached for f in features),
+                               "texts_computed": sum(f.computed for f in features)}
+    say(f"Text backbone vectors: {record['feature_cache']['texts_cached']} texts from the cache, "
+        f"{record['feature_cache']['texts_computed']} computed")
+    enforce_limit(cache.root)
+    return features
+

@@ -1,0 +1,175 @@
+"""Pretrained KerasHub text backbones (--text-backbone), offline: tiny presets of each family built
+here (BERT, XLM-RoBERTa with SentencePiece, a Hugging Face BERT snapshot), loaded by path. A run
+keeps its tokenizer and weights, so nothing after training needs the preset folder."""
+
+import base64
+import json
+import os
+import shutil
+import signal
+
+import numpy as np
+import pytest
+
+from conftest import (DEMO_CLASSES, TINY_MODEL, assert_user_error, exported_outputs, post_json, read_csv, run_cli,
+                      serving, start_training, write_csv)
+from text_presets import tiny_bert_preset, tiny_bert_snapshot, tiny_xlm_roberta_preset
+
+SETTINGS = {**TINY_MODEL, "sequence_length": 16, "tabular_col": ("price", "seller")}
+
+
+@pytest.fixture(scope="module")
+def bert_run(demo_table, tmp_path_factory):
+    """(run folder, preset folder): a tiny run whose text branch is a 2-layer BERT preset, which is
+    moved away once the run is trained."""
+    from fusionapp import train
+
+    folder = tmp_path_factory.mktemp("presets")
+    preset = tiny_bert_preset(str(folder / "bert"))
+    run = train(demo_table, str(tmp_path_factory.mktemp("runs") / "bert"), epochs=2, verbose=0,
+                text_backbone=preset, **SETTINGS)
+    shutil.move(preset, str(folder / "moved"))
+    yield run, str(folder / "moved")
+    shutil.move(str(folder / "moved"), preset)
+
+
+def test_the_run_records_the_backbone_and_its_cached_vectors(bert_run):
+    import keras_hub
+
+    from fusionapp.pretrained.weights import weights_sha256
+
+    run, preset = bert_run
+    config = json.load(open(os.path.join(run, "config.json")))
+    record = config["text_backbone"]
+    assert record["source"] == "keras_hub" and record["class"] == "BertBackbone"
+    assert record["sequence_length"] == 16 and record["hidden_dim"] == 16 and record["pooling"] == "mean"
+    assert record["weights_sha256"] == weights_sha256(keras_hub.models.Backbone.from_preset(preset))
+    assert record["feature_cache"]["texts_computed"] > 0
+    assert not os.path.exists(os.path.join(run, "resume"))  # the weights' copy goes with the resume folder
+
+
+def test_predict_serve_and_export_give_one_answer_without_the_preset(bert_run, demo_dir, tmp_path, capsys):
+    from fusionapp import predict
+
+    run, _ = bert_run
+    rows = [row for row in read_csv(demo_dir / "demo.csv") if row["split"] == "test"][:4]
+    for row in rows:
+        row["image"] = str(demo_dir / row["image"])
+    rows[1]["text"] = ""
+    reference = [[predict(run, image=row["image"], text=row["text"], tabular={"price": row["price"],
+                                                                              "seller": row["seller"]}
+                          )["probabilities"][name] for name in DEMO_CLASSES] for row in rows]
+    assert np.abs(np.subtract(reference[0], reference[1])).max() > 1e-4  # the text matters
+    code, _, err = run_cli(capsys, "predict", run, write_csv(tmp_path / "rows.csv", rows), "--out", tmp_path / "p.csv")
+    assert code == 0, err
+    table = [[float(row[f"prob_{name}"]) for name in DEMO_CLASSES] for row in read_csv(tmp_path / "p.csv")]
+    np.testing.assert_allclose(table, reference, atol=1e-5)
+    with serving(run) as url:
+        served = []
+        for row in rows:
+            status, answer = post_json(url + "/predict", {
+                "image": base64.b64encode(open(row["image"], "rb").read()).decode(), "text": row["text"],
+                "tabular": {"price": row["price"], "seller": row["seller"]}})
+            assert status == 200, answer
+            served.append([answer["probabilities"][name] for name in DEMO_CLASSES])
+    np.testing.assert_allclose(served, reference, atol=1e-5)
+    code, _, err = run_cli(capsys, "export", run, "--out", tmp_path / "export")
+    assert code == 0, err
+    # The tokenizer's ops are TensorFlow Text's: a process loading the export imports it first.
+    exported = exported_outputs(tmp_path / "export", rows, tmp_path, prelude="import tensorflow_text\n")
+    np.testing.assert_allclose(exported["probabilities"], reference, atol=1e-5)
+    explained = predict(run, image=rows[0]["image"], text="the good dog", explain=True)["explanation"]
+    assert {word for word, _ in explained["text"]} <= {"the", "good", "dog"} and explained["text"]
+
+
+def test_a_second_run_reads_every_text_from_the_cache_and_fine_tunes(bert_run, demo_table, tmp_path):
+    from fusionapp import train
+
+    run, preset = bert_run
+    out = train(demo_table, str(tmp_path / "tuned"), epochs=1, fine_tune_text=1, fine_tune_epochs=1, verbose=0,
+                text_backbone=preset, **SETTINGS)
+    config = json.load(open(os.path.join(out, "config.json")))
+    first = json.load(open(os.path.join(run, "config.json")))["text_backbone"]["feature_cache"]
+    cache = config["text_backbone"]["feature_cache"]
+    assert cache["texts_computed"] == 0
+    assert cache["texts_cached"] == first["texts_cached"] + first["texts_computed"]
+    assert len(read_csv(os.path.join(out, "history.csv"))) == 2  # one frozen epoch, one fine-tuning
+
+
+JAPANESE = {"天気": ["今日は晴れて暑い", "明日は雨が降るでしょう", "雪が積もって寒い朝"],
+            "料理": ["母の作るカレーはおいしい", "寿司と天ぷらを食べた", "ラーメンの店に行列"],
+            "旅行": ["京都の寺を見に行った", "新幹線で大阪へ向かう", "北海道の温泉に泊まる"]}
+
+
+def test_a_multilingual_preset_reads_unspaced_text_in_a_multi_label_run(tmp_path, capsys):
+    from fusionapp import evaluate, train
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(90):
+        topics = sorted(rng.choice(list(JAPANESE), size=1 + i % 2, replace=False))
+        rows.append({"text": "".join(rng.choice(JAPANESE[t]) for t in topics), "label": "|".join(topics),
+                     "split": "test" if i % 6 == 0 else "train"})
+    table = write_csv(tmp_path / "ja.csv", rows)
+    preset = tiny_xlm_roberta_preset(str(tmp_path / "xlmr"), [r["text"] for r in rows])
+    out = train(table, str(tmp_path / "run"), epochs=2, verbose=0, multi_label=True, text_backbone=preset,
+                sequence_length=16, **TINY_MODEL)
+    from fusionapp import load_model
+
+    tokenizer = load_model(out).preprocessor.text_tokenizer
+    packed = tokenizer(np.array(["今日は晴れて暑い"], dtype=object))
+    assert int(np.asarray(packed["padding_mask"]).sum()) > 3  # pieces of the sentence, not one unknown token
+    report = evaluate(out, table, split="test", verbose=0)
+    assert report["multi_label"] and 0.0 <= report["micro_f1"] <= 1.0
+    assert json.load(open(os.path.join(out, "config.json")))["text_backbone"]["class"] == "XLMRobertaBackbone"
+
+
+def test_a_hugging_face_snapshot_folder_loads_with_its_weights(tmp_path):
+    from safetensors.numpy import load_file
+
+    from fusionapp.pretrained.text_backbones import load_text_preset, resolve_text_backbone
+
+    folder = tiny_bert_snapshot(str(tmp_path / "snapshot"))
+    source = resolve_text_backbone(folder)
+    assert source.kind == "huggingface"
+    preset = load_text_preset(source, 16)
+    embeddings = load_file(os.path.join(folder, "model.safetensors"))["bert.embeddings.word_embeddings.weight"]
+    np.testing.assert_allclose(preset.backbone.get_layer("token_embedding").get_weights()[0], embeddings)
+    packed = preset.tokenizer(np.array(["the good dog"], dtype=object))
+    assert np.asarray(packed["token_ids"])[0, :5].tolist()[0] == 2  # [CLS] first, as BERT reads it
+
+
+def test_a_named_preset_offline_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kaggle"))
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--text-backbone", "bert_tiny_en_uncased", "--out", out)
+    assert_user_error(code, err, "bert_tiny_en_uncased", str(tmp_path / "kaggle"), "FUSIONAPP_OFFLINE=1",
+                      "--text-backbone PATH")
+    assert not out.exists()
+    code, _, err = run_cli(capsys, "train", "--text-backbone", "no_such_preset_xyz", "--out", out)
+    assert_user_error(code, err, "no_such_preset_xyz", "not a KerasHub preset name")
+    code, _, err = run_cli(capsys, "train", "--text-backbone", str(tmp_path / "absent"), "--out", out)
+    assert_user_error(code, err, "no such folder")
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(capsys, "train", "--text-backbone", str(tmp_path / "empty"), "--out", out)
+    assert_user_error(code, err, "config.json")
+    assert not out.exists()
+
+
+def test_a_killed_run_resumes_without_the_preset_folder(demo_rows, tmp_path, capsys):
+    from test_resume import wait_for_epoch
+
+    table = write_csv(tmp_path / "demo.csv", demo_rows)
+    preset = tiny_bert_preset(str(tmp_path / "bert"))
+    run_dir = str(tmp_path / "run")
+    process = start_training(table, run_dir, text_backbone=preset, sequence_length=16)
+    try:
+        wait_for_epoch(run_dir, 2, process)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    shutil.rmtree(preset)
+    code, out, err = run_cli(capsys, "train", "--resume", "--out", run_dir)
+    assert code == 0, err
+    assert "Resuming after epoch 2" in out
+    assert [int(row["epoch"]) for row in read_csv(os.path.join(run_dir, "history.csv"))] == [1, 2, 3, 4]

@@ -1,0 +1,88 @@
+"""Tiny pretrained-text-model folders built in the test itself (random weights, real formats): a
+KerasHub BERT preset, a KerasHub XLM-RoBERTa preset with its SentencePiece vocabulary, and a Hugging
+Face BERT snapshot written with safetensors. Nothing downloads."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import string
+
+import numpy as np
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = ["angular", "round", "new", "used", "the", "a", "and", "of", "good", "bad", "sad", "happy", "cat", "dog"]
+TINY = {"num_layers": 2, "num_heads": 2, "hidden_dim": 16, "intermediate_dim": 32, "max_sequence_length": 64}
+
+
+def bert_vocabulary() -> list[str]:
+    """Whole words, and every letter and digit alone and as a suffix piece, so any text tokenizes."""
+    pieces = list(string.ascii_lowercase + string.digits + string.punctuation)
+    return list(dict.fromkeys(SPECIAL + WORDS + pieces + [f"##{p}" for p in string.ascii_lowercase + string.digits]))
+
+
+def tiny_bert_preset(folder: str, seed: int = 0) -> str:
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    vocabulary = bert_vocabulary()
+    keras_hub.models.BertBackbone(vocabulary_size=len(vocabulary), **TINY).save_to_preset(folder)
+    keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=True).save_to_preset(folder)
+    return folder
+
+
+def tiny_xlm_roberta_preset(folder: str, texts, seed: int = 0) -> str:
+    """SentencePiece learnt on `texts` (any script: CJK included), and a 2-layer XLM-RoBERTa."""
+    import keras
+    import keras_hub
+    import sentencepiece
+
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(texts)), model_writer=model, vocab_size=120, model_type="unigram",
+        character_coverage=1.0, hard_vocab_limit=False, max_sentencepiece_length=2, minloglevel=2, pad_id=0,
+        unk_id=1, bos_id=2, eos_id=3)
+    tokenizer = keras_hub.models.XLMRobertaTokenizer(proto=model.getvalue())
+    keras.utils.set_random_seed(seed)
+    keras_hub.models.XLMRobertaBackbone(vocabulary_size=tokenizer.vocabulary_size(), **TINY).save_to_preset(folder)
+    tokenizer.save_to_preset(folder)
+    return folder
+
+
+def tiny_bert_snapshot(folder: str, seed: int = 0) -> str:
+    """A Hugging Face BERT snapshot: config.json, tokenizer_config.json, vocab.txt, model.safetensors."""
+    from safetensors.numpy import save_file
+
+    vocabulary = bert_vocabulary()
+    hidden, inner, layers, positions = TINY["hidden_dim"], TINY["intermediate_dim"], TINY["num_layers"], 64
+    os.makedirs(folder, exist_ok=True)
+    config = {"model_type": "bert", "architectures": ["BertModel"], "vocab_size": len(vocabulary),
+              "num_hidden_layers": layers, "num_attention_heads": TINY["num_heads"], "hidden_size": hidden,
+              "intermediate_size": inner, "max_position_embeddings": positions, "type_vocab_size": 2}
+    with open(os.path.join(folder, "config.json"), "w") as stream:
+        json.dump(config, stream)
+    with open(os.path.join(folder, "tokenizer_config.json"), "w") as stream:
+        json.dump({"do_lower_case": True, "tokenizer_class": "BertTokenizer"}, stream)
+    with open(os.path.join(folder, "vocab.txt"), "w") as stream:
+        stream.write("\n".join(vocabulary) + "\n")
+    rng = np.random.default_rng(seed)
+    shapes = {"embeddings.word_embeddings.weight": (len(vocabulary), hidden),
+              "embeddings.position_embeddings.weight": (positions, hidden),
+              "embeddings.token_type_embeddings.weight": (2, hidden), "pooler.dense.weight": (hidden, hidden),
+              "pooler.dense.bias": (hidden,)}
+    norms = ["embeddings.LayerNorm"]
+    for i in range(layers):
+        prefix = f"encoder.layer.{i}."
+        for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
+            shapes.update({f"{prefix}{name}.weight": (hidden, hidden), f"{prefix}{name}.bias": (hidden,)})
+        shapes.update({f"{prefix}intermediate.dense.weight": (inner, hidden), f"{prefix}intermediate.dense.bias": (inner,),
+                       f"{prefix}output.dense.weight": (hidden, inner), f"{prefix}output.dense.bias": (hidden,)})
+        norms += [f"{prefix}attention.output.LayerNorm", f"{prefix}output.LayerNorm"]
+    tensors = {f"bert.{key}": (rng.normal(0, 0.05, shape)).astype(np.float32) for key, shape in shapes.items()}
+    for norm in norms:
+        tensors[f"bert.{norm}.weight"] = np.ones(hidden, np.float32)
+        tensors[f"bert.{norm}.bias"] = np.zeros(hidden, np.float32)
+    save_file(tensors, os.path.join(folder, "model.safetensors"))
+    return folder
