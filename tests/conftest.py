@@ -145,6 +145,25 @@ def trained_run(demo_table, tmp_path_factory):
     return train(demo_table, str(out), epochs=2, tabular_col=("price", "seller"), verbose=0, **TINY_MODEL)
 
 
+TEXT_BACKBONE_SETTINGS = {**TINY_MODEL, "sequence_length": 16, "tabular_col": ("price", "seller")}
+
+
+@pytest.fixture(scope="session")
+def text_backbone_run(demo_table, tmp_path_factory):
+    """(run folder, preset folder): a tiny run whose text branch is a 2-layer BERT preset (random
+    weights, built here), which is moved to another folder once the run is trained: nothing after
+    training may need it where it was."""
+    from fusionapp import train
+    from text_presets import tiny_bert_preset
+
+    folder = tmp_path_factory.mktemp("presets")
+    preset = tiny_bert_preset(str(folder / "bert"))
+    run = train(demo_table, str(tmp_path_factory.mktemp("runs") / "bert"), epochs=2, verbose=0,
+                text_backbone=preset, **TEXT_BACKBONE_SETTINGS)
+    shutil.move(preset, str(folder / "moved"))
+    return run, str(folder / "moved")
+
+
 BACKBONES = ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_v2_b0", "resnet50_v2")
 
 

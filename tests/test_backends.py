@@ -25,12 +25,13 @@ if len(sys.argv) > 4:  # the pretrained backbone's own feature maps, which domin
 
 
 # The backbone case compiles a whole keras.applications model under JAX (half a minute): slow.
-@pytest.mark.parametrize("which", ["multi-kernel", pytest.param("backbone", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("which", ["multi-kernel", "text-backbone", pytest.param("backbone", marks=pytest.mark.slow)])
 def test_model_file_predicts_the_same_under_jax(which, request, demo_table, tmp_path):
     import tensorflow as tf
 
-    trained_run = (request.getfixturevalue("trained_run") if which == "multi-kernel"
-                   else request.getfixturevalue("backbone_run")("mobilenet_v3_small"))
+    trained_run = {"multi-kernel": lambda: request.getfixturevalue("trained_run"),
+                   "text-backbone": lambda: request.getfixturevalue("text_backbone_run")[0],
+                   "backbone": lambda: request.getfixturevalue("backbone_run")("mobilenet_v3_small")}[which]()
     from fusionapp.runs.load import load_run
     from fusionapp.data.examples import raw_columns
     from fusionapp.data.sources import load_examples

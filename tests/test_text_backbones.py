@@ -9,36 +9,18 @@ import shutil
 import signal
 
 import numpy as np
-import pytest
 
-from conftest import (DEMO_CLASSES, TINY_MODEL, assert_user_error, exported_outputs, post_json, read_csv, run_cli,
-                      serving, start_training, write_csv)
+from conftest import (DEMO_CLASSES, TEXT_BACKBONE_SETTINGS, TINY_MODEL, assert_user_error, exported_outputs,
+                      post_json, read_csv, run_cli, serving, start_training, write_csv)
 from text_presets import tiny_bert_preset, tiny_bert_snapshot, tiny_xlm_roberta_preset
 
-SETTINGS = {**TINY_MODEL, "sequence_length": 16, "tabular_col": ("price", "seller")}
 
-
-@pytest.fixture(scope="module")
-def bert_run(demo_table, tmp_path_factory):
-    """(run folder, preset folder): a tiny run whose text branch is a 2-layer BERT preset, which is
-    moved away once the run is trained."""
-    from fusionapp import train
-
-    folder = tmp_path_factory.mktemp("presets")
-    preset = tiny_bert_preset(str(folder / "bert"))
-    run = train(demo_table, str(tmp_path_factory.mktemp("runs") / "bert"), epochs=2, verbose=0,
-                text_backbone=preset, **SETTINGS)
-    shutil.move(preset, str(folder / "moved"))
-    yield run, str(folder / "moved")
-    shutil.move(str(folder / "moved"), preset)
-
-
-def test_the_run_records_the_backbone_and_its_cached_vectors(bert_run):
+def test_the_run_records_the_backbone_and_its_cached_vectors(text_backbone_run):
     import keras_hub
 
     from fusionapp.pretrained.weights import weights_sha256
 
-    run, preset = bert_run
+    run, preset = text_backbone_run
     config = json.load(open(os.path.join(run, "config.json")))
     record = config["text_backbone"]
     assert record["source"] == "keras_hub" and record["class"] == "BertBackbone"
@@ -46,12 +28,15 @@ def test_the_run_records_the_backbone_and_its_cached_vectors(bert_run):
     assert record["weights_sha256"] == weights_sha256(keras_hub.models.Backbone.from_preset(preset))
     assert record["feature_cache"]["texts_computed"] > 0
     assert not os.path.exists(os.path.join(run, "resume"))  # the weights' copy goes with the resume folder
+    from fusionapp.runs.info import format_info, run_info
+
+    assert "text model   BertBackbone from a keras_hub folder" in format_info(run_info(run))
 
 
-def test_predict_serve_and_export_give_one_answer_without_the_preset(bert_run, demo_dir, tmp_path, capsys):
+def test_predict_serve_and_export_give_one_answer_without_the_preset(text_backbone_run, demo_dir, tmp_path, capsys):
     from fusionapp import predict
 
-    run, _ = bert_run
+    run, _ = text_backbone_run
     rows = [row for row in read_csv(demo_dir / "demo.csv") if row["split"] == "test"][:4]
     for row in rows:
         row["image"] = str(demo_dir / row["image"])
@@ -82,12 +67,12 @@ def test_predict_serve_and_export_give_one_answer_without_the_preset(bert_run, d
     assert {word for word, _ in explained["text"]} <= {"the", "good", "dog"} and explained["text"]
 
 
-def test_a_second_run_reads_every_text_from_the_cache_and_fine_tunes(bert_run, demo_table, tmp_path):
+def test_a_second_run_reads_every_text_from_the_cache_and_fine_tunes(text_backbone_run, demo_table, tmp_path):
     from fusionapp import train
 
-    run, preset = bert_run
+    run, preset = text_backbone_run
     out = train(demo_table, str(tmp_path / "tuned"), epochs=1, fine_tune_text=1, fine_tune_epochs=1, verbose=0,
-                text_backbone=preset, **SETTINGS)
+                text_backbone=preset, **TEXT_BACKBONE_SETTINGS)
     config = json.load(open(os.path.join(out, "config.json")))
     first = json.load(open(os.path.join(run, "config.json")))["text_backbone"]["feature_cache"]
     cache = config["text_backbone"]["feature_cache"]

@@ -35,6 +35,7 @@ def run_info(model: str) -> dict:
                                                          settings.get("training", {}).get("batch_size"))},
         "settings": settings,
         "backbone": config.get("backbone"),  # a pretrained image backbone, where the weights came from
+        "text_backbone": config.get("text_backbone"),  # a pretrained text backbone: its folder, class, digest
         "calibration": config.get("calibration"),  # the temperature and the validation ECE / Brier around it
         "multi_label": settings.get("model", {}).get("multi_label", False),
         "label_sets": config.get("label_sets"),  # multi-label: separator, label counts, dropped labels
@@ -63,7 +64,8 @@ def format_info(info: dict) -> str:
     if model:
         lines.append(f"model        image {model.get('image_size')} px, kernels {model.get('image_kernels')}, "
                      f"filters {model.get('image_filters')}, 1x1 reductions {model.get('image_reduction', 0)}, "
-                     f"text encoder {model.get('text_encoder')}")
+                     + (f"text backbone {model['text_backbone']}" if model.get("text_backbone")
+                        else f"text encoder {model.get('text_encoder')}"))
     backbone = info.get("backbone")
     if backbone:
         source = {"none": "random weights", "imagenet": f"ImageNet weights {backbone['weights_file']}",
@@ -71,6 +73,11 @@ def format_info(info: dict) -> str:
         lines.append(f"backbone     {backbone['name']}, {source}"
                      + (f" (sha256 {backbone['sha256'][:16]}...)" if backbone.get("sha256") else "")
                      + f", head {model.get('backbone_head')}, fine-tuned layers {training.get('fine_tune', 0)}")
+    text_backbone = info.get("text_backbone")
+    if text_backbone:
+        lines.append(f"text model   {text_backbone['class']} from a {text_backbone['source']} folder "
+                     f"(sha256 {text_backbone['weights_sha256'][:16]}...), {text_backbone['sequence_length']} tokens, "
+                     f"{text_backbone['pooling']}-pooled, fine-tuned layers {training.get('fine_tune_text', 0)}")
     if training:
         distribution = info["distribution"]
         lines.append(f"training     lr {training.get('learning_rate')}, batch {training.get('batch_size')}, "
