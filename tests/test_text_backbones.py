@@ -1,6 +1,7 @@
-"""Pretrained KerasHub text backbones (--text-backbone), offline: tiny presets of each family built
-here (BERT, XLM-RoBERTa with SentencePiece, a Hugging Face BERT snapshot), loaded by path. A run
-keeps its tokenizer and weights, so nothing after training needs the preset folder."""
+"""Pretrained KerasHub text backbones (--text-backbone) and joint image-text models
+(--image-text-backbone), offline: tiny presets of each family built here (BERT, XLM-RoBERTa with
+SentencePiece, CLIP, a Hugging Face BERT snapshot), loaded by path. A run keeps its tokenizer and
+weights, so nothing after training needs the preset folder."""
 
 import base64
 import json
@@ -10,9 +11,49 @@ import signal
 
 import numpy as np
 
-from conftest import (DEMO_CLASSES, TEXT_BACKBONE_SETTINGS, TINY_MODEL, assert_user_error, exported_outputs,
-                      post_json, read_csv, run_cli, serving, start_training, write_csv)
-from text_presets import tiny_bert_preset, tiny_bert_snapshot, tiny_xlm_roberta_preset
+from conftest import (DEMO_CLASSES, TEXT_BACKBONE_SETTINGS, TINY_MODEL, asgi_post_json, assert_usage_error, assert_user_error,
+                      exported_outputs, post_json, read_csv, run_cli, serving, start_training, write_csv)
+from text_presets import tiny_bert_preset, tiny_bert_snapshot, tiny_clip_preset, tiny_xlm_roberta_preset
+
+
+def assert_one_answer(run, rows, tmp_path, capsys):
+    """`predict` of a table, single pairs through the Python API, the HTTP API (in-process) and the
+    exported SavedModel give the same probabilities for `rows` (raw cells, image paths absolute)."""
+    import tensorflow as tf
+
+    from fusionapp import predict
+    from fusionapp.runs.load import load_run
+    from fusionapp.serve.app import create_app
+
+    code, _, err = run_cli(capsys, "predict", run, write_csv(tmp_path / "rows.csv", rows), "--out", tmp_path / "p.csv")
+    assert code == 0, err
+    loaded = load_run(run)
+    classes, modalities = loaded.preprocessor.class_names, loaded.modalities
+    table = [[float(row[f"prob_{name}"]) for name in classes] for row in read_csv(tmp_path / "p.csv")]
+    tabular = lambda row: {key: row[key] for key in ("price", "seller")} if "tabular" in modalities else None  # noqa: E731
+    single = [predict(run, image=row.get("image") or None, text=row["text"], tabular=tabular(row))["probabilities"]
+              for row in rows]
+    np.testing.assert_allclose([[answer[name] for name in classes] for answer in single], table, atol=1e-5)
+    app, served = create_app(loaded), []
+    for row in rows:
+        payload = {"text": row["text"], **({"tabular": tabular(row)} if tabular(row) else {})}
+        if row.get("image"):
+            payload["image"] = base64.b64encode(open(row["image"], "rb").read()).decode()
+        status, answer = asgi_post_json(app, "/predict", payload)
+        assert status == 200, answer
+        served.append([answer["probabilities"][name] for name in classes])
+    np.testing.assert_allclose(served, table, atol=1e-5)
+    code, _, err = run_cli(capsys, "export", run, "--out", tmp_path / "export")
+    assert code == 0, err
+    signature = tf.saved_model.load(str(tmp_path / "export")).signatures["serving_default"]
+    raw = {"text": tf.constant([row["text"] for row in rows])}
+    if "image" in modalities:
+        raw["image"] = tf.constant([open(row["image"], "rb").read() if row["image"] else b"" for row in rows])
+    if "tabular" in modalities:
+        raw.update(tabular_price=tf.constant([float(row["price"]) if row["price"] else float("nan") for row in rows]),
+                   tabular_seller=tf.constant([row["seller"] for row in rows]))
+    np.testing.assert_allclose(signature(**raw)["probabilities"].numpy(), table, atol=1e-5)
+    return table
 
 
 def test_the_run_records_the_backbone_and_its_cached_vectors(text_backbone_run):
@@ -86,7 +127,7 @@ JAPANESE = {"天気": ["今日は晴れて暑い", "明日は雨が降るでし�
             "旅行": ["京都の寺を見に行った", "新幹線で大阪へ向かう", "北海道の温泉に泊まる"]}
 
 
-def test_a_multilingual_preset_reads_unspaced_text_in_a_multi_label_run(tmp_path, capsys):
+def test_a_multilingual_preset_reads_unspaced_text_in_a_multi_label_run_with_one_answer(tmp_path, capsys):
     from fusionapp import evaluate, train
 
     rng = np.random.default_rng(0)
@@ -107,6 +148,34 @@ def test_a_multilingual_preset_reads_unspaced_text_in_a_multi_label_run(tmp_path
     report = evaluate(out, table, split="test", verbose=0)
     assert report["multi_label"] and 0.0 <= report["micro_f1"] <= 1.0
     assert json.load(open(os.path.join(out, "config.json")))["text_backbone"]["class"] == "XLMRobertaBackbone"
+    shutil.rmtree(preset)
+    assert_one_answer(out, [{"text": text} for text in ("今日は晴れて暑い", "寿司と天ぷら", "京都")], tmp_path, capsys)
+
+
+def test_a_clip_model_is_both_branches_frozen_and_cached_with_one_answer(demo_dir, demo_table, tmp_path, capsys):
+    from fusionapp import predict, train
+
+    preset = tiny_clip_preset(str(tmp_path / "clip"))
+    out = train(demo_table, str(tmp_path / "run"), epochs=2, verbose=0, image_text_backbone=preset,
+                **{key: value for key, value in TEXT_BACKBONE_SETTINGS.items() if not key.startswith("image")})
+    config = json.load(open(os.path.join(out, "config.json")))
+    joint = config["image_text_backbone"]
+    assert joint["class"] == "CLIPBackbone" and config["settings"]["model"]["image_size"] == 32
+    assert joint["image"]["feature_cache"]["images_computed"] > 0 and joint["text"]["feature_cache"]["texts_computed"] > 0
+    assert "backbone" not in config and "text_backbone" not in config
+    shutil.rmtree(preset)
+    rows = [row for row in read_csv(demo_dir / "demo.csv") if row["split"] == "test"][:3]
+    for row in rows:
+        row["image"] = str(demo_dir / row["image"])
+    rows[1]["text"], rows[2]["image"] = "", ""
+    assert_one_answer(out, rows, tmp_path, capsys)
+    explained = predict(out, image=rows[0]["image"], text="the new one", explain=True)["explanation"]
+    assert explained["image"] == {"heatmap": None} and explained["text"]
+    code, info, _ = run_cli(capsys, "info", out)
+    assert code == 0 and "through the image-text model CLIPBackbone" in info
+    code, _, err = run_cli(capsys, "train", demo_table, "--out", tmp_path / "other", "--image-text-backbone",
+                           tmp_path / "clip", "--image-backbone", "mobilenet_v3_small")
+    assert_usage_error(code, err, "--image-text-backbone", "leave out --image-backbone")
 
 
 def test_a_hugging_face_snapshot_folder_loads_with_its_weights(tmp_path):

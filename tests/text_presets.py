@@ -86,3 +86,29 @@ def tiny_bert_snapshot(folder: str, seed: int = 0) -> str:
         tensors[f"bert.{norm}.bias"] = np.zeros(hidden, np.float32)
     save_file(tensors, os.path.join(folder, "model.safetensors"))
     return folder
+
+
+def tiny_clip_preset(folder: str, seed: int = 0) -> str:
+    """A 1-layer CLIP reading 32 px images: byte-level BPE over single characters (and "the"), its
+    image converter's CLIP scaling, the vision and text encoders with their projections."""
+    import keras
+    import keras_hub
+
+    vocabulary = {}
+    for piece in string.ascii_lowercase + string.digits:
+        vocabulary.setdefault(piece, len(vocabulary))
+        vocabulary.setdefault(piece + "</w>", len(vocabulary))
+    for piece in ("th", "the</w>", "<|startoftext|>", "<|endoftext|>"):
+        vocabulary.setdefault(piece, len(vocabulary))
+    tokenizer = keras_hub.models.CLIPTokenizer(vocabulary=vocabulary, merges=["t h", "th e</w>"],
+                                               pad_with_end_token=True)
+    converter = keras_hub.layers.CLIPImageConverter(image_size=(32, 32), scale=[1 / (255 * 0.27)] * 3,
+                                                    offset=[-0.48 / 0.27] * 3)
+    keras.utils.set_random_seed(seed)
+    vision = keras_hub.models.CLIPVisionEncoder(patch_size=8, hidden_dim=16, num_layers=1, num_heads=2,
+                                                intermediate_dim=32, image_shape=(32, 32, 3))
+    text = keras_hub.models.CLIPTextEncoder(vocabulary_size=len(vocabulary), embedding_dim=16, hidden_dim=16,
+                                            num_layers=1, num_heads=2, intermediate_dim=32, max_sequence_length=16)
+    keras_hub.models.CLIPBackbone(vision, text, projection_dim=8).save_to_preset(folder)
+    keras_hub.models.CLIPPreprocessor(tokenizer, converter, sequence_length=16).save_to_preset(folder)
+    return folder

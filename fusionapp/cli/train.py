@@ -51,6 +51,9 @@ from fusionapp.errors import FusionError
 @setting_option("--text-backbone", name="text_backbone", metavar="NAME|PATH",
                 help="A pretrained KerasHub text model in place of --text-encoder: a local preset or Hugging Face "
                      "snapshot folder, or a KerasHub preset name (from its cache, or downloaded).")
+@setting_option("--image-text-backbone", name="image_text_backbone", metavar="NAME|PATH",
+                help="A pretrained KerasHub CLIP or SigLIP model as both the image and the text branch (frozen, "
+                     "cached): a local preset folder, or a preset name.")
 @setting_option("--fine-tune-text", name="fine_tune_text", type=int, is_flag=False, flag_value=2, metavar="[LAYERS]",
                 help="Then unfreeze the text backbone's top LAYERS transformer layers (2 if not given) and train "
                      "on (default: 0, off).")

@@ -76,7 +76,7 @@ def explain_row(model, row: Examples) -> dict:
     if "image" in modalities:
         image = columns[0]["image"][0]
         heatmap = None
-        if image:
+        if image and "feature_map" in out:  # a joint image-text model's image branch has no map to show
             width, height = encoded_dimensions(image) or (preprocessor.image_size,) * 2
             # The input image's size, but at most HEATMAP_MAX_SIDE on its longest side: a phone
             # photo's full-size map would be megabytes of JSON for a picture scaled down to show it.

@@ -69,10 +69,11 @@ def text_branch(text, settings: ModelSettings, vocabulary_size: int):
     return layers.Dense(settings.branch_units, activation="relu", name="text.projection")(x)
 
 
-def pretrained_text_branch(pooled, settings: ModelSettings):
-    """A pretrained text backbone's pooled vector -> features: dropout, projection."""
-    x = layers.Dropout(settings.dropout, name="text.dropout")(pooled)
-    return layers.Dense(settings.branch_units, activation="relu", name="text.projection")(x)
+def pretrained_vector_branch(vector, settings: ModelSettings, modality: str):
+    """A pretrained model's vector of a text (or of an image, from a joint image-text model) ->
+    features: dropout, projection."""
+    x = layers.Dropout(settings.dropout, name=f"{modality}.dropout")(vector)
+    return layers.Dense(settings.branch_units, activation="relu", name=f"{modality}.projection")(x)
 
 
 def tabular_branch(values, settings: ModelSettings):

@@ -10,9 +10,9 @@ from keras import layers
 
 from fusionapp.errors import FusionError
 from fusionapp.model.backbones import BACKBONE_LAYER, unfreeze_top
-from fusionapp.model.branches import image_branch, pretrained_text_branch, tabular_branch, text_branch
-from fusionapp.model.text_backbone import (TEXT_BACKBONE_LAYER, backbone_text_features, build_text_backbone,
-                                           unfreeze_top_text)
+from fusionapp.model.branches import image_branch, pretrained_vector_branch, tabular_branch, text_branch
+from fusionapp.model.text_backbone import (JOINT_LAYER, TEXT_BACKBONE_LAYER, backbone_text_features,
+                                           build_text_backbone, joint_image_features, unfreeze_top_text)
 from fusionapp.model.head import ClassPrior, LogitBlend, Temperature, Thresholds, WideLinear
 from fusionapp.settings import MODALITIES, ModelSettings, settings_from_dict
 
@@ -133,15 +133,26 @@ def _network(settings: ModelSettings, inputs: dict):
     modalities = [m for m in MODALITIES if m in settings.modalities]
     if not modalities:
         raise FusionError("a model needs at least one of the modalities image, text, tabular")
-    tensors, features = {}, []
+    tensors, features, joint = {}, [], []
+
+    def joint_model():  # a joint image-text model, built once for both branches when either needs it
+        if not joint:
+            joint.append(build_text_backbone(inputs["image_text_backbone"], name=JOINT_LAYER))
+        return joint[0]
+
     if "image" in modalities:
         size = inputs["image_size"]
         from_features = inputs.get("image_features") is not None
         shape, dtype = (tuple(inputs["image_features"]), "float32") if from_features else ((size, size, 3), "uint8")
         tensors["image"] = keras.Input(shape, dtype=dtype, name="image")
-        features.append(image_branch(tensors["image"], settings, size, from_features))
+        if inputs.get("image_text_backbone"):
+            vector = tensors["image"] if from_features else joint_image_features(
+                tensors["image"], joint_model(), inputs["image_scale"], inputs["image_offset"])
+            features.append(pretrained_vector_branch(vector, settings, "image"))
+        else:
+            features.append(image_branch(tensors["image"], settings, size, from_features))
     if "text" in modalities and inputs["text_input"] == "backbone":
-        features.append(_backbone_text(tensors, settings, inputs))
+        features.append(_backbone_text(tensors, settings, inputs, joint_model))
     elif "text" in modalities:
         bag = inputs["text_input"] == "tf_idf"
         if bag != (settings.text_encoder == "bag"):
@@ -162,19 +173,23 @@ def _network(settings: ModelSettings, inputs: dict):
     return tensors, _head(logits, tensors, settings, inputs)
 
 
-def _backbone_text(tensors: dict, settings: ModelSettings, inputs: dict):
-    """A pretrained text backbone's branch: on token ids and their mask, or with `text_features`
-    on the backbone's pooled vectors (computed once by the feature cache) instead."""
+def _backbone_text(tensors: dict, settings: ModelSettings, inputs: dict, joint_model):
+    """A pretrained text backbone's branch: on token ids and their mask (a joint image-text model's:
+    on token ids), or with `text_features` on the backbone's vectors (computed once by the feature
+    cache) instead."""
+    length = inputs["sequence_length"]
     if inputs.get("text_features"):
         tensors["text"] = keras.Input((inputs["text_features"],), dtype="float32", name="text")
         pooled = tensors["text"]
+    elif inputs.get("image_text_backbone"):
+        tensors["text"] = keras.Input((length,), dtype="int32", name="text")
+        pooled = joint_model().get_text_embeddings(tensors["text"])
     else:
-        length = inputs["sequence_length"]
         tensors["text"] = keras.Input((length,), dtype="int32", name="text")
         tensors["text_mask"] = keras.Input((length,), dtype="int32", name="text_mask")
         pooled = backbone_text_features(tensors["text"], tensors["text_mask"],
                                         build_text_backbone(inputs["text_backbone"]))
-    return pretrained_text_branch(pooled, settings)
+    return pretrained_vector_branch(pooled, settings, "text")
 
 
 def _head(logits, tensors: dict, settings: ModelSettings, inputs: dict):

@@ -1,6 +1,7 @@
 """A pretrained KerasHub text backbone as the text branch: token ids and padding mask -> the mean of
 its last layer over the text's tokens -> dropout -> projection. Frozen unless fine-tuning unfreezes
-its top transformer layers."""
+its top transformer layers. A joint image-text model (CLIP, SigLIP) gives both branches their
+vectors: its vision encoder's projected embedding of the image, its text encoder's of the text."""
 
 from __future__ import annotations
 
@@ -12,16 +13,17 @@ from keras import layers, ops
 from fusionapp.errors import FusionError
 
 TEXT_BACKBONE_LAYER = "text.backbone"
+JOINT_LAYER = "image_text.backbone"  # the joint model itself is not a layer of the network: its encoders are
 
 
-def build_text_backbone(config: str):
+def build_text_backbone(config: str, name: str = TEXT_BACKBONE_LAYER):
     """The backbone of a serialized architecture (`keras.saving.serialize_keras_object` of a
     KerasHub backbone, as JSON text), randomly initialised, frozen, at the current precision policy:
     its weights come from the preset, the feature cache's extractor or the model file."""
     import keras_hub  # noqa: F401 - registers the backbone classes the config names
 
     config = json.loads(config)
-    config["config"]["name"] = TEXT_BACKBONE_LAYER
+    config["config"]["name"] = name
     # The preset records float32; the run's policy decides (mixed precision runs it in half).
     config["config"]["dtype"] = keras.config.dtype_policy().name
     backbone = keras.saving.deserialize_keras_object(config)
@@ -48,6 +50,23 @@ def text_features_extractor(config: str, sequence_length: int):
     mask = keras.Input((sequence_length,), dtype="int32", name="text_mask")
     features = backbone_text_features(token_ids, mask, build_text_backbone(config))
     return keras.Model({"text": token_ids, "text_mask": mask}, features, name="text.feature_extractor")
+
+
+def joint_image_features(images, joint, scale, offset):
+    """uint8 images -> the joint model's projected image embedding, pixels scaled as its image
+    converter scales them."""
+    x = layers.Rescaling(scale, offset, name="image.normalize")(images)
+    return joint.get_vision_embeddings(x)
+
+
+def joint_extractors(config: str, image_size: int, scale, offset, sequence_length: int):
+    """(the joint model, uint8 images -> image embeddings, token ids -> text embeddings): the parts of
+    both branches the feature cache stands in for, under the same layer names."""
+    joint = build_text_backbone(config, name=JOINT_LAYER)
+    images = keras.Input((image_size, image_size, 3), dtype="uint8", name="image")
+    token_ids = keras.Input((sequence_length,), dtype="int32", name="text")
+    return (joint, keras.Model(images, joint_image_features(images, joint, scale, offset), name="image.extractor"),
+            keras.Model({"text": token_ids}, joint.get_text_embeddings(token_ids), name="text.extractor"))
 
 
 def unfreeze_top_text(backbone, layers_count: int) -> None:

@@ -29,7 +29,8 @@ WIDE_MAX_WEIGHTS = 2**24
 def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, text: TextSettings,
           text_encoder: str, tabular_kinds: dict[str, str], source: str = "data",
           label_sep: str | None = None, min_label_count: int = 1, adapt_rows: int | None = None,
-          seed: int = 0, wide: bool = False, backbone_text: dict | None = None, text_tokenizer=None) -> Preprocessor:
+          seed: int = 0, wide: bool = False, backbone_text: dict | None = None, text_tokenizer=None,
+          image_text: dict | None = None) -> Preprocessor:
     """A Preprocessor adapted on these (training) rows. `tabular_cells` maps column -> raw cells;
     `text` is already resolved for `text_encoder` (see TextSettings.resolved). With `label_sep`
     the labels are sets (multi-label), and those on fewer than `min_label_count` rows are left out.
@@ -37,7 +38,7 @@ def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, te
     then stays bounded however many rows there are (the frequent n-grams a sample misses are rare).
     With `wide`, the wide path's own n-gram vocabulary and idf are learnt on the same sample.
     `backbone_text` (the text config of a pretrained text backbone) and its `text_tokenizer` replace
-    the learnt text vocabulary."""
+    the learnt text vocabulary; `image_text`, a joint image-text model's config, is kept as it is."""
     if label_sep is None:
         class_names = sorted(set(labels))
         if len(class_names) < 2:
@@ -78,7 +79,8 @@ def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, te
         if means:
             state.update(means=means, stds=stds)
     preprocessor = Preprocessor(class_names, modalities, image_size, text=text_config, tabular=tabular,
-                                label_sep=label_sep, wide_text=wide_config, text_tokenizer=text_tokenizer)
+                                label_sep=label_sep, wide_text=wide_config, text_tokenizer=text_tokenizer,
+                                image_text=image_text)
     preprocessor.set_state(**state)
     return preprocessor
 

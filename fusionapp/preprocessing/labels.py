@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import numpy as np
+
 
 class LabelCellError(ValueError):
     """A cell that looks like a JSON list but is not one."""
@@ -58,3 +60,14 @@ def unknown_label_counts(cells, sep: str, known) -> dict[str, int]:
     """Labels of these cells outside `known` (a model's labels), with the rows carrying each."""
     known = set(known)
     return {label: count for label, count in sorted(label_counts(cells, sep).items()) if label not in known}
+
+
+def label_matrix(cells, class_names, sep: str) -> np.ndarray:
+    """Label cells -> a 0/1 float32 matrix [rows, labels]; labels not in `class_names` are left out."""
+    index = {name: i for i, name in enumerate(class_names)}
+    targets = np.zeros((len(cells), len(class_names)), np.float32)
+    for row, cell in enumerate(cells):
+        for label in parse_label_set(cell, sep):
+            if label in index:
+                targets[row, index[label]] = 1.0
+    return targets

@@ -32,7 +32,8 @@ class Preprocessor(keras.layers.Layer):
     """
 
     def __init__(self, class_names, modalities, image_size: int, text: dict | None = None, tabular=(),
-                 label_sep: str | None = None, wide_text: dict | None = None, text_tokenizer=None, **kwargs):
+                 label_sep: str | None = None, wide_text: dict | None = None, text_tokenizer=None,
+                 image_text: dict | None = None, **kwargs):
         super().__init__(**{**kwargs, "dtype": "float32", "trainable": False})
         self.class_names = [str(name) for name in class_names]
         # None: one label per row; else a multi-label model, whose label cells join labels with this
@@ -42,6 +43,8 @@ class Preprocessor(keras.layers.Layer):
         self.text = dict(text) if text else None
         self.tabular = [dict(column) for column in tabular]
         self.wide_text = dict(wide_text) if wide_text and "text" in self.modalities else None
+        # A joint image-text model's architecture (JSON text) and pixel scaling, or None.
+        self.image_text = dict(image_text) if image_text else None
 
         # === Layers ===
         if "text" in self.modalities and self.text["output"] == "backbone":
@@ -134,7 +137,11 @@ class Preprocessor(keras.layers.Layer):
 
         if self.text["output"] != "backbone":
             return {"text": self.encode_text(texts)}
-        packed = self.text_tokenizer(normalize_text(cut_text(texts, self.text.get("max_chars"))))
+        texts = normalize_text(cut_text(texts, self.text.get("max_chars")))
+        if self.image_text is not None:
+            # A joint model's preprocessor reads prompts and images; its text encoder, token ids alone.
+            return {"text": tf.cast(self.text_tokenizer({"images": None, "prompts": texts})["token_ids"], tf.int32)}
+        packed = self.text_tokenizer(texts)
         return {"text": tf.cast(packed["token_ids"], tf.int32), "text_mask": tf.cast(packed["padding_mask"], tf.int32)}
 
     def encode_text(self, texts):
@@ -239,26 +246,21 @@ class Preprocessor(keras.layers.Layer):
     def label_targets(self, cells) -> np.ndarray:
         """Label cells -> what the model is trained and scored against: class indices [rows], or for
         a multi-label model a 0/1 float32 matrix [rows, labels] (labels it does not know are left out)."""
-        if not self.multi_label:
-            return self.label_indices(cells)
-        from fusionapp.preprocessing.labels import parse_label_set
+        from fusionapp.preprocessing.labels import label_matrix
 
-        index = {name: i for i, name in enumerate(self.class_names)}
-        targets = np.zeros((len(cells), self.num_classes), np.float32)
-        for row, cell in enumerate(cells):
-            for label in parse_label_set(cell, self.label_sep):
-                if label in index:
-                    targets[row, index[label]] = 1.0
-        return targets
+        return label_matrix(cells, self.class_names, self.label_sep) if self.multi_label else self.label_indices(cells)
 
     # === What the network is built for ===
     def network_inputs(self) -> dict:
         """The sizes the classifier's inputs and head need."""
         sizes = {"num_classes": self.num_classes, "image_size": self.image_size}
+        if self.image_text is not None:
+            sizes.update(image_text_backbone=self.image_text["backbone"], image_scale=self.image_text["scale"],
+                         image_offset=self.image_text["offset"])
         if "text" in self.modalities:
             sizes.update(text_input=self.text["output"], text_width=self.text.get("vocabulary_size", 0),
                          sequence_length=self.text["sequence_length"])
-            if self.text["output"] == "backbone":
+            if self.text["output"] == "backbone" and self.image_text is None:
                 sizes["text_backbone"] = self.text["backbone"]
             if self.wide_text is not None:
                 sizes["wide_width"] = self.wide_text["vocabulary_size"]
@@ -275,7 +277,7 @@ class Preprocessor(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "class_names": self.class_names, "modalities": list(self.modalities),
                 "image_size": self.image_size, "text": self.text, "tabular": self.tabular,
-                "label_sep": self.label_sep, "wide_text": self.wide_text}
+                "label_sep": self.label_sep, "wide_text": self.wide_text, "image_text": self.image_text}
 
     def describe(self) -> dict:
         """The adapted state as plain JSON, for people (preprocessing.json); loading uses the model file."""

@@ -25,9 +25,9 @@ class TextBackboneSource:
     folder: str  # the local folder it loads from
 
 
-def resolve_text_backbone(given: str) -> TextBackboneSource:
+def resolve_text_backbone(given: str, flag: str = "--text-backbone") -> TextBackboneSource:
     """The local folder of `given`: the folder itself, or a named preset's copy in KerasHub's cache
-    (downloaded there first if allowed and possible); else a one-line FusionError."""
+    (downloaded there first if allowed and possible); else a one-line FusionError naming `flag`."""
     import json
 
     path = os.path.abspath(os.path.expanduser(given))
@@ -37,21 +37,21 @@ def resolve_text_backbone(given: str) -> TextBackboneSource:
             with open(config, encoding="utf-8") as stream:
                 kind = "keras_hub" if "registered_name" in json.load(stream) else "huggingface"
         except (OSError, ValueError) as error:
-            raise FusionError(f"--text-backbone {given}: not a KerasHub preset or Hugging Face snapshot folder "
+            raise FusionError(f"{flag} {given}: not a KerasHub preset or Hugging Face snapshot folder "
                               f"(cannot read its config.json: {one_line(error)[:100]})") from None
         return TextBackboneSource(given, kind, path)
     if os.sep in given or given.startswith(".") or os.path.exists(path):
-        raise FusionError(f"--text-backbone {given}: no such folder")
-    return TextBackboneSource(given, "preset", _preset_folder(given))
+        raise FusionError(f"{flag} {given}: no such folder")
+    return TextBackboneSource(given, "preset", _preset_folder(given, flag))
 
 
-def _preset_folder(name: str) -> str:
+def _preset_folder(name: str, flag: str) -> str:
     import keras_hub  # noqa: F401 - registers the built-in presets
     from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
 
     if name not in BUILTIN_PRESETS:
-        raise FusionError(f"--text-backbone {name}: no such folder, and not a KerasHub preset name (e.g. "
-                          "bert_base_en_uncased, xlm_roberta_base_multi)")
+        raise FusionError(f"{flag} {name}: no such folder, and not a KerasHub preset name (e.g. "
+                          "bert_base_en_uncased, xlm_roberta_base_multi, clip_vit_base_patch16)")
     handle = BUILTIN_PRESETS[name]["kaggle_handle"].removeprefix("kaggle://")
     folder = os.path.join(kagglehub_cache(), "models", *handle.split("/"))
     if os.path.isfile(os.path.join(folder, "config.json")):
@@ -61,7 +61,7 @@ def _preset_folder(name: str) -> str:
         return folder
     raise FusionError(f"the KerasHub preset {name} is not on this machine and {why}: KerasHub looks for it in "
                       f"{folder}; fetch it there on a connected machine (README, 'Pretrained text models "
-                      "offline'), or pass --text-backbone PATH with a local preset folder")
+                      f"offline'), or pass {flag} PATH with a local preset folder")
 
 
 def kagglehub_cache() -> str:
@@ -112,6 +112,56 @@ def load_text_preset(source: TextBackboneSource, sequence_length: int) -> TextPr
         raise FusionError(f"--sequence-length {sequence_length}: {type(backbone).__name__} reads at most "
                           f"{longest} tokens")
     return TextPreset(backbone, tokenizer, keras.saving.serialize_keras_object(backbone))
+
+
+# The joint image-text families and their preprocessors (which hold the tokenizer).
+JOINT_PREPROCESSORS = {"CLIPBackbone": "CLIPPreprocessor", "SigLIPBackbone": "SigLIPPreprocessor"}
+
+
+@dataclass
+class ImageTextPreset:
+    """What a run takes from a joint image-text model's folder."""
+
+    backbone: object  # the KerasHub backbone (vision and text encoders), its pretrained weights loaded
+    tokenizer: object  # its preprocessor without the image converter: strings -> token ids
+    config: dict  # the backbone's serialized architecture
+    image_size: int  # the side its vision encoder reads
+    scale: list  # pixel (0-255) x scale + offset, per channel, as its image converter computes
+    offset: list
+
+
+def load_image_text_preset(source: TextBackboneSource, sequence_length: int) -> ImageTextPreset:
+    """The joint model, its tokenizer (texts packed to `sequence_length` tokens) and its pixel scaling."""
+    import keras
+    import keras_hub
+
+    from fusionapp.model.precision import precision_policy
+
+    flag = "--image-text-backbone"
+    try:
+        with precision_policy("float32"):
+            backbone = keras_hub.models.Backbone.from_preset(source.folder)
+            family = JOINT_PREPROCESSORS.get(type(backbone).__name__)
+            if family is None:
+                raise FusionError(f"{flag} {source.given}: {type(backbone).__name__} is not a joint image-text "
+                                  f"model ({', '.join(JOINT_PREPROCESSORS)})")
+            converter = keras_hub.layers.ImageConverter.from_preset(source.folder).get_config()
+            tokenizer = getattr(keras_hub.models, family).from_preset(
+                source.folder, sequence_length=sequence_length, image_converter=None)
+    except FusionError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a folder of another kind of model, said in one line
+        raise FusionError(f"{flag} {source.given}: cannot load it as a KerasHub image-text model "
+                          f"({one_line(error)[:160]})") from None
+    scale = converter.get("scale")
+    offset = converter.get("offset")
+    return ImageTextPreset(backbone, tokenizer, keras.saving.serialize_keras_object(backbone),
+                           int(converter["image_size"][0]), _per_channel(1 / 255 if scale is None else scale),
+                           _per_channel(0.0 if offset is None else offset))
+
+
+def _per_channel(value) -> list[float]:
+    return [float(v) for v in (value if isinstance(value, (list, tuple)) else [value] * 3)]
 
 
 def describe_text_backbone(source: TextBackboneSource, preset_config: dict, digest: str, sequence_length: int,

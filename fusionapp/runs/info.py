@@ -36,6 +36,7 @@ def run_info(model: str) -> dict:
         "settings": settings,
         "backbone": config.get("backbone"),  # a pretrained image backbone, where the weights came from
         "text_backbone": config.get("text_backbone"),  # a pretrained text backbone: its folder, class, digest
+        "image_text_backbone": config.get("image_text_backbone"),  # a joint image-text model (CLIP, SigLIP)
         "calibration": config.get("calibration"),  # the temperature and the validation ECE / Brier around it
         "multi_label": settings.get("model", {}).get("multi_label", False),
         "label_sets": config.get("label_sets"),  # multi-label: separator, label counts, dropped labels
@@ -61,23 +62,7 @@ def format_info(info: dict) -> str:
         f"epochs       {info['epochs_run']} run, best {info['best_epoch']}",
     ]
     model, training = info["settings"].get("model", {}), info["settings"].get("training", {})
-    if model:
-        lines.append(f"model        image {model.get('image_size')} px, kernels {model.get('image_kernels')}, "
-                     f"filters {model.get('image_filters')}, 1x1 reductions {model.get('image_reduction', 0)}, "
-                     + (f"text backbone {model['text_backbone']}" if model.get("text_backbone")
-                        else f"text encoder {model.get('text_encoder')}"))
-    backbone = info.get("backbone")
-    if backbone:
-        source = {"none": "random weights", "imagenet": f"ImageNet weights {backbone['weights_file']}",
-                  "file": f"weights {backbone['weights_file']}"}[backbone["weights"]]
-        lines.append(f"backbone     {backbone['name']}, {source}"
-                     + (f" (sha256 {backbone['sha256'][:16]}...)" if backbone.get("sha256") else "")
-                     + f", head {model.get('backbone_head')}, fine-tuned layers {training.get('fine_tune', 0)}")
-    text_backbone = info.get("text_backbone")
-    if text_backbone:
-        lines.append(f"text model   {text_backbone['class']} from a {text_backbone['source']} folder "
-                     f"(sha256 {text_backbone['weights_sha256'][:16]}...), {text_backbone['sequence_length']} tokens, "
-                     f"{text_backbone['pooling']}-pooled, fine-tuned layers {training.get('fine_tune_text', 0)}")
+    lines += _model_lines(info, model, training)
     if training:
         distribution = info["distribution"]
         lines.append(f"training     lr {training.get('learning_rate')}, batch {training.get('batch_size')}, "
@@ -111,3 +96,31 @@ def format_info(info: dict) -> str:
     lines.append(f"versions     fusionapp {versions['fusionapp']}, TensorFlow {versions['tensorflow']}, "
                  f"Keras {versions['keras']}")
     return "\n".join(lines)
+
+
+def _model_lines(info: dict, model: dict, training: dict) -> list[str]:
+    """The lines on the network and the pretrained models it starts from."""
+    lines = []
+    joint = info.get("image_text_backbone")
+    if joint:
+        lines.append(f"model        image {model.get('image_size')} px and text through the image-text model "
+                     f"{joint['class']} from a {joint['source']} folder (sha256 {joint['weights_sha256'][:16]}...), "
+                     f"frozen")
+    elif model:
+        lines.append(f"model        image {model.get('image_size')} px, kernels {model.get('image_kernels')}, "
+                     f"filters {model.get('image_filters')}, 1x1 reductions {model.get('image_reduction', 0)}, "
+                     + (f"text backbone {model['text_backbone']}" if model.get("text_backbone")
+                        else f"text encoder {model.get('text_encoder')}"))
+    backbone = info.get("backbone")
+    if backbone:
+        source = {"none": "random weights", "imagenet": f"ImageNet weights {backbone['weights_file']}",
+                  "file": f"weights {backbone['weights_file']}"}[backbone["weights"]]
+        lines.append(f"backbone     {backbone['name']}, {source}"
+                     + (f" (sha256 {backbone['sha256'][:16]}...)" if backbone.get("sha256") else "")
+                     + f", head {model.get('backbone_head')}, fine-tuned layers {training.get('fine_tune', 0)}")
+    text_backbone = info.get("text_backbone")
+    if text_backbone:
+        lines.append(f"text model   {text_backbone['class']} from a {text_backbone['source']} folder "
+                     f"(sha256 {text_backbone['weights_sha256'][:16]}...), {text_backbone['sequence_length']} tokens, "
+                     f"{text_backbone['pooling']}-pooled, fine-tuned layers {training.get('fine_tune_text', 0)}")
+    return lines

@@ -26,6 +26,7 @@ SKIPPED_FILE = "skipped.csv"
 RESUME_DIR = "resume"
 STATE_FILE = "state.json"  # inside RESUME_DIR
 TEXT_BACKBONE_WEIGHTS = "text-backbone.weights.h5"  # inside RESUME_DIR: the pretrained text backbone's weights
+IMAGE_TEXT_WEIGHTS = "image-text-backbone.weights.h5"  # inside RESUME_DIR: a joint image-text model's weights
 PIXEL_CACHE_DIR = "pixel-cache"  # --pixel-cache disk, while training
 TENSORBOARD_DIR = "tensorboard"
 LOCK_FILE = ".lock"

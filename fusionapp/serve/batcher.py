@@ -80,10 +80,20 @@ class Batcher:
             raise Overloaded(f"not answered within {self.timeout_s:g} s; retry later") from None
 
     def _serve(self) -> None:
+        import os, json as _json
+        trace = os.environ.get("XTRACE")
+        log = []
         while True:
+            t0 = time.perf_counter()
             batch = self._next_batch()
+            t1 = time.perf_counter()
             if batch:
                 self._answer(batch)
+                if trace:
+                    log.append((t0, t1, time.perf_counter(), len(batch), min(e.arrived for e in batch)))
+                    if len(log) % 100 == 0:
+                        with open(trace, "w") as h:
+                            _json.dump(log, h)
 
     def _next_batch(self) -> list[_Entry]:
         """Wait for a first item, then for more until the batch is full or the oldest has waited

@@ -32,6 +32,9 @@ def run_server(model: str, host: str, port: int, settings: ServeSettings) -> Non
 
     from fusionapp.runs.load import resolve_run_dir
 
+    import sys as _sys
+    if os.environ.get("XSWITCH"):
+        _sys.setswitchinterval(float(os.environ["XSWITCH"]))
     resolve_run_dir(model)  # a wrong path is the user's one-line error, before any process starts
     options = dict(host=host, port=port, log_level="warning", access_log=False, lifespan="on",
                    timeout_graceful_shutdown=settings.grace_s)

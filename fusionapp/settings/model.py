@@ -39,6 +39,9 @@ class ModelSettings:
     # a pretrained KerasHub text model (a local preset folder, a local Hugging Face snapshot folder or
     # a KerasHub preset name) in place of the text encoder; "" for none (fusionapp/pretrained/text_backbones.py)
     text_backbone: str = preset_source("")
+    # a pretrained joint image-text model (CLIP, SigLIP: a preset folder or name) as both the image and
+    # the text branch; "" for none
+    image_text_backbone: str = preset_source("")
     text_embedding_dim: int = integer(64, 1)
     text_widths: tuple[int, ...] = integers((2, 3, 4))
     text_filters: int = integer(64, 1)
@@ -60,6 +63,10 @@ class ModelSettings:
         if self.pretrained and 0 < self.image_size < BACKBONE_MIN_SIZE:
             raise SettingError("image_size", self.image_size,
                                f"at least {BACKBONE_MIN_SIZE} with a pretrained image backbone")
+        if self.image_text_backbone and (self.pretrained or self.text_backbone):
+            raise SettingError("image_text_backbone", self.image_text_backbone,
+                               "alone: it is the image and the text branch both; leave out --image-backbone and "
+                               "--text-backbone")
         if self.pretrained:
             unused = BLOCK_SETTINGS if self.backbone_head == "pool" else ("image_stem_filters",)
             for name in unused:
@@ -73,9 +80,16 @@ class ModelSettings:
         """Whether the image branch starts from a keras.applications backbone."""
         return self.image_backbone != "multi-kernel"
 
+    @property
+    def starts_pretrained(self) -> bool:
+        """Whether any branch starts from a pretrained model whose features the feature cache keeps."""
+        return self.pretrained or bool(self.text_backbone or self.image_text_backbone)
+
     def resolved(self) -> "ModelSettings":
         """The settings with "auto" values decided (what config.json records)."""
-        return dataclasses.replace(self, image_size=self.image_size or (224 if self.pretrained else 64))
+        # A joint image-text model's image size is its own, read from its preset when training starts.
+        return dataclasses.replace(self, image_size=self.image_size or (
+            0 if self.image_text_backbone else 224 if self.pretrained else 64))
 
 
 _DEFAULTS = {item.name: item.default for item in dataclasses.fields(ModelSettings)}

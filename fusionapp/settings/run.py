@@ -47,14 +47,15 @@ class RunSettings:
         if training.data_service and training.pixel_cache != "none":
             raise SettingError("pixel_cache", training.pixel_cache, "none with --data-service (its workers read "
                                "and decode the images)")
-        if training.data_service and (self.model.pretrained or self.model.text_backbone) and training.feature_cache:
-            raise SettingError("feature_cache", True, "off with --data-service (its workers read and decode the "
-                               "images): --no-feature-cache")
+        if training.data_service and self.model.starts_pretrained and training.feature_cache:
+            raise SettingError("feature_cache", True, "off with --data-service (its workers read the rows): "
+                               "--no-feature-cache")
 
     @property
     def features_only(self) -> bool:
         """Whether the network trains on cached backbone features alone, never on images."""
-        return self.model.pretrained and self.training.feature_cache and not self.training.fine_tune
+        return ((self.model.pretrained or bool(self.model.image_text_backbone)) and self.training.feature_cache
+                and not self.training.fine_tune)
 
     def resolved(self, modalities) -> "RunSettings":
         """The settings with their "auto" values decided for a model of these modalities (what

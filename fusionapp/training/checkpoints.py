@@ -72,7 +72,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         state["seed_states"] = seed_states(self.model)
         files.save_model(self.model, os.path.join(self.resume_dir, state["checkpoint"]))
         files.write_json(os.path.join(self.resume_dir, layout.STATE_FILE), state)
-        named = {layout.STATE_FILE, layout.TEXT_BACKBONE_WEIGHTS, state["checkpoint"], state["best_weights"]}
+        named = {layout.STATE_FILE, layout.TEXT_BACKBONE_WEIGHTS, layout.IMAGE_TEXT_WEIGHTS, state["checkpoint"],
+                 state["best_weights"]}
         for name in os.listdir(self.resume_dir):
             if name not in named and not name.startswith("."):
                 _remove(os.path.join(self.resume_dir, name))

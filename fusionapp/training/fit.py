@@ -25,8 +25,7 @@ class FittedNetwork:
     model: object  # the float32 FusionClassifier, best weights restored
     history: list[dict]
     best_epoch: int | None
-    backbone: dict | None  # what config.json records of a pretrained backbone
-    text_backbone: dict | None = None  # and of a pretrained text backbone
+    records: dict  # what config.json records of the pretrained models: backbone, text_backbone, image_text_backbone
 
 
 @dataclass
@@ -53,10 +52,9 @@ def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: 
 
     say, training = printer(verbose), settings.training
     inputs = preprocessor.network_inputs()
-    extractor, record = frozen_backbone(settings, preprocessor)
-    text_extractor, text_record = frozen_text_backbone(settings, preprocessor, out)
+    extractor, record, text_extractor, text_record = _frozen_backbones(settings, preprocessor, out)
     state = state or new_state()
-    digest = _check_backbones(state, extractor, text_record)
+    digest = _check_backbones(state, extractor, record, text_record)
     if state["epoch"]:
         say(f"Resuming after epoch {state['epoch']}")
     loss = training_loss(preprocessor, train_rows, training.class_weight)
@@ -92,10 +90,23 @@ def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: 
         copy_weights(model, final)
     shutil.rmtree(os.path.join(out, layout.PIXEL_CACHE_DIR), ignore_errors=True)
     state = phase.checkpoint.state
-    return FittedNetwork(final, state["history"], state["best_epoch"], record, text_record)
+    records = ({"image_text_backbone": {**(record or text_record), "image": record, "text": text_record}}
+               if preprocessor.image_text else {"backbone": record, "text_backbone": text_record})
+    return FittedNetwork(final, state["history"], state["best_epoch"],
+                         {key: value for key, value in records.items() if value is not None})
 
 
-def _check_backbones(state: dict, extractor, text_record) -> str | None:
+def _frozen_backbones(settings: RunSettings, preprocessor, out: str):
+    """(image extractor, its record, text extractor, its record) of the pretrained models the run
+    starts from, frozen; None for each one it has not."""
+    if preprocessor.image_text is not None:
+        from fusionapp.training.image_text import frozen_image_text
+
+        return frozen_image_text(settings, preprocessor, out)
+    return (*frozen_backbone(settings, preprocessor), *frozen_text_backbone(settings, preprocessor, out))
+
+
+def _check_backbones(state: dict, extractor, record, text_record) -> str | None:
     """A resumed run continues on the backbones it started with (see check_same_backbone); the
     digest of the image backbone's weights, if any."""
     digest = None
@@ -103,7 +114,7 @@ def _check_backbones(state: dict, extractor, text_record) -> str | None:
         from fusionapp.model.backbones import BACKBONE_LAYER
         from fusionapp.pretrained.weights import weights_sha256
 
-        digest = weights_sha256(extractor.get_layer(BACKBONE_LAYER))
+        digest = record.get("weights_sha256") or weights_sha256(extractor.get_layer(BACKBONE_LAYER))
         check_same_backbone(state, digest)
     if text_record is not None:
         check_same_backbone(state, text_record["weights_sha256"], "text_backbone_weights_sha256")
@@ -111,13 +122,12 @@ def _check_backbones(state: dict, extractor, text_record) -> str | None:
 
 
 def _set_backbones(model, extractor, text_extractor) -> None:
-    """The pretrained weights of the extractors given (None: leave that backbone) into `model`."""
-    from fusionapp.model.backbones import BACKBONE_LAYER
-    from fusionapp.model.text_backbone import TEXT_BACKBONE_LAYER
-
-    for source, name in ((extractor, BACKBONE_LAYER), (text_extractor, TEXT_BACKBONE_LAYER)):
-        if source is not None:
-            model.get_layer(name).set_weights(source.get_layer(name).get_weights())
+    """The pretrained weights of the extractors given (None: leave that branch) into `model`: every
+    layer of theirs with weights is one of the model's, under the same name."""
+    for source in (extractor, text_extractor):
+        for layer in source.layers if source is not None else ():
+            if layer.weights:
+                model.get_layer(layer.name).set_weights(layer.get_weights())
 
 
 def _tuned_words(tuned: dict) -> list[str]:

@@ -22,9 +22,10 @@ def new_run(data: str | None, out: str | None, settings: RunSettings, verbose: i
     if weights not in ("imagenet", "none"):
         # Recorded absolute, so --resume from another folder finds the same file.
         settings = apply_flat(settings, {"backbone_weights": os.path.abspath(os.path.expanduser(weights))})
-    text_backbone = os.path.expanduser(settings.model.text_backbone)
-    if text_backbone and os.path.isdir(text_backbone):
-        settings = apply_flat(settings, {"text_backbone": os.path.abspath(text_backbone)})
+    for name in ("text_backbone", "image_text_backbone"):
+        folder = os.path.expanduser(getattr(settings.model, name))
+        if folder and os.path.isdir(folder):
+            settings = apply_flat(settings, {name: os.path.abspath(folder)})
     if data is None:
         if settings.model.multi_label and settings.columns.label_sep != "|":
             raise FusionError("the multi-label demo joins its labels with '|'; leave out --label-sep")
@@ -61,10 +62,13 @@ def check_environment(settings: RunSettings, resume: bool = False) -> None:
     """What settings need of this machine, checked before any work starts (or anything is written).
     A resumed run has its text backbone's weights and tokenizer in its own folder."""
     model = settings.model
-    if model.text_backbone and not resume and (not model.modalities or "text" in model.modalities):
+    if not resume and (model.text_backbone or model.image_text_backbone):
         from fusionapp.pretrained.text_backbones import resolve_text_backbone
 
-        resolve_text_backbone(model.text_backbone)
+        if model.image_text_backbone:
+            resolve_text_backbone(model.image_text_backbone, "--image-text-backbone")
+        elif not model.modalities or "text" in model.modalities:
+            resolve_text_backbone(model.text_backbone)
     if model.pretrained and (not model.modalities or "image" in model.modalities):
         from fusionapp.pretrained.cache import cache_limit_bytes
         from fusionapp.pretrained.weights import resolve_weights

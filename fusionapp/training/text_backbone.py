@@ -32,7 +32,7 @@ def frozen_text_backbone(settings: RunSettings, preprocessor, out: str):
     """The float32 text feature extractor with the backbone's pretrained weights, and what
     config.json records of it; (None, None) without a text backbone. A new run copies the weights
     into its resume folder; a resumed one reads them from there."""
-    if "text" not in preprocessor.modalities or preprocessor.text["output"] != "backbone":
+    if "text" not in preprocessor.modalities or preprocessor.text["output"] != "backbone" or preprocessor.image_text:
         return None, None
     from fusionapp.model.precision import precision_policy
     from fusionapp.model.text_backbone import TEXT_BACKBONE_LAYER, text_features_extractor

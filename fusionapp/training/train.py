@@ -90,16 +90,16 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
     record.update(settings=settings.to_dict())
     checkpoint_model, state = _restore(out, placement) if resume else (None, None)
     preprocessor = checkpoint_model.preprocessor if checkpoint_model is not None else _adapt(rows, settings, say)
+    if preprocessor.image_size != settings.model.image_size:  # a joint image-text model's own size
+        settings = apply_flat(settings, {"image_size": preprocessor.image_size})
+        record.update(settings=settings.to_dict())
     files.write_json(os.path.join(out, layout.PREPROCESSING_FILE), preprocessor.describe())
     rows = _holdout(rows, preprocessor, settings, out, record, placement, say)
     check_pixel_cache(len(rows.train) + len(rows.val), preprocessor.image_size, settings.training.pixel_cache)
     clock.lap("adapt")
     fitted = fit_network(settings, preprocessor, rows.train, rows.val, out, placement, checkpoint_model, state, verbose)
     clock.lap("network")
-    if fitted.backbone is not None:
-        record.update(backbone=fitted.backbone)
-    if fitted.text_backbone is not None:
-        record.update(text_backbone=fitted.text_backbone)
+    record.update(**fitted.records)
     after = fit_after_network(fitted.model, rows.train, rows.val, settings, say)
     record.update(**after.record, epochs_run=len(fitted.history), best_epoch=fitted.best_epoch)
     reports = {"validation": validation_report(fitted.model, rows.val, after.val_logits, len(rows.skipped))}
@@ -138,8 +138,12 @@ def _adapt(rows, settings: RunSettings, say):
 
     label_sep = settings.columns.label_sep if settings.model.multi_label else None
     training = settings.training
-    backbone_text, tokenizer = None, None
-    if "text" in settings.model.modalities and settings.model.text_backbone:
+    backbone_text, tokenizer, image_text, image_size = None, None, None, settings.model.image_size
+    if settings.model.image_text_backbone:
+        from fusionapp.training.image_text import image_text_config
+
+        image_text, backbone_text, tokenizer, image_size = image_text_config(settings, say)
+    elif "text" in settings.model.modalities and settings.model.text_backbone:
         from fusionapp.training.text_backbone import backbone_text_config
 
         backbone_text, tokenizer = backbone_text_config(settings, say)
@@ -152,10 +156,10 @@ def _adapt(rows, settings: RunSettings, say):
             say(f"Learning the text vocabulary on a sample of {training.adapt_rows} of the {len(rows.train)} "
                 "training rows (--adapt-rows)")
     return adapt(rows.train.labels, rows.train.texts, rows.train.tabular, modalities=settings.model.modalities,
-                 image_size=settings.model.image_size, text=settings.text, text_encoder=settings.model.text_encoder,
+                 image_size=image_size, text=settings.text, text_encoder=settings.model.text_encoder,
                  tabular_kinds=rows.tabular_kinds, source=rows.examples.source, label_sep=label_sep,
                  min_label_count=training.min_label_count, adapt_rows=training.adapt_rows, seed=training.seed,
-                 wide=settings.model.wide, backbone_text=backbone_text, text_tokenizer=tokenizer)
+                 wide=settings.model.wide, backbone_text=backbone_text, text_tokenizer=tokenizer, image_text=image_text)
 
 
 def _holdout(rows, preprocessor, settings: RunSettings, out: str, record, placement, say):

@@ -1,0 +1,68 @@
+"""The pretrained joint image-text model (CLIP, SigLIP: --image-text-backbone) a run trains with: its
+tokenizer, architecture and pixel scaling for the preprocessor, and its weights (kept in the run
+until it ends, as a text backbone's are), frozen, as the feature extractors of both branches."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from fusionapp.errors import FusionError
+from fusionapp.runs import files, layout
+from fusionapp.settings import RunSettings
+
+FLAG = "--image-text-backbone"
+
+
+def image_text_config(settings: RunSettings, say) -> tuple[dict, dict, object, int]:
+    """(the preprocessor's image_text config, its text config, the tokenizer, the image size)."""
+    import keras
+
+    from fusionapp.pretrained.text_backbones import load_image_text_preset, resolve_text_backbone
+
+    source = resolve_text_backbone(settings.model.image_text_backbone, FLAG)
+    length = settings.text.sequence_length
+    preset = load_image_text_preset(source, length)
+    name = type(preset.backbone).__name__
+    if settings.model.image_size and settings.model.image_size != preset.image_size:
+        raise FusionError(f"--image-size {settings.model.image_size}: {name} reads {preset.image_size} px images; "
+                          "leave --image-size out")
+    say(f"Image-text model {settings.model.image_text_backbone} ({name}, {source.kind} folder {source.folder}), "
+        f"{preset.image_size} px, {length} tokens")
+    image_text = {"backbone": json.dumps(preset.config), "scale": preset.scale, "offset": preset.offset,
+                  "name": source.given, "source": source.kind, "folder": source.folder, "class": name}
+    text = {"output": "backbone", "sequence_length": length,
+            "tokenizer": json.dumps(keras.saving.serialize_keras_object(preset.tokenizer))}
+    return image_text, text, preset.tokenizer, preset.image_size
+
+
+def frozen_image_text(settings: RunSettings, preprocessor, out: str):
+    """(image extractor, its record, text extractor, its record) of the joint model, float32 with its
+    pretrained weights; None for a branch the model does not have. A new run copies the weights
+    into its resume folder; a resumed one reads them from there."""
+    from fusionapp.model.precision import precision_policy
+    from fusionapp.model.text_backbone import joint_extractors
+    from fusionapp.pretrained.text_backbones import load_image_text_preset, resolve_text_backbone
+    from fusionapp.pretrained.weights import weights_sha256
+
+    config = preprocessor.image_text
+    length = preprocessor.text["sequence_length"] if preprocessor.text else settings.text.sequence_length
+    with precision_policy("float32"):
+        joint, images, texts = joint_extractors(config["backbone"], preprocessor.image_size, config["scale"],
+                                                config["offset"], length)
+    kept = os.path.join(out, layout.RESUME_DIR, layout.IMAGE_TEXT_WEIGHTS)
+    if os.path.exists(kept):
+        joint.load_weights(kept)
+    else:
+        source = resolve_text_backbone(settings.model.image_text_backbone, FLAG)
+        joint.set_weights(load_image_text_preset(source, length).backbone.get_weights())
+        os.makedirs(os.path.dirname(kept), exist_ok=True)
+        files.save_weights(joint, kept)
+    record = {key: config[key] for key in ("name", "source", "folder", "class")}
+    record["weights_sha256"] = weights_sha256(joint)
+    width = int(images.output_shape[-1])
+    image_record = {**record, "image_size": preprocessor.image_size, "feature_map": [width]} \
+        if "image" in preprocessor.modalities else None
+    text_record = {**record, "sequence_length": length, "hidden_dim": width, "pooling": "projection"} \
+        if "text" in preprocessor.modalities else None
+    return (images if image_record else None), image_record, (texts if text_record else None), text_record
