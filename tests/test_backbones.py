@@ -92,6 +92,8 @@ def test_missing_imagenet_weights_fail_in_one_line_and_write_nothing(demo_table,
     assert not out.exists()
 
 
+# A second backbone training (11 s); the missing-weights test holds where Keras' cache is looked for.
+@pytest.mark.slow
 def test_imagenet_weights_are_read_from_the_keras_cache(weights_files, demo_table, tmp_path, capsys, monkeypatch):
     from fusionapp.pretrained.weights import file_sha256
 

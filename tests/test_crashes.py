@@ -58,7 +58,7 @@ def resume_and_check(run, capsys):
 
 # A kill between epochs is tests/test_resume.py's, which also holds the resumed run to the whole one.
 @pytest.mark.parametrize("moment", [pytest.param("mid_epoch", marks=pytest.mark.slow), "checkpoint_write",
-                                    "final_save"])
+                                    pytest.param("final_save", marks=pytest.mark.slow)])
 def test_sigkill_then_resume_finishes_the_run(moment, demo_table, tmp_path, capsys):
     import keras
 

@@ -71,6 +71,8 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
+# Two training processes (15 s); the mirrored strategy is the default suite's.
+@pytest.mark.slow
 def test_two_worker_cluster_on_localhost_trains_a_loadable_run(demo_table, tmp_path):
     out = tmp_path / "cluster-run"
     scratch = tmp_path / "tmp"

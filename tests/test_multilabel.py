@@ -337,6 +337,8 @@ def colour_word_table(folder: Path, rows: int = 480, seed: int = 0) -> str:
     return write_csv(folder / "table.csv", records)
 
 
+# Three trainings (20 s); the single-label fusion test (tests/test_fusion.py) is the default suite's.
+@pytest.mark.slow
 def test_fused_sets_beat_each_single_modality(tmp_path):
     """Only the fused model can get whole sets right: each modality alone knows half of every set."""
     from fusionapp import train
@@ -354,6 +356,8 @@ def test_fused_sets_beat_each_single_modality(tmp_path):
     assert subset[("image", "text")] > 0.7 and max(subset[("image",)], subset[("text",)]) < 0.5, subset
 
 
+# The browser (11 s); the single-label page is the default suite's (tests/test_review.py).
+@pytest.mark.slow
 @needs_chromium
 def test_the_page_shows_the_chosen_set(multilabel_run, multilabel_table):
     from fusionapp import predict

@@ -11,17 +11,17 @@ import signal
 
 import numpy as np
 
-from conftest import (DEMO_CLASSES, TEXT_BACKBONE_SETTINGS, TINY_MODEL, asgi_post_json, assert_usage_error, assert_user_error,
-                      exported_outputs, post_json, read_csv, run_cli, serving, start_training, write_csv)
+from conftest import (TEXT_BACKBONE_SETTINGS, TINY_MODEL, asgi_post_json, assert_usage_error, assert_user_error,
+                      exported_outputs, read_csv, run_cli, start_training, write_csv)
 from text_presets import tiny_bert_preset, tiny_bert_snapshot, tiny_clip_preset, tiny_xlm_roberta_preset
 
 
-def assert_one_answer(run, rows, tmp_path, capsys):
+def assert_one_answer(run, rows, tmp_path, capsys, export_in_process=True):
     """`predict` of a table, single pairs through the Python API, the HTTP API (in-process) and the
     exported SavedModel give the same probabilities for `rows` (raw cells, image paths absolute)."""
     import tensorflow as tf
 
-    from fusionapp import predict
+    from fusionapp.inference.predict import predict_pair
     from fusionapp.runs.load import load_run
     from fusionapp.serve.app import create_app
 
@@ -31,7 +31,8 @@ def assert_one_answer(run, rows, tmp_path, capsys):
     classes, modalities = loaded.preprocessor.class_names, loaded.modalities
     table = [[float(row[f"prob_{name}"]) for name in classes] for row in read_csv(tmp_path / "p.csv")]
     tabular = lambda row: {key: row[key] for key in ("price", "seller")} if "tabular" in modalities else None  # noqa: E731
-    single = [predict(run, image=row.get("image") or None, text=row["text"], tabular=tabular(row))["probabilities"]
+    # Pairs through the function the Python API's predict() calls once the run is loaded.
+    single = [predict_pair(loaded, row.get("image") or None, row["text"], tabular(row) or {})["probabilities"]
               for row in rows]
     np.testing.assert_allclose([[answer[name] for name in classes] for answer in single], table, atol=1e-5)
     app, served = create_app(loaded), []
@@ -45,6 +46,8 @@ def assert_one_answer(run, rows, tmp_path, capsys):
     np.testing.assert_allclose(served, table, atol=1e-5)
     code, _, err = run_cli(capsys, "export", run, "--out", tmp_path / "export")
     assert code == 0, err
+    if not export_in_process:
+        return table, loaded
     signature = tf.saved_model.load(str(tmp_path / "export")).signatures["serving_default"]
     raw = {"text": tf.constant([row["text"] for row in rows])}
     if "image" in modalities:
@@ -53,7 +56,7 @@ def assert_one_answer(run, rows, tmp_path, capsys):
         raw.update(tabular_price=tf.constant([float(row["price"]) if row["price"] else float("nan") for row in rows]),
                    tabular_seller=tf.constant([row["seller"] for row in rows]))
     np.testing.assert_allclose(signature(**raw)["probabilities"].numpy(), table, atol=1e-5)
-    return table
+    return table, loaded
 
 
 def test_the_run_records_the_backbone_and_its_cached_vectors(text_backbone_run):
@@ -82,44 +85,13 @@ def test_predict_serve_and_export_give_one_answer_without_the_preset(text_backbo
     for row in rows:
         row["image"] = str(demo_dir / row["image"])
     rows[1]["text"] = ""
-    reference = [[predict(run, image=row["image"], text=row["text"], tabular={"price": row["price"],
-                                                                              "seller": row["seller"]}
-                          )["probabilities"][name] for name in DEMO_CLASSES] for row in rows]
-    assert np.abs(np.subtract(reference[0], reference[1])).max() > 1e-4  # the text matters
-    code, _, err = run_cli(capsys, "predict", run, write_csv(tmp_path / "rows.csv", rows), "--out", tmp_path / "p.csv")
-    assert code == 0, err
-    table = [[float(row[f"prob_{name}"]) for name in DEMO_CLASSES] for row in read_csv(tmp_path / "p.csv")]
-    np.testing.assert_allclose(table, reference, atol=1e-5)
-    with serving(run) as url:
-        served = []
-        for row in rows:
-            status, answer = post_json(url + "/predict", {
-                "image": base64.b64encode(open(row["image"], "rb").read()).decode(), "text": row["text"],
-                "tabular": {"price": row["price"], "seller": row["seller"]}})
-            assert status == 200, answer
-            served.append([answer["probabilities"][name] for name in DEMO_CLASSES])
-    np.testing.assert_allclose(served, reference, atol=1e-5)
-    code, _, err = run_cli(capsys, "export", run, "--out", tmp_path / "export")
-    assert code == 0, err
-    # The tokenizer's ops are TensorFlow Text's: a process loading the export imports it first.
+    table, _ = assert_one_answer(run, rows, tmp_path, capsys, export_in_process=False)
+    assert np.abs(np.subtract(table[0], table[1])).max() > 1e-4  # the text matters
+    # A process that loads the export imports TensorFlow Text, whose operations the tokenizer's are.
     exported = exported_outputs(tmp_path / "export", rows, tmp_path, prelude="import tensorflow_text\n")
-    np.testing.assert_allclose(exported["probabilities"], reference, atol=1e-5)
+    np.testing.assert_allclose(exported["probabilities"], table, atol=1e-5)
     explained = predict(run, image=rows[0]["image"], text="the good dog", explain=True)["explanation"]
     assert {word for word, _ in explained["text"]} <= {"the", "good", "dog"} and explained["text"]
-
-
-def test_a_second_run_reads_every_text_from_the_cache_and_fine_tunes(text_backbone_run, demo_table, tmp_path):
-    from fusionapp import train
-
-    run, preset = text_backbone_run
-    out = train(demo_table, str(tmp_path / "tuned"), epochs=1, fine_tune_text=1, fine_tune_epochs=1, verbose=0,
-                text_backbone=preset, **TEXT_BACKBONE_SETTINGS)
-    config = json.load(open(os.path.join(out, "config.json")))
-    first = json.load(open(os.path.join(run, "config.json")))["text_backbone"]["feature_cache"]
-    cache = config["text_backbone"]["feature_cache"]
-    assert cache["texts_computed"] == 0
-    assert cache["texts_cached"] == first["texts_cached"] + first["texts_computed"]
-    assert len(read_csv(os.path.join(out, "history.csv"))) == 2  # one frozen epoch, one fine-tuning
 
 
 JAPANESE = {"天気": ["今日は晴れて暑い", "明日は雨が降るでしょう", "雪が積もって寒い朝"],
@@ -153,7 +125,8 @@ def test_a_multilingual_preset_reads_unspaced_text_in_a_multi_label_run_with_one
 
 
 def test_a_clip_model_is_both_branches_frozen_and_cached_with_one_answer(demo_dir, demo_table, tmp_path, capsys):
-    from fusionapp import predict, train
+    from fusionapp import train
+    from fusionapp.inference.predict import predict_pair
 
     preset = tiny_clip_preset(str(tmp_path / "clip"))
     out = train(demo_table, str(tmp_path / "run"), epochs=2, verbose=0, image_text_backbone=preset,
@@ -168,8 +141,8 @@ def test_a_clip_model_is_both_branches_frozen_and_cached_with_one_answer(demo_di
     for row in rows:
         row["image"] = str(demo_dir / row["image"])
     rows[1]["text"], rows[2]["image"] = "", ""
-    assert_one_answer(out, rows, tmp_path, capsys)
-    explained = predict(out, image=rows[0]["image"], text="the new one", explain=True)["explanation"]
+    _, loaded = assert_one_answer(out, rows, tmp_path, capsys)
+    explained = predict_pair(loaded, rows[0]["image"], "the new one", {}, explain=True)["explanation"]
     assert explained["image"] == {"heatmap": None} and explained["text"]
     code, info, _ = run_cli(capsys, "info", out)
     assert code == 0 and "through the image-text model CLIPBackbone" in info
@@ -210,13 +183,15 @@ def test_a_named_preset_offline_is_one_line_and_writes_nothing(tmp_path, capsys,
     assert not out.exists()
 
 
-def test_a_killed_run_resumes_without_the_preset_folder(demo_rows, tmp_path, capsys):
+def test_a_killed_run_resumes_without_the_preset_and_fine_tunes_on_cached_texts(text_backbone_run, demo_rows,
+                                                                                 tmp_path, capsys):
     from test_resume import wait_for_epoch
 
     table = write_csv(tmp_path / "demo.csv", demo_rows)
-    preset = tiny_bert_preset(str(tmp_path / "bert"))
+    preset = tiny_bert_preset(str(tmp_path / "bert"))  # the weights of the shared run's preset
     run_dir = str(tmp_path / "run")
-    process = start_training(table, run_dir, text_backbone=preset, sequence_length=16)
+    process = start_training(table, run_dir, text_backbone=preset, sequence_length=16, fine_tune_text=1,
+                             fine_tune_epochs=1)
     try:
         wait_for_epoch(run_dir, 2, process)
     finally:
@@ -225,5 +200,9 @@ def test_a_killed_run_resumes_without_the_preset_folder(demo_rows, tmp_path, cap
     shutil.rmtree(preset)
     code, out, err = run_cli(capsys, "train", "--resume", "--out", run_dir)
     assert code == 0, err
-    assert "Resuming after epoch 2" in out
-    assert [int(row["epoch"]) for row in read_csv(os.path.join(run_dir, "history.csv"))] == [1, 2, 3, 4]
+    assert "Resuming after epoch 2" in out and "Fine-tuning the top 1 text backbone transformer layers" in out
+    # four frozen epochs, then one of fine-tuning
+    assert [int(row["epoch"]) for row in read_csv(os.path.join(run_dir, "history.csv"))] == [1, 2, 3, 4, 5]
+    # The texts are those of the shared run, embedded by the same weights: all read from the cache.
+    cache = json.load(open(os.path.join(run_dir, "config.json")))["text_backbone"]["feature_cache"]
+    assert cache["texts_computed"] == 0 and cache["texts_cached"] > 0

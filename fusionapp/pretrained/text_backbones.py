@@ -30,15 +30,17 @@ def resolve_text_backbone(given: str, flag: str = "--text-backbone") -> TextBack
     (downloaded there first if allowed and possible); else a one-line FusionError naming `flag`."""
     import json
 
+    from keras_hub.src.utils.preset_utils import CONFIG_FILE  # the preset's own config.json, not a run's
+
     path = os.path.abspath(os.path.expanduser(given))
     if os.path.isdir(path):
-        config = os.path.join(path, "config.json")
+        config = os.path.join(path, CONFIG_FILE)
         try:
             with open(config, encoding="utf-8") as stream:
                 kind = "keras_hub" if "registered_name" in json.load(stream) else "huggingface"
         except (OSError, ValueError) as error:
             raise FusionError(f"{flag} {given}: not a KerasHub preset or Hugging Face snapshot folder "
-                              f"(cannot read its config.json: {one_line(error)[:100]})") from None
+                              f"(cannot read its {CONFIG_FILE}: {one_line(error)[:100]})") from None
         return TextBackboneSource(given, kind, path)
     if os.sep in given or given.startswith(".") or os.path.exists(path):
         raise FusionError(f"{flag} {given}: no such folder")
@@ -47,14 +49,14 @@ def resolve_text_backbone(given: str, flag: str = "--text-backbone") -> TextBack
 
 def _preset_folder(name: str, flag: str) -> str:
     import keras_hub  # noqa: F401 - registers the built-in presets
-    from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
+    from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS, CONFIG_FILE
 
     if name not in BUILTIN_PRESETS:
         raise FusionError(f"{flag} {name}: no such folder, and not a KerasHub preset name (e.g. "
                           "bert_base_en_uncased, xlm_roberta_base_multi, clip_vit_base_patch16)")
     handle = BUILTIN_PRESETS[name]["kaggle_handle"].removeprefix("kaggle://")
     folder = os.path.join(kagglehub_cache(), "models", *handle.split("/"))
-    if os.path.isfile(os.path.join(folder, "config.json")):
+    if os.path.isfile(os.path.join(folder, CONFIG_FILE)):
         return folder
     why = "downloads are off (FUSIONAPP_OFFLINE=1)" if os.environ.get(OFFLINE_ENV) == "1" else _download(handle)
     if why is None:
