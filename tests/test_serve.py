@@ -270,6 +270,39 @@ def test_batcher_batches_sheds_and_drops_what_timed_out():
     assert calls == [[0, 1, 2], ["slow"], ["after"]]
 
 
+def test_batcher_lets_the_clients_it_answered_join_the_requests_that_queued_meanwhile():
+    """A request that queued while a batch ran waits (within the window, counted from the answers)
+    for the clients of that batch to send again: one batch of three, not one of one and one of two."""
+    import asyncio
+    import time
+
+    from fusionapp.serve.batcher import Batcher
+
+    calls = []
+
+    def predict(items):
+        calls.append(list(items))
+        time.sleep(0.3)
+        return [f"answer {item}" for item in items]
+
+    async def scenario():
+        batcher = Batcher(predict, max_batch=8, wait_s=0.2, max_queue=16, timeout_s=10)
+
+        async def closed_loop_client(name):
+            await batcher.submit([f"{name}1"])  # the first batch: its window, then 0.3 s of model
+            return await batcher.submit([f"{name}2"])
+
+        async def late_client():
+            await asyncio.sleep(0.3)  # arrives while the first batch runs; its own window ends first
+            return await batcher.submit(["c1"])
+
+        answers = await asyncio.gather(closed_loop_client("a"), closed_loop_client("b"), late_client())
+        assert answers == [["answer a2"], ["answer b2"], ["answer c1"]]
+
+    asyncio.run(scenario())
+    assert calls == [["a1", "b1"], ["c1", "a2", "b2"]]
+
+
 @pytest.fixture(scope="module")
 def loaded_server(trained_run):
     """A server whose batches wait a whole second and whose queue holds 16 items: a burst of

@@ -1,9 +1,16 @@
 """Dynamic batching: items of concurrent requests gathered into one call of the raw-input function.
 
 Requests put their items on a bounded queue and wait; one thread takes up to `max_batch` items at a
-time, as soon as that many are waiting, or `wait_s` after the oldest arrived, or once it is as large
-as the last batch with no other request being read, and hands each item its own answer. The model is called from this one thread only, so the event loop never blocks on it and
-a batch is formed while the previous one runs.
+time, as soon as that many are waiting, or once it holds as many items as were in flight when the
+last answers went out with no other request being read, or at the latest `wait_s` after its oldest item arrived or after the answers of
+the batch before went out, whichever is later, and hands each item its own answer. The model is
+called from this one thread only, so the event loop never blocks on it.
+
+The window counts from the previous answers, not only from the oldest arrival, so that the clients a
+batch answers can send their next request and join the requests that queued while it ran: closed-loop
+clients then settle into one full batch at a time instead of two alternating half batches (with 64
+clients on 2 cores: 1 batch of 64 at a time, about 25% more requests/s than 2 alternating batches of
+32, whose model calls share the cores with the event loop answering and reading the other half).
 """
 
 from __future__ import annotations
@@ -42,7 +49,15 @@ class Batcher:
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
         self._arriving = 0
-        self._last_size = max_batch  # nothing known yet: the first batch waits for its window
+        # How many items a batch waits for (within its window): those in flight when the last
+        # answers went out, the answered ones (whose clients may send again) and those that queued
+        # meanwhile. Nothing known yet: the first batch waits for its window.
+        self._target = max_batch
+        self._answering = 0  # items of the batch being predicted or answered
+        # When the answers of the last batch were handed to their requests; None while a batch runs
+        # or its answers are on their way to the event loop.
+        self._answered_at: float | None = 0.0
+        self._unsettled = 0  # event loops that still have answers of the last batch to hand out
 
     def arrival(self) -> "Arrival":
         """Called as a request that will submit items starts to be read, so that a batch window
@@ -80,42 +95,39 @@ class Batcher:
             raise Overloaded(f"not answered within {self.timeout_s:g} s; retry later") from None
 
     def _serve(self) -> None:
-        import os, json as _json
-        trace = os.environ.get("XTRACE")
-        log = []
         while True:
-            t0 = time.perf_counter()
             batch = self._next_batch()
-            t1 = time.perf_counter()
             if batch:
                 self._answer(batch)
-                if trace:
-                    log.append((t0, t1, time.perf_counter(), len(batch), min(e.arrived for e in batch)))
-                    if len(log) % 100 == 0:
-                        with open(trace, "w") as h:
-                            _json.dump(log, h)
 
     def _next_batch(self) -> list[_Entry]:
-        """Wait for a first item, then for more until the batch is full or the oldest has waited
-        `wait_s`; items whose requests gave up are dropped here, never predicted late."""
+        """Wait for a first item, then for more until the batch is full or formed (`_formed`), or
+        `wait_s` has passed since the oldest arrived and since the last answers went out; items whose
+        requests gave up are dropped here, never predicted late."""
         with self._ready:
             while not self._live():
                 self._ready.wait()
-            window_end = self._pending[0].arrived + self.wait_s
-            while len(self._pending) < self.max_batch and not self._formed() and \
-                    (left := window_end - time.monotonic()) > 0:
+            while len(self._pending) < self.max_batch and not self._formed():
+                if self._answered_at is None:  # the last answers are not out yet: no window has begun
+                    if self.wait_s <= 0:
+                        break
+                    self._ready.wait(self.wait_s)
+                    continue
+                left = max(self._pending[0].arrived, self._answered_at) + self.wait_s - time.monotonic()
+                if left <= 0:
+                    break
                 self._ready.wait(left)
             batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
-            self._last_size = len(batch)
             QUEUE_DEPTH.set(len(self._pending))
         now = time.monotonic()
         return [entry for entry in batch if not entry.dropped and entry.deadline > now]
 
     def _formed(self) -> bool:
-        """Whether the batch is as large as the last one and no request is being read: the clients
-        that were there last time are all in, so waiting longer would only add latency (a lone
-        client is answered at once, not after the window)."""
-        return not self._arriving and len(self._pending) >= self._last_size
+        """Whether the last answers are out, no request is being read and the batch holds as many
+        items as were in flight when those answers went out: the clients that were there last time
+        are all in, so waiting longer would only add latency (a lone client is answered at once, not
+        after the window)."""
+        return self._answered_at is not None and not self._arriving and len(self._pending) >= self._target
 
     def _live(self) -> bool:
         """Whether an item is waiting, once those of requests that gave up are let go."""
@@ -126,6 +138,8 @@ class Batcher:
         return bool(self._pending)
 
     def _answer(self, batch: list[_Entry]) -> None:
+        with self._ready:
+            self._answered_at, self._answering = None, len(batch)
         began = time.perf_counter()
         try:
             answers, failure = self.predict([entry.item for entry in batch]), None
@@ -137,12 +151,33 @@ class Batcher:
         by_loop: dict = {}
         for entry, answer in zip(batch, answers):
             by_loop.setdefault(entry.loop, []).append((entry.future, answer))
+        with self._ready:
+            self._unsettled = len(by_loop)
         for loop, settled in by_loop.items():
             try:
                 # One wake-up of each event loop per batch, not one per item.
-                loop.call_soon_threadsafe(_settle, settled, failure)
+                loop.call_soon_threadsafe(self._settle, settled, failure)
             except RuntimeError:  # that loop has closed: nobody is waiting any more
-                pass
+                self._settled_one()
+
+    def _settle(self, settled: list, failure: Exception | None) -> None:
+        """On an event loop: hand each request its answer, then start the next batch's window."""
+        for future, answer in settled:
+            if future.done():  # its request timed out meanwhile
+                continue
+            if failure is not None:
+                future.set_exception(failure)
+            else:
+                future.set_result(answer)
+        self._settled_one()
+
+    def _settled_one(self) -> None:
+        with self._ready:
+            self._unsettled -= 1
+            if self._unsettled <= 0:
+                self._answered_at = time.monotonic()
+                self._target = min(self._answering + len(self._pending), self.max_batch)
+                self._ready.notify()
 
 
 class Arrival:
@@ -162,13 +197,3 @@ class Arrival:
         if self.open:  # only the event loop's thread changes it
             with self.batcher._ready:
                 self.end_locked()
-
-
-def _settle(settled: list, failure: Exception | None) -> None:
-    for future, answer in settled:
-        if future.done():  # its request timed out meanwhile
-            continue
-        if failure is not None:
-            future.set_exception(failure)
-        else:
-            future.set_result(answer)
