@@ -99,6 +99,8 @@ def test_predict_single_pair_text_and_json(trained_run, demo_dir, capsys):
     assert code == 0 and out.startswith(f"{result['predicted_label']} (confidence {result['confidence']:.4f})")
 
 
+# A new process (8 s); the server and the SavedModel tests of tests/test_one_answer.py load runs in others.
+@pytest.mark.slow
 def test_reloaded_in_a_new_process_predicts_the_same_probabilities(trained_run, demo_table, tmp_path):
     from fusionapp import predict
 

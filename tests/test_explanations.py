@@ -196,6 +196,8 @@ def test_the_explainer_is_traced_once_per_model(region_run, region_data):
     assert _explainer(run.model).experimental_get_tracing_count() == 1
 
 
+# The browser (11 s); the page itself is the default suite's in tests/test_review.py.
+@pytest.mark.slow
 @needs_chromium
 def test_the_page_shows_the_explanation(region_run, region_data, tmp_path):
     """In headless Chromium: a bar per modality, the deciding word highlighted towards the label,

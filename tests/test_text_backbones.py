@@ -10,6 +10,7 @@ import shutil
 import signal
 
 import numpy as np
+import pytest
 
 from conftest import (TEXT_BACKBONE_SETTINGS, TINY_MODEL, asgi_post_json, assert_usage_error, assert_user_error,
                       exported_outputs, read_csv, run_cli, start_training, write_csv)
@@ -99,6 +100,9 @@ JAPANESE = {"天気": ["今日は晴れて暑い", "明日は雨が降るでし�
             "旅行": ["京都の寺を見に行った", "新幹線で大阪へ向かう", "北海道の温泉に泊まる"]}
 
 
+# The BERT run holds the text-backbone path by default; this one's SentencePiece tokenizer, unspaced script and
+# multi-label head run with -m slow (18 s).
+@pytest.mark.slow
 def test_a_multilingual_preset_reads_unspaced_text_in_a_multi_label_run_with_one_answer(tmp_path, capsys):
     from fusionapp import evaluate, train
 
@@ -130,7 +134,7 @@ def test_a_clip_model_is_both_branches_frozen_and_cached_with_one_answer(demo_di
 
     preset = tiny_clip_preset(str(tmp_path / "clip"))
     out = train(demo_table, str(tmp_path / "run"), epochs=2, verbose=0, image_text_backbone=preset,
-                **{key: value for key, value in TEXT_BACKBONE_SETTINGS.items() if not key.startswith("image")})
+                sequence_length=16, **{key: value for key, value in TINY_MODEL.items() if not key.startswith("image")})
     config = json.load(open(os.path.join(out, "config.json")))
     joint = config["image_text_backbone"]
     assert joint["class"] == "CLIPBackbone" and config["settings"]["model"]["image_size"] == 32
@@ -177,32 +181,39 @@ def test_a_named_preset_offline_is_one_line_and_writes_nothing(tmp_path, capsys,
     assert_user_error(code, err, "no_such_preset_xyz", "not a KerasHub preset name")
     code, _, err = run_cli(capsys, "train", "--text-backbone", str(tmp_path / "absent"), "--out", out)
     assert_user_error(code, err, "no such folder")
+    code, _, err = run_cli(capsys, "train", "--text-backbone", "bert_tiny_en_uncased", "--text-encoder", "cnn",
+                           "--out", out)
+    assert_usage_error(code, err, "--text-encoder", "left out with a pretrained text model")
+    preset = tiny_bert_preset(str(tmp_path / "bert"))
+    code, _, err = run_cli(capsys, "train", "--text-backbone", preset, "--sequence-length", "100", "--out", out)
+    assert_user_error(code, err, "--sequence-length 100", "BertBackbone reads at most 64 tokens")
     (tmp_path / "empty").mkdir()
     code, _, err = run_cli(capsys, "train", "--text-backbone", str(tmp_path / "empty"), "--out", out)
     assert_user_error(code, err, "config.json")
     assert not out.exists()
 
 
-def test_a_killed_run_resumes_without_the_preset_and_fine_tunes_on_cached_texts(text_backbone_run, demo_rows,
-                                                                                 tmp_path, capsys):
+def test_a_run_killed_while_fine_tuning_resumes_without_the_preset(text_backbone_run, demo_rows, tmp_path, capsys,
+                                                                   monkeypatch):
+    from fusionapp.pretrained.cache import cache_usage
     from test_resume import wait_for_epoch
 
+    entries = cache_usage()["entries"]
     table = write_csv(tmp_path / "demo.csv", demo_rows)
     preset = tiny_bert_preset(str(tmp_path / "bert"))  # the weights of the shared run's preset
     run_dir = str(tmp_path / "run")
     process = start_training(table, run_dir, text_backbone=preset, sequence_length=16, fine_tune_text=1,
-                             fine_tune_epochs=1)
+                             fine_tune_epochs=2)
     try:
-        wait_for_epoch(run_dir, 2, process)
+        wait_for_epoch(run_dir, 5, process)  # four frozen epochs, then the first of fine-tuning
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    shutil.rmtree(preset)
-    code, out, err = run_cli(capsys, "train", "--resume", "--out", run_dir)
-    assert code == 0, err
-    assert "Resuming after epoch 2" in out and "Fine-tuning the top 1 text backbone transformer layers" in out
-    # four frozen epochs, then one of fine-tuning
-    assert [int(row["epoch"]) for row in read_csv(os.path.join(run_dir, "history.csv"))] == [1, 2, 3, 4, 5]
     # The texts are those of the shared run, embedded by the same weights: all read from the cache.
-    cache = json.load(open(os.path.join(run_dir, "config.json")))["text_backbone"]["feature_cache"]
-    assert cache["texts_computed"] == 0 and cache["texts_cached"] > 0
+    assert cache_usage()["entries"] == entries
+    shutil.rmtree(preset)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "train", "--resume", "--out", run_dir, "--text-backbone", "./bert")
+    assert code == 0, err  # the recorded folder, given again relative to here, is no change (though it is gone)
+    assert "Resuming after epoch 5" in out
+    assert [int(row["epoch"]) for row in read_csv(os.path.join(run_dir, "history.csv"))] == [1, 2, 3, 4, 5, 6]

@@ -29,13 +29,15 @@ class FusionClassifier(keras.Model):
     It returns logits (after the wide path's blend, the class-prior offsets and the calibration
     temperature); what they mean is `fusionapp.model.head.probabilities`. `inputs` are the sizes of
     its inputs and head (`Preprocessor.network_inputs()`): num_classes, image_size, text_input
-    ("tf_idf", "token_ids" or "backbone": a pretrained text backbone's token ids and `text_mask`, whose
-    architecture is `text_backbone`; `text_features`, its width, when the model takes its pooled
-    vectors instead, and `fine_tune_text`, how many top transformer layers train), text_width, sequence_length, tabular_width, wide_width (the wide
-    path's own n-gram vocabulary; absent in models before 0.9, whose wide path read the TF-IDF
-    text); and `image_features`, the
-    shape of a pretrained backbone's feature map, when the model takes that map instead of the image
-    (the network trained on cached features), and `fine_tune`, how many top backbone layers train.
+    ("tf_idf", "token_ids" or "backbone": a pretrained text backbone's token ids and `text_mask`,
+    whose architecture is `text_backbone`; `text_features`, its width, when the model takes its
+    pooled vectors instead, and `fine_tune_text`, how many top transformer layers train),
+    text_width, sequence_length, tabular_width, wide_width (the wide path's own n-gram vocabulary;
+    absent in models before 0.9, whose wide path read the TF-IDF text); `image_features`, the shape
+    of a pretrained backbone's feature map, when the model takes that map instead of the image (the
+    network trained on cached features), and `fine_tune`, how many top backbone layers train; and
+    for a joint image-text model (CLIP, SigLIP) `image_text_backbone`, its architecture, with the
+    pixel scaling `image_scale` / `image_offset`: its encoders make both branches' vectors.
     `preprocessor`, a Keras layer that turns raw inputs into those tensors, is optional and saved
     with the model when given; the network itself never calls it.
     """
@@ -188,7 +190,8 @@ def _backbone_text(tensors: dict, settings: ModelSettings, inputs: dict, joint_m
         tensors["text"] = keras.Input((length,), dtype="int32", name="text")
         tensors["text_mask"] = keras.Input((length,), dtype="int32", name="text_mask")
         pooled = backbone_text_features(tensors["text"], tensors["text_mask"],
-                                        build_text_backbone(inputs["text_backbone"]))
+                                        build_text_backbone(inputs["text_backbone"]),
+                                        frozen=not inputs.get("fine_tune_text"))
     return pretrained_vector_branch(pooled, settings, "text")
 
 

@@ -24,20 +24,26 @@ def build_text_backbone(config: str, name: str = TEXT_BACKBONE_LAYER):
 
     config = json.loads(config)
     config["config"]["name"] = name
-    # The preset records float32; the run's policy decides (mixed precision runs it in half).
-    config["config"]["dtype"] = keras.config.dtype_policy().name
+    # The preset records float32; the run's policy decides (mixed precision runs it in half), for a
+    # joint model's encoders too, whose own configs would otherwise keep theirs.
+    policy = keras.config.dtype_policy().name
+    config["config"]["dtype"] = policy
+    for part in ("vision_encoder", "text_encoder"):
+        if isinstance(config["config"].get(part), dict):
+            config["config"][part]["config"]["dtype"] = policy
     backbone = keras.saving.deserialize_keras_object(config)
     backbone.trainable = False
     return backbone
 
 
-def backbone_text_features(token_ids, padding_mask, backbone):
+def backbone_text_features(token_ids, padding_mask, backbone, frozen: bool = True):
     """[batch, length] token ids and 0/1 mask -> [batch, hidden] mean of the last layer's vectors over
-    the text's own tokens (padding left out)."""
+    the text's own tokens (padding left out). Frozen, it runs in inference mode (no dropout), as the
+    vectors the feature cache holds were computed."""
     inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
     if "segment_ids" in backbone.input:
         inputs["segment_ids"] = ops.zeros_like(token_ids)  # one segment: the whole text
-    outputs = backbone(inputs)
+    outputs = backbone(inputs, training=False) if frozen else backbone(inputs)
     sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
     return layers.GlobalAveragePooling1D(name="text.mean_pool", dtype="float32")(
         sequence, mask=ops.cast(padding_mask, "bool"))
@@ -69,12 +75,20 @@ def joint_extractors(config: str, image_size: int, scale, offset, sequence_lengt
             keras.Model({"text": token_ids}, joint.get_text_embeddings(token_ids), name="text.extractor"))
 
 
+def transformer_stack(backbone) -> list:
+    """The backbone's transformer layers, bottom to top; a FusionError where it has no list of them
+    of its own (ALBERT shares one layer's weights across its depth: nothing to unfreeze at the top)."""
+    stack = getattr(backbone, "transformer_layers", None)
+    if not stack or any(isinstance(layer, (list, tuple)) for layer in stack):
+        raise FusionError(f"--fine-tune-text: {type(backbone).__name__} has no stack of transformer layers to "
+                          "unfreeze the top of; train it frozen")
+    return list(stack)
+
+
 def unfreeze_top_text(backbone, layers_count: int) -> None:
     """Make the top `layers_count` transformer layers of a frozen text backbone trainable; the
     embeddings and the layers below stay as pretrained."""
-    stack = getattr(backbone, "transformer_layers", None)
-    if not stack:
-        raise FusionError(f"{type(backbone).__name__} has no transformer_layers list to fine-tune; train it frozen")
+    stack = transformer_stack(backbone)
     backbone.trainable = True
     trainable = set(map(id, stack[-layers_count:]))
     for layer in backbone.layers:

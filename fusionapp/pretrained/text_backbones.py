@@ -58,9 +58,12 @@ def _preset_folder(name: str, flag: str) -> str:
     folder = os.path.join(kagglehub_cache(), "models", *handle.split("/"))
     if os.path.isfile(os.path.join(folder, CONFIG_FILE)):
         return folder
-    why = "downloads are off (FUSIONAPP_OFFLINE=1)" if os.environ.get(OFFLINE_ENV) == "1" else _download(handle)
-    if why is None:
-        return folder
+    if os.environ.get(OFFLINE_ENV) == "1":
+        downloaded, why = None, "downloads are off (FUSIONAPP_OFFLINE=1)"
+    else:
+        downloaded, why = _download(handle)
+    if downloaded is not None:
+        return downloaded
     raise FusionError(f"the KerasHub preset {name} is not on this machine and {why}: KerasHub looks for it in "
                       f"{folder}; fetch it there on a connected machine (README, 'Pretrained text models "
                       f"offline'), or pass {flag} PATH with a local preset folder")
@@ -71,15 +74,14 @@ def kagglehub_cache() -> str:
     return os.environ.get("KAGGLEHUB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "kagglehub")
 
 
-def _download(handle: str) -> str | None:
-    """Let kagglehub fetch the preset into its cache; None on success, else why it could not."""
+def _download(handle: str) -> tuple[str | None, str | None]:
+    """Let kagglehub fetch the preset into its cache: (its folder, None), or (None, why it could not)."""
     try:
         import kagglehub
 
-        kagglehub.model_download(handle)
+        return kagglehub.model_download(handle), None
     except Exception as error:  # noqa: BLE001 - any failure to fetch means the same to the user
-        return f"cannot be downloaded ({one_line(error)[:120]})"
-    return None
+        return None, f"cannot be downloaded ({one_line(error)[:120]})"
 
 
 @dataclass
@@ -91,8 +93,9 @@ class TextPreset:
     config: dict  # the backbone's serialized architecture (no weights)
 
 
-def load_text_preset(source: TextBackboneSource, sequence_length: int) -> TextPreset:
-    """The backbone and its tokenizer, packing texts to `sequence_length` tokens."""
+def load_text_preset(source: TextBackboneSource, sequence_length: int, load_weights: bool = True) -> TextPreset:
+    """The backbone and its tokenizer, packing texts to `sequence_length` tokens (`load_weights`
+    False: the architecture alone, randomly initialised, to check a folder before a run starts)."""
     import keras
     import keras_hub
 
@@ -100,7 +103,7 @@ def load_text_preset(source: TextBackboneSource, sequence_length: int) -> TextPr
 
     try:
         with precision_policy("float32"):
-            backbone = keras_hub.models.Backbone.from_preset(source.folder)
+            backbone = keras_hub.models.Backbone.from_preset(source.folder, load_weights=load_weights)
             tokenizer = keras_hub.models.TextClassifierPreprocessor.from_preset(source.folder,
                                                                                sequence_length=sequence_length)
     except Exception as error:  # noqa: BLE001 - a folder of another kind of model, said in one line
@@ -109,11 +112,16 @@ def load_text_preset(source: TextBackboneSource, sequence_length: int) -> TextPr
     if not isinstance(backbone.input, dict) or "token_ids" not in backbone.input:
         raise FusionError(f"--text-backbone {source.given}: {type(backbone).__name__} is not a text model "
                           "(it takes no token ids)")
-    longest = getattr(backbone, "max_sequence_length", None)
-    if longest and sequence_length > longest:
-        raise FusionError(f"--sequence-length {sequence_length}: {type(backbone).__name__} reads at most "
-                          f"{longest} tokens")
+    check_sequence_length(backbone, sequence_length)
     return TextPreset(backbone, tokenizer, keras.saving.serialize_keras_object(backbone))
+
+
+def check_sequence_length(text_model, sequence_length: int) -> None:
+    """A text model's position embeddings end at its max_sequence_length: longer inputs are refused."""
+    longest = getattr(text_model, "max_sequence_length", None)
+    if longest and sequence_length > longest:
+        raise FusionError(f"--sequence-length {sequence_length}: {type(text_model).__name__} reads at most "
+                          f"{longest} tokens")
 
 
 # The joint image-text families and their preprocessors (which hold the tokenizer).
@@ -132,7 +140,8 @@ class ImageTextPreset:
     offset: list
 
 
-def load_image_text_preset(source: TextBackboneSource, sequence_length: int) -> ImageTextPreset:
+def load_image_text_preset(source: TextBackboneSource, sequence_length: int,
+                           load_weights: bool = True) -> ImageTextPreset:
     """The joint model, its tokenizer (texts packed to `sequence_length` tokens) and its pixel scaling."""
     import keras
     import keras_hub
@@ -142,7 +151,7 @@ def load_image_text_preset(source: TextBackboneSource, sequence_length: int) -> 
     flag = "--image-text-backbone"
     try:
         with precision_policy("float32"):
-            backbone = keras_hub.models.Backbone.from_preset(source.folder)
+            backbone = keras_hub.models.Backbone.from_preset(source.folder, load_weights=load_weights)
             family = JOINT_PREPROCESSORS.get(type(backbone).__name__)
             if family is None:
                 raise FusionError(f"{flag} {source.given}: {type(backbone).__name__} is not a joint image-text "
@@ -155,6 +164,7 @@ def load_image_text_preset(source: TextBackboneSource, sequence_length: int) -> 
     except Exception as error:  # noqa: BLE001 - a folder of another kind of model, said in one line
         raise FusionError(f"{flag} {source.given}: cannot load it as a KerasHub image-text model "
                           f"({one_line(error)[:160]})") from None
+    check_sequence_length(backbone.text_encoder, sequence_length)
     scale = converter.get("scale")
     offset = converter.get("offset")
     return ImageTextPreset(backbone, tokenizer, keras.saving.serialize_keras_object(backbone),

@@ -63,6 +63,9 @@ class ModelSettings:
         if self.pretrained and 0 < self.image_size < BACKBONE_MIN_SIZE:
             raise SettingError("image_size", self.image_size,
                                f"at least {BACKBONE_MIN_SIZE} with a pretrained image backbone")
+        if (self.text_backbone or self.image_text_backbone) and self.text_encoder != _DEFAULTS["text_encoder"]:
+            raise SettingError("text_encoder", self.text_encoder, "left out with a pretrained text model, which "
+                               "replaces it")
         if self.image_text_backbone and (self.pretrained or self.text_backbone):
             raise SettingError("image_text_backbone", self.image_text_backbone,
                                "alone: it is the image and the text branch both; leave out --image-backbone and "

@@ -12,6 +12,20 @@ from fusionapp.settings.run import RunSettings
 # Settings a resumed run may change: how far it trains and what it logs. The learning-rate
 # schedule was built for the recorded epochs, so epochs beyond them train at its final rate.
 RESUMABLE = ("epochs", "patience", "fine_tune_epochs", "tensorboard")
+# Settings that name a local file or folder: recorded absolute, so a resume from elsewhere finds it.
+PATH_SETTINGS = ("backbone_weights", "text_backbone", "image_text_backbone")
+
+
+def recorded_path(name: str, value):
+    """`value` as recorded: absolute where it names a local file or folder (a weights file other
+    than imagenet / none; a preset folder, or what is spelt as a path: not a preset name)."""
+    if name not in PATH_SETTINGS or not isinstance(value, str) or not value or value in ("imagenet", "none"):
+        return value
+    path = os.path.expanduser(value)
+    spelt_as_path = os.sep in value or value.startswith((".", "~"))
+    return os.path.abspath(path) if name == "backbone_weights" or spelt_as_path or os.path.exists(path) else value
+
+
 # Values that mean "decide for me": the recorded value is that decision, so asking again is no change.
 AUTO_VALUES = {"image_size": 0, "text_tokens": "auto", "ngrams": 0, "precision": "auto", "strategy": "auto",
                "modalities": (), "augment": None, "tune_decisions": None}
@@ -24,9 +38,7 @@ def resumed_settings(recorded: RunSettings, given: dict) -> RunSettings:
     for name, value in given.items():
         if value is None:
             continue
-        wanted = _value(apply_flat(recorded, {name: value}), name)
-        if name == "backbone_weights" and wanted not in ("imagenet", "none"):
-            wanted = os.path.abspath(os.path.expanduser(wanted))
+        wanted = recorded_path(name, _value(apply_flat(recorded, {name: value}), name))
         before = _value(recorded, name)
         if wanted == before or wanted == AUTO_VALUES.get(name, object()):
             continue

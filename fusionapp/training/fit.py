@@ -60,15 +60,22 @@ def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: 
     loss = training_loss(preprocessor, train_rows, training.class_weight)
     phase = Phase(settings, preprocessor, train_rows, val_rows, out, placement, RunCheckpoint(out, training.patience,
                   state), class_weights(preprocessor, train_rows, training.class_weight), verbose)
-    cached, cached_text = (x is not None and training.feature_cache for x in (extractor, text_extractor))
+    # The backbones fine-tuned in a second phase, and how many top layers of each.
+    tuned = {name: layers for name, layers, backbone in (("fine_tune", training.fine_tune, extractor),
+                                                         ("fine_tune_text", training.fine_tune_text, text_extractor))
+             if layers and backbone is not None}
+    fine_tuning = state.get("phase") == "fine_tune"
+    # Cached features serve the frozen phase, and the second phase for a backbone it does not tune.
+    cached = extractor is not None and training.feature_cache and not (fine_tuning and "fine_tune" in tuned)
+    cached_text = text_extractor is not None and training.feature_cache and not (
+        fine_tuning and "fine_tune_text" in tuned)
+    phase.features = cached_features(train_rows, val_rows, preprocessor, extractor, digest, record, say) \
+        if cached else None
+    phase.text_features = cached_text_features(train_rows, val_rows, preprocessor, text_extractor, text_record,
+                                               say) if cached_text else None
     final = _float32_model(settings, inputs, preprocessor)
-    if state.get("phase") != "fine_tune":
-        phase.features = cached_features(train_rows, val_rows, preprocessor, extractor, digest,
-                                         record, say) if cached else None
-        phase.text_features = cached_text_features(train_rows, val_rows, preprocessor, text_extractor, text_record,
-                                                   say) if cached_text else None
-        first = {**inputs, **({"image_features": record["feature_map"]} if cached else {}),
-                 **({"text_features": text_record["hidden_dim"]} if cached_text else {})}
+    if not fine_tuning:
+        first = {**inputs, **_feature_inputs(record if cached else None, text_record if cached_text else None)}
         model = checkpoint_model or _compiled(phase, first, training.learning_rate, training.epochs, loss)
         if checkpoint_model is None:
             _set_backbones(model, None if cached else extractor, None if cached_text else text_extractor)
@@ -76,18 +83,19 @@ def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: 
         copy_weights(model, final)
         _set_backbones(final, extractor if cached else None, text_extractor if cached_text else None)
         checkpoint_model = None
-    # The backbones fine-tuned in a second phase, and how many top layers of each.
-    tuned = {name: layers for name, layers, backbone in (("fine_tune", training.fine_tune, extractor),
-                                                         ("fine_tune_text", training.fine_tune_text, text_extractor))
-             if layers and backbone is not None}
     if tuned:
-        phase.features = phase.text_features = None
-        model = checkpoint_model or _start_fine_tune(phase, {**inputs, **tuned}, final, loss)
+        cached, cached_text = cached and "fine_tune" not in tuned, cached_text and "fine_tune_text" not in tuned
+        phase.features, phase.text_features = (phase.features if cached else None,
+                                               phase.text_features if cached_text else None)
+        second = {**inputs, **tuned, **_feature_inputs(record if cached else None,
+                                                       text_record if cached_text else None)}
+        model = checkpoint_model or _start_fine_tune(phase, second, final, loss)
         say(f"Fine-tuning {' and '.join(_tuned_words(tuned))} at learning rate "
             f"{training.fine_tune_learning_rate:g} for up to {training.fine_tune_epochs} epochs, from validation "
             f"loss {phase.checkpoint.state['best_val_loss']:.4f}")
         _run_phase(model, phase, phase.checkpoint.state["fine_tune_start"] + training.fine_tune_epochs)
         copy_weights(model, final)
+        _set_backbones(final, extractor if cached else None, text_extractor if cached_text else None)
     shutil.rmtree(os.path.join(out, layout.PIXEL_CACHE_DIR), ignore_errors=True)
     state = phase.checkpoint.state
     records = ({"image_text_backbone": {**(record or text_record), "image": record, "text": text_record}}
@@ -119,6 +127,13 @@ def _check_backbones(state: dict, extractor, record, text_record) -> str | None:
     if text_record is not None:
         check_same_backbone(state, text_record["weights_sha256"], "text_backbone_weights_sha256")
     return digest
+
+
+def _feature_inputs(record, text_record) -> dict:
+    """The inputs that make a model read cached features: of the image backbone whose `record` is
+    given, and of the text backbone whose `text_record` is."""
+    return {**({"image_features": record["feature_map"]} if record else {}),
+            **({"text_features": text_record["hidden_dim"]} if text_record else {})}
 
 
 def _set_backbones(model, extractor, text_extractor) -> None:
@@ -256,8 +271,9 @@ def _float32_model(settings: RunSettings, inputs: dict, preprocessor):
 
 def copy_weights(source, target) -> None:
     """Every layer's weights from `source` into the layer of the same name in `target`: models of
-    one run differ at most by the backbone (absent from the one trained on cached features) and by
+    one run differ at most by the backbones (absent from one trained on cached features) and by
     which backbone layers are trainable, never in the names of the layers they share."""
+    names = {layer.name for layer in target.layers}
     for layer in source.layers:
-        if layer.weights:
+        if layer.weights and layer.name in names:
             target.get_layer(layer.name).set_weights(layer.get_weights())

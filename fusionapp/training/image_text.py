@@ -14,19 +14,25 @@ from fusionapp.settings import RunSettings
 FLAG = "--image-text-backbone"
 
 
+def checked_image_text_preset(settings: RunSettings, load_weights: bool = True):
+    """(source, preset) of the run's joint image-text model, refused in one line if the run cannot use it."""
+    from fusionapp.pretrained.text_backbones import load_image_text_preset, resolve_text_backbone
+
+    source = resolve_text_backbone(settings.model.image_text_backbone, FLAG)
+    preset = load_image_text_preset(source, settings.text.sequence_length, load_weights)
+    if settings.model.image_size and settings.model.image_size != preset.image_size:
+        raise FusionError(f"--image-size {settings.model.image_size}: {type(preset.backbone).__name__} reads "
+                          f"{preset.image_size} px images; leave --image-size out")
+    return source, preset
+
+
 def image_text_config(settings: RunSettings, say) -> tuple[dict, dict, object, int]:
     """(the preprocessor's image_text config, its text config, the tokenizer, the image size)."""
     import keras
 
-    from fusionapp.pretrained.text_backbones import load_image_text_preset, resolve_text_backbone
-
-    source = resolve_text_backbone(settings.model.image_text_backbone, FLAG)
+    source, preset = checked_image_text_preset(settings)
     length = settings.text.sequence_length
-    preset = load_image_text_preset(source, length)
     name = type(preset.backbone).__name__
-    if settings.model.image_size and settings.model.image_size != preset.image_size:
-        raise FusionError(f"--image-size {settings.model.image_size}: {name} reads {preset.image_size} px images; "
-                          "leave --image-size out")
     say(f"Image-text model {settings.model.image_text_backbone} ({name}, {source.kind} folder {source.folder}), "
         f"{preset.image_size} px, {length} tokens")
     image_text = {"backbone": json.dumps(preset.config), "scale": preset.scale, "offset": preset.offset,
@@ -60,9 +66,8 @@ def frozen_image_text(settings: RunSettings, preprocessor, out: str):
         files.save_weights(joint, kept)
     record = {key: config[key] for key in ("name", "source", "folder", "class")}
     record["weights_sha256"] = weights_sha256(joint)
-    width = int(images.output_shape[-1])
-    image_record = {**record, "image_size": preprocessor.image_size, "feature_map": [width]} \
+    image_record = {**record, "image_size": preprocessor.image_size, "feature_map": [int(images.output_shape[-1])]} \
         if "image" in preprocessor.modalities else None
-    text_record = {**record, "sequence_length": length, "hidden_dim": width, "pooling": "projection"} \
-        if "text" in preprocessor.modalities else None
+    text_record = {**record, "sequence_length": length, "hidden_dim": int(texts.output_shape[-1]),
+                   "pooling": "projection"} if "text" in preprocessor.modalities else None
     return (images if image_record else None), image_record, (texts if text_record else None), text_record

@@ -18,14 +18,11 @@ DEMO_TABULAR = ("price", "seller")
 
 def new_run(data: str | None, out: str | None, settings: RunSettings, verbose: int):
     """(data, out, settings) of a new run; no DATA means the demo set, created if missing."""
-    weights = settings.training.backbone_weights
-    if weights not in ("imagenet", "none"):
-        # Recorded absolute, so --resume from another folder finds the same file.
-        settings = apply_flat(settings, {"backbone_weights": os.path.abspath(os.path.expanduser(weights))})
-    for name in ("text_backbone", "image_text_backbone"):
-        folder = os.path.expanduser(getattr(settings.model, name))
-        if folder and os.path.isdir(folder):
-            settings = apply_flat(settings, {name: os.path.abspath(folder)})
+    from fusionapp.settings.resume import PATH_SETTINGS, recorded_path
+
+    values = {"backbone_weights": settings.training.backbone_weights, "text_backbone": settings.model.text_backbone,
+              "image_text_backbone": settings.model.image_text_backbone}
+    settings = apply_flat(settings, {name: recorded_path(name, values[name]) for name in PATH_SETTINGS})
     if data is None:
         if settings.model.multi_label and settings.columns.label_sep != "|":
             raise FusionError("the multi-label demo joins its labels with '|'; leave out --label-sep")
@@ -58,24 +55,32 @@ def resumed_run(data: str | None, out: str | None, given: dict):
     return recorded, resumed_settings(RunSettings.from_dict(config["settings"]), given)
 
 
-def check_environment(settings: RunSettings, resume: bool = False) -> None:
-    """What settings need of this machine, checked before any work starts (or anything is written).
-    A resumed run has its text backbone's weights and tokenizer in its own folder."""
+def check_pretrained_models(settings: RunSettings) -> None:
+    """A new run's pretrained text or image-text model: found, and read without its weights, so a
+    folder the run cannot use is refused before anything is written. Loading builds TensorFlow
+    variables, so this runs after the distribution strategy exists."""
     model = settings.model
-    if not resume and (model.text_backbone or model.image_text_backbone):
-        from fusionapp.pretrained.text_backbones import resolve_text_backbone
+    if model.image_text_backbone:
+        from fusionapp.training.image_text import checked_image_text_preset
 
-        if model.image_text_backbone:
-            resolve_text_backbone(model.image_text_backbone, "--image-text-backbone")
-        elif not model.modalities or "text" in model.modalities:
-            resolve_text_backbone(model.text_backbone)
+        checked_image_text_preset(settings, load_weights=False)
+    elif model.text_backbone and (not model.modalities or "text" in model.modalities):
+        from fusionapp.training.text_backbone import checked_text_preset
+
+        checked_text_preset(settings, load_weights=False)
+
+
+def check_environment(settings: RunSettings) -> None:
+    """What settings need of this machine, checked before any work starts (or anything is written)."""
+    model = settings.model
     if model.pretrained and (not model.modalities or "image" in model.modalities):
-        from fusionapp.pretrained.cache import cache_limit_bytes
         from fusionapp.pretrained.weights import resolve_weights
 
         resolve_weights(model.image_backbone, settings.training.backbone_weights)
-        if settings.training.feature_cache:
-            cache_limit_bytes()
+    if model.starts_pretrained and settings.training.feature_cache:
+        from fusionapp.pretrained.cache import cache_limit_bytes
+
+        cache_limit_bytes()
     if settings.training.tensorboard:
         import importlib.util
 

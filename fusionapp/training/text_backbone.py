@@ -10,17 +10,29 @@ import os
 from fusionapp.runs import files, layout
 from fusionapp.settings import RunSettings
 
+# How texts are cut and normalised before the tokenizer (preprocessing.raw): a change invalidates cached vectors.
+TEXT_NORMALIZE_VERSION = 1
+
+
+def checked_text_preset(settings: RunSettings, load_weights: bool = True):
+    """(source, preset) of the run's text backbone, refused in one line if the run cannot use it."""
+    from fusionapp.model.text_backbone import transformer_stack
+    from fusionapp.pretrained.text_backbones import load_text_preset, resolve_text_backbone
+
+    source = resolve_text_backbone(settings.model.text_backbone)
+    preset = load_text_preset(source, settings.text.sequence_length, load_weights)
+    if settings.training.fine_tune_text:
+        transformer_stack(preset.backbone)
+    return source, preset
+
 
 def backbone_text_config(settings: RunSettings, say) -> tuple[dict, object]:
     """(the preprocessor's text config, the tokenizer) of the run's text backbone."""
     import keras
 
-    from fusionapp.pretrained.text_backbones import load_text_preset, resolve_text_backbone
-
-    source = resolve_text_backbone(settings.model.text_backbone)
+    source, preset = checked_text_preset(settings)
     length = settings.text.sequence_length
     say(f"Text backbone {settings.model.text_backbone} ({source.kind} folder {source.folder}), {length} tokens")
-    preset = load_text_preset(source, length)
     # Nested configs as JSON text: Keras would track nested dicts of a layer's attributes as containers.
     config = {"output": "backbone", "sequence_length": length, "backbone": json.dumps(preset.config),
               "tokenizer": json.dumps(keras.saving.serialize_keras_object(preset.tokenizer)), "source": source.kind,
@@ -74,9 +86,11 @@ def cached_text_features(train_rows, val_rows, preprocessor, extractor, record: 
     rows = len(train_rows) + len(val_rows)
     check_fits(f"a frozen text backbone's vectors of {rows} rows ({record['hidden_dim']} float16 each)",
                rows * record["hidden_dim"] * 2, "train with --no-feature-cache (texts through the backbone each step)")
+    # The tokenizer's settings too (casing, special tokens); its vocabulary is the weights' embeddings'.
     key = {"text_backbone": record["class"], "weights_sha256": record["weights_sha256"],
+           "tokenizer": _settings_digest(json.loads(preprocessor.text["tokenizer"])),
            "sequence_length": record["sequence_length"], "max_chars": preprocessor.text.get("max_chars"),
-           "pooling": record["pooling"]}
+           "pooling": record["pooling"], "normalize": TEXT_NORMALIZE_VERSION}
     cache = FeatureCache(key)
     say(f"Text backbone vectors from the cache in {cache.root} ...")
     features = [text_backbone_features(rows.texts, preprocessor, extractor, cache) for rows in (train_rows, val_rows)]
@@ -87,3 +101,15 @@ def cached_text_features(train_rows, val_rows, preprocessor, extractor, record: 
     enforce_limit(cache.root)
     return features
 
+
+
+def _settings_digest(config) -> str:
+    """A digest of a serialized Keras object's settings, without the names Keras numbers per process."""
+    import hashlib
+
+    def unnamed(value):
+        if isinstance(value, dict):
+            return {key: unnamed(item) for key, item in value.items() if key != "name"}
+        return [unnamed(item) for item in value] if isinstance(value, list) else value
+
+    return hashlib.sha256(json.dumps(unnamed(config), sort_keys=True).encode()).hexdigest()[:16]

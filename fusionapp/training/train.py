@@ -26,7 +26,7 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
     settings given, only epochs, patience, fine_tune_epochs and tensorboard may differ from them
     (fusionapp.settings.resume), and `data`, if given, must be the recorded table, unchanged.
     """
-    from fusionapp.training.request import check_environment, new_run, resumed_run
+    from fusionapp.training.request import check_environment, check_pretrained_models, new_run, resumed_run
 
     if resume:
         data, run_settings = resumed_run(data, out, {**(given_settings(settings) if settings else {}), **flat})
@@ -35,7 +35,7 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
     if run_settings.model.multi_label and data.startswith("tfds:"):
         raise FusionError("--multi-label reads label sets from a table's label column; TFDS sources give one "
                           "label per example")
-    check_environment(run_settings, resume)
+    check_environment(run_settings)
     from fusionapp.training.strategies import make_placement
 
     # Before anything else runs a TensorFlow op: multi-worker training cannot start after one.
@@ -47,6 +47,8 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
     if resume and placement.num_workers > 1:
         raise FusionError("--resume is not supported with --strategy multi-worker: restart the whole cluster "
                           "without --resume")
+    if not resume:  # a resumed run has its pretrained models' tokenizer and weights in its own folder
+        check_pretrained_models(run_settings)
     if placement.is_chief:
         return _train_in(data, out, run_settings, placement, resume, overwrite, verbose)
     # Other workers train in step with the chief but write where nobody reads, then clean up.
