@@ -2,9 +2,10 @@
 
 Requests put their items on a bounded queue and wait; one thread takes up to `max_batch` items at a
 time, as soon as that many are waiting, or once it holds as many items as were in flight when the
-last answers went out with no other request being read, or at the latest `wait_s` after its oldest item arrived or after the answers of
-the batch before went out, whichever is later, and hands each item its own answer. The model is
-called from this one thread only, so the event loop never blocks on it.
+last answers went out with no other request being read, or at the latest `wait_s` after its oldest
+item arrived or after the answers of the batch before went out, whichever is later, and hands each
+item its own answer. The model is called from this one thread only, so the event loop never blocks
+on it.
 
 The window counts from the previous answers, not only from the oldest arrival, so that the clients a
 batch answers can send their next request and join the requests that queued while it ran: closed-loop
