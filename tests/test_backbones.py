@@ -309,7 +309,7 @@ def test_fine_tuning_runs_resume_in_either_phase(weights_files, demo_table, tmp_
     code, out, err = run_cli(capsys, "train", "--resume", "--out", run)
     assert code == 0, err
     assert "Resuming after epoch 3" in out or "Resuming after epoch 4" in out
-    assert "Fine-tuning the top 6 backbone layers" in out
+    assert "Fine-tuning the top 6 image backbone layers" in out
     assert [int(row["epoch"]) for row in read_csv(os.path.join(run, "history.csv"))] == [1, 2, 3, 4]
     code, _, err = run_cli(capsys, "evaluate", run, demo_table)
     assert code == 0, err

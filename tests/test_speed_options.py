@@ -9,7 +9,9 @@ import pytest
 from conftest import TINY_MODEL
 
 
-@pytest.mark.parametrize("cache", ["memory", pytest.param("disk", marks=pytest.mark.slow)])
+# Two trainings each (13 s): with -m slow; tests/test_pipeline.py holds the cache's order by default.
+@pytest.mark.parametrize("cache", [pytest.param("memory", marks=pytest.mark.slow),
+                                   pytest.param("disk", marks=pytest.mark.slow)])
 def test_cached_images_give_the_same_run(cache, demo_table, tmp_path):
     from fusionapp import train
 

@@ -147,3 +147,30 @@ def clear_cache(root: str | None = None) -> int:
             path = os.path.join(root, name)
             shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
     return freed
+
+
+def fill_from_cache(hashes: list[str], blank, store, cache) -> tuple[dict, list[int], int]:
+    """Rows by content hash ("" for an empty input): each empty row gets `blank`, the first row of
+    each hash its features from `cache` (a FeatureCache, or None) where it has them of `blank`'s
+    shape. Returns (first row of each hash, rows still to compute, how many came from the cache);
+    the rows that repeat a hash are filled by `fill_repeats` once the first ones are known."""
+    first, missing, cached = {}, [], 0
+    for row, content_hash in enumerate(hashes):
+        if not content_hash:
+            store[row] = blank
+        elif content_hash not in first:
+            first[content_hash] = row
+            found = cache.get(content_hash) if cache is not None else None
+            if found is not None and found.shape == blank.shape:
+                store[row] = found
+                cached += 1
+            else:
+                missing.append(row)
+    return first, missing, cached
+
+
+def fill_repeats(hashes: list[str], first: dict, store) -> None:
+    """Each row whose content an earlier row has takes that row's features."""
+    for row, content_hash in enumerate(hashes):
+        if content_hash and first[content_hash] != row:
+            store[row] = store[first[content_hash]]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fusionapp.pretrained.cache import fill_from_cache, fill_repeats
 from fusionapp.runs.files import file_digest
 from fusionapp.data.examples import Examples, raw_columns
 from fusionapp.data.images import read_or_blank
@@ -51,18 +52,7 @@ def backbone_features(examples: Examples, preprocessor, extractor, cache=None) -
     # Filled in place, one map per row (the maps can be gigabytes): a row whose image another row
     # already has takes that row's map once it is known.
     maps = np.empty((len(hashes), *blank.shape), dtype=np.float16)
-    first, missing, cached = {}, [], 0
-    for row, image_hash in enumerate(hashes):
-        if image_hash == "":
-            maps[row] = blank
-        elif image_hash not in first:
-            first[image_hash] = row
-            features = cache.get(image_hash) if cache is not None else None
-            if features is not None and features.shape == blank.shape:
-                maps[row] = features
-                cached += 1
-            else:
-                missing.append(row)
+    first, missing, cached = fill_from_cache(hashes, blank, maps, cache)
     if missing:
         images = tf.data.Dataset.from_tensor_slices(raw_columns(examples, ("image",), {}, indices=missing)["image"])
         if examples.images_are_files:
@@ -76,7 +66,5 @@ def backbone_features(examples: Examples, preprocessor, extractor, cache=None) -
                 if cache is not None:
                     cache.put(hashes[row], features)
             start += len(batch)
-    for row, image_hash in enumerate(hashes):
-        if image_hash and first[image_hash] != row:
-            maps[row] = maps[first[image_hash]]
+    fill_repeats(hashes, first, maps)
     return ImageFeatures(maps, blank, cached, len(missing))

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fusionapp.pretrained.cache import fill_from_cache, fill_repeats
+
 BATCH_SIZE = 64
 
 
@@ -27,29 +29,15 @@ def text_backbone_features(texts, preprocessor, extractor, cache=None) -> TextFe
     tokenized by the preprocessor and run through `extractor` once per distinct text, and stored."""
     blank = _vectors(extractor, preprocessor, [""])[0]
     vectors = np.empty((len(texts), blank.shape[0]), dtype=np.float16)
-    first, missing, hashes, cached = {}, [], [], 0
-    for row, text in enumerate(texts):
-        text_hash = hashlib.sha256(text.encode("utf-8")).hexdigest() if text else ""
-        hashes.append(text_hash)
-        if not text_hash:
-            vectors[row] = blank
-        elif text_hash not in first:
-            first[text_hash] = row
-            found = cache.get(text_hash) if cache is not None else None
-            if found is not None and found.shape == blank.shape:
-                vectors[row] = found
-                cached += 1
-            else:
-                missing.append(row)
+    hashes = [hashlib.sha256(text.encode("utf-8")).hexdigest() if text else "" for text in texts]
+    first, missing, cached = fill_from_cache(hashes, blank, vectors, cache)
     for start in range(0, len(missing), BATCH_SIZE):
         batch = missing[start:start + BATCH_SIZE]
         for row, vector in zip(batch, _vectors(extractor, preprocessor, [texts[i] for i in batch])):
             vectors[row] = vector
             if cache is not None:
                 cache.put(hashes[row], vector)
-    for row, text_hash in enumerate(hashes):
-        if text_hash and first[text_hash] != row:
-            vectors[row] = vectors[first[text_hash]]
+    fill_repeats(hashes, first, vectors)
     return TextFeatures(vectors, blank, cached, len(missing))
 
 

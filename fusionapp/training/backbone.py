@@ -42,7 +42,7 @@ def cached_features(train_rows, val_rows, preprocessor, extractor, weights_diges
     """Both row sets' feature maps, from the feature cache where it has them; `record` (config.json's
     backbone entry) gains how many were cached and computed."""
     from fusionapp.preprocessing.image import DECODE_VERSION
-    from fusionapp.pretrained.cache import FeatureCache, enforce_limit
+    from fusionapp.pretrained.cache import FeatureCache
     from fusionapp.pretrained.features import backbone_features
 
     key = {"backbone": record["name"], "image_size": preprocessor.image_size, "decode": DECODE_VERSION,
@@ -56,9 +56,18 @@ def cached_features(train_rows, val_rows, preprocessor, extractor, weights_diges
     cache = FeatureCache(key)
     say(f"Backbone features ({record['name']}, {preprocessor.image_size} px) from the cache in {cache.root} ...")
     features = [backbone_features(rows, preprocessor, extractor, cache) for rows in (train_rows, val_rows)]
-    record["feature_cache"] = {"folder": cache.folder, "images_cached": sum(f.cached for f in features),
-                               "images_computed": sum(f.computed for f in features)}
-    say(f"Backbone features: {record['feature_cache']['images_cached']} images from the cache, "
-        f"{record['feature_cache']['images_computed']} computed")
+    return features_of_rows(features, cache, record, "Backbone features", "images", say)
+
+
+def features_of_rows(features: list, cache, record: dict, what: str, unit: str, say) -> list:
+    """`features` (of the training and validation rows) as they are, with `record` (config.json's entry
+    of the backbone) given the cache's counts as `{unit}_cached` / `{unit}_computed`, said, and the
+    cache held to its size limit."""
+    from fusionapp.pretrained.cache import enforce_limit
+
+    record["feature_cache"] = {"folder": cache.folder, f"{unit}_cached": sum(f.cached for f in features),
+                               f"{unit}_computed": sum(f.computed for f in features)}
+    say(f"{what}: {record['feature_cache'][f'{unit}_cached']} {unit} from the cache, "
+        f"{record['feature_cache'][f'{unit}_computed']} computed")
     enforce_limit(cache.root)
     return features

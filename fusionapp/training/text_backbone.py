@@ -80,8 +80,9 @@ def cached_text_features(train_rows, val_rows, preprocessor, extractor, record: 
     """Both row sets' pooled text vectors, from the feature cache where it has them; `record`
     (config.json's text_backbone entry) gains how many were cached and computed."""
     from fusionapp.data.memory import check_fits
-    from fusionapp.pretrained.cache import FeatureCache, enforce_limit
+    from fusionapp.pretrained.cache import FeatureCache
     from fusionapp.pretrained.text_features import text_backbone_features
+    from fusionapp.training.backbone import features_of_rows
 
     rows = len(train_rows) + len(val_rows)
     check_fits(f"a frozen text backbone's vectors of {rows} rows ({record['hidden_dim']} float16 each)",
@@ -93,13 +94,8 @@ def cached_text_features(train_rows, val_rows, preprocessor, extractor, record: 
            "pooling": record["pooling"], "normalize": TEXT_NORMALIZE_VERSION}
     cache = FeatureCache(key)
     say(f"Text backbone vectors from the cache in {cache.root} ...")
-    features = [text_backbone_features(rows.texts, preprocessor, extractor, cache) for rows in (train_rows, val_rows)]
-    record["feature_cache"] = {"folder": cache.folder, "texts_cached": sum(f.cached for f in features),
-                               "texts_computed": sum(f.computed for f in features)}
-    say(f"Text backbone vectors: {record['feature_cache']['texts_cached']} texts from the cache, "
-        f"{record['feature_cache']['texts_computed']} computed")
-    enforce_limit(cache.root)
-    return features
+    return features_of_rows([text_backbone_features(rows.texts, preprocessor, extractor, cache)
+                             for rows in (train_rows, val_rows)], cache, record, "Text backbone vectors", "texts", say)
 
 
 
