@@ -30,7 +30,8 @@ def image_text_config(settings: RunSettings, say) -> tuple[dict, dict, object, i
     """(the preprocessor's image_text config, its text config, the tokenizer, the image size)."""
     import keras
 
-    source, preset = checked_image_text_preset(settings)
+    # The architecture, tokenizer and scaling only: the weights are loaded once, into the extractors.
+    source, preset = checked_image_text_preset(settings, load_weights=False)
     length = settings.text.sequence_length
     name = type(preset.backbone).__name__
     say(f"Image-text model {settings.model.image_text_backbone} ({name}, {source.kind} folder {source.folder}), "

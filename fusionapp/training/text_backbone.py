@@ -30,7 +30,8 @@ def backbone_text_config(settings: RunSettings, say) -> tuple[dict, object]:
     """(the preprocessor's text config, the tokenizer) of the run's text backbone."""
     import keras
 
-    source, preset = checked_text_preset(settings)
+    # The architecture and tokenizer only: the weights are loaded once, into the feature extractor.
+    source, preset = checked_text_preset(settings, load_weights=False)
     length = settings.text.sequence_length
     say(f"Text backbone {settings.model.text_backbone} ({source.kind} folder {source.folder}), {length} tokens")
     # Nested configs as JSON text: Keras would track nested dicts of a layer's attributes as containers.
