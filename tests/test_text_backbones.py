@@ -14,7 +14,8 @@ import pytest
 
 from conftest import (TEXT_BACKBONE_SETTINGS, TINY_MODEL, asgi_post_json, assert_usage_error, assert_user_error,
                       exported_outputs, read_csv, run_cli, start_training, write_csv)
-from text_presets import tiny_bert_preset, tiny_bert_snapshot, tiny_clip_preset, tiny_xlm_roberta_preset
+from text_presets import (tiny_bert_preset, tiny_bert_snapshot, tiny_clip_preset, tiny_siglip_preset,
+                          tiny_xlm_roberta_preset)
 
 
 def assert_one_answer(run, rows, tmp_path, capsys, export_in_process=True):
@@ -158,6 +159,23 @@ def test_a_clip_model_is_both_branches_frozen_and_cached_with_one_answer(demo_di
     code, _, err = run_cli(capsys, "train", demo_table, "--out", tmp_path / "other", "--image-text-backbone",
                            tmp_path / "clip", "--image-backbone", "mobilenet_v3_small")
     assert_usage_error(code, err, "--image-text-backbone", "leave out --image-backbone")
+
+
+# The joint path is CLIP's (the default suite's); SigLIP differs by its preprocessor and pooling: 15 s.
+@pytest.mark.slow
+def test_a_siglip_model_trains_and_gives_one_answer_without_its_folder(demo_dir, demo_table, tmp_path, capsys):
+    from fusionapp import train
+
+    rows = [row for row in read_csv(demo_dir / "demo.csv") if row["split"] == "test"][:3]
+    preset = tiny_siglip_preset(str(tmp_path / "siglip"), [row["text"] for row in read_csv(demo_dir / "demo.csv")])
+    out = train(demo_table, str(tmp_path / "run"), epochs=1, verbose=0, image_text_backbone=preset,
+                sequence_length=16, **{key: value for key, value in TINY_MODEL.items() if not key.startswith("image")})
+    assert json.load(open(os.path.join(out, "config.json")))["image_text_backbone"]["class"] == "SigLIPBackbone"
+    shutil.rmtree(preset)
+    for row in rows:
+        row["image"] = str(demo_dir / row["image"])
+    rows[1]["text"] = ""
+    assert_one_answer(out, rows, tmp_path, capsys)
 
 
 def test_a_hugging_face_snapshot_folder_loads_with_its_weights(tmp_path):

@@ -112,3 +112,27 @@ def tiny_clip_preset(folder: str, seed: int = 0) -> str:
     keras_hub.models.CLIPBackbone(vision, text, projection_dim=8).save_to_preset(folder)
     keras_hub.models.CLIPPreprocessor(tokenizer, converter, sequence_length=16).save_to_preset(folder)
     return folder
+
+
+def tiny_siglip_preset(folder: str, texts, seed: int = 0) -> str:
+    """A 1-layer SigLIP reading 32 px images, its SentencePiece vocabulary learnt on `texts`."""
+    import keras
+    import keras_hub
+    import sentencepiece
+
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(texts)), model_writer=model, vocab_size=60, model_type="unigram",
+        hard_vocab_limit=False, max_sentencepiece_length=2, minloglevel=2, pad_id=-1, unk_id=0, bos_id=-1,
+        eos_id=1, unk_piece="<unk>", eos_piece="</s>")
+    tokenizer = keras_hub.models.SigLIPTokenizer(proto=model.getvalue())
+    converter = keras_hub.layers.SigLIPImageConverter(image_size=(32, 32), scale=1 / 127.5, offset=-1.0)
+    keras.utils.set_random_seed(seed)
+    vision = keras_hub.models.SigLIPVisionEncoder(patch_size=8, hidden_dim=16, num_layers=1, num_heads=2,
+                                                  intermediate_dim=32, image_shape=(32, 32, 3))
+    text = keras_hub.models.SigLIPTextEncoder(vocabulary_size=tokenizer.vocabulary_size(), embedding_dim=16,
+                                              hidden_dim=16, num_layers=1, num_heads=2, intermediate_dim=32,
+                                              max_sequence_length=16, projection_dim=16)
+    keras_hub.models.SigLIPBackbone(vision, text).save_to_preset(folder)
+    keras_hub.models.SigLIPPreprocessor(tokenizer, converter, sequence_length=16).save_to_preset(folder)
+    return folder
