@@ -111,7 +111,7 @@ def _frozen_backbones(settings: RunSettings, preprocessor, out: str):
         from fusionapp.training.image_text import frozen_image_text
 
         return frozen_image_text(settings, preprocessor, out)
-    return (*frozen_backbone(settings, preprocessor), *frozen_text_backbone(settings, preprocessor, out))
+    return (*frozen_backbone(settings, preprocessor), *frozen_text_backbone(preprocessor, out))
 
 
 def _check_backbones(state: dict, extractor, record, text_record) -> str | None:

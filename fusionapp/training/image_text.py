@@ -5,10 +5,9 @@ until it ends, as a text backbone's are), frozen, as the feature extractors of b
 from __future__ import annotations
 
 import json
-import os
 
 from fusionapp.errors import FusionError
-from fusionapp.runs import files, layout
+from fusionapp.runs import layout
 from fusionapp.settings import RunSettings
 
 FLAG = "--image-text-backbone"
@@ -49,22 +48,17 @@ def frozen_image_text(settings: RunSettings, preprocessor, out: str):
     into its resume folder; a resumed one reads them from there."""
     from fusionapp.model.precision import precision_policy
     from fusionapp.model.text_backbone import joint_extractors
-    from fusionapp.pretrained.text_backbones import load_image_text_preset, resolve_text_backbone
+    from fusionapp.pretrained.text_backbones import load_image_text_preset
     from fusionapp.pretrained.weights import weights_sha256
+    from fusionapp.training.text_backbone import keep_pretrained_weights, recorded_source
 
     config = preprocessor.image_text
     length = preprocessor.text["sequence_length"] if preprocessor.text else settings.text.sequence_length
     with precision_policy("float32"):
         joint, images, texts = joint_extractors(config["backbone"], preprocessor.image_size, config["scale"],
                                                 config["offset"], length)
-    kept = os.path.join(out, layout.RESUME_DIR, layout.IMAGE_TEXT_WEIGHTS)
-    if os.path.exists(kept):
-        joint.load_weights(kept)
-    else:
-        source = resolve_text_backbone(settings.model.image_text_backbone, FLAG)
-        joint.set_weights(load_image_text_preset(source, length).backbone.get_weights())
-        os.makedirs(os.path.dirname(kept), exist_ok=True)
-        files.save_weights(joint, kept)
+    keep_pretrained_weights(joint, out, layout.IMAGE_TEXT_WEIGHTS,
+                            lambda: load_image_text_preset(recorded_source(config), length).backbone)
     record = {key: config[key] for key in ("name", "source", "folder", "class")}
     record["weights_sha256"] = weights_sha256(joint)
     image_record = {**record, "image_size": preprocessor.image_size, "feature_map": [int(images.output_shape[-1])]} \

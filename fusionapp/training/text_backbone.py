@@ -41,7 +41,7 @@ def backbone_text_config(settings: RunSettings, say) -> tuple[dict, object]:
     return config, preset.tokenizer
 
 
-def frozen_text_backbone(settings: RunSettings, preprocessor, out: str):
+def frozen_text_backbone(preprocessor, out: str):
     """The float32 text feature extractor with the backbone's pretrained weights, and what
     config.json records of it; (None, None) without a text backbone. A new run copies the weights
     into its resume folder; a resumed one reads them from there."""
@@ -49,32 +49,39 @@ def frozen_text_backbone(settings: RunSettings, preprocessor, out: str):
         return None, None
     from fusionapp.model.precision import precision_policy
     from fusionapp.model.text_backbone import TEXT_BACKBONE_LAYER, text_features_extractor
-    from fusionapp.pretrained.text_backbones import describe_text_backbone, load_text_preset, resolve_text_backbone
+    from fusionapp.pretrained.text_backbones import describe_text_backbone, load_text_preset
     from fusionapp.pretrained.weights import weights_sha256
 
     text = preprocessor.text
     with precision_policy("float32"):
         extractor = text_features_extractor(text["backbone"], text["sequence_length"])
     backbone = extractor.get_layer(TEXT_BACKBONE_LAYER)
-    kept = os.path.join(out, layout.RESUME_DIR, layout.TEXT_BACKBONE_WEIGHTS)
-    if os.path.exists(kept):
-        backbone.load_weights(kept)
-        source = _recorded_source(text)
-    else:
-        source = resolve_text_backbone(settings.model.text_backbone)
-        backbone.set_weights(load_text_preset(source, text["sequence_length"]).backbone.get_weights())
-        os.makedirs(os.path.dirname(kept), exist_ok=True)
-        files.save_weights(backbone, kept)
+    source = recorded_source(text)
+    keep_pretrained_weights(backbone, out, layout.TEXT_BACKBONE_WEIGHTS,
+                            lambda: load_text_preset(source, text["sequence_length"]).backbone)
     digest = weights_sha256(backbone)
     record = describe_text_backbone(source, json.loads(text["backbone"]), digest, text["sequence_length"],
                                     int(extractor.output_shape[-1]))
     return extractor, record
 
 
-def _recorded_source(text: dict):
+def recorded_source(config: dict):
+    """Where the preprocessor's `config` (text or image_text) says its pretrained model was found."""
     from fusionapp.pretrained.text_backbones import TextBackboneSource
 
-    return TextBackboneSource(text.get("name", ""), text.get("source", ""), text.get("folder", ""))
+    return TextBackboneSource(config.get("name", ""), config.get("source", ""), config.get("folder", ""))
+
+
+def keep_pretrained_weights(model, out: str, file_name: str, pretrained) -> None:
+    """`model`'s pretrained weights: those an earlier start of the run kept in its resume folder, else
+    those of `pretrained()` (the preset's model, loaded only then), kept there for a resume."""
+    kept = os.path.join(out, layout.RESUME_DIR, file_name)
+    if os.path.exists(kept):
+        model.load_weights(kept)
+        return
+    model.set_weights(pretrained().get_weights())
+    os.makedirs(os.path.dirname(kept), exist_ok=True)
+    files.save_weights(model, kept)
 
 
 def cached_text_features(train_rows, val_rows, preprocessor, extractor, record: dict, say):
