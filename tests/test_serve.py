@@ -93,6 +93,7 @@ def test_batch_answers_every_item(server, pair):
     ("nested_tabular_value", 422, "is not a number"),
     ("text_not_a_string", 400, "'text' must be a string"),
     ("not_an_image", 422, "not a JPEG, PNG, GIF or BMP"),
+    ("corrupt_image", 422, "cannot be decoded"),
     ("unknown_column", 422, "unknown tabular column 'colour'"),
     ("bad_number", 422, "'lots' is not a number"),
     ("too_large", 413, "over 1048576 bytes"),
@@ -111,6 +112,8 @@ def test_user_mistakes_get_4xx_json(case, status, fragment, server, pair):
         "text_not_a_string": lambda: post_json(server + "/predict", {"text": {"a": 1}}),
         "not_an_image": lambda: post_json(server + "/predict", {"image": base64.b64encode(b"hello").decode(),
                                                                 "text": "hi"}),
+        "corrupt_image": lambda: post_json(server + "/predict", {"image": base64.b64encode(pair["image"][:200]).decode(),
+                                                                 "text": "hi"}),
         "unknown_column": lambda: post_json(server + "/predict", {"image": image, "text": "hi",
                                                                   "tabular": {"colour": "red"}}),
         "bad_number": lambda: post_json(server + "/predict", {"image": image, "text": "hi",
@@ -122,6 +125,27 @@ def test_user_mistakes_get_4xx_json(case, status, fragment, server, pair):
     }
     code, body = calls[case]()
     assert code == status and fragment in body["error"], body
+
+
+def test_a_batch_is_checked_in_full_only_when_an_image_does_not_decode(trained_run, pair):
+    """The server's batches skip the image decoding and no-input checks that the raw-input function
+    repeats; the answers must be those of the full check either way."""
+    from fusionapp.data.checks import NO_INPUTS
+    from fusionapp.runs.load import load_run
+    from fusionapp.serve.predictor import RequestPredictor
+
+    predictor = RequestPredictor(load_run(trained_run))
+    good = {"image": pair["image"], "text": pair["text"], "tabular": {"seller": "east"}}
+    nothing = {"image": None, "text": " ", "tabular": {"price": ""}}
+    corrupt = {**good, "image": pair["image"][:200]}
+    alone = predictor.predict([good])[0]
+    clean, mixed = predictor.predict([good, nothing, good]), predictor.predict([good, nothing, corrupt, good])
+    for answers in (clean, mixed):
+        assert answers[1] == {"error": NO_INPUTS}
+        for answer in (answers[0], answers[-1]):
+            assert answer["predicted_label"] == alone["predicted_label"]
+            assert answer["probabilities"] == pytest.approx(alone["probabilities"], abs=1e-6)
+    assert "cannot be decoded" in mixed[2]["error"]
 
 
 def test_missing_image_is_answered_and_reported(server, pair):

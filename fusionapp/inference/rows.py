@@ -54,11 +54,14 @@ def iter_rows_for_run(run: Run, data: str, split: str | None, need_label: bool,
                           f"{', '.join(sorted(present))})")
 
 
-def check_rows(run: Run, examples: Examples, columns: Columns, need_label: bool) -> list[BadRow]:
-    """The bad rows among `examples` for this run (labels it knows, its tabular kinds)."""
+def check_rows(run: Run, examples: Examples, columns: Columns, need_label: bool,
+               model_checks: bool = True) -> list[BadRow]:
+    """The bad rows among `examples` for this run (labels it knows, its tabular kinds); see
+    find_bad_rows for `model_checks`."""
     return find_bad_rows(examples, columns, run.modalities, need_label=need_label,
                          known_labels=run.preprocessor.class_names if need_label else None,
-                         tabular_kinds=run.preprocessor.tabular_kinds, label_sep=run.preprocessor.label_sep)
+                         tabular_kinds=run.preprocessor.tabular_kinds, label_sep=run.preprocessor.label_sep,
+                         model_checks=model_checks)
 
 
 def column_renames(flags: dict) -> dict:

@@ -88,6 +88,8 @@ class Batcher:
                 self._thread.start()
             self._ready.notify()
         try:
+            if len(entries) == 1:  # a /predict: no gathering to pay for
+                return [await asyncio.wait_for(entries[0].future, self.timeout_s)]
             return await asyncio.wait_for(asyncio.gather(*(entry.future for entry in entries)), self.timeout_s)
         except asyncio.TimeoutError:
             for entry in entries:

@@ -26,12 +26,13 @@ class RequestPredictor:
         self._lock = threading.Lock()
 
     def predict(self, items: list[dict], explain: bool = False) -> list[dict]:
+        """The answers to `items`, in order. A batch is first checked without the checks the raw-input
+        function repeats (find_bad_rows' `model_checks`), and in full only if it then fails: one
+        image in it does not decode."""
         import numpy as np
+        import tensorflow as tf
 
         from fusionapp.data.examples import Examples
-        from fusionapp.inference.raw import predict_examples
-        from fusionapp.inference.answers import pair_result
-        from fusionapp.inference.rows import check_rows
 
         run, count = self.run, len(items)
         examples = Examples(
@@ -42,20 +43,41 @@ class RequestPredictor:
             tabular={name: [cell_text(item["tabular"].get(name)) for item in items]
                      for name in run.preprocessor.tabular_kinds},
             labels=None, splits=None)
-        errors = {row.row - 1: self._message(row) for row in check_rows(run, examples, self.columns, False)}
+        try:
+            return self._answers(examples, explain, model_checks=explain)
+        except tf.errors.OpError:
+            if explain:
+                raise
+            return self._answers(examples, explain, model_checks=True)
+
+    def _answers(self, examples, explain: bool, model_checks: bool) -> list[dict]:
+        from fusionapp.data.checks import NO_INPUTS, has_no_input, no_input_column
+        from fusionapp.data.examples import BadRow
+        from fusionapp.inference.answers import pair_result
+        from fusionapp.inference.raw import predict_examples
+        from fusionapp.inference.rows import check_rows
+
+        run, count = self.run, len(examples)
+        errors = {row.row - 1: self._message(row) for row in check_rows(run, examples, self.columns, False,
+                                                                         model_checks)}
         good = [i for i in range(count) if i not in errors]
         results = [{"error": errors[i]} if i in errors else None for i in range(count)]
-        if good:
-            with self._lock:
-                predictions = predict_examples(run.model, examples.subset(good))
-                if explain:
-                    from fusionapp.inference.explain import explain_examples
+        if not good:
+            return results
+        with self._lock:
+            predictions = predict_examples(run.model, examples.subset(good))
+            if explain:
+                from fusionapp.inference.explain import explain_examples
 
-                    explanations = explain_examples(run.model, examples.subset(good))
-            for position, i in enumerate(good):
-                results[i] = pair_result(predictions, position, run.preprocessor.class_names)
-                if explain:
-                    results[i]["explanation"] = explanations[position]
+                explanations = explain_examples(run.model, examples.subset(good))
+        for position, i in enumerate(good):
+            if not model_checks and has_no_input(predictions.missing[position], run.modalities):
+                row = BadRow(i + 1, no_input_column(self.columns, run.modalities), NO_INPUTS)
+                results[i] = {"error": self._message(row)}
+                continue
+            results[i] = pair_result(predictions, position, run.preprocessor.class_names)
+            if explain:
+                results[i]["explanation"] = explanations[position]
         return results
 
     def warm_up(self, largest_batch: int = 1) -> None:

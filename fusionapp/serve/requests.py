@@ -20,7 +20,11 @@ class BadRequest(Exception):
 
 
 async def json_body(request: Request):
-    raw = await request.body()
+    return parse_json(await request.body())
+
+
+def parse_json(raw: bytes):
+    """A request body's JSON, or the 400 that says why it is not."""
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
