@@ -3,9 +3,10 @@
     python benchmarks/serve.py RUN [--image IMG --text TEXT] [--requests 2000] [--clients 1,4,16,64]
                                [--max-batch 64] [--batch-wait-ms 2] [--workers 1] [--soak 30000]
 
-1. In this process: the model's batched rows/s through the same row check and raw-input function
-   the server calls (`predict`'s path, batches of 256, inputs in memory), and the time of one batch
-   of --max-batch items.
+1. In this process: `predict` over a table of the pair (the ratio's denominator, measured again
+   just before and just after each served level, so that a level is compared with what this machine
+   gave in the same minute), and the rows/s of the server's own row check and raw-input function on
+   in-memory batches.
 2. For each server set-up (batched: --max-batch and --batch-wait-ms; unbatched: --max-batch 1; each
    with every --workers count), the real server on a free 127.0.0.1 port, then requests/s and p50 /
    p99 latency of POST /predict (JSON, base64 image, one pair per request) at each number of
@@ -27,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -36,53 +38,63 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from load_client import hostile_requests, request_bytes, run_load  # noqa: E402
 
 
-def in_process(run_dir: str, image_path: str, text: str, max_batch: int) -> dict:
-    """`predict` over a table of the benchmark's pair, model loaded (batches of 256, images read from
-    their file), and the ceiling: the same row check and raw-input function on in-memory batches of
-    256, without a file, a table or an output."""
-    import csv
-    import tempfile
+class InProcess:
+    """The same model loaded in this process: `predict` over a table of the benchmark's pair
+    (batches of 256, images read from their file), the ratio's denominator, measured again around
+    each served level (`table_rows_per_s`) so that a level is compared with this machine's speed in
+    the same minute; and the same row check and raw-input function as the server on in-memory
+    batches (`figures`)."""
 
-    from fusionapp.inference.predict import predict_table
-    from fusionapp.runs.load import load_run
-    from fusionapp.serve.predictor import RequestPredictor
-    from fusionapp.settings import prediction_settings
+    def __init__(self, run_dir: str, image_path: str, text: str, folder: str):
+        import csv
 
-    run = load_run(run_dir)
-    predictor = RequestPredictor(run)
-    predictor.warm_up()
-    with tempfile.TemporaryDirectory() as folder:
-        table = os.path.join(folder, "pairs.csv")
-        with open(table, "w", newline="") as handle:
-            csv.writer(handle).writerows([("image", "text")] + [(os.path.abspath(image_path), text)] * 8192)
-        arguments = dict(split=None, out=os.path.join(folder, "p.csv"), options=prediction_settings(),
-                         image_root=None, explain_dir=None, verbose=0, renames={})
-        predict_table(run, table, **arguments)  # the first pass checks the image file; later ones remember it
+        from fusionapp.runs.load import load_run
+        from fusionapp.serve.predictor import RequestPredictor
+        from fusionapp.settings import prediction_settings
+
+        self.run = load_run(run_dir)
+        self.predictor = RequestPredictor(self.run)
+        self.predictor.warm_up()
+        self.item = {"image": open(image_path, "rb").read(), "text": text, "tabular": {}}
+        self.table = os.path.join(folder, "pairs.csv")
+        with open(self.table, "w", newline="") as handle:
+            csv.writer(handle).writerows([("image", "text")] + [(os.path.abspath(image_path), text)] * TABLE_ROWS)
+        self.arguments = dict(split=None, out=os.path.join(folder, "p.csv"), options=prediction_settings(),
+                              image_root=None, explain_dir=None, verbose=0, renames={})
+        self.table_rows_per_s()  # the first pass checks the image file; later ones remember it
+
+    def table_rows_per_s(self) -> float:
+        from fusionapp.inference.predict import predict_table
+
         began = time.perf_counter()
-        predict_table(run, table, **arguments)
-        table_rows_per_s = 8192 / (time.perf_counter() - began)
-    item = {"image": open(image_path, "rb").read(), "text": text, "tabular": {}}
-    rows, began = 0, time.perf_counter()
-    while time.perf_counter() - began < 5:
-        predictor.predict([item] * 256)
-        rows += 256
-    rows_per_s = rows / (time.perf_counter() - began)
-    times = []
-    for _ in range(20):
-        began = time.perf_counter()
-        predictor.predict([item] * max_batch)
-        times.append(time.perf_counter() - began)
-    # For reading the served figures only (the ratio is against `predict`'s rows/s above): what the
-    # same call gives at the batch sizes that 16 and 64 closed-loop clients can make.
-    by_batch = {}
-    for size in (8, 16, 32, 64):
+        predict_table(self.run, self.table, **self.arguments)
+        return TABLE_ROWS / (time.perf_counter() - began)
+
+    def figures(self, max_batch: int) -> dict:
+        """In-memory rows/s in batches of 256, the median time of a batch of `max_batch`, and, for
+        reading the served figures only, rows/s at the batch sizes 16 and 64 closed-loop clients make."""
         rows, began = 0, time.perf_counter()
-        while time.perf_counter() - began < 1.5:
-            predictor.predict([item] * size)
-            rows += size
-        by_batch[str(size)] = round(rows / (time.perf_counter() - began), 1)
-    return {"in_process_rows_per_s": round(table_rows_per_s, 1), "in_memory_rows_per_s": round(rows_per_s, 1),
-            "batch_ms": round(1000 * float(np.median(times)), 2), "in_memory_rows_per_s_by_batch": by_batch}
+        while time.perf_counter() - began < 5:
+            self.predictor.predict([self.item] * 256)
+            rows += 256
+        rows_per_s = rows / (time.perf_counter() - began)
+        times = []
+        for _ in range(20):
+            began = time.perf_counter()
+            self.predictor.predict([self.item] * max_batch)
+            times.append(time.perf_counter() - began)
+        by_batch = {}
+        for size in (8, 16, 32, 64):
+            rows, began = 0, time.perf_counter()
+            while time.perf_counter() - began < 1.5:
+                self.predictor.predict([self.item] * size)
+                rows += size
+            by_batch[str(size)] = round(rows / (time.perf_counter() - began), 1)
+        return {"in_process_rows_per_s": round(self.table_rows_per_s(), 1), "in_memory_rows_per_s": round(rows_per_s, 1),
+                "batch_ms": round(1000 * float(np.median(times)), 2), "in_memory_rows_per_s_by_batch": by_batch}
+
+
+TABLE_ROWS = 4096
 
 
 @contextlib.contextmanager
@@ -164,6 +176,33 @@ def soak(run_dir: str, payload: bytes, image: bytes, text: str, requests: int) -
             "soak_seconds": round(result["seconds"], 1)}
 
 
+def served_levels(args, payload: bytes, local: InProcess, figures: dict) -> None:
+    """Each server set-up at each number of clients, with the denominator measured around each level."""
+    setups = [("batched", ["--max-batch", str(args.max_batch), "--batch-wait-ms", str(args.batch_wait_ms)]),
+              ("unbatched", ["--max-batch", "1"])]
+    for workers in [int(w) for w in args.workers.split(",")]:
+        for (name, flags), wait_ms in zip(setups, (args.batch_wait_ms, 0.0)):
+            with server(args.run, *flags, "--workers", str(workers)) as (port, _, startup):
+                run_load(port, [payload], 200, 4)  # warm-up
+                before = local.table_rows_per_s()
+                for clients in [int(c) for c in args.clients.split(",")]:
+                    row = {"setup": name, "workers": workers, "clients": clients, "startup_s": round(startup, 2),
+                           **load_figures(port, payload, args.requests, clients, wait_ms)}
+                    after = local.table_rows_per_s()
+                    row["in_process_rows_per_s"] = round((before + after) / 2, 1)
+                    before = after
+                    row["ratio"] = round(row["requests_per_s"] / row["in_process_rows_per_s"], 3)
+                    row["ratio_in_memory"] = round(row["requests_per_s"] / figures["in_memory_rows_per_s"], 3)
+                    figures["setups"].append(row)
+                    # the bound is the batching server's (the issue's); an unbatched one has no window
+                    verdict = ("met" if row["p99_within_bound"] else "NOT met") if name == "batched" else "n/a"
+                    print(f"{name:<10} workers {workers}  clients {clients:>3}: {row['requests_per_s']:>7} req/s  "
+                          f"p50 {row['p50_ms']:>7} ms  p99 {row['p99_ms']:>7} ms; bound {wait_ms:g} + 2 x "
+                          f"{row['served_batch_ms']} = {row['p99_bound_ms']} ms: {verdict}  (mean batch "
+                          f"{row['mean_batch']})  ratio {row['ratio']:.2f} of {row['in_process_rows_per_s']}  "
+                          f"{row['statuses']}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run")
@@ -181,32 +220,18 @@ def main() -> None:
     image = open(image_path, "rb").read()
     payload = request_bytes("POST", "/predict", json.dumps({"image": base64.b64encode(image).decode(),
                                                             "text": args.text}).encode())
-    figures = {"run": args.run, **in_process(args.run, image_path, args.text, args.max_batch), "setups": []}
-    print(f"in process: predict on a table {figures['in_process_rows_per_s']} rows/s (the ratio's denominator); "
-          f"in memory (batches of 256) {figures['in_memory_rows_per_s']} rows/s; a batch of {args.max_batch}: "
-          f"{figures['batch_ms']} ms; in memory by batch size: "
-          + ", ".join(f"{size}: {rate}" for size, rate in figures["in_memory_rows_per_s_by_batch"].items()) + " rows/s")
-    print("p99 bound = --batch-wait-ms + 2 x batch time, where batch time is the server's mean time of one model "
-          "call at that level (fusionapp_batch_duration_seconds sum / count from /metrics, before and after)")
-    setups = [("batched", ["--max-batch", str(args.max_batch), "--batch-wait-ms", str(args.batch_wait_ms)]),
-              ("unbatched", ["--max-batch", "1"])]
-    for workers in [int(w) for w in args.workers.split(",")]:
-        for (name, flags), wait_ms in zip(setups, (args.batch_wait_ms, 0.0)):
-            with server(args.run, *flags, "--workers", str(workers)) as (port, _, startup):
-                run_load(port, [payload], 200, 4)  # warm-up
-                for clients in [int(c) for c in args.clients.split(",")]:
-                    row = {"setup": name, "workers": workers, "clients": clients, "startup_s": round(startup, 2),
-                           **load_figures(port, payload, args.requests, clients, wait_ms)}
-                    row["ratio"] = round(row["requests_per_s"] / figures["in_process_rows_per_s"], 3)
-                    row["ratio_in_memory"] = round(row["requests_per_s"] / figures["in_memory_rows_per_s"], 3)
-                    figures["setups"].append(row)
-                    # the bound is the batching server's (the issue's); an unbatched one has no window
-                    verdict = ("met" if row["p99_within_bound"] else "NOT met") if name == "batched" else "n/a"
-                    print(f"{name:<10} workers {workers}  clients {clients:>3}: {row['requests_per_s']:>7} req/s  "
-                          f"p50 {row['p50_ms']:>7} ms  p99 {row['p99_ms']:>7} ms; bound {wait_ms:g} + 2 x "
-                          f"{row['served_batch_ms']} = {row['p99_bound_ms']} ms: {verdict}  (mean batch "
-                          f"{row['mean_batch']})  ratio {row['ratio']:.2f} (in memory {row['ratio_in_memory']:.2f})  "
-                          f"{row['statuses']}", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        local = InProcess(args.run, image_path, args.text, folder)
+        figures = {"run": args.run, **local.figures(args.max_batch), "setups": []}
+        print(f"in process: predict on a table {figures['in_process_rows_per_s']} rows/s; in memory (batches of 256) "
+              f"{figures['in_memory_rows_per_s']} rows/s; a batch of {args.max_batch}: {figures['batch_ms']} ms; in "
+              "memory by batch size: " + ", ".join(f"{size}: {rate}" for size, rate in
+                                                  figures["in_memory_rows_per_s_by_batch"].items()) + " rows/s")
+        print("ratio = served requests/s over `predict` on the table measured just before and just after the level "
+              "(their mean, shown as 'of'); p99 bound = --batch-wait-ms + 2 x batch time, where batch time is the "
+              "server's mean time of one model call at that level (fusionapp_batch_duration_seconds sum / count "
+              "from /metrics, before and after)")
+        served_levels(args, payload, local, figures)
     if args.soak:
         figures.update(soak(args.run, payload, image, args.text, args.soak))
         print({key: value for key, value in figures.items() if key.startswith("soak")})
