@@ -248,6 +248,36 @@ def test_metrics_parse_with_the_prometheus_parser(server, pair):
     assert families["fusionapp_model_load_seconds"].samples[0].value > 0
 
 
+def test_a_client_gone_before_its_body_is_counted_as_499_not_as_a_server_error(server):
+    """(and is not logged as one: the handler that says 499 is the one that would log a 500)"""
+    import socket
+    from urllib.parse import urlparse
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def closed_requests():
+        with urllib.request.urlopen(server + "/metrics", timeout=30) as response:
+            samples = [s for family in text_string_to_metric_families(response.read().decode())
+                       for s in family.samples if s.name == "fusionapp_requests_total"]
+        return {s.labels["status"]: s.value for s in samples if s.labels["route"] == "/predict"}
+
+    before = closed_requests()
+    address = urlparse(server)
+    # JSON (answered outside Starlette) and a multipart form (inside it)
+    for content_type in (b"application/json", b"multipart/form-data; boundary=xyz"):
+        with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: " + content_type
+                         + b"\r\nContent-Length: 1000\r\n\r\n--xyz\r\n")
+            time.sleep(0.3)  # the server has read the head and waits for the body
+    for _ in range(100):
+        after = closed_requests()
+        if after.get("499", 0) >= before.get("499", 0) + 2:
+            break
+        time.sleep(0.05)
+    assert after.get("499", 0) == before.get("499", 0) + 2
+    assert after.get("500", 0) == before.get("500", 0)
+
+
 def test_serve_flags_are_checked_by_their_rules(trained_run, capsys):
     code, _, err = run_cli(capsys, "serve", trained_run, "--max-batch", "0")
     assert_usage_error(code, err, "'--max-batch'", "from 1 to 256")

@@ -25,12 +25,12 @@ from importlib import resources
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from fusionapp.serve.batcher import RETRY_AFTER_S, Batcher, Overloaded
-from fusionapp.serve.metrics import RequestMetrics, metrics_text
+from fusionapp.serve.metrics import CLIENT_CLOSED, RequestMetrics, metrics_text
 from fusionapp.serve.predictor import RequestPredictor, model_metadata
 from fusionapp.serve.requests import BadRequest, form_item, json_body, json_item, parse_json
 from fusionapp.settings import MAX_BATCH_ITEMS, ServeSettings
@@ -49,7 +49,7 @@ def create_app(run, settings: ServeSettings = ServeSettings(), warm_batches: int
             Route("/predict/batch", predict_batch, methods=["POST"]),
         ],
         exception_handlers={BadRequest: handled_error, Overloaded: handled_error, HTTPException: handled_error,
-                            Exception: handled_error},
+                            ClientDisconnect: handled_error, Exception: handled_error},
     )
     predictor = RequestPredictor(run)
     predictor.warm_up(warm_batches)
@@ -153,6 +153,8 @@ def error_answer(error: Exception) -> tuple[int, dict, dict]:
         return 503, {"error": str(error)}, {"Retry-After": str(RETRY_AFTER_S)}
     if isinstance(error, HTTPException):
         return error.status_code, {"error": error.detail}, {}
+    if isinstance(error, ClientDisconnect):  # nobody will read it; the status is for the metrics
+        return CLIENT_CLOSED, {"error": "the client closed the connection before its request was read"}, {}
     # A bug of ours, not the client's: still JSON, and the traceback stays in the server's log.
     logging.getLogger("fusionapp.serve").error("error while answering a request", exc_info=error)
     return 500, {"error": "internal error"}, {}

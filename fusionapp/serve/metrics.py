@@ -64,7 +64,9 @@ class RequestMetrics:
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
         route = path if path in ROUTES else "other"
-        began, status = time.perf_counter(), 500
+        # A request the app returned from without answering is one whose client went away before
+        # its body arrived: counted as nginx's 499 (client closed request), not as our fault.
+        began, status = time.perf_counter(), CLIENT_CLOSED
 
         async def counted_send(message):
             nonlocal status
@@ -74,6 +76,13 @@ class RequestMetrics:
 
         try:
             await self.app(scope, receive, counted_send)
+        except BaseException:
+            if status == CLIENT_CLOSED:  # the server answers it with a 500
+                status = 500
+            raise
         finally:
             REQUESTS.labels(route, str(status)).inc()
             LATENCY.labels(route).observe(time.perf_counter() - began)
+
+
+CLIENT_CLOSED = 499
