@@ -3,6 +3,7 @@
 import base64
 import concurrent.futures
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -419,3 +420,44 @@ def test_sigterm_during_a_burst_answers_every_accepted_request(loaded_server, pa
     assert outcomes == [(200, None)] * 12
     assert process.wait(timeout=60) == 0
     assert _post_outcome(url + "/predict", payload)[0] == "URLError"  # no longer accepting
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads the worker processes from Linux's /proc")
+def test_two_worker_processes_share_the_port_and_their_metrics_and_stop_on_sigterm(trained_run, server, pair):
+    """`--workers 2`: two processes (each loading the model), answers equal to one process's,
+    `/metrics` summing both, and SIGTERM stopping both with exit code 0."""
+    import os
+    import signal
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    payload = {"image": base64.b64encode(pair["image"]).decode(), "text": pair["text"]}
+    expected = post_json(server + "/predict", payload)[1]
+    with serving_process(trained_run, "--workers", "2", "--max-batch", "4") as (url, process):
+        children = open(f"/proc/{process.pid}/task/{process.pid}/children").read().split()
+        # uvicorn's workers are spawned: multiprocessing's spawn_main runs them
+        workers = [pid for pid in children if b"spawn_main" in open(f"/proc/{pid}/cmdline", "rb").read()]
+        assert len(workers) == 2, children
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: post_json(url + "/predict", payload), range(24)))
+        assert all(status == 200 for status, _ in answers)
+        for _, body in answers:
+            assert body["predicted_label"] == expected["predicted_label"]
+            assert body["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-6)
+        with urllib.request.urlopen(url + "/metrics", timeout=30) as response:
+            samples = [s for family in text_string_to_metric_families(response.read().decode()) for s in family.samples]
+        served = sum(s.value for s in samples if s.name == "fusionapp_requests_total"
+                     and s.labels == {"route": "/predict", "status": "200"})
+        assert served == 24
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        assert all(_gone(pid) for pid in workers)
+
+
+def _gone(pid: str) -> bool:
+    """Whether a process has exited (a zombie has: it waits only to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return any(line.startswith("State:") and "Z" in line.split()[1] for line in status)
+    except OSError:
+        return True
