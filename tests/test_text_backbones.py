@@ -133,11 +133,36 @@ def test_a_multilingual_preset_reads_unspaced_text_in_a_multi_label_run_with_one
     assert_one_answer(out, rows, tmp_path, capsys)
 
 
-def test_a_clip_model_is_both_branches_frozen_and_cached_with_one_answer(demo_dir, demo_table, tmp_path, capsys):
+def capture_post_hoc_logits(monkeypatch) -> dict:
+    """What the post-hoc fitting of the next run starts from ("cached": the network's validation
+    logits on the cached features, if it took them so) and the whole model's own ("whole")."""
+    from fusionapp.inference.raw import predict_examples
+    from fusionapp.posthoc import fit as post_hoc
+    from fusionapp.training import val_logits
+
+    seen = {}
+    original_fit, original_logits = post_hoc.fit_after_network, val_logits.network_val_logits
+
+    def logits(fitted, settings, val_rows):
+        seen["from_cache"] = fitted.val_features != (None, None)
+        return original_logits(fitted, settings, val_rows)
+
+    def fit(model, train_rows, val_rows, network_logits, settings, say):
+        seen.update(cached=network_logits, whole=predict_examples(model, val_rows).logits)
+        return original_fit(model, train_rows, val_rows, network_logits, settings, say)
+
+    monkeypatch.setattr(val_logits, "network_val_logits", logits)
+    monkeypatch.setattr(post_hoc, "fit_after_network", fit)
+    return seen
+
+
+def test_a_clip_model_is_both_branches_frozen_and_cached_with_one_answer(demo_dir, demo_table, tmp_path, capsys,
+                                                                         monkeypatch):
     from fusionapp import train
     from fusionapp.inference.predict import predict_pair
 
     preset = tiny_clip_preset(str(tmp_path / "clip"))
+    post_hoc = capture_post_hoc_logits(monkeypatch)
     out = train(demo_table, str(tmp_path / "run"), epochs=2, verbose=0, image_text_backbone=preset,
                 sequence_length=16, **{key: value for key, value in TINY_MODEL.items() if not key.startswith("image")})
     config = json.load(open(os.path.join(out, "config.json")))
@@ -146,6 +171,10 @@ def test_a_clip_model_is_both_branches_frozen_and_cached_with_one_answer(demo_di
     assert joint["image"]["feature_cache"]["images_computed"] > 0
     assert joint["text"]["feature_cache"]["texts_computed"] > 0
     assert "backbone" not in config and "text_backbone" not in config
+    # post-hoc fitting starts from the cached features' logits, which are the whole model's
+    assert post_hoc["from_cache"] and post_hoc["cached"].shape == post_hoc["whole"].shape
+    # (the cache keeps float16 vectors)
+    np.testing.assert_allclose(post_hoc["cached"], post_hoc["whole"], atol=2e-3)
     shutil.rmtree(preset)
     rows = [row for row in read_csv(demo_dir / "demo.csv") if row["split"] == "test"][:3]
     for row in rows:

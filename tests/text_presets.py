@@ -95,7 +95,10 @@ def tiny_clip_preset(folder: str, seed: int = 0) -> str:
     import keras_hub
 
     vocabulary = {}
-    for piece in string.ascii_lowercase + string.digits:
+    # Every character of the demo's texts, as a real byte-level vocabulary has every byte: a piece
+    # it lacks is the end token in eager calls (the feature cache) but -1 inside a tf.function
+    # (the raw-input function), so the two would read different tokens.
+    for piece in string.ascii_lowercase + string.digits + string.punctuation:
         vocabulary.setdefault(piece, len(vocabulary))
         vocabulary.setdefault(piece + "</w>", len(vocabulary))
     for piece in ("th", "the</w>", "<|startoftext|>", "<|endoftext|>"):

@@ -17,13 +17,13 @@ class AfterNetwork:
     val_logits: np.ndarray  # the saved model's validation logits, its linear part held out
 
 
-def fit_after_network(model, train_rows, val_rows, settings: RunSettings, say) -> AfterNetwork:
-    from fusionapp.inference.raw import predict_examples
-
+def fit_after_network(model, train_rows, val_rows, network_logits: np.ndarray, settings: RunSettings,
+                      say) -> AfterNetwork:
+    """`network_logits`: the model's logits on `val_rows` with every post-hoc part still at its
+    neutral value (fusionapp.training.val_logits)."""
     preprocessor = model.preprocessor
     y_val = preprocessor.label_targets(val_rows.labels)
-    # Every post-hoc part is still at its neutral value: these are the network's own logits.
-    logits = predict_examples(model, val_rows).logits.astype(np.float64)
+    logits = network_logits
     record = {}
     if model.has_wide_path:
         record["wide"], logits = _wide(model, train_rows, val_rows, logits, settings, say)

@@ -26,6 +26,10 @@ class FittedNetwork:
     history: list[dict]
     best_epoch: int | None
     records: dict  # what config.json records of the pretrained models: backbone, text_backbone, image_text_backbone
+    # the validation rows' cached features of the backbones that stayed frozen (image, text; None:
+    # that branch reads its input), and the inputs that make a model read them
+    val_features: tuple = (None, None)
+    feature_inputs: dict | None = None
 
 
 @dataclass
@@ -73,7 +77,7 @@ def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: 
         if cached else None
     phase.text_features = cached_text_features(train_rows, val_rows, preprocessor, text_extractor, text_record,
                                                say) if cached_text else None
-    final = _float32_model(settings, inputs, preprocessor)
+    final = float32_model(settings, inputs, preprocessor)
     if not fine_tuning:
         first = {**inputs, **_feature_inputs(record if cached else None, text_record if cached_text else None)}
         model = checkpoint_model or _compiled(phase, first, training.learning_rate, training.epochs, loss)
@@ -101,7 +105,9 @@ def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: 
     records = ({"image_text_backbone": {**(record or text_record), "image": record, "text": text_record}}
                if preprocessor.image_text else {"backbone": record, "text_backbone": text_record})
     return FittedNetwork(final, state["history"], state["best_epoch"],
-                         {key: value for key, value in records.items() if value is not None})
+                         {key: value for key, value in records.items() if value is not None},
+                         ((phase.features or (None, None))[1], (phase.text_features or (None, None))[1]),
+                         _feature_inputs(record if cached else None, text_record if cached_text else None))
 
 
 def _frozen_backbones(settings: RunSettings, preprocessor, out: str):
@@ -261,7 +267,7 @@ def _start_fine_tune(phase: Phase, inputs: dict, start, loss):
     return model
 
 
-def _float32_model(settings: RunSettings, inputs: dict, preprocessor):
+def float32_model(settings: RunSettings, inputs: dict, preprocessor):
     from fusionapp.model import build_classifier
     from fusionapp.model.precision import precision_policy
 

@@ -82,6 +82,7 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
     from fusionapp.training.fit import fit_network
     from fusionapp.training.record import RunRecord, StageClock
     from fusionapp.training.rows import load_rows
+    from fusionapp.training.val_logits import network_val_logits
 
     say = printer(verbose)
     record = RunRecord(out, data, settings, data_fingerprint(data))
@@ -102,7 +103,8 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
     fitted = fit_network(settings, preprocessor, rows.train, rows.val, out, placement, checkpoint_model, state, verbose)
     clock.lap("network")
     record.update(**fitted.records)
-    after = fit_after_network(fitted.model, rows.train, rows.val, settings, say)
+    after = fit_after_network(fitted.model, rows.train, rows.val, network_val_logits(fitted, settings, rows.val),
+                              settings, say)
     record.update(**after.record, epochs_run=len(fitted.history), best_epoch=fitted.best_epoch)
     reports = {"validation": validation_report(fitted.model, rows.val, after.val_logits, len(rows.skipped))}
     say(format_report(reports["validation"], title="Validation (the linear part held out)"))

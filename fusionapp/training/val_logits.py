@@ -1,0 +1,35 @@
+"""The network's logits on the validation rows, which everything fitted after it starts from.
+
+With a frozen pretrained backbone, those rows' features are in the feature cache already (the
+network validated on them every epoch), so the logits are taken on them rather than by running
+every validation image and text through the backbone once more: with a text backbone on CPU that
+pass cost a run about as much again as caching the validation texts did. The model that reads them
+is the returned one's float32 layers, the backbones left out; what it gives equals the whole
+model's logits to float32 rounding (tested).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fusionapp.settings import RunSettings
+
+
+def network_val_logits(fitted, settings: RunSettings, val_rows) -> np.ndarray:
+    """float64 [rows, classes]: `fitted.model`'s logits on `val_rows`, with every post-hoc part
+    still at its neutral value."""
+    from fusionapp.inference.raw import PREDICT_BATCH_SIZE, predict_examples
+
+    image_features, text_features = fitted.val_features
+    if image_features is None and text_features is None:
+        return predict_examples(fitted.model, val_rows).logits.astype(np.float64)
+    from fusionapp.data.pipeline import make_dataset
+    from fusionapp.training.fit import float32_model, copy_weights
+
+    model = fitted.model
+    reader = float32_model(settings, {**model.preprocessor.network_inputs(), **fitted.feature_inputs},
+                            model.preprocessor)
+    copy_weights(model, reader)
+    data = make_dataset(val_rows, model.preprocessor, PREDICT_BATCH_SIZE, image_features=image_features,
+                        text_features=text_features)
+    return np.asarray(reader.predict(data.map(lambda inputs, targets: inputs), verbose=0), np.float64)
