@@ -5,7 +5,7 @@ network validated on them every epoch), so the logits are taken on them rather t
 every validation image and text through the backbone once more: with a text backbone on CPU that
 pass cost a run about as much again as caching the validation texts did. The model that reads them
 is the returned one's float32 layers, the backbones left out; what it gives equals the whole
-model's logits to float32 rounding (tested).
+model's logits to the float16 rounding of the stored features (tested).
 """
 
 from __future__ import annotations
