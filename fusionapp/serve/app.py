@@ -91,7 +91,7 @@ async def predict_one(request: Request):
         raise BadRequest(f"explain={explain!r}: must be 1, 0, true or false")
     arrival = state.batcher.arrival()
     try:
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        if _is_form(request.scope["headers"]):
             item = await form_item(request, state.metadata)
         else:
             item = json_item(await json_body(request), state.metadata)
@@ -195,6 +195,7 @@ class JsonPredict:
 
 
 def _is_form(headers) -> bool:
+    """Whether a request (its ASGI headers) sends a multipart form; any other body is read as JSON."""
     return any(name == b"content-type" and value.startswith(b"multipart/form-data") for name, value in headers)
 
 
