@@ -16,6 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 # Routes by their own names; anything else is one label, so a scan of random paths cannot grow the
 # number of series without bound.
 ROUTES = ("/", "/health", "/ready", "/metadata", "/metrics", "/predict", "/predict/batch")
+# The status a request is counted under when its client went away before it was read (nginx's
+# "client closed request"): neither answered nor the server's fault.
+CLIENT_CLOSED = 499
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 REQUESTS = Counter("fusionapp_requests", "HTTP requests answered, by route and status.", ["route", "status"])
@@ -65,7 +68,7 @@ class RequestMetrics:
         path = scope.get("path", "")
         route = path if path in ROUTES else "other"
         # A request the app returned from without answering is one whose client went away before
-        # its body arrived: counted as nginx's 499 (client closed request), not as our fault.
+        # its body arrived.
         began, status = time.perf_counter(), CLIENT_CLOSED
 
         async def counted_send(message):
@@ -83,6 +86,3 @@ class RequestMetrics:
         finally:
             REQUESTS.labels(route, str(status)).inc()
             LATENCY.labels(route).observe(time.perf_counter() - began)
-
-
-CLIENT_CLOSED = 499
