@@ -24,8 +24,8 @@ def main(argv=None) -> dict:
 
     from fusionapp.runs.load import load_run
     from fusionapp.inference.explain import explain_row
-    from fusionapp.inference.raw import predict_examples
-    from fusionapp.inference.rows import iter_rows_for_run
+    from fusionapp.inference.raw_inference import predict_examples
+    from fusionapp.inference.run_rows import iter_rows_for_run
 
     run = load_run(args.run)
     examples, _ = next(iter_rows_for_run(run, args.data, None, need_label=False))

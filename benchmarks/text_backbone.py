@@ -40,7 +40,7 @@ def extractor(backbone, length: int):
     """Token ids and mask -> the mean-pooled vector, as fusionapp's text branch computes it."""
     import keras
 
-    from fusionapp.model.text_backbone import backbone_text_features
+    from fusionapp.model.pretrained_text import backbone_text_features
 
     ids = keras.Input((length,), dtype="int32")
     mask = keras.Input((length,), dtype="int32")

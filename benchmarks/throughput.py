@@ -147,12 +147,12 @@ def main(argv=None) -> dict:
     from fusionapp.runs.load import load_run
     from fusionapp.settings import RunSettings
     from fusionapp.model import build_classifier
-    from fusionapp.model.precision import precision_policy
+    from fusionapp.model.dtype_policy import precision_policy
     from fusionapp.data.pipeline import make_dataset
     from fusionapp.data.sources import load_examples
-    from fusionapp.inference.raw import predict_examples
+    from fusionapp.inference.raw_inference import predict_examples
     from fusionapp.inference.predict import predict_pair
-    from fusionapp.inference.rows import run_columns
+    from fusionapp.inference.run_rows import run_columns
 
     figures = {}
     started = time.perf_counter()

@@ -36,7 +36,7 @@ def test_model_file_predicts_the_same_under_jax(which, request, demo_table, tmp_
     from fusionapp.runs.load import load_run
     from fusionapp.data.examples import raw_columns
     from fusionapp.data.sources import load_examples
-    from fusionapp.inference.rows import run_columns
+    from fusionapp.inference.run_rows import run_columns
 
     run = load_run(trained_run)
     examples = load_examples(demo_table, run_columns(run), modalities=run.modalities).subset(range(12))

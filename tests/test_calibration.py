@@ -54,8 +54,8 @@ def overconfident_run(demo_table, tmp_path_factory):
 def test_the_temperature_is_stored_in_the_model_and_keeps_every_decision(overconfident_run, demo_table):
     from fusionapp.runs.load import load_run
     from fusionapp.data.sources import load_examples
-    from fusionapp.inference.raw import predict_examples
-    from fusionapp.inference.rows import run_columns
+    from fusionapp.inference.raw_inference import predict_examples
+    from fusionapp.inference.run_rows import run_columns
 
     run = load_run(overconfident_run)
     calibration = run.config["calibration"]

@@ -66,7 +66,7 @@ def sanity(model, table_path, rows) -> dict:
     from fusionapp.data.sources import load_examples
     from conftest import heatmap_array
     from fusionapp.inference.explain import explain_examples
-    from fusionapp.inference.raw import predict_examples
+    from fusionapp.inference.raw_inference import predict_examples
 
     examples = load_examples(table_path, Columns(tabular=("weight",)), modalities=("image", "text", "tabular"))
     examples = examples.select_split("test")

@@ -3,7 +3,7 @@ import pytest
 from sklearn import metrics
 
 from conftest import REPORT_KEYS
-from fusionapp.evaluation.format import format_report
+from fusionapp.evaluation.report_text import format_report
 from fusionapp.evaluation.metrics import classification_report
 
 

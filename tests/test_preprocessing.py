@@ -11,7 +11,7 @@ import tensorflow as tf
 from fusionapp.settings import ModelSettings, TextSettings
 from fusionapp.model import build_classifier
 from fusionapp.preprocessing import Preprocessor, adapt, infer_tabular_kinds
-from fusionapp.preprocessing.raw import missing_inputs, parse_number
+from fusionapp.preprocessing.raw_values import missing_inputs, parse_number
 
 
 def make(texts=None, tabular=None, labels=None, kinds=None, text=TextSettings(tokens="words"), encoder="cnn",

@@ -180,8 +180,8 @@ def test_tables_take_the_decision_of_the_raw_input_function(trained_run, demo_ta
     where the probabilities as written would not say so (here: a decision set against them)."""
     from fusionapp.evaluation.metrics import prediction_report
     from fusionapp.inference.answers import pair_result, prediction_table
-    from fusionapp.inference.raw import predict_examples
-    from fusionapp.inference.rows import iter_rows_for_run
+    from fusionapp.inference.raw_inference import predict_examples
+    from fusionapp.inference.run_rows import iter_rows_for_run
     from fusionapp.runs.load import load_run
 
     run = load_run(trained_run)
@@ -206,7 +206,7 @@ def test_the_explainer_explains_the_decision_of_the_raw_input_function(monkeypat
     import tensorflow as tf
 
     from fusionapp.data.examples import Examples
-    from fusionapp.inference import raw
+    from fusionapp.inference import raw_inference as raw
     from fusionapp.inference.explain import explain_examples
     from fusionapp.model import build_classifier
     from fusionapp.preprocessing import adapt

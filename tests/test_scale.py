@@ -82,6 +82,7 @@ def test_a_ragged_csv_still_reads_with_short_rows_padded(tmp_path):
 
 
 def test_chunks_number_rows_across_shards(demo_table, tmp_path):
+    from fusionapp.data.sharding import Shard
     from fusionapp.data.sources import iter_examples
 
     rows = _rows(demo_table)
@@ -91,7 +92,7 @@ def test_chunks_number_rows_across_shards(demo_table, tmp_path):
     numbers = np.concatenate([chunk.row_numbers for chunk in chunks])
     assert list(numbers) == list(range(1, len(rows) + 1))
     shard = np.concatenate([chunk.row_numbers for chunk in iter_examples(
-        str(tmp_path), Columns(), image_root=os.path.dirname(demo_table), shard=(2, 3), chunk_rows=20)])
+        str(tmp_path), Columns(), image_root=os.path.dirname(demo_table), shard=Shard(1, 3), chunk_rows=20)])
     assert list(shard) == list(range(2, len(rows) + 1, 3))
 
 
@@ -144,7 +145,7 @@ def test_steps_per_epoch_sets_the_epoch(monkeypatch):
     from types import SimpleNamespace
 
     from fusionapp.settings import RunSettings, apply_flat
-    from fusionapp.training.fit import steps_per_epoch
+    from fusionapp.training.network_fit import steps_per_epoch
 
     placement = SimpleNamespace(num_workers=1, global_batch_size=lambda batch: batch)
     phase = SimpleNamespace(train_rows=range(1000), placement=placement, settings=apply_flat(RunSettings(), {}))

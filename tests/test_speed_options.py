@@ -57,7 +57,7 @@ def test_unknown_precision_is_refused(demo_table, tmp_path):
     ("fpu vme avx2 avx512f", False),
 ])
 def test_auto_precision_uses_bfloat16_only_where_the_cpu_has_it(flags, native, tmp_path):
-    from fusionapp.training.precision import cpu_has_native_bfloat16
+    from fusionapp.training.auto_precision import cpu_has_native_bfloat16
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: {flags}\n")
@@ -68,7 +68,7 @@ def test_auto_precision_uses_bfloat16_only_where_the_cpu_has_it(flags, native, t
 def test_auto_precision_is_recorded_as_what_ran(trained_run):
     import tensorflow as tf
 
-    from fusionapp.training.precision import cpu_has_native_bfloat16
+    from fusionapp.training.auto_precision import cpu_has_native_bfloat16
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("on a GPU, auto depends on its compute capability")

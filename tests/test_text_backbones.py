@@ -136,8 +136,8 @@ def test_a_multilingual_preset_reads_unspaced_text_in_a_multi_label_run_with_one
 def capture_post_hoc_logits(monkeypatch) -> dict:
     """What the post-hoc fitting of the next run starts from ("cached": the network's validation
     logits on the cached features, if it took them so) and the whole model's own ("whole")."""
-    from fusionapp.inference.raw import predict_examples
-    from fusionapp.posthoc import fit as post_hoc
+    from fusionapp.inference.raw_inference import predict_examples
+    from fusionapp.posthoc import after_network as post_hoc
     from fusionapp.training import val_logits
 
     seen = {}

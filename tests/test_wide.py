@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from conftest import TINY_MODEL, read_csv, run_cli, write_csv
 from fusionapp.settings import ModelSettings, TextSettings
 from fusionapp.data.examples import Examples
-from fusionapp.inference.raw import predict_examples
+from fusionapp.inference.raw_inference import predict_examples
 from fusionapp.model import build_classifier
 from fusionapp.preprocessing import adapt
 from fusionapp.posthoc.linear import cross_fit, fit_linear, fold_numbers

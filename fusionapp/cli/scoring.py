@@ -75,10 +75,10 @@ def predict(model, data, image, text, tabular, as_json, explain, **options):
         raise click.UsageError("--explain explains a single pair; use --explain-dir DIR for a table")
     if as_json:
         raise click.UsageError("--json prints a single pair's answer; a table's predictions are CSV (--out)")
-    from fusionapp.inference.predict import parse_shard
+    from fusionapp.data.sharding import Shard
 
     try:
-        parse_shard(options["shard"])
+        Shard.parse(options["shard"])
     except FusionError as error:
         raise click.BadParameter(str(error).split(": ", 1)[-1], param_hint="'--shard'") from None
     predict_run(model, data, **{**options, "out": options["out"] or "-"})

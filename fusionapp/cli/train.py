@@ -143,7 +143,7 @@ def train(data, out, resume, overwrite, config_file, old_pixel_cache, **flags):
 def _config_file_settings(path: str, data, out):
     """The flat settings of a --config file, checked, and DATA and --out (flags win)."""
     from fusionapp.settings import RunSettings, SettingError, apply_flat
-    from fusionapp.settings.files import read_config_file
+    from fusionapp.settings.config_file import read_config_file
 
     saved = read_config_file(path)
     for key in ("data", "out"):

@@ -9,7 +9,7 @@ from fusionapp.settings import Columns
 from fusionapp.data.examples import BadRow, CheckedExamples, Examples, raw_columns
 from fusionapp.preprocessing.labels import label_cell_problem
 from fusionapp.errors import FusionError
-from fusionapp.preprocessing.raw import missing_inputs, numeric_problem
+from fusionapp.preprocessing.raw_values import missing_inputs, numeric_problem
 
 _CHUNK = 65536  # rows per TensorFlow call: memory follows this, not the table
 NO_INPUTS = "no inputs: every input of this row is empty"

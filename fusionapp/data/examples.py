@@ -9,7 +9,7 @@ import numpy as np
 
 from fusionapp.settings import Columns
 from fusionapp.errors import FusionError
-from fusionapp.preprocessing.raw import category_values, numeric_values, tabular_key
+from fusionapp.preprocessing.raw_values import category_values, numeric_values, tabular_key
 
 SPLITS = ("train", "val", "test")
 

@@ -14,11 +14,12 @@ import numpy as np
 
 from fusionapp.data.examples import Examples, raw_columns
 from fusionapp.data.images import read_or_blank
+from fusionapp.data.sharding import Shard
 
 
 def make_dataset(examples: Examples, preprocessor, batch_size: int, *, training: bool = False, seed: int = 0,
                  start_step: int = 0, augment: bool = False, modality_dropout: float = 0.0,
-                 pixel_cache: str | None = None, shard: tuple[int, int] | None = None, image_features=None,
+                 pixel_cache: str | None = None, shard: Shard | None = None, image_features=None,
                  text_features=None, service: str = ""):
     """Batches of ({"image", "text", "tabular"} network inputs, label targets).
 
@@ -27,8 +28,8 @@ def make_dataset(examples: Examples, preprocessor, batch_size: int, *, training:
     otherwise one pass in row order. `pixel_cache` keeps decoded, resized images after one
     decoding pass: "memory", or a file path for an on-disk array. `modality_dropout` blanks the
     image or the text of that share of rows each (never both), so the model learns to answer from
-    what is there. `shard` = (count, index) keeps every count-th row from `index` on, before any file
-    is read: each worker of a multi-worker strategy reads only its share. `image_features`
+    what is there. `shard` keeps one share of the rows, before any file is read: each worker
+    of a multi-worker strategy reads only its own. `image_features`
     (fusionapp.pretrained.features.ImageFeatures of these rows) replaces each image by its frozen
     backbone's feature map, and a blanked image by a blank image's map; `text_features`
     (fusionapp.pretrained.text_features.TextFeatures) likewise each text by its text backbone's
@@ -37,9 +38,7 @@ def make_dataset(examples: Examples, preprocessor, batch_size: int, *, training:
     """
     import tensorflow as tf
 
-    rows = np.arange(len(examples))
-    if shard is not None:
-        rows = rows[shard[1]::shard[0]]
+    rows = np.arange(len(examples)) if shard is None else shard.of_positions(len(examples))
     # Texts are looked up per batch from the rows' own strings instead of being copied into the
     # graph (a tf.data service's workers get the graph, so there they travel inside it).
     texts = None

@@ -8,6 +8,7 @@ import numpy as np
 
 from fusionapp.settings import Columns
 from fusionapp.data.examples import Examples, default_modalities, join_examples
+from fusionapp.data.sharding import Shard
 from fusionapp.errors import FusionError
 
 
@@ -28,9 +29,9 @@ def load_examples(data: str, columns: Columns, image_root: str | None = None, ne
 
 
 def iter_examples(data: str, columns: Columns, image_root: str | None = None, need_label: bool = True,
-                  modalities=None, shard: tuple[int, int] | None = None, chunk_rows: int | None = None):
-    """load_examples in chunks of rows, for tables of any size; `shard` = (K, N) keeps the rows
-    whose number is K modulo N (1-based K): N machines, each with its own K, share a table."""
+                  modalities=None, shard: Shard | None = None, chunk_rows: int | None = None):
+    """load_examples in chunks of rows, for tables of any size; `shard` keeps one machine's share of
+    the rows: N machines, each with its own share, read one table."""
     if data.startswith("tfds:"):
         examples = load_examples(data, columns, need_label=need_label, modalities=modalities)
         yield _shard_of(examples, shard)
@@ -51,11 +52,8 @@ def _chunk_examples(data, header, names, columns, modalities, image_root, chunk_
         yield examples
 
 
-def _shard_of(examples: Examples, shard):
-    if shard is None:
-        return examples
-    index, count = shard
-    return examples.subset(np.flatnonzero((examples.row_numbers - index) % count == 0))
+def _shard_of(examples: Examples, shard: Shard | None) -> Examples:
+    return examples if shard is None else examples.subset(shard.of_rows(examples.row_numbers))
 
 
 def _columns_to_read(data: str, columns: Columns, need_label: bool, modalities, with_ids: bool = True):

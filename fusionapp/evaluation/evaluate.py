@@ -11,11 +11,11 @@ from fusionapp.console import show_progress
 from fusionapp.data.checks import drop_bad_rows
 from fusionapp.data.examples import Examples
 from fusionapp.errors import FusionError
-from fusionapp.evaluation.format import format_ablation, format_report
+from fusionapp.evaluation.report_text import format_ablation, format_report
 from fusionapp.evaluation.metrics import prediction_report
 from fusionapp.inference.answers import prediction_table
-from fusionapp.inference.raw import predict_examples
-from fusionapp.inference.rows import column_renames, iter_rows_for_run
+from fusionapp.inference.raw_inference import predict_examples
+from fusionapp.inference.run_rows import column_renames, iter_rows_for_run
 from fusionapp.runs import files, layout, load
 from fusionapp.settings import prediction_settings
 
@@ -73,7 +73,7 @@ def _score_chunks(run, data, split, options, renames, image_root, predictions_pa
     for, are written as they come. What is kept of every row is its label and its predictions."""
     import contextlib
 
-    from fusionapp.inference.raw import join_predictions
+    from fusionapp.inference.raw_inference import join_predictions
     from fusionapp.inference.writers import TableWriter
 
     labels, parts, skipped, source = [], [], [], data

@@ -1,11 +1,11 @@
 """Predictions as people and programs read them: one pair's JSON answer (predict --json, the server)
 and the prediction table (predict's CSV, evaluate --predictions). Every decision in them is the
-raw-input function's (fusionapp.inference.raw); nothing is re-ranked here."""
+raw-input function's (fusionapp.inference.raw_inference); nothing is re-ranked here."""
 
 from __future__ import annotations
 
 from fusionapp.data.examples import Examples
-from fusionapp.inference.raw import Predictions
+from fusionapp.inference.raw_inference import Predictions
 
 
 def pair_result(predictions: Predictions, index: int, class_names, top_k: int = 1) -> dict:

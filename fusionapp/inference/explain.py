@@ -102,7 +102,7 @@ def _explainer(model):
     import keras
     import tensorflow as tf
 
-    from fusionapp.inference.raw import inference_for
+    from fusionapp.inference.raw_inference import inference_for
 
     preprocessor = model.preprocessor
     decide = inference_for(model).decide
@@ -236,7 +236,7 @@ def _left_out_words(model, row: Examples, text: str, predicted: int, base: float
     """For token-id encoders: the predicted class's probability lost when each word is left out."""
     import dataclasses
 
-    from fusionapp.inference.raw import predict_examples
+    from fusionapp.inference.raw_inference import predict_examples
 
     matches = list(WORD.finditer(text))[:MAX_LEFT_OUT_WORDS]
     if not matches:

@@ -7,11 +7,12 @@ import sys
 import numpy as np
 
 from fusionapp.data.examples import BadRow, Examples
+from fusionapp.data.sharding import Shard
 from fusionapp.errors import FusionError
 from fusionapp.inference.answers import pair_result, prediction_table
-from fusionapp.inference.raw import predict_examples
+from fusionapp.inference.raw_inference import predict_examples
 from fusionapp.console import show_progress
-from fusionapp.inference.rows import check_rows, column_renames, iter_rows_for_run, run_columns
+from fusionapp.inference.run_rows import check_rows, column_renames, iter_rows_for_run, run_columns
 from fusionapp.runs import load
 from fusionapp.settings import prediction_settings
 
@@ -47,7 +48,7 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
         raise FusionError("explain=True explains a single pair; use explain_dir=DIR for a table")
     run = load.load_run(model)
     return predict_table(run, data, split=split, out=out, options=options, image_root=image_root,
-                         explain_dir=explain_dir, verbose=verbose, renames=renames, shard=parse_shard(shard))
+                         explain_dir=explain_dir, verbose=verbose, renames=renames, shard=Shard.parse(shard))
 
 
 def predict_table(run, data: str, *, split, out, options, image_root, explain_dir, verbose: int, renames: dict,
@@ -87,16 +88,6 @@ def predict_table(run, data: str, *, split, out, options, image_root, explain_di
         print(f"Predicted {predicted} rows" + (f", {failed} could not be read" if failed else "")
               + (f"; wrote {out}" if out and out != "-" else ""), file=sys.stderr)
     return collected if collected is not None else out
-
-
-def parse_shard(shard) -> tuple[int, int] | None:
-    """"K/N" (or (K, N)) -> (K, N), 1 <= K <= N; None stays None."""
-    if shard is None:
-        return None
-    index, count = shard if isinstance(shard, tuple) else (shard.partition("/")[0], shard.partition("/")[2])
-    if not (str(index).strip().isdigit() and str(count).strip().isdigit()) or not 1 <= int(index) <= int(count):
-        raise FusionError(f"--shard {shard}: expected K/N with 1 <= K <= N (this machine's share K of N)")
-    return int(index), int(count)
 
 
 def predict_pair(run, image: str | None, text: str | None, tabular: dict, top_k: int = 1,

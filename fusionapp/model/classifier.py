@@ -11,7 +11,7 @@ from keras import layers
 from fusionapp.errors import FusionError
 from fusionapp.model.backbones import BACKBONE_LAYER, unfreeze_top
 from fusionapp.model.branches import image_branch, pretrained_vector_branch, tabular_branch, text_branch
-from fusionapp.model.text_backbone import (JOINT_LAYER, TEXT_BACKBONE_LAYER, backbone_text_features,
+from fusionapp.model.pretrained_text import (JOINT_LAYER, TEXT_BACKBONE_LAYER, backbone_text_features,
                                            build_text_backbone, joint_image_features, unfreeze_top_text)
 from fusionapp.model.head import ClassPrior, LogitBlend, Temperature, Thresholds, WideLinear
 from fusionapp.settings import MODALITIES, ModelSettings, settings_from_dict

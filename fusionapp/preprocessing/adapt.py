@@ -6,12 +6,12 @@ from collections import Counter
 
 import numpy as np
 
-from fusionapp.settings import TextSettings
 from fusionapp.errors import FusionError
 from fusionapp.preprocessing.preprocessor import Preprocessor
+from fusionapp.preprocessing.raw_values import (cut_text, is_missing_cell, normalize_category, normalize_text,
+                                                numeric_problem, numeric_values, tabular_key)
 from fusionapp.preprocessing.text import text_vectorizer, wide_vectorizer
-from fusionapp.preprocessing.raw import (cut_text, is_missing_cell, normalize_category, normalize_text, numeric_problem,
-                                        numeric_values, tabular_key)
+from fusionapp.settings import TextSettings
 
 # A column is numeric when this share of its filled cells are numbers; the rest are then bad rows
 # (a typo in a price column) rather than turning the whole column into categories.

@@ -13,9 +13,11 @@ import json
 import keras
 import numpy as np
 
+from fusionapp.compat import all_sublayers
 from fusionapp.preprocessing.image import decode_or_blank
 from fusionapp.preprocessing.text import text_vectorizer, wide_vectorizer
-from fusionapp.preprocessing.raw import cut_text, missing_inputs, normalize_category, normalize_text, tabular_key
+from fusionapp.preprocessing.raw_values import (cut_text, missing_inputs, normalize_category, normalize_text,
+                                                tabular_key)
 from fusionapp.settings import MODALITIES
 
 
@@ -82,7 +84,7 @@ class Preprocessor(keras.layers.Layer):
                 layer.build((None,))
         # These layers run in the input pipeline, never inside the model's compiled step; riding
         # along with the model, they must not make Keras turn --jit off.
-        for layer in self._flatten_layers():
+        for layer in all_sublayers(self):
             layer.supports_jit = True
         self.built = True
 
@@ -227,7 +229,7 @@ class Preprocessor(keras.layers.Layer):
         return inputs
 
     def missing(self, raw: dict):
-        """[batch] strings naming each row's missing inputs (see preprocessing.raw)."""
+        """[batch] strings naming each row's missing inputs (see preprocessing.raw_values)."""
         return missing_inputs(raw, self.modalities, self.tabular_columns)
 
     # === Labels ===

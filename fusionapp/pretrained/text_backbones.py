@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from fusionapp.compat import builtin_presets, preset_config_file
 from fusionapp.errors import FusionError, one_line
 from fusionapp.pretrained.weights import OFFLINE_ENV
 
@@ -30,7 +31,7 @@ def resolve_text_backbone(given: str, flag: str = "--text-backbone") -> TextBack
     (downloaded there first if allowed and possible); else a one-line FusionError naming `flag`."""
     import json
 
-    from keras_hub.src.utils.preset_utils import CONFIG_FILE  # the preset's own config.json, not a run's
+    CONFIG_FILE = preset_config_file()  # the preset's own config.json, not a run's
 
     path = os.path.abspath(os.path.expanduser(given))
     if os.path.isdir(path):
@@ -48,8 +49,7 @@ def resolve_text_backbone(given: str, flag: str = "--text-backbone") -> TextBack
 
 
 def _preset_folder(name: str, flag: str) -> str:
-    import keras_hub  # noqa: F401 - registers the built-in presets
-    from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS, CONFIG_FILE
+    BUILTIN_PRESETS, CONFIG_FILE = builtin_presets(), preset_config_file()
 
     if name not in BUILTIN_PRESETS:
         raise FusionError(f"{flag} {name}: no such folder, and not a KerasHub preset name (e.g. "
@@ -99,7 +99,7 @@ def load_text_preset(source: TextBackboneSource, sequence_length: int, load_weig
     import keras
     import keras_hub
 
-    from fusionapp.model.precision import precision_policy
+    from fusionapp.model.dtype_policy import precision_policy
 
     try:
         with precision_policy("float32"):
@@ -146,7 +146,7 @@ def load_image_text_preset(source: TextBackboneSource, sequence_length: int,
     import keras
     import keras_hub
 
-    from fusionapp.model.precision import precision_policy
+    from fusionapp.model.dtype_policy import precision_policy
 
     flag = "--image-text-backbone"
     try:

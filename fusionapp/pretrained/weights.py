@@ -70,7 +70,7 @@ def load_extractor(backbone_name: str, image_size: int, weights: WeightsFile):
     """The float32 feature extractor with its backbone's weights loaded (random ones for "none",
     drawn from the run's seed, which the caller has set)."""
     from fusionapp.model.backbones import BACKBONE_LAYER, build_feature_extractor
-    from fusionapp.model.precision import precision_policy
+    from fusionapp.model.dtype_policy import precision_policy
 
     with precision_policy("float32"):
         extractor = build_feature_extractor(backbone_name, image_size)

@@ -30,7 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from fusionapp.serve.batcher import RETRY_AFTER_S, Batcher, Overloaded
-from fusionapp.serve.metrics import CLIENT_CLOSED, RequestMetrics, metrics_text
+from fusionapp.serve.prometheus import CLIENT_CLOSED, RequestMetrics, metrics_text
 from fusionapp.serve.predictor import RequestPredictor, model_metadata
 from fusionapp.serve.requests import BadRequest, form_item, json_body, json_item, parse_json
 from fusionapp.settings import MAX_BATCH_ITEMS, ServeSettings

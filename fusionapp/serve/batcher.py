@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 
-from fusionapp.serve.metrics import BATCH_SECONDS, BATCH_SIZE, QUEUE_DEPTH, REJECTED
+from fusionapp.serve.prometheus import BATCH_SECONDS, BATCH_SIZE, QUEUE_DEPTH, REJECTED
 
 # What a client refused with 503 is told to wait before it retries (the Retry-After header).
 RETRY_AFTER_S = 1

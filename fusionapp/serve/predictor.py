@@ -18,7 +18,7 @@ class RequestPredictor:
     """
 
     def __init__(self, run):
-        from fusionapp.inference.rows import run_columns
+        from fusionapp.inference.run_rows import run_columns
 
         self.run = run
         self.columns = run_columns(run)
@@ -54,8 +54,8 @@ class RequestPredictor:
         from fusionapp.data.checks import NO_INPUTS, has_no_input, no_input_column
         from fusionapp.data.examples import BadRow
         from fusionapp.inference.answers import pair_result
-        from fusionapp.inference.raw import predict_examples
-        from fusionapp.inference.rows import check_rows
+        from fusionapp.inference.raw_inference import predict_examples
+        from fusionapp.inference.run_rows import check_rows
 
         run, count = self.run, len(examples)
         errors = {row.row - 1: self._message(row) for row in check_rows(run, examples, self.columns, False,

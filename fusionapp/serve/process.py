@@ -105,7 +105,7 @@ class Loading:
         if scope["type"] != "http":
             return
         from fusionapp.serve.batcher import RETRY_AFTER_S
-        from fusionapp.serve.metrics import REJECTED, metrics_text
+        from fusionapp.serve.prometheus import REJECTED, metrics_text
 
         path = scope.get("path")
         if path == "/metrics":
@@ -125,7 +125,7 @@ class Loading:
                     threading.Thread(target=self.load, args=(True,), name="fusionapp-load", daemon=True).start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                from fusionapp.serve.metrics import process_exited
+                from fusionapp.serve.prometheus import process_exited
 
                 process_exited()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -138,7 +138,7 @@ class Loading:
         try:
             from fusionapp.runs.load import load_run
             from fusionapp.serve.app import create_app
-            from fusionapp.serve.metrics import MODEL_LOAD_SECONDS
+            from fusionapp.serve.prometheus import MODEL_LOAD_SECONDS
 
             app = create_app(load_run(self.model), self.settings, warm_batches=self.settings.max_batch)
         except Exception as error:  # noqa: BLE001 - kept for run_server to report as one line

@@ -13,7 +13,7 @@ def validation_report(model, val_rows, val_logits, n_skipped: int) -> dict:
     """metrics.json: the saved model's decisions on the validation rows, with the linear part of each
     row's logits from the fold fit that did not see the row (fusionapp.posthoc.wide)."""
     from fusionapp.evaluation.metrics import prediction_report
-    from fusionapp.inference.raw import predictions_from_logits
+    from fusionapp.inference.raw_inference import predictions_from_logits
 
     return prediction_report(model, val_rows, predictions_from_logits(model, val_logits), n_skipped=n_skipped)
 
@@ -22,8 +22,8 @@ def test_report(model, examples, columns, say) -> dict | None:
     """The report of the `test` split (None without one). Bad test rows are skipped and counted; a
     test split with no usable row gets a note, not an error: the model is trained either way."""
     from fusionapp.evaluation.evaluate import evaluate_examples
-    from fusionapp.evaluation.format import format_report
-    from fusionapp.training.rows import usable_test_rows
+    from fusionapp.evaluation.report_text import format_report
+    from fusionapp.training.training_rows import usable_test_rows
 
     if examples.splits is None or "test" not in examples.splits:
         return None

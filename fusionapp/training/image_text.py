@@ -46,11 +46,11 @@ def frozen_image_text(settings: RunSettings, preprocessor, out: str):
     """(image extractor, its record, text extractor, its record) of the joint model, float32 with its
     pretrained weights; None for a branch the model does not have. A new run copies the weights
     into its resume folder; a resumed one reads them from there."""
-    from fusionapp.model.precision import precision_policy
-    from fusionapp.model.text_backbone import joint_extractors
+    from fusionapp.model.dtype_policy import precision_policy
+    from fusionapp.model.pretrained_text import joint_extractors
     from fusionapp.pretrained.text_backbones import load_image_text_preset
     from fusionapp.pretrained.weights import weights_sha256
-    from fusionapp.training.text_backbone import keep_pretrained_weights, recorded_source
+    from fusionapp.training.text_preset import keep_pretrained_weights, recorded_source
 
     config = preprocessor.image_text
     length = preprocessor.text["sequence_length"] if preprocessor.text else settings.text.sequence_length

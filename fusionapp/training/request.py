@@ -65,7 +65,7 @@ def check_pretrained_models(settings: RunSettings) -> None:
 
         checked_image_text_preset(settings, load_weights=False)
     elif model.text_backbone and (not model.modalities or "text" in model.modalities):
-        from fusionapp.training.text_backbone import checked_text_preset
+        from fusionapp.training.text_preset import checked_text_preset
 
         checked_text_preset(settings, load_weights=False)
 

@@ -10,6 +10,7 @@ import json
 import os
 from dataclasses import dataclass
 
+from fusionapp.compat import fix_multi_worker_logs
 from fusionapp.errors import FusionError, one_line
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def make_placement(name: str) -> Placement:
     if task not in workers:
         raise FusionError(f"TF_CONFIG: this task is a '{spec['type']}'; fusionapp trains on 'chief' and "
                           "'worker' tasks only")
-    _fix_keras_multi_worker_logs()
+    fix_multi_worker_logs()
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     except (RuntimeError, ValueError) as error:
@@ -94,38 +95,3 @@ def _worker_tasks(cluster: dict) -> list[tuple[str, int]]:
     """Every training task in order: the chief first (when the cluster names one), then the workers.
     The first is the chief, the only one that writes the run folder."""
     return [(kind, i) for kind in ("chief", "worker") for i in range(len(cluster.get(kind, [])))]
-
-
-# === Keras 3 workarounds for MultiWorkerMirroredStrategy ===
-# Keras 3's `fit` under MultiWorkerMirroredStrategy trips over two of its own reductions. Both
-# only touch how Keras summarises values (shapes for the first build, logs after each step); the
-# gradients are all-reduced by the strategy as usual. tests/test_distributed.py runs a real
-# two-worker cluster, so a Keras release that changes these internals fails there, not in use.
-
-
-def build_from_local_batch(model, dataset) -> None:
-    """Keras builds the model by all-reducing the first batch as one value, which fails for a batch
-    of several inputs (keras-team/keras#20329). Only shapes and dtypes matter for that build, so
-    hand it one batch of this worker's own dataset instead."""
-    sample = next(iter(dataset.take(1)))
-    build = model._maybe_symbolic_build
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(data_batch=sample)
-
-
-def _fix_keras_multi_worker_logs() -> None:
-    """Keras averages each scalar log over axis 0 across workers, which fails for scalars
-    (tensorflow/tensorflow#72388). Average them over the replicas instead."""
-    from keras.src import tree
-    from keras.src.backend.tensorflow import trainer
-
-    original = trainer.reduce_per_replica
-    if getattr(original, "fusionapp_fix", False):
-        return
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
-            return tree.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
-        return original(values, strategy, reduction)
-
-    reduce_per_replica.fusionapp_fix = True
-    trainer.reduce_per_replica = reduce_per_replica

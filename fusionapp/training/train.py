@@ -40,7 +40,7 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
 
     # Before anything else runs a TensorFlow op: multi-worker training cannot start after one.
     placement = make_placement(run_settings.training.strategy)
-    from fusionapp.training.precision import resolve_precision
+    from fusionapp.training.auto_precision import resolve_precision
 
     # Recorded as resolved, so config.json says what ran and --resume keeps it on other hardware.
     run_settings = apply_flat(run_settings, {"precision": resolve_precision(run_settings.training.precision)})
@@ -64,7 +64,7 @@ def _train_in(data: str, out: str, settings: RunSettings, placement, resume: boo
               verbose: int) -> str:
     import keras
 
-    from fusionapp.model.precision import precision_policy
+    from fusionapp.model.dtype_policy import precision_policy
 
     layout.make_writable_dir(out)
     with layout.run_lock(out), precision_policy(settings.training.precision):
@@ -76,12 +76,12 @@ def _train_in(data: str, out: str, settings: RunSettings, placement, resume: boo
 def _train_locked(data: str, out: str, settings: RunSettings, placement, resume: bool, verbose: int) -> str:
     from fusionapp.data.memory import check_pixel_cache
     from fusionapp.data.sources import data_fingerprint
-    from fusionapp.evaluation.format import format_report
-    from fusionapp.posthoc.fit import fit_after_network
+    from fusionapp.evaluation.report_text import format_report
+    from fusionapp.posthoc.after_network import fit_after_network
     from fusionapp.training.finish import save_run, test_report, validation_report
-    from fusionapp.training.fit import fit_network
+    from fusionapp.training.network_fit import fit_network
     from fusionapp.training.record import RunRecord, StageClock
-    from fusionapp.training.rows import load_rows
+    from fusionapp.training.training_rows import load_rows
     from fusionapp.training.val_logits import network_val_logits
 
     say = printer(verbose)
@@ -148,7 +148,7 @@ def _adapt(rows, settings: RunSettings, say):
 
         image_text, backbone_text, tokenizer, image_size = image_text_config(settings, say)
     elif "text" in settings.model.modalities and settings.model.text_backbone:
-        from fusionapp.training.text_backbone import backbone_text_config
+        from fusionapp.training.text_preset import backbone_text_config
 
         backbone_text, tokenizer = backbone_text_config(settings, say)
     if "text" in settings.model.modalities:
@@ -169,7 +169,7 @@ def _adapt(rows, settings: RunSettings, say):
 def _holdout(rows, preprocessor, settings: RunSettings, out: str, record, placement, say):
     """The validation rows scorable by this preprocessor, what config.json records of the rows, and
     the summary lines."""
-    from fusionapp.training.rows import drop_unseen_labels, label_summary
+    from fusionapp.training.training_rows import drop_unseen_labels, label_summary
 
     columns, training = settings.columns, settings.training
     if not preprocessor.multi_label:

@@ -9,6 +9,7 @@ from fusionapp.runs.load import Run
 from fusionapp.settings import Columns, RunSettings
 from fusionapp.data.checks import find_bad_rows
 from fusionapp.data.examples import BadRow, Examples
+from fusionapp.data.sharding import Shard
 
 
 def run_columns(run: Run, overrides: dict | None = None) -> Columns:
@@ -25,7 +26,7 @@ def run_columns(run: Run, overrides: dict | None = None) -> Columns:
 
 def iter_rows_for_run(run: Run, data: str, split: str | None, need_label: bool,
                       column_overrides: dict | None = None, image_root: str | None = None,
-                      shard: tuple[int, int] | None = None):
+                      shard: Shard | None = None):
     """`data` read with the run's columns (or renamed ones) and modalities, in chunks of rows:
     (examples, their bad rows) per chunk, the split's rows only (a chunk without any is passed over)."""
     from fusionapp.data.sources import iter_examples
@@ -47,7 +48,7 @@ def iter_rows_for_run(run: Run, data: str, split: str | None, need_label: bool,
         found = True
         yield examples, check_rows(run, examples, columns, need_label)
     if not found:
-        where = f" in shard {shard[0]}/{shard[1]}" if shard else ""
+        where = f" in shard {shard}" if shard else ""
         if split is None:
             raise FusionError(f"{source}: no rows{where}")
         raise FusionError(f"{source}: no rows with split '{split}'{where} (splits present: "

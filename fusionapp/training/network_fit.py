@@ -13,11 +13,12 @@ import shutil
 from dataclasses import dataclass
 
 from fusionapp.console import keras_verbosity, printer
+from fusionapp.data.sharding import Shard
 from fusionapp.runs import files, layout
 from fusionapp.settings import RunSettings
-from fusionapp.training.backbone import cached_features, check_same_backbone, frozen_backbone
+from fusionapp.training.frozen_backbone import cached_features, check_same_backbone, frozen_backbone
 from fusionapp.training.loss import class_weights, training_loss
-from fusionapp.training.text_backbone import cached_text_features, frozen_text_backbone
+from fusionapp.training.text_preset import cached_text_features, frozen_text_backbone
 
 
 @dataclass
@@ -182,7 +183,7 @@ def _datasets(phase: Phase, start_step: int):
         os.makedirs(cache_dir)
     # Each worker reads and decodes only its own share of the rows.
     placement = phase.placement
-    shard = (placement.num_workers, placement.worker_index) if placement.num_workers > 1 else None
+    shard = Shard(placement.worker_index, placement.num_workers) if placement.num_workers > 1 else None
     train_features, val_features = phase.features or (None, None)
     train_text, val_text = phase.text_features or (None, None)
     train_data = make_dataset(phase.train_rows, phase.preprocessor, batch_size, training=True, seed=training.seed,
@@ -222,7 +223,7 @@ def _run_phase(model, phase: Phase, epochs: int) -> None:
     if done < epochs and not checkpoint.state["stopped"]:
         train_data, val_data = _datasets(phase, start_step=done * steps)
         if phase.placement.num_workers > 1:
-            from fusionapp.training.strategies import build_from_local_batch
+            from fusionapp.compat import build_from_local_batch
 
             build_from_local_batch(model, train_data)
         callbacks = [checkpoint]
@@ -248,7 +249,7 @@ def _start_fine_tune(phase: Phase, inputs: dict, start, loss):
         model.optimizer.build(model.trainable_variables)
     _, val_data = _datasets(phase, start_step=0)
     if phase.placement.num_workers > 1:
-        from fusionapp.training.strategies import build_from_local_batch
+        from fusionapp.compat import build_from_local_batch
 
         build_from_local_batch(model, val_data)
     start_loss = float(model.evaluate(val_data, verbose=0, return_dict=True)["loss"])
@@ -269,7 +270,7 @@ def _start_fine_tune(phase: Phase, inputs: dict, start, loss):
 
 def float32_model(settings: RunSettings, inputs: dict, preprocessor):
     from fusionapp.model import build_classifier
-    from fusionapp.model.precision import precision_policy
+    from fusionapp.model.dtype_policy import precision_policy
 
     with precision_policy("float32"):
         return build_classifier(settings.model, inputs, preprocessor)

@@ -10,13 +10,13 @@ import os
 from fusionapp.runs import files, layout
 from fusionapp.settings import RunSettings
 
-# How texts are cut and normalised before the tokenizer (preprocessing.raw): a change invalidates cached vectors.
+# How texts are cut and normalised before the tokenizer (preprocessing.raw_values): a change invalidates cached vectors.
 TEXT_NORMALIZE_VERSION = 1
 
 
 def checked_text_preset(settings: RunSettings, load_weights: bool = True):
     """(source, preset) of the run's text backbone, refused in one line if the run cannot use it."""
-    from fusionapp.model.text_backbone import transformer_stack
+    from fusionapp.model.pretrained_text import transformer_stack
     from fusionapp.pretrained.text_backbones import load_text_preset, resolve_text_backbone
 
     source = resolve_text_backbone(settings.model.text_backbone)
@@ -47,8 +47,8 @@ def frozen_text_backbone(preprocessor, out: str):
     into its resume folder; a resumed one reads them from there."""
     if "text" not in preprocessor.modalities or preprocessor.text["output"] != "backbone" or preprocessor.image_text:
         return None, None
-    from fusionapp.model.precision import precision_policy
-    from fusionapp.model.text_backbone import TEXT_BACKBONE_LAYER, text_features_extractor
+    from fusionapp.model.dtype_policy import precision_policy
+    from fusionapp.model.pretrained_text import TEXT_BACKBONE_LAYER, text_features_extractor
     from fusionapp.pretrained.text_backbones import describe_text_backbone, load_text_preset
     from fusionapp.pretrained.weights import weights_sha256
 
@@ -90,7 +90,7 @@ def cached_text_features(train_rows, val_rows, preprocessor, extractor, record: 
     from fusionapp.data.memory import check_fits
     from fusionapp.pretrained.cache import FeatureCache
     from fusionapp.pretrained.text_features import text_backbone_features
-    from fusionapp.training.backbone import features_of_rows
+    from fusionapp.training.frozen_backbone import features_of_rows
 
     rows = len(train_rows) + len(val_rows)
     check_fits(f"a frozen text backbone's vectors of {rows} rows ({record['hidden_dim']} float16 each)",

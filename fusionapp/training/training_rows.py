@@ -27,7 +27,7 @@ def load_rows(data: str, settings: RunSettings, say, clock=None) -> tuple[Traini
     from fusionapp.data.sources import load_examples
     from fusionapp.data.splits import split_train_val, training_rows
     from fusionapp.preprocessing import infer_tabular_kinds
-    from fusionapp.preprocessing.raw import numeric_values
+    from fusionapp.preprocessing.raw_values import numeric_values
 
     columns, training = settings.columns, settings.training
     requested = settings.model.modalities or None

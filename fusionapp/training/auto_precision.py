@@ -1,4 +1,4 @@
-"""`--precision`: what `auto` picks on this hardware (the policy itself: fusionapp.model.precision)."""
+"""`--precision`: what `auto` picks on this hardware (the policy itself: fusionapp.model.dtype_policy)."""
 
 from __future__ import annotations
 
