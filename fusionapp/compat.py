@@ -51,14 +51,6 @@ def all_sublayers(layer) -> list:
     return list(layer._flatten_layers())
 
 
-def save_legacy_h5_weights(handle, layer) -> None:
-    """Write `layer`'s weights into an open h5py group in the legacy HDF5 layout that Keras
-    publishes its ImageNet weights in (`keras.src.legacy.saving.legacy_h5_format`; tests only)."""
-    from keras.src.legacy.saving import legacy_h5_format
-
-    legacy_h5_format.save_weights_to_hdf5_group(handle, layer)
-
-
 # === KerasHub: presets (tests/test_text_backbones.py) ===
 
 

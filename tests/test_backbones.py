@@ -125,14 +125,14 @@ def test_imagenet_weights_are_read_from_the_keras_cache(weights_files, demo_tabl
 def write_keras_published_format(name, weights_files, path):
     """The backbone's test weights in the legacy HDF5 layout Keras publishes its ImageNet weights in."""
     import h5py
-    from fusionapp.compat import save_legacy_h5_weights
+    from keras.src.legacy.saving import legacy_h5_format
 
     from fusionapp.pretrained.weights import WeightsFile, load_extractor
     from fusionapp.model.backbones import BACKBONE_LAYER
 
     source = load_extractor(name, 32, WeightsFile("file", weights_files[name]))
     with h5py.File(path, "w") as handle:
-        save_legacy_h5_weights(handle, source.get_layer(BACKBONE_LAYER))
+        legacy_h5_format.save_weights_to_hdf5_group(handle, source.get_layer(BACKBONE_LAYER))
     return source
 
 
