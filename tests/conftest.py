@@ -29,9 +29,11 @@ os.environ["FUSIONAPP_CHECK_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="fusi
 import numpy as np
 import pytest
 
-# Small enough for a 2-core CI machine: 32 px images and narrow blocks.
-TINY_MODEL = {"image_size": 32, "image_filters": (16, 32), "image_stem_filters": 16, "text_filters": 16,
-              "text_embedding_dim": 16, "branch_units": 32, "fusion_units": 32}
+# Small enough for a 2-core CI machine: 32 px images and narrow blocks. (A setting is given only
+# where it applies: TINY_TEXT sizes the cnn and mean text encoders.)
+TINY_MODEL = {"image_size": 32, "image_filters": (16, 32), "image_stem_filters": 16, "branch_units": 32,
+              "fusion_units": 32}
+TINY_TEXT = {"text_filters": 16, "text_embedding_dim": 16}
 # With a pretrained backbone: no stem, and with the pooling head no multi-kernel block to size.
 TINY_BACKBONE = {key: value for key, value in TINY_MODEL.items() if key not in ("image_filters", "image_stem_filters")}
 DEMO_CLASSES = ["angular_new", "angular_used", "round_new", "round_used"]

@@ -1,5 +1,7 @@
 """End to end through the command line: demo -> train -> evaluate -> predict."""
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -8,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import DEMO_CLASSES, REPORT_KEYS, assert_usage_error, read_csv, run_cli, write_csv
+from conftest import DEMO_CLASSES, REPORT_KEYS, assert_usage_error, assert_user_error, read_csv, run_cli, write_csv
 
 
 def test_help_and_version(capsys):
@@ -157,3 +159,29 @@ def test_python_api_refuses_what_the_flags_refuse(trained_run, demo_table):
         predict(trained_run, demo_table, top_k=0, verbose=0)
     with pytest.raises(FusionError, match="on_bad_row='ignore': must be one of skip, error"):
         evaluate(trained_run, demo_table, on_bad_row="ignore", verbose=0)
+
+
+def test_a_run_reads_tables_as_it_was_trained_to(demo_dir, tmp_path, capsys):
+    """evaluate and predict reuse the run's --image-root and column names unless given others."""
+    rows = read_csv(demo_dir / "demo.csv")
+    for row in rows:
+        row["photo"] = row.pop("image")
+    (tmp_path / "elsewhere").mkdir()
+    table = write_csv(tmp_path / "elsewhere" / "table.csv", rows)
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", table, "--out", out, "--image-root", demo_dir, "--image-col", "photo",
+                           "--epochs", 1, "--image-size", 32, "--image-filters", "8,16", "--branch-units", 16)
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "evaluate", out, table, "--split", "test", "--out", tmp_path / "report.json")
+    assert code == 0, err
+    assert json.load(open(tmp_path / "report.json"))["n_skipped"] == 0
+    code, printed, err = run_cli(capsys, "predict", out, table, "--split", "test")
+    predicted = list(csv.DictReader(io.StringIO(printed)))
+    assert code == 0 and len(predicted) == 24 and not any(row["error"] for row in predicted), err
+    # given again, another root wins: here one where no image is, so every row is bad
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run_cli(capsys, "evaluate", out, table, "--image-root", empty)
+    assert_user_error(code, err, "all", "rows are bad")
+    code, out_help, _ = run_cli(capsys, "evaluate", "--help")
+    assert "the run's own (as given to train)" in " ".join(out_help.split())

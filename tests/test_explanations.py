@@ -175,9 +175,9 @@ def test_explain_dir_writes_a_heatmap_per_row_and_the_contributions(region_run, 
     from fusionapp import predict
     from fusionapp.errors import FusionError
 
-    with pytest.raises(FusionError, match="explain_dir=DIR for a table"):
+    with pytest.raises(FusionError, match="--explain-dir DIR explains a table"):
         predict(region_run, table, explain=True)
-    with pytest.raises(FusionError, match="explain_dir applies to a table"):
+    with pytest.raises(FusionError, match="--explain-dir applies to a table"):
         predict(region_run, text="north", explain_dir=str(tmp_path / "x"))
 
 

@@ -32,41 +32,8 @@ def test_the_python_api_refuses_table_options_for_a_pair(trained_run):
     from fusionapp import predict
     from fusionapp.errors import FusionError
 
-    with pytest.raises(FusionError, match="batch_size applies to a table"):
+    with pytest.raises(FusionError, match="--batch-size applies to a table"):
         predict(trained_run, text="a used lamp", batch_size=8)
-
-
-@pytest.mark.parametrize("args,option,words", [
-    (["--image-backbone", "mobilenet_v3_small", "--image-kernels", "1,3"], "--image-kernels", "no multi-kernel block"),
-    (["--image-backbone", "mobilenet_v3_small", "--image-reduction", "0"], "--image-reduction", "no multi-kernel"),
-    (["--image-backbone", "resnet50_v2", "--backbone-head", "multi-kernel", "--image-filters", "8"], None, None),
-    (["--image-backbone", "mobilenet_v3_small", "--augment"], "--augment", "cached features"),
-    (["--image-backbone", "mobilenet_v3_small", "--pixel-cache", "memory"], "--pixel-cache", "cached features"),
-])
-def test_settings_a_model_would_ignore_are_refused(args, option, words, demo_table, tmp_path, capsys):
-    """A pretrained backbone with the pooling head has no multi-kernel block to shape; a frozen
-    backbone on cached features sees no image to flip or keep."""
-    from fusionapp.settings import RunSettings, apply_flat
-
-    if option is None:  # the multi-kernel head does use the last width: accepted
-        flags = dict(zip(args[::2], args[1::2]))
-        apply_flat(RunSettings(), {key[2:].replace("-", "_"): value for key, value in flags.items()})
-        return
-    code, _, err = run_cli(capsys, "train", demo_table, "--out", tmp_path / "run", *args)
-    assert_usage_error(code, err, f"'{option}'", words)
-    assert not (tmp_path / "run").exists()
-
-
-def test_modality_dropout_is_refused_for_a_model_without_image_and_text(demo_table, tmp_path, capsys):
-    code, _, err = run_cli(capsys, "train", demo_table, "--out", tmp_path / "run", "--modalities", "text",
-                           "--modality-dropout", "0.2")
-    assert_user_error(code, err, "modality_dropout=0.2", "reads text")
-    from fusionapp import train
-
-    # left at its default, it is recorded as what it does there: nothing
-    run = train(demo_table, str(tmp_path / "text"), epochs=1, modalities="text", verbose=0, **TINY_MODEL)
-    settings = json.load(open(os.path.join(run, "config.json")))["settings"]["training"]
-    assert settings["modality_dropout"] == 0.0 and settings["augment"] is False
 
 
 def test_the_pixel_cache_keeps_its_old_name(demo_table, tmp_path):

@@ -74,6 +74,7 @@ def test_saved_settings_round_trip():
 
 def test_help_shows_each_settings_rule(capsys):
     code, out, _ = run_cli(capsys, "train", "--help")
+    out = " ".join(out.split())
     assert code == 0 and "one of bag, cnn, mean" in out and "from 0.0 to 0.5" in out
 
 

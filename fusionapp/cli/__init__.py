@@ -13,7 +13,7 @@ import click
 from fusionapp.cli import scoring, service, tools, train  # noqa: F401 - each registers its commands with the group
 from fusionapp.cli.group import cli
 from fusionapp.console import load_tensorflow
-from fusionapp.errors import FusionError, one_line
+from fusionapp.errors import FusionError, UsageProblem, one_line
 
 __all__ = ["cli", "main"]
 
@@ -38,6 +38,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except UsageProblem as error:
+        if debug:
+            raise
+        click.echo(f"Error: {error} (see fusionapp {args[0] if args else ''} --help)", err=True)
+        sys.exit(2)
     except FusionError as error:
         if debug:
             raise

@@ -6,8 +6,9 @@ import json
 
 import click
 
-from fusionapp.errors import FusionError
-from fusionapp.cli.group import COLUMN_FLAGS, checked_prediction_options, cli, column_options, prediction_options
+from fusionapp.cli.group import cli
+from fusionapp.cli.options import prediction_options, run_column_options, usage_error
+from fusionapp.settings import SettingError, prediction_settings
 
 
 @cli.command()
@@ -20,10 +21,11 @@ from fusionapp.cli.group import COLUMN_FLAGS, checked_prediction_options, cli, c
 @click.option("--ablate", is_flag=True, help="Also score with each modality blanked, to show what each contributes.")
 @click.option("--plots", type=click.Path(file_okay=False),
               help="Write confusion-matrix (single-label), ROC, precision-recall and reliability PNGs here.")
-@prediction_options
-@column_options
+@prediction_options("batch_size", "on_bad_row")
+@run_column_options
 def evaluate(model, data, on_bad_row, batch_size, **options):
-    """Score the run MODEL on the labelled rows of DATA (scikit-learn metrics)."""
+    """Score the run MODEL on the labelled rows of DATA (scikit-learn metrics). DATA is read with
+    the run's own column names and image root unless others are given."""
     from fusionapp.evaluation import evaluate as evaluate_run
 
     checked_prediction_options(on_bad_row=on_bad_row, batch_size=batch_size)
@@ -42,46 +44,39 @@ def evaluate(model, data, on_bad_row, batch_size, **options):
               help="Write a table's predictions here: CSV, or Parquet for a .parquet name (default: CSV on stdout).")
 @click.option("--shard", metavar="K/N", help="Predict only this machine's share of the rows: rows K, K+N, K+2N, ... "
                                              "(1 <= K <= N), for a Slurm array or a Kubernetes indexed Job.")
-@click.option("--top-k", type=int, help="Also list the K likeliest labels [default: 1].")
 @click.option("--explain", is_flag=True, help="Explain a single pair: what each input, word, image region and "
                                              "column did for the prediction (with --json: the full object).")
 @click.option("--explain-dir", type=click.Path(file_okay=False),
               help="Explain every row of DATA into this folder: a heat map PNG per row and explanations.csv.")
-@prediction_options
-@column_options
+@prediction_options("batch_size", "on_bad_row", "top_k")
+@run_column_options
 def predict(model, data, image, text, tabular, as_json, explain, **options):
-    """Label one pair (--image/--text) or every row of DATA with the run MODEL."""
+    """Label one pair (--image/--text) or every row of DATA with the run MODEL. DATA is read with the
+    run's own column names and image root unless others are given."""
     from fusionapp.inference import predict as predict_run
+    from fusionapp.data.sharding import Shard
+    from fusionapp.inference.answers import format_pair
+    from fusionapp.inference.predict import check_predict_request
 
     checked_prediction_options(top_k=options["top_k"], on_bad_row=options["on_bad_row"],
                                batch_size=options["batch_size"])
+    tabular = _tabular_values(tabular)
+    check_predict_request(data, image=image, text=text, tabular=tabular, explain=explain, as_json=as_json,
+                          table_options={name: value for name, value in options.items() if name != "top_k"})
     if data is None:
-        if image is None and text is None and not tabular:
-            raise click.UsageError("give DATA (a table) or a single pair with --image/--text")
-        table_only = [name for name in ("split", "out", "shard", "explain_dir", "on_bad_row", "batch_size", *COLUMN_FLAGS)
-                      if options[name] is not None]
-        if table_only:
-            raise click.UsageError(f"--{table_only[0].replace('_', '-')} applies to a table (DATA), not to a single "
-                                   "pair")
-        from fusionapp.inference.answers import format_pair
-
-        result = predict_run(model, image=image, text=text, tabular=_tabular_values(tabular),
-                             top_k=options["top_k"], explain=explain)
+        result = predict_run(model, image=image, text=text, tabular=tabular, top_k=options["top_k"], explain=explain)
         click.echo(json.dumps(result, ensure_ascii=False) if as_json else format_pair(result))
         return
-    if image or text or tabular:
-        raise click.UsageError("give either DATA or --image/--text/--tabular, not both")
-    if explain:
-        raise click.UsageError("--explain explains a single pair; use --explain-dir DIR for a table")
-    if as_json:
-        raise click.UsageError("--json prints a single pair's answer; a table's predictions are CSV (--out)")
-    from fusionapp.data.sharding import Shard
-
-    try:
-        Shard.parse(options["shard"])
-    except FusionError as error:
-        raise click.BadParameter(str(error).split(": ", 1)[-1], param_hint="'--shard'") from None
+    Shard.parse(options["shard"])  # a bad one is refused before the model loads
     predict_run(model, data, **{**options, "out": options["out"] or "-"})
+
+
+def checked_prediction_options(**values):
+    """evaluate / predict options checked by their settings' rules; a refused one is a usage error."""
+    try:
+        return prediction_settings(**values)
+    except SettingError as error:
+        raise usage_error(error) from None
 
 
 def _tabular_values(items) -> dict:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fusionapp.errors import FusionError
+from fusionapp.errors import FusionError, UsageProblem
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Shard:
             return None
         index, _, count = str(given).partition("/")
         if not (index.strip().isdigit() and count.strip().isdigit()) or not 1 <= int(index) <= int(count):
-            raise FusionError(f"--shard {given}: expected K/N with 1 <= K <= N (this machine's share K of N)")
+            raise UsageProblem(f"--shard {given}: expected K/N with 1 <= K <= N (this machine's share K of N)")
         return cls(int(index) - 1, int(count))
 
     def of_rows(self, row_numbers: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from fusionapp.evaluation.calibration import ECE_BINS, expected_calibration_error, is_multi_label, reliability_bins
 from fusionapp.runs import files
 
 
@@ -52,7 +53,7 @@ def evaluation_plots(y_true, probabilities, predicted, class_names, folder: str)
     plt = _pyplot()
     os.makedirs(folder, exist_ok=True)
     y_true = np.asarray(y_true)
-    multi_label = y_true.ndim == 2
+    multi_label = is_multi_label(y_true)
     written = [] if multi_label else [_confusion_matrix(y_true, predicted, class_names, folder)]
     kind = "per label" if multi_label else "one vs rest"
     for name, display, title in (("roc.png", RocCurveDisplay, f"ROC, {kind}"),
@@ -87,7 +88,6 @@ def _confusion_matrix(y_true, predicted, class_names, folder: str) -> str:
 def reliability_diagram(y_true, probabilities, path: str) -> None:
     """Accuracy against mean confidence in the 15 confidence bins of the ECE, with each bin's rows;
     multi-label: the share of (row, label) forecasts in each bin whose row carries the label."""
-    from fusionapp.evaluation.calibration import ECE_BINS, expected_calibration_error, is_multi_label, reliability_bins
 
     plt = _pyplot()
     multi_label = is_multi_label(y_true)

@@ -8,13 +8,13 @@ import numpy as np
 
 from fusionapp.data.examples import BadRow, Examples
 from fusionapp.data.sharding import Shard
-from fusionapp.errors import FusionError
+from fusionapp.errors import FusionError, UsageProblem
 from fusionapp.inference.answers import pair_result, prediction_table
 from fusionapp.inference.raw_inference import predict_examples
 from fusionapp.console import show_progress
 from fusionapp.inference.run_rows import check_rows, column_renames, iter_rows_for_run, run_columns
 from fusionapp.runs import load
-from fusionapp.settings import prediction_settings
+from fusionapp.settings import NotApplicable, prediction_settings
 
 
 def predict(model: str, data: str | None = None, *, image: str | None = None, text: str | None = None,
@@ -33,22 +33,36 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
     """
     options = prediction_settings(top_k=top_k, on_bad_row=on_bad_row, batch_size=batch_size)
     renames = column_renames(column_overrides)
+    check_predict_request(data, image=image, text=text, tabular=tabular, explain=explain,
+                          table_options={"split": split, "out": out, "shard": shard, "on_bad_row": on_bad_row,
+                                         "batch_size": batch_size, "image_root": image_root,
+                                         "explain_dir": explain_dir, **column_overrides})
     if data is None:
-        table_only = {"split": split, "out": out, "shard": shard, "on_bad_row": on_bad_row, "batch_size": batch_size,
-                      "image_root": image_root, "explain_dir": explain_dir, **renames}
-        given = [name for name, value in table_only.items() if value is not None]
-        if given:
-            raise FusionError(f"{given[0]} applies to a table (data); a single pair takes image, text, tabular, "
-                              "top_k and explain")
         return predict_pair(load.load_run(model), image=image, text=text, tabular=tabular or {},
                             top_k=options.top_k, explain=explain)
-    if image is not None or text is not None or tabular:
-        raise FusionError("give either data (a table) or a single pair (image, text, tabular), not both")
-    if explain:
-        raise FusionError("explain=True explains a single pair; use explain_dir=DIR for a table")
     run = load.load_run(model)
     return predict_table(run, data, split=split, out=out, options=options, image_root=image_root,
                          explain_dir=explain_dir, verbose=verbose, renames=renames, shard=Shard.parse(shard))
+
+
+def check_predict_request(data, *, image, text, tabular, explain: bool, table_options: dict,
+                          as_json: bool = False) -> None:
+    """A NotApplicable (a usage error on the command line) for what does not fit together: a table
+    option with a single pair, a single pair's option with a table, both or neither."""
+    if data is None:
+        if image is None and text is None and not tabular:
+            raise UsageProblem("give DATA (a table), or a single pair with --image / --text / --tabular")
+        given = [name for name, value in table_options.items() if value is not None]
+        if given:
+            raise NotApplicable(given[0], "to a table (DATA), not to a single pair")
+        return
+    if image is not None or text is not None or tabular:
+        raise NotApplicable("image" if image is not None else "text" if text is not None else "tabular",
+                            "to a single pair, not with DATA (a table)")
+    if explain:
+        raise NotApplicable("explain", "to a single pair; --explain-dir DIR explains a table's rows")
+    if as_json:
+        raise NotApplicable("json", "to a single pair's answer; a table's predictions go to --out (CSV or Parquet)")
 
 
 def predict_table(run, data: str, *, split, out, options, image_root, explain_dir, verbose: int, renames: dict,

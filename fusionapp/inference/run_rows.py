@@ -7,6 +7,7 @@ import dataclasses
 
 from fusionapp.runs.load import Run
 from fusionapp.settings import Columns, RunSettings
+from fusionapp.settings.flat import COLUMN_FLAGS
 from fusionapp.data.checks import find_bad_rows
 from fusionapp.data.examples import BadRow, Examples
 from fusionapp.data.sharding import Shard
@@ -34,7 +35,7 @@ def iter_rows_for_run(run: Run, data: str, split: str | None, need_label: bool,
 
     columns = run_columns(run, column_overrides)
     found, present, source = False, set(), data
-    for examples in iter_examples(data, columns, image_root=image_root, need_label=need_label,
+    for examples in iter_examples(data, columns, image_root=run_image_root(run, image_root), need_label=need_label,
                                   modalities=run.modalities, shard=shard):
         source = examples.source
         if split is not None:
@@ -67,8 +68,15 @@ def check_rows(run: Run, examples: Examples, columns: Columns, need_label: bool,
 
 def column_renames(flags: dict) -> dict:
     """`image_col=...`-style keyword arguments -> Columns field changes."""
-    names = {"image_col": "image", "text_col": "text", "label_col": "label", "id_col": "id", "split_col": "split"}
-    unknown = sorted(set(flags) - set(names))
+    unknown = sorted(set(flags) - set(COLUMN_FLAGS))
     if unknown:
         raise TypeError(f"unexpected argument '{unknown[0]}'")
-    return {names[key]: value for key, value in flags.items() if value is not None}
+    return {COLUMN_FLAGS[key]: value for key, value in flags.items() if value is not None}
+
+
+def run_image_root(run: Run, given: str | None) -> str | None:
+    """The folder relative image paths resolve against: `given`, else the run's own --image-root,
+    else None (each table's own folder)."""
+    if given is not None or not run.config.get("settings"):
+        return given
+    return RunSettings.from_dict(run.config["settings"]).image_root

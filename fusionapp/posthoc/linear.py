@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fusionapp.evaluation.calibration import is_multi_label, mean_log_loss, probabilities_of
+
 FOLDS = 5
 # scikit-learn's C (inverse regularisation strength) is chosen from these on the held-out log loss:
 # the best value moves with the data (measured in docs/figures.md), and a grid of three fits each
@@ -61,16 +63,14 @@ def best_C(losses: dict) -> float:
 
 def held_out_loss(labels, logits) -> float:
     """The log loss of these logits (softmax, or a sigmoid per label for a 0/1 label matrix)."""
-    from fusionapp.evaluation.calibration import mean_log_loss, probabilities_of
-
-    return mean_log_loss(labels, probabilities_of(logits, np.ndim(labels) == 2))
+    return mean_log_loss(labels, probabilities_of(logits, is_multi_label(labels)))
 
 
 def fold_numbers(labels, folds: int, seed: int) -> np.ndarray:
     """Each row's fold: stratified by class where every class has `folds` rows, else at random."""
     rows = len(labels)
     rng = np.random.default_rng(seed)
-    if np.ndim(labels) == 1 and np.bincount(labels).min(initial=folds) >= folds:
+    if not is_multi_label(labels) and np.bincount(labels).min(initial=folds) >= folds:
         from sklearn.model_selection import StratifiedKFold
 
         numbers = np.zeros(rows, np.int64)
@@ -84,7 +84,7 @@ def fold_numbers(labels, folds: int, seed: int) -> np.ndarray:
 def fit_linear(features, labels, num_classes: int, class_weight: str, C: float, start=None):
     """LogisticRegression on `features` -> (kernel [features, classes], bias [classes]); `start`, a
     (kernel, bias) the solver begins from."""
-    if np.ndim(labels) == 2:
+    if is_multi_label(labels):
         return _fit_per_label(features, labels, class_weight, C, start)
     present = np.unique(labels)
     kernel = np.zeros((features.shape[1], num_classes), np.float64)

@@ -6,14 +6,17 @@ build these dataclasses, so a value one of them refuses is refused by all of the
 """
 
 from fusionapp.settings.columns import TABULAR_KINDS, Columns, tabular_spec
-from fusionapp.settings.flat import FLAT_NAMES, apply_flat, given_settings, prediction_settings, requirement
+from fusionapp.settings.flat import (FLAT_NAMES, apply_flat, check_applies, flat_value, given_settings,
+                                     prediction_settings, requirement, setting_field)
 from fusionapp.settings.model import IMAGE_BACKBONES, MODALITIES, TEXT_ENCODERS, ModelSettings, TextSettings
-from fusionapp.settings.rules import SettingError
+from fusionapp.settings.options import Applies, Option, Search, default_words, option_of
+from fusionapp.settings.rules import NotApplicable, SettingError
 from fusionapp.settings.run import RunSettings, settings_from_dict
 from fusionapp.settings.serving import MAX_BATCH_ITEMS, ServeSettings, serve_settings
 from fusionapp.settings.training import PredictionSettings, TrainingSettings
 
-__all__ = ["Columns", "FLAT_NAMES", "IMAGE_BACKBONES", "MAX_BATCH_ITEMS", "MODALITIES", "ModelSettings",
-           "PredictionSettings", "RunSettings", "ServeSettings", "SettingError", "TABULAR_KINDS", "TEXT_ENCODERS",
-           "TextSettings", "TrainingSettings", "apply_flat", "given_settings", "prediction_settings", "requirement",
-           "serve_settings", "settings_from_dict", "tabular_spec"]
+__all__ = ["Applies", "Columns", "FLAT_NAMES", "IMAGE_BACKBONES", "MAX_BATCH_ITEMS", "MODALITIES", "ModelSettings",
+           "NotApplicable", "Option", "PredictionSettings", "RunSettings", "Search", "ServeSettings", "SettingError",
+           "TABULAR_KINDS", "TEXT_ENCODERS", "TextSettings", "TrainingSettings", "apply_flat", "check_applies",
+           "default_words", "flat_value", "given_settings", "option_of", "prediction_settings", "requirement",
+           "serve_settings", "setting_field", "settings_from_dict", "tabular_spec"]

@@ -7,19 +7,23 @@ from dataclasses import dataclass
 from fusionapp.settings.rules import SettingError, check_fields, column, names, separator
 
 TABULAR_KINDS = ("numeric", "categorical")
+# The columns evaluate and predict may read under other names than the run's (`--text-col body`).
+RENAMABLE = ("image", "text", "label", "split", "id")
 
 
 @dataclass(frozen=True)
 class Columns:
-    image: str = column("image")
-    text: str = column("text")
-    label: str = column("label")
-    tabular: tuple[str, ...] = names((), non_empty=False)
-    split: str = column("split")
-    id: str = column("id")
-    # with a multi-label model: what joins the labels of a row in the label column (a JSON list
-    # is read as a set too), and in the predicted_labels column of predictions
-    label_sep: str = separator("|")
+    image: str = column("image", flat="image_col", help="Column holding image paths.")
+    text: str = column("text", flat="text_col", help="Column holding the text.")
+    label: str = column("label", flat="label_col", help="Column holding the label.")
+    tabular: tuple[str, ...] = names((), non_empty=False, flat="tabular_col", multiple=True, metavar="NAME",
+                                     help="Tabular column, repeatable; NAME:numeric or NAME:categorical forces its "
+                                          "kind.")
+    split: str = column("split", flat="split_col", help="Column holding train / val / test.")
+    id: str = column("id", flat="id_col", help="Column holding row ids, copied into predictions.")
+    # A JSON list in the label column is read as a set too.
+    label_sep: str = separator("|", help="What joins a row's labels in the label column, and in predictions' "
+                                         "predicted_labels; implies --multi-label.")
 
     def __post_init__(self):
         check_fields(self)

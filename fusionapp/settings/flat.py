@@ -6,28 +6,33 @@ from __future__ import annotations
 import dataclasses
 
 from fusionapp.errors import FusionError
-from fusionapp.settings.columns import Columns
+from fusionapp.settings.columns import RENAMABLE, Columns
 from fusionapp.settings.model import ModelSettings, TextSettings
-from fusionapp.settings.rules import SettingError
+from fusionapp.settings.options import flat_name, option_of
+from fusionapp.settings.rules import NotApplicable, SettingError
 from fusionapp.settings.run import RunSettings
 from fusionapp.settings.training import PredictionSettings, TrainingSettings
 
-# flat name -> (section of RunSettings, field name); None: a field of RunSettings itself.
-FLAT_NAMES = {
-    "image_col": ("columns", "image"), "text_col": ("columns", "text"), "label_col": ("columns", "label"),
-    "tabular_col": ("columns", "tabular"), "split_col": ("columns", "split"), "id_col": ("columns", "id"),
-    "label_sep": ("columns", "label_sep"),
-    "text_tokens": ("text", "tokens"), "max_tokens": ("text", "max_tokens"),
-    "sequence_length": ("text", "sequence_length"), "ngrams": ("text", "ngrams"),
-    "max_text_chars": ("text", "max_chars"),
-    **{f.name: ("model", f.name) for f in dataclasses.fields(ModelSettings)},
-    "cache": ("training", "pixel_cache"),  # its name before 0.7, still read from config files and flags
-    **{f.name: ("training", f.name) for f in dataclasses.fields(TrainingSettings)},
-    "image_root": (None, "image_root"),
-}
 _SECTIONS = {"columns": Columns, "model": ModelSettings, "text": TextSettings, "training": TrainingSettings}
-# (section, field) -> the flat name errors use: the last one listed (today's name).
+# Names settings had before, still read from config files and flags: the pixel cache was `cache` before 0.7.
+OLD_NAMES = {"cache": ("training", "pixel_cache")}
+# flat name -> (section of RunSettings, field); None: a field of RunSettings itself. In --help's order.
+FLAT_NAMES = {
+    **{flat_name(item): (section, item.name) for section, cls in _SECTIONS.items() for item in dataclasses.fields(cls)},
+    **{flat_name(item): (None, item.name) for item in dataclasses.fields(RunSettings) if item.name not in _SECTIONS},
+}
+# flat name -> Columns field, of the columns evaluate and predict may rename: image_col -> image, ...
+COLUMN_FLAGS = {flat_name(item): item.name for item in dataclasses.fields(Columns) if item.name in RENAMABLE}
+# (section, field) -> the flat name errors use (today's name).
 _FLAT_OF = {place: name for name, place in FLAT_NAMES.items()}
+FLAT_NAMES.update(OLD_NAMES)
+
+
+def setting_field(name: str) -> dataclasses.Field:
+    """The dataclass field of a flat-named setting, with its rule and its Option."""
+    section, field_name = FLAT_NAMES[name]
+    cls = _SECTIONS[section] if section else RunSettings
+    return next(item for item in dataclasses.fields(cls) if item.name == field_name)
 
 
 def apply_flat(settings: RunSettings, values: dict) -> RunSettings:
@@ -59,26 +64,31 @@ def apply_flat(settings: RunSettings, values: dict) -> RunSettings:
         raise error.renamed(_FLAT_OF.get(("training", error.name), error.name)) from None
 
 
+def flat_value(settings: RunSettings, name: str):
+    """The value of the flat-named setting in `settings`."""
+    section, field_name = FLAT_NAMES[name]
+    return getattr(getattr(settings, section) if section else settings, field_name)
+
+
 def given_settings(settings: RunSettings) -> dict:
     """The flat-named values of `settings` that differ from the defaults: what was asked for."""
     defaults = RunSettings()
-    given = {}
-    for name, (section, field_name) in FLAT_NAMES.items():
-        if name == _FLAT_OF[(section, field_name)]:
-            value = getattr(getattr(settings, section) if section else settings, field_name)
-            default = getattr(getattr(defaults, section) if section else defaults, field_name)
-            if value != default:
-                given[name] = value
-    return given
+    return {name: flat_value(settings, name) for name in _FLAT_OF.values()
+            if flat_value(settings, name) != flat_value(defaults, name)}
+
+
+def check_applies(settings: RunSettings, names) -> None:
+    """A NotApplicable for the first of the flat-named settings `names` that means nothing with the
+    rest of `settings` (--ngrams without the bag encoder): a value given there would be ignored."""
+    for name in sorted(set(names) - {None}, key=list(FLAT_NAMES).index):
+        applies = option_of(setting_field(name)).applies
+        if applies is not None and not applies.test(settings):
+            raise NotApplicable(name, applies.words)
 
 
 def requirement(name: str) -> str:
     """What the flat-named setting accepts, in words, for help texts."""
-    section, field_name = FLAT_NAMES[name]
-    if section is None:
-        return "a folder path"
-    item = next(f for f in dataclasses.fields(_SECTIONS[section]) if f.name == field_name)
-    return item.metadata["rule"].requirement
+    return setting_field(name).metadata["rule"].requirement
 
 
 def prediction_settings(**values) -> PredictionSettings:

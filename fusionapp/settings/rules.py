@@ -9,7 +9,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from fusionapp.errors import FusionError
+from fusionapp.errors import FusionError, UsageProblem
+from fusionapp.settings.options import Option
 
 
 class SettingError(FusionError):
@@ -28,19 +29,34 @@ class SettingError(FusionError):
         return SettingError(name, self.value, self.requirement)
 
 
+class NotApplicable(UsageProblem):
+    """A setting given where it means nothing (--ngrams with the cnn encoder), which would otherwise
+    be ignored. `name` is its flat name; `words` say when it applies."""
+
+    def __init__(self, name: str, words: str):
+        self.name, self.words = name, words
+        super().__init__(f"--{self.option} applies {words}")
+
+    @property
+    def option(self) -> str:
+        return self.name.replace("_", "-")
+
+
 @dataclass(frozen=True)
 class Rule:
     """How one field is checked: `coerce(name, value)` returns the value in its canonical form
-    (a tuple for lists, a float for numbers) or raises SettingError."""
+    (a tuple for lists, a float for numbers) or raises SettingError. `kind` is the type a flag
+    parses its text as before the rule sees it: int, float, bool or str (lists are comma text)."""
 
     requirement: str
     coerce: object
+    kind: type = str
 
 
-def _rule_field(default, rule: Rule):
-    if isinstance(default, (list, tuple)):
-        return field(default=tuple(default), metadata={"rule": rule})
-    return field(default=default, metadata={"rule": rule})
+def _rule_field(default, rule: Rule, about: dict):
+    """A dataclass field with its rule and its Option (`about`: Option's fields, help first)."""
+    metadata = {"rule": rule, "option": Option(**about)}
+    return field(default=tuple(default) if isinstance(default, (list, tuple)) else default, metadata=metadata)
 
 
 def _is_int(value) -> bool:
@@ -58,7 +74,7 @@ def _range_words(low, high, low_open=False, high_open=False) -> str:
     return f"at most {high}" if high is not None else "any value"
 
 
-def choice(default: str, options: tuple[str, ...]):
+def choice(default: str, options: tuple[str, ...], **about):
     requirement = "one of " + ", ".join(options)
 
     def coerce(name, value):
@@ -66,10 +82,10 @@ def choice(default: str, options: tuple[str, ...]):
             raise SettingError(name, value, requirement)
         return value
 
-    return _rule_field(default, Rule(requirement, coerce))
+    return _rule_field(default, Rule(requirement, coerce), about)
 
 
-def integer(default: int, low: int | None = None, high: int | None = None, auto: str | None = None):
+def integer(default: int, low: int | None = None, high: int | None = None, auto: str | None = None, **about):
     """An integer in [low, high]; with `auto` (what 0 means, in words), 0 is accepted too."""
     requirement = f"an integer {_range_words(low, high)}" if (low, high) != (None, None) else "an integer"
     if auto:
@@ -82,11 +98,11 @@ def integer(default: int, low: int | None = None, high: int | None = None, auto:
             raise SettingError(name, value, requirement)
         return value
 
-    return _rule_field(default, Rule(requirement, coerce))
+    return _rule_field(default, Rule(requirement, coerce, int), about)
 
 
 def number(default: float, low: float | None = None, high: float | None = None, low_open: bool = False,
-           high_open: bool = False):
+           high_open: bool = False, **about):
     requirement = f"a number {_range_words(low, high, low_open, high_open)}"
 
     def coerce(name, value):
@@ -98,26 +114,26 @@ def number(default: float, low: float | None = None, high: float | None = None, 
             raise SettingError(name, value, requirement)
         return float(value)
 
-    return _rule_field(default, Rule(requirement, coerce))
+    return _rule_field(default, Rule(requirement, coerce, float), about)
 
 
-def switch(default: bool):
+def switch(default: bool, **about):
     def coerce(name, value):
         if not isinstance(value, bool):
             raise SettingError(name, value, "true or false")
         return value
 
-    return _rule_field(default, Rule("true or false", coerce))
+    return _rule_field(default, Rule("true or false", coerce, bool), about)
 
 
-def auto_switch():
+def auto_switch(**about):
     """True, False, or None (the default): decided by what else the run does."""
     def coerce(name, value):
         if value is not None and not isinstance(value, bool):
             raise SettingError(name, value, "true or false")
         return value
 
-    return _rule_field(None, Rule("true or false", coerce))
+    return _rule_field(None, Rule("true or false", coerce, bool), about)
 
 
 def _as_list(value) -> list:
@@ -129,7 +145,7 @@ def _as_list(value) -> list:
     raise TypeError
 
 
-def integers(default: tuple[int, ...], low: int = 1):
+def integers(default: tuple[int, ...], low: int = 1, **about):
     requirement = f"a non-empty list of integers of at least {low} (e.g. 1,3,5)"
 
     def coerce(name, value):
@@ -141,10 +157,10 @@ def integers(default: tuple[int, ...], low: int = 1):
             raise SettingError(name, value, requirement)
         return tuple(items)
 
-    return _rule_field(default, Rule(requirement, coerce))
+    return _rule_field(default, Rule(requirement, coerce), about)
 
 
-def names(default: tuple[str, ...], options: tuple[str, ...] | None = None, non_empty: bool = True):
+def names(default: tuple[str, ...], options: tuple[str, ...] | None = None, non_empty: bool = True, **about):
     requirement = (f"a comma list from {', '.join(options)}" if options else "a list of names")
     requirement += ", each once" if options else ""
 
@@ -160,10 +176,10 @@ def names(default: tuple[str, ...], options: tuple[str, ...] | None = None, non_
             raise SettingError(name, value, requirement)
         return tuple(items)
 
-    return _rule_field(default, Rule(requirement, coerce))
+    return _rule_field(default, Rule(requirement, coerce), about)
 
 
-def weights_source(default: str):
+def weights_source(default: str, **about):
     requirement = "imagenet, none, or the path of a .h5 / .weights.h5 file"
 
     def coerce(name, value):
@@ -174,10 +190,10 @@ def weights_source(default: str):
             raise SettingError(name, value, requirement)
         return value
 
-    return _rule_field(default, Rule(requirement, coerce))
+    return _rule_field(default, Rule(requirement, coerce), about)
 
 
-def preset_source(default: str):
+def preset_source(default: str, **about):
     """A pretrained model's folder or preset name; "" for none. Checked against the machine later
     (fusionapp.pretrained.text_backbones), before anything is written."""
     requirement = "a KerasHub preset name or the path of a local preset folder"
@@ -187,10 +203,10 @@ def preset_source(default: str):
             raise SettingError(name, value, requirement)
         return value.strip()
 
-    return _rule_field(default, Rule(requirement, coerce))
+    return _rule_field(default, Rule(requirement, coerce), about)
 
 
-def service_address(default: str):
+def service_address(default: str, **about):
     """A tf.data service dispatcher: grpc://HOST:PORT (or HOST:PORT); "" for none."""
     requirement = "a dispatcher address, grpc://HOST:PORT"
 
@@ -206,19 +222,29 @@ def service_address(default: str):
             raise SettingError(name, value, requirement)
         return value if "://" in value else f"grpc://{value}"
 
-    return _rule_field(default, Rule(requirement, coerce))
+    return _rule_field(default, Rule(requirement, coerce), about)
 
 
-def column(default: str):
+def folder(default: str | None, **about):
+    """A folder's path, or None: not given."""
+    def coerce(name, value):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise SettingError(name, value, "a folder path")
+        return value
+
+    return _rule_field(default, Rule("a folder path", coerce), about)
+
+
+def column(default: str, **about):
     def coerce(name, value):
         if not isinstance(value, str) or not value.strip():
             raise SettingError(name, value, "a column name")
         return value.strip()
 
-    return _rule_field(default, Rule("a column name", coerce))
+    return _rule_field(default, Rule("a column name", coerce), about)
 
 
-def separator(default: str):
+def separator(default: str, **about):
     requirement = "a non-empty string (e.g. |)"
 
     def coerce(name, value):
@@ -226,7 +252,7 @@ def separator(default: str):
             raise SettingError(name, value, requirement)
         return value
 
-    return _rule_field(default, Rule(requirement, coerce))
+    return _rule_field(default, Rule(requirement, coerce), about)
 
 
 def check_fields(settings) -> None:

@@ -7,11 +7,9 @@ from dataclasses import dataclass, field
 
 from fusionapp.settings.columns import Columns
 from fusionapp.settings.model import ModelSettings, TextSettings
-from fusionapp.settings.rules import SettingError
+from fusionapp.settings.conditions import IMAGE
+from fusionapp.settings.rules import SettingError, check_fields, folder
 from fusionapp.settings.training import TrainingSettings
-
-DEFAULT_MODALITY_DROPOUT = TrainingSettings().modality_dropout
-
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -19,34 +17,14 @@ class RunSettings:
     model: ModelSettings = field(default_factory=ModelSettings)
     text: TextSettings = field(default_factory=TextSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
-    image_root: str | None = None
+    # evaluate and predict read the run's tables against it too, unless given another
+    image_root: str | None = folder(None, applies=IMAGE, metavar="DIR",
+                                    help="Folder that relative image paths resolve against.",
+                                    default_words="the table's own folder")
 
     def __post_init__(self):
-        if self.image_root is not None and not isinstance(self.image_root, str):
-            raise SettingError("image_root", self.image_root, "a folder path")
+        check_fields(self)
         training = self.training
-        if training.fine_tune and not self.model.pretrained:
-            raise SettingError("fine_tune", training.fine_tune, "0 unless --image-backbone names a pretrained "
-                               "backbone (the multi-kernel branch is trained whole)")
-        if training.fine_tune and self.model.modalities and "image" not in self.model.modalities:
-            raise SettingError("fine_tune", training.fine_tune, "0 when the model reads no image")
-        if training.fine_tune_text and not self.model.text_backbone:
-            raise SettingError("fine_tune_text", training.fine_tune_text, "0 unless --text-backbone names a "
-                               "pretrained text model")
-        if training.fine_tune_text and self.model.modalities and "text" not in self.model.modalities:
-            raise SettingError("fine_tune_text", training.fine_tune_text, "0 when the model reads no text")
-        if self.features_only:
-            # Images are decoded once, for the cache, and never seen again: nothing to flip or keep.
-            if training.augment:
-                raise SettingError("augment", True, "off when a frozen backbone trains on cached features "
-                                   "(--no-feature-cache, or --fine-tune, trains on images)")
-            if training.pixel_cache != "none":
-                raise SettingError("pixel_cache", training.pixel_cache, "none when a frozen backbone trains on "
-                                   "cached features (--no-feature-cache, or --fine-tune, trains on images)")
-
-        if training.data_service and training.pixel_cache != "none":
-            raise SettingError("pixel_cache", training.pixel_cache, "none with --data-service (its workers read "
-                               "and decode the images)")
         if training.data_service and self.model.starts_pretrained and training.feature_cache:
             raise SettingError("feature_cache", True, "off with --data-service (its workers read the rows): "
                                "--no-feature-cache")
@@ -59,14 +37,11 @@ class RunSettings:
 
     def resolved(self, modalities) -> "RunSettings":
         """The settings with their "auto" values decided for a model of these modalities (what
-        config.json records); a SettingError for a setting this model has no use for."""
+        config.json records). A value given for a setting that does not apply to these modalities
+        is refused by fusionapp.settings.check_applies, not here."""
         model = dataclasses.replace(self.model, modalities=tuple(modalities)).resolved()
         training = self.training
         if not {"image", "text"} <= set(modalities):
-            if training.modality_dropout not in (0.0, DEFAULT_MODALITY_DROPOUT):
-                raise SettingError("modality_dropout", training.modality_dropout,
-                                   f"left out: it blanks the image or the text, and this model reads "
-                                   f"{', '.join(modalities)}")
             training = dataclasses.replace(training, modality_dropout=0.0)
         if training.augment is None:
             training = dataclasses.replace(training, augment="image" in modalities and not self.features_only)

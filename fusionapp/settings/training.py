@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fusionapp.settings.conditions import (BOTH_INPUTS, FINE_TUNING, IMAGES_SEEN, MULTI_LABEL, PIXELS_KEPT,
+                                          PRETRAINED_IMAGE, STARTS_PRETRAINED, TEXT, TEXT_BACKBONE)
+from fusionapp.settings.options import Search
 from fusionapp.settings.rules import (auto_switch, check_fields, choice, integer, number, service_address, switch,
                                      weights_source)
 
@@ -15,45 +18,67 @@ PIXEL_CACHES = ("none", "memory", "disk")
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    epochs: int = integer(15, 1)
-    batch_size: int = integer(64, 1)
-    learning_rate: float = number(2e-3, 0.0, 10.0, low_open=True)
-    seed: int = integer(0, 0)
-    val_split: float = number(0.15, 0.0, 1.0, low_open=True, high_open=True)
-    patience: int = integer(4, 1)
-    class_weight: str = choice("balanced", ("none", "balanced"))
-    # random flips and shifts of training images; None: on wherever the network sees images (not
-    # when it trains on a frozen backbone's cached features alone)
-    augment: bool | None = auto_switch()
-    on_bad_row: str = choice("skip", ON_BAD_ROW)
-    tensorboard: bool = switch(False)
-    # share of training rows that lose their image, and (separately) their text; never both
-    modality_dropout: float = number(0.3, 0.0, 0.5)
-    # decisions tuned on held-out rows: per-label thresholds (multi-label) and per-class logit offsets
-    # (single-label); None: the thresholds always, the offsets only without class weights (see
-    # tunes_offsets)
-    tune_decisions: bool | None = auto_switch()
-    # keep the decoded, resized pixels of every image after one pass: in memory, or in a file of the run
-    pixel_cache: str = choice("none", PIXEL_CACHES)
-    precision: str = choice("auto", PRECISIONS)
-    jit: bool = switch(False)  # XLA-compile the training step
-    strategy: str = choice("auto", STRATEGIES)  # tf.distribute
-    # where a pretrained backbone's weights come from: Keras' cache ($KERAS_HOME/models), random, a file
-    backbone_weights: str = weights_source("imagenet")
-    # compute each image's backbone features once (frozen backbone) and reuse them across epochs and runs
-    feature_cache: bool = switch(True)
-    fine_tune: int = integer(0, 0)  # top backbone layers unfrozen in a second phase; 0: none
-    fine_tune_text: int = integer(0, 0)  # top transformer layers of a text backbone unfrozen in that phase
-    fine_tune_epochs: int = integer(5, 1)
-    fine_tune_learning_rate: float = number(2e-4, 0.0, 10.0, low_open=True)
-    # multi-label: labels on fewer training rows than this are reported and dropped
-    min_label_count: int = integer(2, 1)
-    # the text vocabulary and idf are learnt on a seeded sample of this many training rows
-    adapt_rows: int = integer(100_000, 100)
-    # training steps between validations, checkpoints and early-stopping checks; 0: one pass over the rows
-    steps_per_epoch: int = integer(0, 0)
-    # a tf.data service dispatcher (grpc://HOST:PORT) whose workers run the training input pipeline
-    data_service: str = service_address("")
+    epochs: int = integer(15, 1, help="Maximum epochs.")
+    batch_size: int = integer(64, 1, help="Batch size per replica; the global batch is this times the replicas.")
+    learning_rate: float = number(2e-3, 0.0, 10.0, low_open=True, help="Peak learning rate.",
+                                  search=Search(3e-4, 1e-2, log=True))
+    seed: int = integer(0, 0, help="Random seed.")
+    val_split: float = number(0.15, 0.0, 1.0, low_open=True, high_open=True,
+                              help="Share of the rows held out for validation when the data has no split column.")
+    patience: int = integer(4, 1, help="Epochs without validation-loss improvement before stopping.")
+    class_weight: str = choice("balanced", ("none", "balanced"), search=Search(choices=("none", "balanced")),
+                               help="balanced: weight rows by the inverse frequency of their class; none: equally.")
+    augment: bool | None = auto_switch(applies=IMAGES_SEEN, help="Random flips and shifts of training images.",
+                                       default_words="on wherever the network sees images, not when it trains on "
+                                                     "a frozen backbone's cached features alone")
+    on_bad_row: str = choice("skip", ON_BAD_ROW, help="skip: leave bad rows out and count them; error: stop at the "
+                                                      "first.")
+    tensorboard: bool = switch(False, help="Write TensorBoard logs into RUN/tensorboard.")
+    # never both, so every row keeps one of the two
+    modality_dropout: float = number(0.3, 0.0, 0.5, applies=BOTH_INPUTS, search=Search(0.0, 0.5),
+                                     help="Share of training rows whose image, and separately whose text, is "
+                                          "blanked, so the model copes with missing inputs.")
+    tune_decisions: bool | None = auto_switch(
+        help="After training, tune each label's decision threshold for its validation F1 (multi-label), or "
+             "per-class decision offsets for validation macro-F1 (single-label).",
+        default_words="thresholds on; offsets only with --class-weight none")
+    pixel_cache: str = choice("none", PIXEL_CACHES, applies=PIXELS_KEPT,
+                              help="Keep every image's decoded, resized pixels after the first pass: in memory, or "
+                                   "on disk in RUN/pixel-cache while training (not with a frozen backbone's feature "
+                                   "cache, which keeps features instead).")
+    precision: str = choice("auto", PRECISIONS, default_words="auto: bfloat16 where the hardware computes it "
+                                                              "natively, else float32",
+                            help="Compute precision.")
+    jit: bool = switch(False, help="XLA-compile the training step.")
+    strategy: str = choice("auto", STRATEGIES, help="tf.distribute strategy: mirrored over this machine's GPUs, "
+                                                    "multi-worker across the machines in TF_CONFIG; auto picks by "
+                                                    "what it finds.")
+    backbone_weights: str = weights_source("imagenet", applies=PRETRAINED_IMAGE,
+                                           help="Pretrained image backbone weights: imagenet (Keras' cache, "
+                                                "$KERAS_HOME/models), none (random), or a local file.")
+    feature_cache: bool = switch(True, applies=STARTS_PRETRAINED,
+                                 help="Compute each input's frozen backbone features once, kept across epochs and "
+                                      "runs (`fusionapp feature-cache` shows and clears it).")
+    fine_tune: int = integer(0, 0, applies=PRETRAINED_IMAGE, flag_value=30, metavar="[LAYERS]",
+                             default_words="0, off; the flag alone: 30",
+                             help="Then unfreeze the top LAYERS backbone layers, batch norm excepted, and train on.")
+    fine_tune_text: int = integer(0, 0, applies=TEXT_BACKBONE, flag_value=2, metavar="[LAYERS]",
+                                  default_words="0, off; the flag alone: 2",
+                                  help="Then unfreeze the text backbone's top LAYERS transformer layers and train "
+                                       "on.")
+    fine_tune_epochs: int = integer(5, 1, applies=FINE_TUNING, help="Maximum epochs of fine-tuning.")
+    fine_tune_learning_rate: float = number(2e-4, 0.0, 10.0, low_open=True, applies=FINE_TUNING,
+                                            help="Peak learning rate of fine-tuning.")
+    min_label_count: int = integer(2, 1, applies=MULTI_LABEL,
+                                   help="Labels found on fewer training rows than this are reported and dropped.")
+    adapt_rows: int = integer(100_000, 100, applies=TEXT,
+                              help="Learn the text vocabularies and idf on a seeded sample of this many training "
+                                   "rows (tabular statistics use every row).")
+    steps_per_epoch: int = integer(0, 0, default_words="0: one pass over the training rows",
+                                   help="Training steps between validations, checkpoints and early-stopping checks.")
+    data_service: str = service_address("", help="Run the training input pipeline on the workers of this tf.data "
+                                                 "service dispatcher, grpc://HOST:PORT (`fusionapp data-service`).",
+                                        default_words="none: in this process")
 
     def __post_init__(self):
         check_fields(self)
@@ -76,9 +101,10 @@ class TrainingSettings:
 class PredictionSettings:
     """The options of `evaluate` and `predict`: their defaults live here and nowhere else."""
 
-    batch_size: int = integer(256, 1)
-    on_bad_row: str = choice("skip", ON_BAD_ROW)
-    top_k: int = integer(1, 1)
+    batch_size: int = integer(256, 1, help="Rows per prediction batch.")
+    on_bad_row: str = choice("skip", ON_BAD_ROW, help="skip: leave unusable rows out (predict lists them with an "
+                                                      "error); error: stop at the first.")
+    top_k: int = integer(1, 1, help="Also list the K likeliest labels.", metavar="K")
 
     def __post_init__(self):
         check_fields(self)

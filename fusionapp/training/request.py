@@ -9,7 +9,7 @@ from datetime import datetime
 
 from fusionapp.console import printer
 from fusionapp.errors import FusionError
-from fusionapp.settings import RunSettings, apply_flat
+from fusionapp.settings import RunSettings, apply_flat, flat_value
 
 DEMO_DIR = os.path.join("data", "demo")
 MULTILABEL_DEMO_DIR = os.path.join("data", "demo-multilabel")
@@ -20,9 +20,7 @@ def new_run(data: str | None, out: str | None, settings: RunSettings, verbose: i
     """(data, out, settings) of a new run; no DATA means the demo set, created if missing."""
     from fusionapp.settings.resume import PATH_SETTINGS, recorded_path
 
-    values = {"backbone_weights": settings.training.backbone_weights, "text_backbone": settings.model.text_backbone,
-              "image_text_backbone": settings.model.image_text_backbone}
-    settings = apply_flat(settings, {name: recorded_path(name, values[name]) for name in PATH_SETTINGS})
+    settings = apply_flat(settings, {name: recorded_path(name, flat_value(settings, name)) for name in PATH_SETTINGS})
     if data is None:
         if settings.model.multi_label and settings.columns.label_sep != "|":
             raise FusionError("the multi-label demo joins its labels with '|'; leave out --label-sep")

@@ -11,7 +11,8 @@ import tempfile
 from fusionapp.console import printer
 from fusionapp.errors import FusionError
 from fusionapp.runs import files, layout
-from fusionapp.settings import RunSettings, apply_flat, given_settings
+from fusionapp.settings import RunSettings, apply_flat, check_applies, given_settings
+from fusionapp.settings.resume import check_request
 
 
 def train(data: str | None = None, out: str | None = None, *, resume: bool = False, overwrite: bool = False,
@@ -28,10 +29,16 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
     """
     from fusionapp.training.request import check_environment, check_pretrained_models, new_run, resumed_run
 
+    check_request(resume, overwrite)
+    given = {**(given_settings(settings) if settings else {}), **flat}
     if resume:
-        data, run_settings = resumed_run(data, out, {**(given_settings(settings) if settings else {}), **flat})
+        data, run_settings = resumed_run(data, out, given)
+        asked = ()  # what applies was decided when the run started
     else:
-        data, out, run_settings = new_run(data, out, apply_flat(settings or RunSettings(), flat), verbose)
+        run_settings = apply_flat(settings or RunSettings(), flat)
+        asked = tuple(name for name, value in given.items() if value is not None)
+        check_applies(run_settings, asked)
+        data, out, run_settings = new_run(data, out, run_settings, verbose)
     if run_settings.model.multi_label and data.startswith("tfds:"):
         raise FusionError("--multi-label reads label sets from a table's label column; TFDS sources give one "
                           "label per example")
@@ -50,18 +57,18 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
     if not resume:  # a resumed run has its pretrained models' tokenizer and weights in its own folder
         check_pretrained_models(run_settings)
     if placement.is_chief:
-        return _train_in(data, out, run_settings, placement, resume, overwrite, verbose)
+        return _train_in(data, out, run_settings, asked, placement, resume, overwrite, verbose)
     # Other workers train in step with the chief but write where nobody reads, then clean up.
     scratch = tempfile.mkdtemp(prefix=f"fusionapp-worker{placement.worker_index}-")
     try:
-        _train_in(data, os.path.join(scratch, "run"), run_settings, placement, False, False, 0)
+        _train_in(data, os.path.join(scratch, "run"), run_settings, asked, placement, False, False, 0)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return out
 
 
-def _train_in(data: str, out: str, settings: RunSettings, placement, resume: bool, overwrite: bool,
-              verbose: int) -> str:
+def _train_in(data: str, out: str, settings: RunSettings, asked: tuple[str, ...], placement, resume: bool,
+              overwrite: bool, verbose: int) -> str:
     import keras
 
     from fusionapp.model.dtype_policy import precision_policy
@@ -70,10 +77,13 @@ def _train_in(data: str, out: str, settings: RunSettings, placement, resume: boo
     with layout.run_lock(out), precision_policy(settings.training.precision):
         layout.prepare_run_dir(out, resume=resume, overwrite=overwrite)
         keras.utils.set_random_seed(settings.training.seed)
-        return _train_locked(data, out, settings, placement, resume, verbose)
+        return _train_locked(data, out, settings, asked, placement, resume, verbose)
 
 
-def _train_locked(data: str, out: str, settings: RunSettings, placement, resume: bool, verbose: int) -> str:
+def _train_locked(data: str, out: str, settings: RunSettings, asked: tuple[str, ...], placement, resume: bool,
+                  verbose: int) -> str:
+    """The stages of a run. `asked`: the settings the user gave, checked again once the data says
+    which inputs the model reads."""
     from fusionapp.data.memory import check_pixel_cache
     from fusionapp.data.sources import data_fingerprint
     from fusionapp.evaluation.report_text import format_report
@@ -90,6 +100,7 @@ def _train_locked(data: str, out: str, settings: RunSettings, placement, resume:
         record.save()  # first, so a run killed at any later moment can be resumed
     clock = StageClock()
     rows, settings = load_rows(data, settings, say, clock)
+    check_applies(settings, asked)
     record.update(settings=settings.to_dict())
     checkpoint_model, state = _restore(out, placement) if resume else (None, None)
     preprocessor = checkpoint_model.preprocessor if checkpoint_model is not None else _adapt(rows, settings, say)
