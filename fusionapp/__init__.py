@@ -13,8 +13,18 @@ _API = {
 
 
 def load_model(path: str):
-    """A run folder or its model.keras -> the Keras model (safe mode), with its preprocessor as
-    `model.preprocessor`: `model.preprocessor.encode(raw)` gives the network's inputs."""
+    """Load a trained model in safe mode, with its preprocessor.
+
+    Args:
+        path: A run folder written by `train`, or the `model.keras` inside it.
+
+    Returns:
+        The Keras model (a fusionapp.model.FusionClassifier). Its preprocessor is
+        `model.preprocessor`: `model.preprocessor.encode(raw)` gives the network's inputs.
+
+    Raises:
+        fusionapp.errors.FusionError: A missing, damaged or foreign model file, in one line.
+    """
     from fusionapp.runs.load import load_model as load
 
     return load(path)

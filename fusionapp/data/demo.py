@@ -30,7 +30,21 @@ BOXED_PHRASES = ("with original box", "still boxed", "in its box", "box included
 
 def make_demo(out: str = "data/demo", rows: int = 3000, seed: int = 0, image_size: int = 40,
               multi_label: bool = False) -> str:
-    """Write `out/images/*.png` and `out/demo.csv` (with a split column); return the table path."""
+    """Write the synthetic demo set, whose label needs both the image and the text.
+
+    Args:
+        out: Folder to write `images/*.png` and `demo.csv` (with a split column) into.
+        rows: Number of examples, at least 40.
+        seed: Seed of everything drawn.
+        image_size: Side of the square images, in pixels.
+        multi_label: Label each pair with a set of tags joined by `|` instead of one class.
+
+    Returns:
+        The path of `demo.csv`.
+
+    Raises:
+        ValueError: For fewer than 40 rows.
+    """
     from PIL import Image
 
     if rows < 40:

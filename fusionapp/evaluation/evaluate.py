@@ -24,10 +24,34 @@ def evaluate(model: str, data: str, *, split: str | None = None, out: str | None
              predictions: str | None = None, skipped: str | None = None, on_bad_row: str | None = None,
              ablate: bool = False, plots: str | None = None, batch_size: int | None = None,
              image_root: str | None = None, verbose: int = 1, **column_overrides) -> dict:
-    """Score run `model` on the labelled rows of `data`; return (and optionally write) the report.
+    """Score a trained run on the labelled rows of a table with scikit-learn's metrics.
 
-    `column_overrides` rename columns for this data: `text_col="body"`, `label_col="y"`, ... None
-    means the default of `on_bad_row` and `batch_size` (fusionapp.settings.PredictionSettings).
+    The table is read with the run's own column names and image root unless others are given.
+
+    Args:
+        model: A run folder written by `train`, or the `model.keras` inside it.
+        data: A table (CSV, TSV, JSON Lines, Parquet; a folder or glob of shards) or `tfds:NAME[:SPLIT]`.
+        split: Score only the rows whose split column holds this value (e.g. "test").
+        out: Write the report here as JSON.
+        predictions: Write one row per scored example here (CSV).
+        skipped: List the skipped bad rows here (CSV).
+        on_bad_row: "skip" leaves unusable rows out and counts them; "error" stops at the first.
+            None: the default of fusionapp.settings.PredictionSettings.
+        ablate: Also score with each modality blanked, under `report["ablation"]`.
+        plots: Folder to write confusion-matrix, ROC, precision-recall and reliability PNGs into.
+        batch_size: Rows per prediction batch; None: the default of PredictionSettings.
+        image_root: Folder relative image paths resolve against; None: the run's own, else the
+            table's folder.
+        verbose: 0 prints nothing; 1 prints the report.
+        **column_overrides: Columns named otherwise in this table: `image_col`, `text_col`,
+            `label_col`, `split_col`, `id_col`.
+
+    Returns:
+        The report: the keys the README lists (`accuracy`, `macro_f1`, `per_class`, ...), or a
+        multi-label run's.
+
+    Raises:
+        fusionapp.errors.FusionError: A missing or unreadable run, table, column or value, in one line.
     """
     options = prediction_settings(on_bad_row=on_bad_row, batch_size=batch_size)
     run = load.load_run(model)

@@ -22,14 +22,41 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
             top_k: int | None = None, on_bad_row: str | None = None, batch_size: int | None = None,
             image_root: str | None = None, explain: bool = False, explain_dir: str | None = None, verbose: int = 1,
             shard: str | None = None, **column_overrides):
-    """Predict one pair (`image`, `text`, `tabular`) -> dict, or every row of `data` -> list of dicts.
+    """Label one pair, or every row of a table, with a trained run.
 
-    Table rows that cannot be read are returned with an `error` and no prediction. `explain` adds
-    an `explanation` to a pair's answer (fusionapp.inference.explain); `explain_dir` writes a table's
-    explanations there (a heat map per row and the text contributions). With `out` (a .csv or
-    .parquet path; "-": stdout) the rows are written there a chunk at a time and `out` is returned.
-    `shard` "K/N" predicts only rows K, K+N, K+2N, ... (1-based). None means the default of
-    `top_k`, `on_bad_row` and `batch_size` (fusionapp.settings.PredictionSettings).
+    Give `data` (a table) or a single pair (`image`, `text`, `tabular`), not both. A table is read
+    with the run's own column names and image root unless others are given; rows that cannot be
+    read are returned (or written) with an `error` and no prediction.
+
+    Args:
+        model: A run folder written by `train`, or the `model.keras` inside it.
+        data: A table (CSV, TSV, JSON Lines, Parquet; a folder or glob of shards) or `tfds:NAME[:SPLIT]`.
+        image: A single pair's image file.
+        text: A single pair's text.
+        tabular: A single pair's tabular values by column name.
+        split: A table's rows of this split only.
+        out: Write a table's predictions here, a chunk of rows at a time: CSV, Parquet for a
+            `.parquet` name, "-" for CSV on stdout.
+        top_k: Also list the K likeliest labels; None: 1.
+        on_bad_row: "skip" or "error"; None: the default of fusionapp.settings.PredictionSettings.
+        batch_size: Rows per prediction batch; None: the default of PredictionSettings.
+        image_root: Folder relative image paths resolve against; None: the run's own, else the
+            table's folder.
+        explain: Add an `explanation` to a single pair's answer (fusionapp.inference.explain).
+        explain_dir: Write a table's explanations here (a heat map per row and explanations.csv).
+        verbose: 0 prints nothing; 1 prints a summary line to stderr.
+        shard: "K/N": only rows K, K+N, K+2N, ... (1-based), this machine's share of N.
+        **column_overrides: Columns named otherwise in this table: `image_col`, `text_col`,
+            `label_col`, `split_col`, `id_col`.
+
+    Returns:
+        A single pair's answer as a dict (`predicted_label`, `confidence`, `probabilities`,
+        `missing`, ...); a table's rows as a list of dicts; or `out` when the rows were written there.
+
+    Raises:
+        fusionapp.errors.FusionError: A missing or unreadable run, table, column or value, in one line.
+        fusionapp.settings.NotApplicable: An option that does not fit the request (a table's
+            option with a single pair).
     """
     options = prediction_settings(top_k=top_k, on_bad_row=on_bad_row, batch_size=batch_size)
     renames = column_renames(column_overrides)

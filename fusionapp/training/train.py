@@ -17,15 +17,31 @@ from fusionapp.settings.resume import check_request
 
 def train(data: str | None = None, out: str | None = None, *, resume: bool = False, overwrite: bool = False,
           verbose: int = 1, settings: RunSettings | None = None, **flat) -> str:
-    """Train a classifier and return its run directory.
+    """Train a classifier and save its run folder.
 
     Settings come as `settings` (checked RunSettings, as the CLI builds them) and/or as the flat
-    names of the CLI flags (`epochs=3`, `image_col="photo"`, ...), which are checked here. With no
-    `data`, trains on the demo set, creating it under data/demo first.
+    names of the CLI flags (`epochs=3`, `image_col="photo"`, ...), checked here by the same rules.
 
-    `resume=True` continues the interrupted run in `out` with the settings it recorded: of the
-    settings given, only epochs, patience, fine_tune_epochs and tensorboard may differ from them
-    (fusionapp.settings.resume), and `data`, if given, must be the recorded table, unchanged.
+    Args:
+        data: A table (CSV, TSV, JSON Lines, Parquet; a folder or glob of shards) or
+            `tfds:NAME[:SPLIT]`; None trains on the demo set, creating it under data/demo first.
+        out: The run folder; None: a new folder under checkpoints/.
+        resume: Continue the interrupted run in `out` with the settings and data it recorded: of the
+            settings given, only epochs, patience, fine_tune_epochs and tensorboard may differ
+            (fusionapp.settings.resume), and `data`, if given, must be the recorded table, unchanged.
+        overwrite: Replace the run already in `out` (not with `resume`).
+        verbose: 0 prints nothing; 1 prints progress and the reports.
+        settings: Checked RunSettings; the flat names below are applied on top of them.
+        **flat: Settings by their flat names (the flags' names with `_`: `tabular_col`, `epochs`,
+            `text_encoder`, ...); `fusionapp train --help` lists each with its rule.
+
+    Returns:
+        The run folder.
+
+    Raises:
+        fusionapp.settings.SettingError: A value a setting cannot take.
+        fusionapp.settings.NotApplicable: A setting given where it does not apply.
+        fusionapp.errors.FusionError: A missing or unreadable table, column or model, in one line.
     """
     from fusionapp.training.request import check_environment, check_pretrained_models, new_run, resumed_run
 
