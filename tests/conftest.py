@@ -39,13 +39,13 @@ TINY_BACKBONE = {key: value for key, value in TINY_MODEL.items() if key not in (
 DEMO_CLASSES = ["angular_new", "angular_used", "round_new", "round_used"]
 # The keys of the evaluate report, in order, as the documentation lists them.
 REPORT_KEYS = ("n_examples", "n_skipped", "accuracy", "balanced_accuracy", "macro_precision",
-               "macro_recall", "macro_f1", "weighted_f1", "log_loss", "roc_auc", "ece", "brier", "per_class",
-               "confusion_matrix")
+               "macro_recall", "macro_f1", "weighted_f1", "log_loss", "roc_auc", "roc_auc_note", "ece", "brier",
+               "absent_classes", "per_class", "confusion_matrix")
 MULTILABEL_REPORT_KEYS = (
     "multi_label", "n_examples", "n_skipped", "subset_accuracy", "hamming_loss", "micro_precision", "micro_recall",
     "micro_f1", "macro_precision", "macro_recall", "macro_f1", "samples_precision", "samples_recall", "samples_f1",
-    "weighted_f1", "label_ranking_average_precision", "log_loss", "roc_auc", "ece", "brier", "label_cardinality",
-    "predicted_cardinality", "per_class", "unknown_labels")
+    "weighted_f1", "label_ranking_average_precision", "log_loss", "roc_auc", "roc_auc_note", "ece", "brier",
+    "label_cardinality", "predicted_cardinality", "absent_classes", "per_class", "unknown_labels")
 
 
 # === The command line and its errors ===

@@ -9,6 +9,7 @@ def format_report(report: dict, title: str = "Evaluation") -> str:
     lines = [f"{title}: {report['n_examples']} examples ({report['n_skipped']} skipped)"
              + (", multi-label" if report.get("multi_label") else "")]
     lines += _multilabel_headline(report) if report.get("multi_label") else _headline(report)
+    lines += _notes(report)
     if report.get("multi_label"):
         lines += [""] + _class_table(report["per_class"], "label", (
             ("threshold", lambda row: f"{row['threshold']:.2f}" if "threshold" in row else ""),
@@ -26,6 +27,17 @@ def format_report(report: dict, title: str = "Evaluation") -> str:
 
 
 _SCORES = tuple((key, lambda row, key=key: f"{row[key]:.4f}") for key in ("precision", "recall", "f1"))
+
+
+def _notes(report: dict) -> list[str]:
+    """Why a figure is missing, and which classes the macro averages leave out."""
+    notes = [f"  ({report['roc_auc_note']})"] if report.get("roc_auc_note") else []
+    absent = report.get("absent_classes") or []
+    if absent:
+        kind = "labels" if report.get("multi_label") else "classes"
+        notes.append(f"  macro averages over the {len(report['per_class']) - len(absent)} {kind} the rows hold; "
+                     f"no rows of {', '.join(absent)}")
+    return notes
 
 
 def _figure(value) -> str:
