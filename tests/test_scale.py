@@ -313,9 +313,11 @@ def test_a_folder_takes_data_files_and_a_glob_resolves_images_per_shard(demo_tab
     assert len(load_examples(str(tmp_path / "day0"), Columns())) == 3
 
 
-@pytest.mark.parametrize("other", [{"pixel_cache": "memory"}, {"image_backbone": "mobilenet_v3_small"}])
-def test_the_data_service_refuses_caches_its_workers_cannot_use(other):
-    from fusionapp.settings import RunSettings, SettingError, apply_flat
+def test_the_data_service_refuses_caches_its_workers_cannot_use():
+    from fusionapp.settings import NotApplicable, RunSettings, SettingError, apply_flat, check_applies
 
+    with pytest.raises(NotApplicable, match="--pixel-cache applies .* nor with --data-service"):
+        check_applies(apply_flat(RunSettings(), {"data_service": "localhost:5050", "pixel_cache": "memory"}),
+                      ["data_service", "pixel_cache"])
     with pytest.raises(SettingError, match="with --data-service"):
-        apply_flat(RunSettings(), {"data_service": "localhost:5050", **other})
+        apply_flat(RunSettings(), {"data_service": "localhost:5050", "image_backbone": "mobilenet_v3_small"})

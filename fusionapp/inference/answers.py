@@ -29,10 +29,14 @@ def pair_result(predictions: Predictions, index: int, class_names, top_k: int = 
 
 def prediction_table(examples: Examples, predictions: Predictions, class_names, rows=None, errors: dict | None = None,
                      top_k: int = 1, with_labels: bool = False, label_sep: str | None = None):
-    """The prediction CSV: id (or row), [label], predicted_label, confidence, prob_<class>...,
-    [top_k], missing (the empty inputs the model answered without), error. A multi-label model's
-    (`label_sep` given) has predicted_labels, joined by `label_sep` in order of probability, instead
-    of predicted_label and confidence.
+    """The prediction table: id (or row), [label], predicted_label, confidence, prob_<class>...,
+    [top_k], missing (the empty inputs the model answered without, space-separated), error. A
+    multi-label model's (`label_sep` given) has predicted_labels, joined by `label_sep` in order of
+    probability, instead of predicted_label and confidence.
+
+    Cells are typed: probabilities and confidence are floats, top_k a list of labels (likeliest
+    first), a row that could not be read has None where its prediction would be. The writers
+    (fusionapp.inference.writers) decide how each type is spelt in CSV and in Parquet.
 
     `predictions` hold the rows at positions `rows` of `examples` (all of them when None); the
     others are listed with their reason from `errors` (keyed by row number).
@@ -48,7 +52,7 @@ def prediction_table(examples: Examples, predictions: Predictions, class_names, 
         row = [examples.ids[i]] + ([examples.labels[i]] if with_labels else [])
         if i not in position:
             reason = errors.get(int(examples.row_numbers[i]), "")
-            table.append(row + [""] * (len(header) - len(row) - 1) + [reason])
+            table.append(row + [None] * (len(header) - len(row) - 2) + ["", reason])
             continue
         at = position[i]
         p = predictions.probabilities[at]
@@ -56,11 +60,10 @@ def prediction_table(examples: Examples, predictions: Predictions, class_names, 
             row.append(label_sep.join(predictions.label_sets[at]))
         else:
             best = int(predictions.predicted[at])
-            row += [class_names[best], f"{p[best]:.6f}"]
-        row += [f"{value:.6f}" for value in p]
+            row += [class_names[best], float(p[best])]
+        row += [float(value) for value in p]
         if top_k > 1:
-            # Labels of a set are joined as their cells are (they may hold spaces: "Science Fiction").
-            row.append((label_sep if multi_label else " ").join(class_names[j] for j in predictions.top(at, top_k)))
+            row.append([class_names[j] for j in predictions.top(at, top_k)])
         table.append(row + [" ".join(predictions.missing[at]), ""])
     return header, table
 

@@ -1,11 +1,18 @@
 """Prediction tables written chunk by chunk: CSV, or Parquet when the file name says so, into a
 temporary file beside the target that replaces it only once every chunk is in (an interrupted
 predict leaves the previous file, or none, never half of one). "-" writes CSV to stdout, None
-nowhere."""
+nowhere.
+
+How a typed cell is spelt is decided here, once: in CSV a float with 6 decimals, a list as JSON (so
+a label holding spaces or commas reads back whole), None as an empty cell; in Parquet the
+probabilities and confidence are float32 as the model gave them, top_k is a list of strings, and
+None is null.
+"""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import sys
 import tempfile
@@ -13,8 +20,29 @@ import tempfile
 from fusionapp.data.formats import PARQUET_SUFFIXES
 from fusionapp.errors import FusionError
 
-# Prediction columns that hold numbers: Parquet keeps them as float64 (empty -> null).
-_NUMBER_PREFIXES = ("prob_", "confidence")
+# Prediction columns by what they hold in Parquet; any other column is a string.
+_FLOAT_PREFIXES = ("prob_", "confidence")
+_LIST_COLUMNS = ("top_k",)
+
+
+def csv_cell(value) -> str:
+    """A typed cell as CSV text."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    if isinstance(value, list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _parquet_type(name: str):
+    """The Arrow type of a typed prediction column; None for a column of strings."""
+    import pyarrow as pa
+
+    if name in _LIST_COLUMNS:
+        return pa.list_(pa.string())
+    return pa.float32() if name.startswith(_FLOAT_PREFIXES) else None
 
 
 class TableWriter:
@@ -44,7 +72,7 @@ class TableWriter:
         elif self.parquet:
             self._write_parquet(rows)
         else:
-            self._writer.writerows(rows)
+            self._writer.writerows([[csv_cell(value) for value in row] for row in rows])
         self.rows += len(rows)
 
     def _open(self):
@@ -59,8 +87,8 @@ class TableWriter:
         import pyarrow.parquet as pq
 
         columns = list(zip(*rows)) if rows else [[] for _ in self.header]
-        arrays = [pa.array([float(value) if value != "" else None for value in column], pa.float64())
-                  if name.startswith(_NUMBER_PREFIXES) else pa.array([str(value) for value in column], pa.string())
+        arrays = [pa.array(list(column), _parquet_type(name)) if _parquet_type(name) is not None
+                  else pa.array([None if value is None else str(value) for value in column], pa.string())
                   for name, column in zip(self.header, columns)]
         table = pa.Table.from_arrays(arrays, names=self.header)
         if self._writer is None:
