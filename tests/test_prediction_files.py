@@ -61,3 +61,20 @@ def test_the_python_api_gives_typed_rows(trained_run, demo_table):
     first = rows[0]
     assert isinstance(first["confidence"], float) and isinstance(first["top_k"], list)
     assert first["top_k"][0] == first["predicted_label"] and len(first["top_k"]) == 2
+
+
+def test_run_and_prediction_files_follow_the_umask(trained_run, demo_table, tmp_path):
+    """Files are written atomically through private temporary files, yet end with the mode the
+    user's umask gives: another user, or a serving container of another uid, can read them."""
+    import os
+    import stat
+
+    from fusionapp import predict
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    expected = 0o666 & ~umask
+    out = predict(trained_run, demo_table, split="test", out=str(tmp_path / "p.parquet"), verbose=0)
+    written = [os.path.join(folder, name) for folder, _, names in os.walk(trained_run) for name in names]
+    for path in [*written, out]:
+        assert stat.S_IMODE(os.stat(path).st_mode) == expected, path

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 
+from fusionapp.runs import files
 from fusionapp.errors import FusionError
 
 
@@ -48,6 +49,7 @@ def export_run(model: str, out: str, overwrite: bool = False) -> str:
     staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out)}.tmp")
     try:
         archive.write_out(staging, verbose=False)
+        files.follow_umask(staging)
         if os.path.exists(out):
             shutil.rmtree(out) if os.path.isdir(out) else os.remove(out)
         os.replace(staging, out)

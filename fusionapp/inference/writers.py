@@ -19,6 +19,7 @@ import tempfile
 
 from fusionapp.data.formats import PARQUET_SUFFIXES
 from fusionapp.errors import FusionError
+from fusionapp.runs.files import follow_umask
 
 # Prediction columns by what they hold in Parquet; any other column is a string.
 _FLOAT_PREFIXES = ("prob_", "confidence")
@@ -107,6 +108,7 @@ class TableWriter:
             if kind is None:
                 if self.header is None:
                     raise FusionError(f"{self.path}: nothing to write")
+                follow_umask(self._temp)
                 os.replace(self._temp, self.path)
         finally:
             if os.path.exists(self._temp):

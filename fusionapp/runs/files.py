@@ -13,16 +13,29 @@ import tempfile
 from fusionapp.errors import FusionError
 
 
+# The process's umask, read once (reading it means setting it): what its files' modes follow.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def follow_umask(path: str) -> None:
+    """Give a file (or folder) made private by `tempfile` the mode a plain `open` (or `os.makedirs`)
+    would have given it, so another user or a container of another uid can read a run it was given."""
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_UMASK)
+
+
 # === Atomic writes ===
 @contextlib.contextmanager
 def atomic_path(path: str, suffix: str = ""):
-    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds. The file
+    gets the mode the user's umask gives new files."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}")
     os.close(handle)
     try:
         yield temporary
+        follow_umask(temporary)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
