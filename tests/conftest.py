@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -211,11 +212,32 @@ train(sys.argv[1], sys.argv[2], epochs=4, patience=10, verbose=0, **{tiny})
 """
 
 
-def start_training(table, run_dir, prelude: str = "", **settings):
-    """A 4-epoch tiny training in a child process (to be killed); `prelude` runs before it."""
+def start_training(table, run_dir, prelude: str = "", signal_at: str | None = None, **settings):
+    """A 4-epoch tiny training in a child process; `prelude` runs before it, and `signal_at` is its
+    FUSIONAPP_TEST_SIGNAL (fusionapp/runs/files.py): e.g. "KILL epoch0003.keras" or "STOP history.csv"."""
     script = prelude + TRAIN_SCRIPT.format(tiny=repr({**TINY_MODEL, **settings}))
-    return subprocess.Popen([sys.executable, "-c", script, table, str(run_dir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return start_python(["-c", script, table, str(run_dir)], signal_at)
+
+
+def start_python(args, signal_at: str | None = None):
+    """`python ARGS` in a child process that sends itself a signal at the write `signal_at` names."""
+    env = {**os.environ, "FUSIONAPP_TEST_SIGNAL": signal_at or ""}
+    return subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+
+
+def killed_at(process, timeout=300):
+    """Wait for a child started with signal_at="KILL ..." to kill itself there; fail if it ended otherwise."""
+    try:
+        _, err = process.communicate(timeout=timeout)
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGKILL, f"exit code {process.returncode}: {err.decode()[-2000:]}"
+
+
+def stopped_at(process):
+    """Wait (no polling) for a child started with signal_at="STOP ..." to stop itself there; SIGCONT resumes it."""
+    _, status = os.waitpid(process.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), f"the child ended (status {status}) before it reached the point to stop"
 
 
 # === The exported SavedModel ===
