@@ -47,6 +47,22 @@ MULTILABEL_REPORT_KEYS = (
     "predicted_cardinality", "per_class", "unknown_labels")
 
 
+# === Test tiers ===
+# As keras-hub gates its size markers here: `integration` marks a test that runs fusionapp's training
+# or starts a process, so `pytest -m "not integration"` is the fast tier. A test that uses one of these
+# fixtures (each trains a run or builds full-size backbones) is marked here; any other test that trains
+# or starts a process carries the marker itself. Every `slow` test is an integration test too.
+INTEGRATION_FIXTURES = {"trained_run", "text_backbone_run", "backbone_run", "weights_files", "server",
+                        "overconfident_run", "region_run", "multilabel_run"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker("slow") or INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 # === The command line and its errors ===
 def run_cli(capsys, *args):
     """Run `fusionapp ARGS` in-process; return (exit code, stdout, stderr)."""

@@ -43,6 +43,7 @@ def test_train_writes_a_complete_run(trained_run):
     assert tuple(metrics) == REPORT_KEYS
 
 
+@pytest.mark.integration
 def test_train_through_the_cli(demo_table, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", demo_table, "--out", out, "--epochs", 1, "--modalities", "text", "--text-encoder", "mean",

@@ -11,6 +11,8 @@ import pytest
 
 from conftest import TINY_MODEL, assert_user_error, killed_at, read_csv, run_cli, start_training, stopped_at
 
+pytestmark = pytest.mark.integration  # every test here trains
+
 
 # Each moment is the write (fusionapp/runs/files.py's FUSIONAPP_TEST_SIGNAL) before whose rename the
 # training kills itself. A kill between epochs is tests/test_resume.py's (epoch0003.keras), which

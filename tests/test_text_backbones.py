@@ -155,6 +155,7 @@ def capture_post_hoc_logits(monkeypatch) -> dict:
     return seen
 
 
+@pytest.mark.integration
 def test_a_clip_model_is_both_branches_frozen_and_cached_with_one_answer(demo_dir, demo_table, tmp_path, capsys,
                                                                          monkeypatch):
     from fusionapp import train
