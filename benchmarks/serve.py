@@ -48,6 +48,7 @@ class InProcess:
     def __init__(self, run_dir: str, image_path: str, text: str, folder: str):
         import csv
 
+        from fusionapp.inference.run_rows import run_columns
         from fusionapp.runs.load import load_run
         from fusionapp.serve.predictor import RequestPredictor
         from fusionapp.settings import prediction_settings
@@ -57,8 +58,12 @@ class InProcess:
         self.predictor.warm_up()
         self.item = {"image": open(image_path, "rb").read(), "text": text, "tabular": {}}
         self.table = os.path.join(folder, "pairs.csv")
+        # The run's own column names; its tabular cells empty, as the served item's are.
+        columns = run_columns(self.run)
+        header = (columns.image, columns.text, *columns.tabular_names)
+        row = (os.path.abspath(image_path), text, *[""] * len(columns.tabular_names))
         with open(self.table, "w", newline="") as handle:
-            csv.writer(handle).writerows([("image", "text")] + [(os.path.abspath(image_path), text)] * TABLE_ROWS)
+            csv.writer(handle).writerows([header] + [row] * TABLE_ROWS)
         self.arguments = dict(split=None, out=os.path.join(folder, "p.csv"), options=prediction_settings(),
                               image_root=None, explain_dir=None, verbose=0, renames={})
         self.table_rows_per_s()  # the first pass checks the image file; later ones remember it

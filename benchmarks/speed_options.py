@@ -17,12 +17,13 @@ import tempfile
 import time
 
 # Each option against float32, so the table does not depend on what --precision auto picks here.
+# (No comma in a name: --only takes a comma list of them.)
 CONFIGURATIONS = {
-    "float32, no cache": {"precision": "float32"},
-    "cache=memory": {"precision": "float32", "cache": "memory"},
-    "cache=disk": {"precision": "float32", "cache": "disk"},
+    "float32 (no cache)": {"precision": "float32"},
+    "pixel_cache=memory": {"precision": "float32", "pixel_cache": "memory"},
+    "pixel_cache=disk": {"precision": "float32", "pixel_cache": "disk"},
     "precision=mixed_bfloat16": {"precision": "mixed_bfloat16"},
-    "mixed_bfloat16 + cache=memory": {"precision": "mixed_bfloat16", "cache": "memory"},
+    "mixed_bfloat16 + pixel_cache=memory": {"precision": "mixed_bfloat16", "pixel_cache": "memory"},
     "jit (XLA)": {"precision": "float32", "jit": True},
 }
 
@@ -31,15 +32,18 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", nargs="?")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--only", help="comma list of configuration names to run")
+    parser.add_argument("--only", help="comma list of configuration names to run, of: " + " | ".join(CONFIGURATIONS))
     parser.add_argument("--out", default="benchmarks/results/speed_options.json")
     args = parser.parse_args(argv)
-    from fusionapp import train
-    from fusionapp.training.train import _demo_table
+    chosen = [name.strip() for name in args.only.split(",")] if args.only else list(CONFIGURATIONS)
+    unknown = [name for name in chosen if name not in CONFIGURATIONS]
+    if unknown:
+        parser.error(f"--only: unknown configuration {unknown[0]!r}")
+    from fusionapp import make_demo, train
 
-    data = args.data or _demo_table(verbose=1)
+    demo = os.path.join("data", "demo", "demo.csv")  # where `fusionapp train` without DATA makes it
+    data = args.data or (demo if os.path.exists(demo) else make_demo(os.path.dirname(demo)))
     extra = {"tabular_col": ("price", "seller")} if args.data is None else {}
-    chosen = args.only.split(",") if args.only else list(CONFIGURATIONS)
     results = {}
     with tempfile.TemporaryDirectory() as work:
         for name in chosen:

@@ -9,7 +9,7 @@ reports in one run:
   2. the same model's training samples/s on the pipeline's batches replayed from memory (the
      compute ceiling); 1 and 2 are medians over --epochs timed epochs;
   3. the ratio 1/2 (how well decoding is hidden behind compute), one core's decoding time per
-     photo (what limits 3 on a small machine), and the ratio with --cache memory after epoch 1;
+     photo (what limits 3 on a small machine), and the ratio with --pixel-cache memory after epoch 1;
   4. achieved FLOP/s of the training step (3 x forward FLOPs counted from the layers) against
      this machine's fp32 matmul peak measured now (4096^2 matmuls);
   5. `fusionapp predict RUN table.csv` rows/s end to end (cold process) and at steady state, and
@@ -148,7 +148,7 @@ def main(argv=None) -> dict:
     from fusionapp.settings import RunSettings
     from fusionapp.model import build_classifier
     from fusionapp.model.dtype_policy import precision_policy
-    from fusionapp.data.pipeline import make_dataset
+    from fusionapp.data.pipeline import make_dataset, steps_per_pass
     from fusionapp.data.sources import load_examples
     from fusionapp.inference.raw_inference import predict_examples
     from fusionapp.inference.predict import predict_pair
@@ -172,7 +172,9 @@ def main(argv=None) -> dict:
     # 1. the real pipeline, 2. the same batches held in memory. Each is timed over several epochs
     # after a warm-up epoch (tracing, filling a cache), and the median epoch counts: one short
     # epoch on a shared 2-core machine varies by a factor of two.
-    pipeline = make_dataset(examples, prep, args.batch_size, shuffle=True, augment=True)
+    # A training pipeline is endless (pass after pass, as `fit` reads it); one pass is an epoch here.
+    steps = steps_per_pass(len(examples), args.batch_size)
+    pipeline = make_dataset(examples, prep, args.batch_size, training=True, augment=True).take(steps)
     figures["train_pipeline_samples_per_s"] = samples_per_second(model, pipeline, len(examples), args.epochs)
     # The pipeline's own batches, decoded, augmented and vectorised once, then replayed from memory:
     # the same shapes and arithmetic with no input work left.
@@ -186,9 +188,10 @@ def main(argv=None) -> dict:
     figures["decode_ms_per_image_one_core"] = round(1000 * decode_seconds_per_image(examples, prep), 2)
     figures["cores_decoding_needs_at_ceiling"] = round(
         figures["decode_ms_per_image_one_core"] / 1000 * figures["train_in_memory_samples_per_s"], 2)
-    # With --cache memory, epochs after the first read decoded pixels (the warm-up fills the cache)
-    # and still augment and vectorise per epoch.
-    cached = make_dataset(examples, prep, args.batch_size, shuffle=True, augment=True, cache="memory")
+    # With --pixel-cache memory, epochs after the first read decoded pixels (the warm-up fills the
+    # cache) and still augment and vectorise per epoch.
+    cached = make_dataset(examples, prep, args.batch_size, training=True, augment=True,
+                          pixel_cache="memory").take(steps)
     figures["train_cached_samples_per_s"] = samples_per_second(model, cached, len(examples), args.epochs)
     figures["cached_over_memory"] = round(figures["train_cached_samples_per_s"]
                                           / figures["train_in_memory_samples_per_s"], 3)

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -46,6 +47,22 @@ MULTILABEL_REPORT_KEYS = (
     "micro_f1", "macro_precision", "macro_recall", "macro_f1", "samples_precision", "samples_recall", "samples_f1",
     "weighted_f1", "label_ranking_average_precision", "log_loss", "roc_auc", "roc_auc_note", "ece", "brier",
     "label_cardinality", "predicted_cardinality", "absent_classes", "per_class", "unknown_labels")
+
+
+# === Test tiers ===
+# As keras-hub gates its size markers here: `integration` marks a test that runs fusionapp's training
+# or starts a process, so `pytest -m "not integration"` is the fast tier. A test that uses one of these
+# fixtures (each trains a run or builds full-size backbones) is marked here; any other test that trains
+# or starts a process carries the marker itself. Every `slow` test is an integration test too.
+INTEGRATION_FIXTURES = {"trained_run", "text_backbone_run", "backbone_run", "weights_files", "server",
+                        "overconfident_run", "region_run", "multilabel_run"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker("slow") or INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 # === The command line and its errors ===
@@ -213,11 +230,32 @@ train(sys.argv[1], sys.argv[2], epochs=4, patience=10, verbose=0, **{tiny})
 """
 
 
-def start_training(table, run_dir, prelude: str = "", **settings):
-    """A 4-epoch tiny training in a child process (to be killed); `prelude` runs before it."""
+def start_training(table, run_dir, prelude: str = "", signal_at: str | None = None, **settings):
+    """A 4-epoch tiny training in a child process; `prelude` runs before it, and `signal_at` is its
+    FUSIONAPP_TEST_SIGNAL (fusionapp/runs/files.py): e.g. "KILL epoch0003.keras" or "STOP history.csv"."""
     script = prelude + TRAIN_SCRIPT.format(tiny=repr({**TINY_MODEL, **settings}))
-    return subprocess.Popen([sys.executable, "-c", script, table, str(run_dir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return start_python(["-c", script, table, str(run_dir)], signal_at)
+
+
+def start_python(args, signal_at: str | None = None):
+    """`python ARGS` in a child process that sends itself a signal at the write `signal_at` names."""
+    env = {**os.environ, "FUSIONAPP_TEST_SIGNAL": signal_at or ""}
+    return subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+
+
+def killed_at(process, timeout=300):
+    """Wait for a child started with signal_at="KILL ..." to kill itself there; fail if it ended otherwise."""
+    try:
+        _, err = process.communicate(timeout=timeout)
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGKILL, f"exit code {process.returncode}: {err.decode()[-2000:]}"
+
+
+def stopped_at(process):
+    """Wait (no polling) for a child started with signal_at="STOP ..." to stop itself there; SIGCONT resumes it."""
+    _, status = os.waitpid(process.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), f"the child ended (status {status}) before it reached the point to stop"
 
 
 # === The exported SavedModel ===

@@ -128,6 +128,7 @@ def test_settings_recorded_by_earlier_runs_still_load():
     assert settings.training.augment is True
 
 
+@pytest.mark.integration
 def test_what_the_data_leaves_out_is_refused_once_it_is_read(tmp_path, capsys):
     """Without --modalities, what the model reads is known once the table is: an image setting for a
     table with no image column is refused then, in one line."""

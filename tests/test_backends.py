@@ -25,6 +25,7 @@ if len(sys.argv) > 4:  # the pretrained backbone's own feature maps, which domin
 
 
 # The backbone cases compile a whole keras.applications or KerasHub model under JAX (half a minute): slow.
+@pytest.mark.integration
 @pytest.mark.parametrize("which", ["multi-kernel", pytest.param("text-backbone", marks=pytest.mark.slow),
                                    pytest.param("backbone", marks=pytest.mark.slow)])
 def test_model_file_predicts_the_same_under_jax(which, request, demo_table, tmp_path):

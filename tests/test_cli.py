@@ -45,6 +45,7 @@ def test_train_writes_a_complete_run(trained_run):
     assert tuple(metrics) == REPORT_KEYS
 
 
+@pytest.mark.integration
 def test_train_through_the_cli(demo_table, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", demo_table, "--out", out, "--epochs", 1, "--modalities", "text", "--text-encoder", "mean",
@@ -161,6 +162,7 @@ def test_python_api_refuses_what_the_flags_refuse(trained_run, demo_table):
         evaluate(trained_run, demo_table, on_bad_row="ignore", verbose=0)
 
 
+@pytest.mark.integration
 def test_a_run_reads_tables_as_it_was_trained_to(demo_dir, tmp_path, capsys):
     """evaluate and predict reuse the run's --image-root and column names unless given others."""
     rows = read_csv(demo_dir / "demo.csv")

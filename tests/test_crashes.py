@@ -5,40 +5,23 @@ import glob
 import json
 import os
 import signal
-import time
 
 import numpy as np
 import pytest
 
-from conftest import TINY_MODEL, assert_user_error, read_csv, run_cli, start_training
+from conftest import TINY_MODEL, assert_user_error, killed_at, read_csv, run_cli, start_training, stopped_at
+
+pytestmark = pytest.mark.integration  # every test here trains
 
 
-def epochs_done(run_dir):
-    try:
-        with open(os.path.join(run_dir, "resume", "state.json")) as handle:
-            return json.load(handle)["epoch"]
-    except (OSError, ValueError):
-        return 0
-
-
-def kill_when(process, condition, timeout=240):
-    deadline = time.time() + timeout
-    try:
-        while time.time() < deadline:
-            if condition():
-                return
-            assert process.poll() is None, "training finished before the moment to kill it came"
-            time.sleep(0.002)
-        raise TimeoutError("the moment to kill never came")
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-
-
+# Each moment is the write (fusionapp/runs/files.py's FUSIONAPP_TEST_SIGNAL) before whose rename the
+# training kills itself. A kill between epochs is tests/test_resume.py's (epoch0003.keras), which
+# also holds the resumed run to the whole one.
 MOMENTS = {
-    "mid_epoch": lambda run: epochs_done(run) >= 2,
-    "checkpoint_write": lambda run: bool(glob.glob(os.path.join(run, "resume", ".epoch*.tmp*"))),
-    "final_save": lambda run: bool(glob.glob(os.path.join(run, ".model.keras.*tmp*"))),
+    "first_checkpoint": "epoch0001.keras",  # no state committed yet: the resume starts afresh
+    "checkpoint_write": "epoch0002.keras",  # the state names epoch 1; a temporary file lies beside it
+    "history_write": "history.csv",  # the state names epoch 1, which history.csv does not list yet
+    "final_save": "model.keras",  # every epoch committed, the run not yet saved
 }
 
 
@@ -56,8 +39,8 @@ def resume_and_check(run, capsys):
     assert leftovers == [] and not os.path.exists(os.path.join(run, "resume"))
 
 
-# A kill between epochs is tests/test_resume.py's, which also holds the resumed run to the whole one.
-@pytest.mark.parametrize("moment", [pytest.param("mid_epoch", marks=pytest.mark.slow), "checkpoint_write",
+@pytest.mark.parametrize("moment", [pytest.param("first_checkpoint", marks=pytest.mark.slow), "checkpoint_write",
+                                    pytest.param("history_write", marks=pytest.mark.slow),
                                     pytest.param("final_save", marks=pytest.mark.slow)])
 def test_sigkill_then_resume_finishes_the_run(moment, demo_table, tmp_path, capsys):
     import keras
@@ -66,7 +49,8 @@ def test_sigkill_then_resume_finishes_the_run(moment, demo_table, tmp_path, caps
     import fusionapp.preprocessing  # noqa: F401
 
     run = str(tmp_path / "run")
-    kill_when(start_training(demo_table, run), lambda: MOMENTS[moment](run))
+    killed_at(start_training(demo_table, run, signal_at=f"KILL {MOMENTS[moment]}"))
+    assert glob.glob(os.path.join(run, "**", f".{MOMENTS[moment]}.*tmp*"), recursive=True)  # killed mid-write
     model_path = os.path.join(run, "model.keras")
     if os.path.exists(model_path):  # whatever exists must be whole
         keras.saving.load_model(model_path, safe_mode=True)
@@ -100,9 +84,7 @@ def test_sigkill_between_the_best_weights_and_the_state_commit(demo_table, tmp_p
 
     run = str(tmp_path / "run")
     # Text alone (no batch norm) improves on the validation rows from epoch to epoch, even this tiny
-    process = start_training(demo_table, run, prelude=KILL_BEFORE_STATE_COMMIT, modalities="text")
-    process.wait(timeout=300)
-    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-2000:]
+    killed_at(start_training(demo_table, run, prelude=KILL_BEFORE_STATE_COMMIT, modalities="text"))
     resume_dir = os.path.join(run, "resume")
     state = json.load(open(os.path.join(resume_dir, "state.json")))
     # epoch E's best weights are on disk, but the committed state still describes epoch E - 1, whose
@@ -125,18 +107,19 @@ def test_second_training_into_the_same_folder_refuses_while_different_folders_wo
     from fusionapp import train
 
     first = tmp_path / "shared"
-    process = start_training(demo_table, first)
+    # Stopped (SIGSTOP) as it writes its first history.csv: it holds the lock, and its config.json is written.
+    process = start_training(demo_table, first, signal_at="STOP history.csv")
     try:
-        deadline = time.time() + 120
-        while not (first / ".lock").exists() or not (first / "config.json").exists():
-            assert time.time() < deadline and process.poll() is None
-            time.sleep(0.05)
+        stopped_at(process)
+        assert (first / ".lock").exists() and (first / "config.json").exists()
         code, _, err = run_cli(capsys, "train", demo_table, "--out", first, "--overwrite")
         assert_user_error(code, err, "another fusionapp process is training into this folder")
         other = train(demo_table, str(tmp_path / "other"), epochs=1, verbose=0, **TINY_MODEL)
         assert os.path.exists(os.path.join(other, "model.keras"))
     finally:
-        assert process.wait(timeout=240) == 0
+        process.send_signal(signal.SIGCONT)
+        _, err = process.communicate(timeout=240)
+    assert process.returncode == 0, err.decode()[-2000:]
     assert os.path.exists(first / "model.keras")
 
 

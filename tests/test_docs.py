@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.integration
 def test_the_site_builds_strictly_with_the_cli_reference_generated(tmp_path):
     pytest.importorskip("mkdocs")
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],

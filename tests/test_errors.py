@@ -62,6 +62,7 @@ def test_bad_rows_stop_training_with_on_bad_row_error(problem, column, message, 
     assert not (tmp_path / "run" / "model.keras").exists()
 
 
+@pytest.mark.integration
 def test_bad_rows_are_skipped_counted_and_listed(demo_rows, tmp_path):
     from fusionapp import train
 

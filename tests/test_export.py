@@ -14,6 +14,7 @@ def bfloat16_run(demo_table, tmp_path_factory):
                  verbose=0, **TINY_MODEL)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("run_name", ["trained_run", pytest.param("bfloat16_run", marks=pytest.mark.slow)])
 def test_exported_savedmodel_matches_predict(run_name, request, demo_rows, tmp_path, capsys):
     trained_run = request.getfixturevalue(run_name)

@@ -3,9 +3,12 @@
 import json
 import os
 
+import pytest
+
 from conftest import TINY_MODEL
 
 
+@pytest.mark.integration
 def test_fused_model_beats_each_single_modality(tmp_path):
     from fusionapp import make_demo, train
 

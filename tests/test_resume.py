@@ -1,44 +1,26 @@
 """An interrupted run continues with --resume exactly as it would have gone on, with the settings and
 data it recorded: more epochs are fine, anything else different is refused."""
 
-import json
 import os
-import signal
-import time
 
 import numpy as np
 import pytest
 
-from conftest import TINY_MODEL, assert_user_error, read_csv, run_cli, start_training, write_csv
+from conftest import TINY_MODEL, assert_user_error, killed_at, read_csv, run_cli, start_training, write_csv
 from fusionapp.settings import RunSettings, apply_flat
 from fusionapp.settings.resume import resumed_settings
 
 
-def wait_for_epoch(run_dir, epoch, process, timeout=180):
-    state_path = os.path.join(run_dir, "resume", "state.json")
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert process.poll() is None, "training ended before it could be interrupted"
-        if os.path.exists(state_path):
-            with open(state_path) as handle:
-                if json.load(handle)["epoch"] >= epoch:
-                    return
-        time.sleep(0.2)
-    raise TimeoutError("no checkpoint appeared")
-
-
+@pytest.mark.integration
 def test_a_killed_run_resumes_as_the_uninterrupted_run_would_have_gone_on(demo_rows, tmp_path, capsys):
     from fusionapp import train
 
     table = write_csv(tmp_path / "demo.csv", demo_rows)
     reference = train(table, str(tmp_path / "reference"), epochs=4, patience=10, verbose=0, **TINY_MODEL)
     run_dir = str(tmp_path / "run")
-    process = start_training(table, run_dir)  # the same settings, in a process of its own
-    try:
-        wait_for_epoch(run_dir, 2, process)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    # The same settings, in a process of its own, killed as its third epoch's checkpoint is written:
+    # the last state it committed is the second epoch's.
+    killed_at(start_training(table, run_dir, signal_at="KILL epoch0003.keras"))
     assert not os.path.exists(os.path.join(run_dir, "model.keras"))
     code, _, err = run_cli(capsys, "evaluate", run_dir, table)
     assert code == 1 and "--resume" in err

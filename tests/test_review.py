@@ -128,6 +128,7 @@ def test_a_bug_while_reading_a_form_is_a_500_and_a_broken_form_a_400(trained_run
 
 
 # === A finished model in an unfinished run ===
+@pytest.mark.integration
 def test_a_test_split_without_one_usable_row_leaves_a_complete_run(demo_rows, tmp_path, capsys):
     for row in demo_rows:
         if row["split"] == "test":
@@ -206,6 +207,7 @@ def test_the_explainer_explains_the_decision_of_the_raw_input_function(monkeypat
     assert explanation["modalities"]["tabular"] == pytest.approx(change[second], abs=1e-6)
 
 
+@pytest.mark.integration
 @needs_chromium
 def test_the_page_names_the_run_and_shows_the_likeliest_few_classes(tmp_path):
     from conftest import browser_page, serving

@@ -3,6 +3,8 @@
 import json
 import os
 
+import pytest
+
 from conftest import run_cli
 
 
@@ -24,6 +26,7 @@ def test_info_on_something_that_is_not_a_run(tmp_path, capsys):
     assert code == 1 and "not a fusionapp run" in err
 
 
+@pytest.mark.integration
 def test_config_file_settings_and_flags_win(demo_table, tmp_path, capsys):
     config = tmp_path / "train.toml"
     config.write_text(f'data = "{demo_table}"\nepochs = 3\nmodalities = "text"\ntext-encoder = "mean"\n'

@@ -7,13 +7,12 @@ import base64
 import json
 import os
 import shutil
-import signal
 
 import numpy as np
 import pytest
 
 from conftest import (TEXT_BACKBONE_SETTINGS, TINY_MODEL, asgi_post_json, assert_usage_error, assert_user_error,
-                      exported_outputs, read_csv, run_cli, start_training, write_csv)
+                      exported_outputs, killed_at, read_csv, run_cli, start_training, write_csv)
 from text_presets import (tiny_bert_preset, tiny_bert_snapshot, tiny_clip_preset, tiny_siglip_preset,
                           tiny_xlm_roberta_preset)
 
@@ -156,6 +155,7 @@ def capture_post_hoc_logits(monkeypatch) -> dict:
     return seen
 
 
+@pytest.mark.integration
 def test_a_clip_model_is_both_branches_frozen_and_cached_with_one_answer(demo_dir, demo_table, tmp_path, capsys,
                                                                          monkeypatch):
     from fusionapp import train
@@ -248,19 +248,14 @@ def test_a_named_preset_offline_is_one_line_and_writes_nothing(tmp_path, capsys,
 def test_a_run_killed_while_fine_tuning_resumes_without_the_preset(text_backbone_run, demo_rows, tmp_path, capsys,
                                                                    monkeypatch):
     from fusionapp.pretrained.cache import cache_usage
-    from test_resume import wait_for_epoch
 
     entries = cache_usage()["entries"]
     table = write_csv(tmp_path / "demo.csv", demo_rows)
     preset = tiny_bert_preset(str(tmp_path / "bert"))  # the weights of the shared run's preset
     run_dir = str(tmp_path / "run")
-    process = start_training(table, run_dir, text_backbone=preset, sequence_length=16, fine_tune_text=1,
-                             fine_tune_epochs=1)
-    try:
-        wait_for_epoch(run_dir, 5, process)  # four frozen epochs, then the one of fine-tuning
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    # Killed as it saves the model, after four frozen epochs and the one of fine-tuning.
+    killed_at(start_training(table, run_dir, signal_at="KILL model.keras", text_backbone=preset, sequence_length=16,
+                             fine_tune_text=1, fine_tune_epochs=1))
     # The texts are those of the shared run, embedded by the same weights: all read from the cache.
     assert cache_usage()["entries"] == entries
     shutil.rmtree(preset)

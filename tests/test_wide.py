@@ -203,6 +203,7 @@ def word_table(path, count, seed):
     return write_csv(path, rows)
 
 
+@pytest.mark.integration
 def test_no_wide_trains_the_network_alone(tmp_path, capsys):
     table = word_table(tmp_path / "words.csv", 80, seed=2)
     code, out, err = run_cli(capsys, "train", table, "--out", tmp_path / "run", "--epochs", 1, "--no-wide")
@@ -214,6 +215,7 @@ def test_no_wide_trains_the_network_alone(tmp_path, capsys):
     assert not {"wide.logits", "head.blend"} & {layer.name for layer in load_run(str(tmp_path / "run")).model.layers}
 
 
+@pytest.mark.integration
 def test_training_blends_in_the_linear_model_where_it_is_better(tmp_path):
     from fusionapp import train
 

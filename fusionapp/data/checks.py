@@ -23,8 +23,8 @@ def find_bad_rows(examples: Examples, columns: Columns, modalities, need_label: 
     `model_checks=False` leaves out the two checks that run TensorFlow and that the raw-input
     function repeats on its own: decoding each image (a batch holding one that does not decode
     fails as a whole, and is then checked in full) and finding the rows with no input at all
-    (`has_no_input` on the missing inputs it reports). The server's batches take that path: the
-    checks took a batch of 16 a further 1.2 ms on top of its 7.5-8.3 ms.
+    (`has_no_input` on the missing inputs it reports). The server's batches take that path (what it
+    saves: docs/serving.md, "A batch skips the checks the raw-input function repeats").
 
     A missing input (no image, empty text, empty tabular cells) is not a problem by itself: the
     model answers from the others. A row whose every input is missing is one. With `label_sep`

@@ -129,8 +129,8 @@ def find_undecodable(images, from_files: bool, threads: int | None = None) -> di
         # A request or a single pair: decoding directly is far cheaper than starting a pipeline.
         return {i: reason for i, image in enumerate(images) if (reason := _why_undecodable(image, from_files))}
     if not from_files and len(images) <= _IN_MEMORY_AT_ONCE:
-        # The server's batches: one call of a function traced once costs a few ms where building a
-        # pipeline costs tens, and only a batch holding a bad image is looked at image by image.
+        # The server's batches: one call of a function traced once is far cheaper than building a
+        # pipeline per batch, and only a batch holding a bad image is looked at image by image.
         try:
             _decode_all()(tf.constant(list(images)))
             return {}

@@ -8,7 +8,9 @@ import csv
 import io
 import json
 import os
+import signal
 import tempfile
+from fnmatch import fnmatch
 
 from fusionapp.errors import FusionError
 
@@ -36,10 +38,22 @@ def atomic_path(path: str, suffix: str = ""):
     try:
         yield temporary
         follow_umask(temporary)
+        _signal_for_tests(path)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def _signal_for_tests(path: str) -> None:
+    """The crash tests' one hook, so they stop a training at an exact instant instead of polling for
+    files: with FUSIONAPP_TEST_SIGNAL="KILL epoch0002.keras" (a signal name, then a glob of file
+    names) the process sends itself that signal when the first such file is written, before its
+    rename. docs/tests.md lists the instants the tests use."""
+    name, _, pattern = os.environ.get("FUSIONAPP_TEST_SIGNAL", "").partition(" ")
+    if pattern and fnmatch(os.path.basename(path), pattern):
+        del os.environ["FUSIONAPP_TEST_SIGNAL"]  # once: a process stopped here and continued runs to its end
+        os.kill(os.getpid(), getattr(signal, f"SIG{name}"))
 
 
 def write_text(path: str, text: str) -> None:
