@@ -12,7 +12,7 @@ _API = {
 }
 
 
-def load_model(path: str):
+def load_model(path: str) -> "keras.Model":  # noqa: F821 - keras is imported when called
     """Load a trained model in safe mode, with its preprocessor.
 
     Args:
@@ -20,7 +20,7 @@ def load_model(path: str):
 
     Returns:
         The Keras model (a fusionapp.model.FusionClassifier). Its preprocessor is
-        `model.preprocessor`: `model.preprocessor.encode(raw)` gives the network's inputs.
+            `model.preprocessor`: `model.preprocessor.encode(raw)` gives the network's inputs.
 
     Raises:
         fusionapp.errors.FusionError: A missing, damaged or foreign model file, in one line.

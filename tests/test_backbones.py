@@ -157,10 +157,11 @@ def test_wrong_or_absent_weights_files_are_one_line_errors(weights_files, demo_t
 @pytest.mark.parametrize("args, option, words", [
     (["--image-backbone", "vgg99"], "--image-backbone", "one of multi-kernel"),
     (["--image-backbone", "resnet50_v2", "--image-size", "16"], "--image-size", "at least 32"),
-    (["--fine-tune", "3"], "--fine-tune", "unless --image-backbone"),
+    (["--fine-tune", "3"], "--fine-tune", "applies with a pretrained --image-backbone"),
     (["--image-backbone", "resnet50_v2", "--backbone-weights", "weights.txt"], "--backbone-weights", ".h5"),
     (["--image-backbone", "resnet50_v2", "--fine-tune-epochs", "0"], "--fine-tune-epochs", "at least 1"),
-    (["--image-backbone", "resnet50_v2", "--fine-tune", "--modalities", "text"], "--fine-tune", "reads no image"),
+    (["--image-backbone", "resnet50_v2", "--fine-tune", "--modalities", "text"], "--image-backbone",
+     "applies when the model reads images"),
 ])
 def test_bad_backbone_settings_are_usage_errors(args, option, words, demo_table, tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", demo_table, "--out", tmp_path / "run", *args)

@@ -2,6 +2,7 @@
 generated from the click commands themselves (mkdocs-click), so it cannot drift from --help."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,10 @@ def test_the_site_builds_strictly_with_the_cli_reference_generated(tmp_path):
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
                           cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
+    assert not _remote_loads(tmp_path / "site")
     reference = (tmp_path / "site" / "cli" / "index.html").read_text(encoding="utf-8")
+    assert "<pre><span></span><code><span class=\"w\"></span>fusionapp train" in reference.replace("\n", "") or \
+        "language-bash" in reference
     from fusionapp.cli import cli
 
     for name, command in cli.commands.items():
@@ -27,6 +31,22 @@ def test_the_site_builds_strictly_with_the_cli_reference_generated(tmp_path):
         for param in command.params:
             if not getattr(param, "hidden", False):
                 assert all(option in reference for option in getattr(param, "opts", []) if option.startswith("--"))
+
+
+# What makes a browser fetch something while it shows a page: scripts, stylesheets, preconnects,
+# fonts, images, and CSS imports. A link a reader may follow is not one.
+_FETCHES = re.compile(r"<(?:script|img|iframe)[^>]*\ssrc=[\"'](?:https?:)?//|<link[^>]*\shref=[\"'](?:https?:)?//"
+                      r"|url\([\"']?(?:https?:)?//|@import\s+[\"'](?:https?:)?//", re.IGNORECASE)
+
+
+def _remote_loads(site: Path) -> list[str]:
+    """Every place in the built site that makes a browser ask another host for something."""
+    found = []
+    for path in site.rglob("*"):
+        if path.suffix in (".html", ".css", ".js"):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            found += [f"{path.relative_to(site)}: {match.group(0)}" for match in _FETCHES.finditer(text)]
+    return found
 
 
 def test_the_readme_stays_a_landing_page():

@@ -56,7 +56,8 @@ def refuses_other_settings_and_data(run_dir, table, demo_rows, tmp_path, capsys)
 
 
 def test_the_resume_rule_takes_how_long_to_go_on_and_refuses_the_rest():
-    recorded = apply_flat(RunSettings(), {"epochs": 4, "tabular_col": ("price",)}).resolved(("image", "text"))
+    recorded = apply_flat(RunSettings(), {"epochs": 4, "tabular_col": ("price",), "image_backbone": "resnet50_v2",
+                                          "fine_tune": 3}).resolved(("image", "text"))
     resumed = resumed_settings(recorded, {"epochs": 30, "patience": 9, "tensorboard": True, "fine_tune_epochs": 2,
                                           "learning_rate": 0.002, "image_size": 0, "tabular_col": ["price"]})
     assert (resumed.training.epochs, resumed.training.patience, resumed.training.tensorboard) == (30, 9, True)

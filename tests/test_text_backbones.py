@@ -235,7 +235,7 @@ def test_a_named_preset_offline_is_one_line_and_writes_nothing(tmp_path, capsys,
     assert_user_error(code, err, "no such folder")
     code, _, err = run_cli(capsys, "train", "--text-backbone", "bert_tiny_en_uncased", "--text-encoder", "cnn",
                            "--out", out)
-    assert_usage_error(code, err, "--text-encoder", "left out with a pretrained text model")
+    assert_usage_error(code, err, "--text-encoder applies to the model's own text encoder, not with --text-backbone")
     preset = tiny_bert_preset(str(tmp_path / "bert"))
     code, _, err = run_cli(capsys, "train", "--text-backbone", preset, "--sequence-length", "100", "--out", out)
     assert_user_error(code, err, "--sequence-length 100", "BertBackbone reads at most 64 tokens")

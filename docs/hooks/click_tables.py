@@ -9,6 +9,9 @@ mkdocs-click 0.9 (with `:style: table`) has two problems with fusionapp's comman
   instead, so these cells are left empty.
 - A `|` in an option's help text (`--label-sep`, `--multi-label`) is copied as is and splits the
   table row. It is escaped here.
+- A docstring's example lines (click's `\b` blocks, which keep their lines in --help) lose the
+  `\b` and run together into one paragraph. A run of lines starting with `fusionapp ` outside a
+  code block is put in a `bash` code block here.
 
 The fix is a Markdown preprocessor that runs just after mkdocs-click's own (priority 141) and
 rewrites only the option rows it generated; any other line is left alone. This file lives under
@@ -38,9 +41,24 @@ def _tidy(line: str) -> str:
     return f"| {match['names']} | {match['type']} | {description} | {default} |"
 
 
+def _fence_examples(lines: list[str]) -> list[str]:
+    """Runs of `fusionapp ...` example lines, outside code blocks, as bash code blocks."""
+    out, fenced, examples = [], False, []
+    for line in [*lines, ""]:
+        if not fenced and line.startswith("fusionapp "):
+            examples.append(line)
+            continue
+        if examples:
+            out += ["```bash", *examples, "```"]
+            examples = []
+        fenced = fenced != line.startswith("```")
+        out.append(line)
+    return out[:-1]
+
+
 class _TidyClickTables(Preprocessor):
     def run(self, lines: list[str]) -> list[str]:
-        return [_tidy(line) for line in lines]
+        return _fence_examples([_tidy(line) for line in lines])
 
 
 class _TidyClickTablesExtension(Extension):

@@ -23,7 +23,7 @@ from fusionapp.settings import prediction_settings
 def evaluate(model: str, data: str, *, split: str | None = None, out: str | None = None,
              predictions: str | None = None, skipped: str | None = None, on_bad_row: str | None = None,
              ablate: bool = False, plots: str | None = None, batch_size: int | None = None,
-             image_root: str | None = None, verbose: int = 1, **column_overrides) -> dict:
+             image_root: str | None = None, verbose: int = 1, **column_overrides: str | None) -> dict:
     """Score a trained run on the labelled rows of a table with scikit-learn's metrics.
 
     The table is read with the run's own column names and image root unless others are given.
@@ -48,7 +48,7 @@ def evaluate(model: str, data: str, *, split: str | None = None, out: str | None
 
     Returns:
         The report: the keys the README lists (`accuracy`, `macro_f1`, `per_class`, ...), or a
-        multi-label run's.
+            multi-label run's.
 
     Raises:
         fusionapp.errors.FusionError: A missing or unreadable run, table, column or value, in one line.

@@ -21,7 +21,7 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
             tabular: dict | None = None, split: str | None = None, out: str | None = None,
             top_k: int | None = None, on_bad_row: str | None = None, batch_size: int | None = None,
             image_root: str | None = None, explain: bool = False, explain_dir: str | None = None, verbose: int = 1,
-            shard: str | None = None, **column_overrides):
+            shard: str | None = None, **column_overrides: str | None) -> dict | list[dict] | str:
     """Label one pair, or every row of a table, with a trained run.
 
     Give `data` (a table) or a single pair (`image`, `text`, `tabular`), not both. A table is read
@@ -51,7 +51,7 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
 
     Returns:
         A single pair's answer as a dict (`predicted_label`, `confidence`, `probabilities`,
-        `missing`, ...); a table's rows as a list of dicts; or `out` when the rows were written there.
+            `missing`, ...); a table's rows as a list of dicts; or `out` when the rows were written there.
 
     Raises:
         fusionapp.errors.FusionError: A missing or unreadable run, table, column or value, in one line.

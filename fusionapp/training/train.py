@@ -16,7 +16,7 @@ from fusionapp.settings.resume import check_request
 
 
 def train(data: str | None = None, out: str | None = None, *, resume: bool = False, overwrite: bool = False,
-          verbose: int = 1, settings: RunSettings | None = None, **flat) -> str:
+          verbose: int = 1, settings: RunSettings | None = None, **flat: object) -> str:
     """Train a classifier and save its run folder.
 
     Settings come as `settings` (checked RunSettings, as the CLI builds them) and/or as the flat
