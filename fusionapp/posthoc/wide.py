@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fusionapp.model import NetworkSpec
 from fusionapp.model.classifier import wide_path_inputs
 from fusionapp.posthoc.linear import C_GRID, FOLDS, best_C, cross_fit, fit_linear, fold_numbers, held_out_loss
 
@@ -41,7 +42,7 @@ class WideFit:
 def wide_sources(preprocessor) -> list[str]:
     """What the wide path reads, in words, in the order of its features."""
     words = {"wide_text": "character n-grams", "text": "TF-IDF text", "tabular": "tabular values"}
-    return [words[m] for m in wide_path_inputs(preprocessor.modalities, preprocessor.network_inputs())]
+    return [words[m] for m in wide_path_inputs(preprocessor.modalities, NetworkSpec.for_preprocessor(preprocessor))]
 
 
 def wide_features(preprocessor, examples):
@@ -55,10 +56,10 @@ def wide_features(preprocessor, examples):
     from fusionapp.data.examples import raw_columns
 
     specs = preprocessor.input_specs()
-    inputs = preprocessor.network_inputs()
-    read = wide_path_inputs(preprocessor.modalities, inputs)
+    spec = NetworkSpec.for_preprocessor(preprocessor)
+    read = wide_path_inputs(preprocessor.modalities, spec)
     columns = tuple("text" if m == "wide_text" else m for m in read)
-    text_width = inputs["wide_width"] if "wide_text" in read else inputs.get("text_width", 0) if "text" in read else 0
+    text_width = spec.wide_width if "wide_text" in read else spec.text_width if "text" in read else 0
     # Sparse n-grams come a few thousand rows at a time; dense TF-IDF in batches of about 32 MB.
     batch_size = 4096 if "text" not in read else max(1, 2**22 // max(text_width, 1))
     parts = []

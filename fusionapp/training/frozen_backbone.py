@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusionapp.errors import FusionError
 from fusionapp.settings import RunSettings
 
 
@@ -27,15 +26,6 @@ def frozen_backbone(settings: RunSettings, preprocessor):
     record = describe(name, weights)
     record["feature_map"] = [int(d) for d in extractor.output_shape[1:]]
     return extractor, record
-
-
-def check_same_backbone(state: dict, digest: str, key: str = "backbone_weights_sha256") -> None:
-    """A resumed run must continue on the backbone it started with: its checkpoint's head learnt
-    that backbone's features. The state records the digest of the weights' values from the start."""
-    started = state.setdefault(key, digest)
-    if started != digest:
-        raise FusionError("the backbone's weights differ from those this run started with (the weights file "
-                          "changed since); resume with the original file, or train again")
 
 
 def cached_features(train_rows, val_rows, preprocessor, extractor, weights_digest: str, record, say):
