@@ -60,7 +60,8 @@ def test_reductions_put_a_1x1_convolution_before_each_larger_kernel():
 def test_reductions_cut_the_image_branch_multiply_adds():
     def macs(reduction):
         model = build_classifier(settings(modalities=("image",), image_reduction=reduction,
-                                          image_filters=(48, 96, 192), image_size=64), dataclasses.replace(SPEC, image_size=64))
+                                          image_filters=(48, 96, 192), image_size=64),
+                                 dataclasses.replace(SPEC, image_size=64))
         return sum(int(np.prod(layer.output.shape[1:-1])) * int(np.prod(layer.kernel_size))
                    * layer.input.shape[-1] * layer.filters
                    for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
@@ -161,7 +162,8 @@ def test_the_spec_is_saved_as_the_plain_dict_earlier_versions_wrote_and_read_bac
     saved = {"num_classes": 3, "image_size": 16, "text_input": "token_ids", "text_width": 32, "sequence_length": 12,
              "tabular_width": 5, "image_features": [1, 1, 576], "fine_tune": 0}
     spec = NetworkSpec.from_config({**saved, "a_later_key": 1})
-    assert spec == dataclasses.replace(SPEC, image_features=(1, 1, 576)) and spec.text_input is TextInput.TOKEN_IDS
+    assert spec == dataclasses.replace(SPEC, image_features=(1, 1, 576))
+    assert spec.text_input is TextInput.TOKEN_IDS
     written = spec.get_config()
     assert written == {key: value for key, value in saved.items() if key != "fine_tune"}
     assert json.loads(json.dumps(written)) == written

@@ -7,8 +7,9 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from fusionapp.runs.files import file_digest
 from fusionapp.errors import FusionError, one_line
+from fusionapp.pretrained.records import BackboneRecord
+from fusionapp.runs.files import file_digest
 
 OFFLINE_ENV = "FUSIONAPP_OFFLINE"  # "1": never try to download, fail at once instead
 
@@ -89,7 +90,7 @@ def load_extractor(backbone_name: str, image_size: int, weights: WeightsFile):
     return extractor
 
 
-def describe(backbone_name: str, weights: WeightsFile) -> dict:
+def describe(backbone_name: str, weights: WeightsFile) -> BackboneRecord:
     """What config.json records of the backbone: its name, the weights' source, file and sha256."""
     return {"name": backbone_name, "weights": weights.source, "weights_file": weights.path,
             "sha256": file_sha256(weights.path) if weights.path else None}

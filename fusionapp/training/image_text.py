@@ -8,6 +8,7 @@ import json
 
 from fusionapp.errors import FusionError
 from fusionapp.preprocessing.configs import ImageTextConfig, TextConfig, TextInput
+from fusionapp.pretrained.records import JointBranchRecord
 from fusionapp.runs import layout
 from fusionapp.settings import RunSettings
 
@@ -61,10 +62,11 @@ def frozen_image_text(settings: RunSettings, preprocessor, out: str):
     joint = images.backbone
     keep_pretrained_weights(joint, out, layout.IMAGE_TEXT_WEIGHTS,
                             lambda: load_image_text_preset(recorded_source(config), length).backbone)
-    record = {"name": config.name, "source": config.source, "folder": config.folder, "class": config.class_name,
-              "weights_sha256": weights_sha256(joint)}
-    image_record = {**record, "image_size": preprocessor.image_size, "feature_map": [int(images.output_shape[-1])]} \
+    record = JointBranchRecord({"name": config.name, "source": config.source, "folder": config.folder,
+                                "class": config.class_name, "weights_sha256": weights_sha256(joint)})
+    image_record = JointBranchRecord({**record, "image_size": preprocessor.image_size,
+                                      "feature_map": [int(images.output_shape[-1])]}) \
         if "image" in preprocessor.modalities else None
-    text_record = {**record, "sequence_length": length, "hidden_dim": int(texts.output_shape[-1]),
-                   "pooling": "projection"} if "text" in preprocessor.modalities else None
+    text_record = JointBranchRecord({**record, "sequence_length": length, "hidden_dim": int(texts.output_shape[-1]),
+                                     "pooling": "projection"}) if "text" in preprocessor.modalities else None
     return (images if image_record else None), image_record, (texts if text_record else None), text_record

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from fusionapp.console import keras_verbosity, printer
 from fusionapp.data.sharding import Shard
 from fusionapp.model import NetworkSpec, copy_weights
+from fusionapp.pretrained.records import ImageTextRecord, PretrainedRecords
 from fusionapp.runs import layout
 from fusionapp.settings import RunSettings
 from fusionapp.training.frozen_backbone import cached_features, frozen_backbone
@@ -28,7 +29,7 @@ class FittedNetwork:
     model: object  # the float32 FusionClassifier, best weights restored
     history: tuple[dict, ...]  # one row per epoch (TrainingState.history)
     best_epoch: int | None
-    records: dict  # what config.json records of the pretrained models: backbone, text_backbone, image_text_backbone
+    records: PretrainedRecords  # what config.json records of the pretrained models
     # the validation rows' cached features of the backbones that stayed frozen (image, text; None:
     # that branch reads its input), and the spec of a network that reads them (None: no such features)
     val_features: tuple = (None, None)
@@ -101,11 +102,12 @@ def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: 
         _finish_phase(model, final, extractor if cached else None, text_extractor if cached_text else None)
     shutil.rmtree(os.path.join(out, layout.PIXEL_CACHE_DIR), ignore_errors=True)
     state = phase.checkpoint.state
-    records = ({"image_text_backbone": {**(record or text_record), "image": record, "text": text_record}}
-               if preprocessor.image_text else {"backbone": record, "text_backbone": text_record})
+    joint = ImageTextRecord({**(record or text_record), "image": record, "text": text_record}) \
+        if preprocessor.image_text else None
+    records = {"image_text_backbone": joint} if joint else {"backbone": record, "text_backbone": text_record}
     reader = _reading_features(spec, record if cached else None, text_record if cached_text else None)
     return FittedNetwork(final, state.history, state.best_epoch,
-                         {key: value for key, value in records.items() if value is not None},
+                         PretrainedRecords({key: value for key, value in records.items() if value is not None}),
                          ((phase.features or (None, None))[1], (phase.text_features or (None, None))[1]),
                          reader if reader != spec else None)
 

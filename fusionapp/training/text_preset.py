@@ -8,6 +8,7 @@ import json
 import os
 
 from fusionapp.preprocessing.configs import ImageTextConfig, TextConfig, TextInput
+from fusionapp.pretrained.records import JointBranchRecord, TextBackboneRecord
 from fusionapp.runs import files, layout
 from fusionapp.settings import RunSettings
 
@@ -42,7 +43,7 @@ def backbone_text_config(settings: RunSettings, say) -> tuple[TextConfig, object
     return config, preset.tokenizer
 
 
-def frozen_text_backbone(preprocessor, out: str):
+def frozen_text_backbone(preprocessor, out: str) -> tuple[object, TextBackboneRecord | None]:
     """The float32 text feature extractor with the backbone's pretrained weights, and what
     config.json records of it; (None, None) without a text backbone. A new run copies the weights
     into its resume folder; a resumed one reads them from there."""
@@ -84,11 +85,12 @@ def keep_pretrained_weights(model, out: str, file_name: str, pretrained) -> None
     files.save_weights(model, kept)
 
 
-def cached_text_features(train_rows, val_rows, preprocessor, extractor, record: dict, say):
+def cached_text_features(train_rows, val_rows, preprocessor, extractor,
+                         record: TextBackboneRecord | JointBranchRecord, say):
     """Both row sets' pooled text vectors, from the feature cache where it has them; `record`
     (config.json's text_backbone entry) gains how many were cached and computed."""
     from fusionapp.data.memory import check_fits
-    from fusionapp.pretrained.cache import FeatureCache
+    from fusionapp.pretrained.cache import FeatureCache, TextCacheKey
     from fusionapp.pretrained.text_features import text_backbone_features
     from fusionapp.training.frozen_backbone import features_of_rows
 
@@ -96,10 +98,10 @@ def cached_text_features(train_rows, val_rows, preprocessor, extractor, record: 
     check_fits(f"a frozen text backbone's vectors of {rows} rows ({record['hidden_dim']} float16 each)",
                rows * record["hidden_dim"] * 2, "train with --no-feature-cache (texts through the backbone each step)")
     # The tokenizer's settings too (casing, special tokens); its vocabulary is the weights' embeddings'.
-    key = {"text_backbone": record["class"], "weights_sha256": record["weights_sha256"],
-           "tokenizer": _settings_digest(json.loads(preprocessor.text.tokenizer)),
-           "sequence_length": record["sequence_length"], "max_chars": preprocessor.text.max_chars,
-           "pooling": record["pooling"], "normalize": TEXT_NORMALIZE_VERSION}
+    key = TextCacheKey(text_backbone=record["class"], weights_sha256=record["weights_sha256"],
+                       tokenizer=_settings_digest(json.loads(preprocessor.text.tokenizer)),
+                       sequence_length=record["sequence_length"], max_chars=preprocessor.text.max_chars,
+                       pooling=record["pooling"], normalize=TEXT_NORMALIZE_VERSION)
     cache = FeatureCache(key)
     say(f"Text backbone vectors from the cache in {cache.root} ...")
     return features_of_rows([text_backbone_features(rows.texts, preprocessor, extractor, cache)
