@@ -191,3 +191,6 @@ def test_the_configs_read_and_write_the_dicts_of_earlier_model_files():
     assert clone.tabular == (TabularColumn("price", "numeric"), TabularColumn("shop", "categorical", ("x",)))
     assert clone.get_config()["text"] == text and clone.get_config()["tabular"] == tabular
     assert clone.tabular_widths() == [2, 2]
+    # Read by the saved keys too, as code written against the dicts reads them.
+    assert clone.text["output"] == "tf_idf" and {**clone.text} == text and clone.text.get("backbone") is None
+    assert [dict(column) for column in clone.tabular] == tabular

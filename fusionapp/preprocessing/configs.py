@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -36,8 +37,23 @@ def _to_json(config, renamed: dict[str, str] | None = None) -> dict:
             for field in dataclasses.fields(config) if (value := getattr(config, field.name)) is not None}
 
 
+class _SavedForm(Mapping):
+    """Read-only access by the saved keys (`config["output"]`, `config.get("categories")`), as the
+    dicts of earlier versions gave it, so code written against them keeps working. fusionapp itself
+    reads the typed fields."""
+
+    def __getitem__(self, key):
+        return self.to_config()[key]
+
+    def __iter__(self):
+        return iter(self.to_config())
+
+    def __len__(self):
+        return len(self.to_config())
+
+
 @dataclass(frozen=True)
-class TextConfig:
+class TextConfig(_SavedForm):
     """How the preprocessor cuts and encodes text; saved under the key "text"."""
 
     input: TextInput  # saved as "output": what `encode_text_inputs` gives the network
@@ -78,7 +94,7 @@ class TextConfig:
 
 
 @dataclass(frozen=True)
-class WideTextConfig:
+class WideTextConfig(_SavedForm):
     """The wide path's own n-grams (fusionapp/posthoc/wide.py); saved under the key "wide_text"."""
 
     ngrams: int  # character n-grams up to this length
@@ -95,7 +111,7 @@ class WideTextConfig:
 
 
 @dataclass(frozen=True)
-class TabularColumn:
+class TabularColumn(_SavedForm):
     """One tabular column; saved as one entry of the list under the key "tabular"."""
 
     name: str  # the table's column name
@@ -122,7 +138,7 @@ class TabularColumn:
 
 
 @dataclass(frozen=True)
-class ImageTextConfig:
+class ImageTextConfig(_SavedForm):
     """A joint image-text model (CLIP, SigLIP: both branches' encoders); saved under "image_text"."""
 
     backbone: str  # its serialized architecture, as JSON text

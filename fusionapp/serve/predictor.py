@@ -111,9 +111,9 @@ def model_metadata(run) -> dict:
     if "image" in run.modalities:
         inputs["image"] = {"type": "image", "size": preprocessor.image_size}
     if "text" in run.modalities:
-        inputs["text"] = {"type": "text", **preprocessor.text.to_config()}
+        inputs["text"] = {"type": "text", **preprocessor.text}
     if "tabular" in run.modalities:
-        inputs["tabular"] = {column.name: {key: value for key, value in column.to_config().items() if key != "name"}
+        inputs["tabular"] = {column["name"]: {key: value for key, value in column.items() if key != "name"}
                              for column in preprocessor.tabular}
     return {
         "classes": preprocessor.class_names,
