@@ -147,8 +147,9 @@ def _set_backbones(model, extractor, text_extractor) -> None:
     """The pretrained weights of the extractors given (None: leave that branch) into `model`'s
     backbones: its image (or joint image-text) backbone, its text (or joint) backbone."""
     backbones = model.backbones
-    for source, target in ((extractor, backbones.image or backbones.image_text),
-                           (text_extractor, backbones.text or backbones.image_text)):
+    joint = backbones.image_text
+    for source, target in ((extractor, joint if backbones.image is None else backbones.image),
+                           (text_extractor, joint if backbones.text is None else backbones.text)):
         if source is not None:
             target.set_weights(source.backbone.get_weights())
 
