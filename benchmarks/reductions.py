@@ -64,7 +64,8 @@ def main(argv=None) -> dict:
     import keras
 
     from fusionapp.settings import ModelSettings
-    from fusionapp.model import build_classifier
+    from fusionapp.model import NetworkSpec, build_classifier
+    from fusionapp.preprocessing.configs import TextInput
 
     keras.config.set_dtype_policy(args.precision)
     rng = np.random.default_rng(0)
@@ -75,8 +76,7 @@ def main(argv=None) -> dict:
     results = {}
     for reduction in (float(value) for value in args.reductions.split(",")):
         settings = ModelSettings(modalities=("image", "text"), image_size=size, image_reduction=reduction)
-        model = build_classifier(settings, {"num_classes": 3, "image_size": size, "text_input": "tf_idf",
-                                            "text_width": args.text_width})
+        model = build_classifier(settings, NetworkSpec(3, size, TextInput.TF_IDF, args.text_width))
         model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         macs, five = image_branch_macs(model)
         results[str(reduction)] = {"image_branch_mmacs_per_image": round(macs / 1e6, 2),

@@ -62,7 +62,10 @@ def texts_per_second(family: str, length: int, dtype: str, batches: int, batch_s
 
 def cache_speedup(length: int, rows: int = 256, batch_size: int = 32) -> dict:
     """Seconds of one training epoch on tokens through a frozen BERT-base, and on cached vectors."""
-    from fusionapp.model import build_classifier
+    import dataclasses
+
+    from fusionapp.model import NetworkSpec, build_classifier
+    from fusionapp.preprocessing.configs import TextInput
     from fusionapp.settings import ModelSettings
     import keras
 
@@ -70,14 +73,13 @@ def cache_speedup(length: int, rows: int = 256, batch_size: int = 32) -> dict:
     settings = ModelSettings(modalities=("text",), text_backbone="bert", wide=False, calibrate=False)
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, rows)
-    base = {"num_classes": 3, "image_size": 64, "text_input": "backbone", "text_width": 0,
-            "sequence_length": length, "text_backbone": config}
+    base = NetworkSpec(3, 64, TextInput.BACKBONE, sequence_length=length, text_backbone=config)
     data = {"tokens": {"text": rng.integers(5, 30000, (rows, length)).astype("int32"),
                        "text_mask": np.ones((rows, length), "int32")},
             "features": {"text": rng.normal(size=(rows, 768)).astype("float32")}}
     seconds = {}
-    for name, inputs in (("tokens", base), ("features", {**base, "text_features": 768})):
-        model = build_classifier(settings, inputs)
+    for name, spec in (("tokens", base), ("features", dataclasses.replace(base, text_features=768))):
+        model = build_classifier(settings, spec)
         model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         model.fit(data[name], labels, batch_size=batch_size, epochs=1, verbose=0)  # compile and warm up
         started = time.perf_counter()

@@ -165,7 +165,7 @@ def main(argv=None) -> dict:
     prep = loaded.preprocessor
     # The saved model computes in float32; the one timed here trains under --precision, as train does.
     with precision_policy(args.precision):
-        model = build_classifier(RunSettings.from_dict(loaded.config["settings"]).model, prep.network_inputs(), prep)
+        model = build_classifier(RunSettings.from_dict(loaded.config["settings"]).model, loaded.model.spec, prep)
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     examples = load_examples(table, run_columns(loaded), modalities=loaded.modalities)
 

@@ -128,11 +128,10 @@ def write_keras_published_format(name, weights_files, path):
     from keras.src.legacy.saving import legacy_h5_format
 
     from fusionapp.pretrained.weights import WeightsFile, load_extractor
-    from fusionapp.model.backbones import BACKBONE_LAYER
 
     source = load_extractor(name, 32, WeightsFile("file", weights_files[name]))
     with h5py.File(path, "w") as handle:
-        legacy_h5_format.save_weights_to_hdf5_group(handle, source.get_layer(BACKBONE_LAYER))
+        legacy_h5_format.save_weights_to_hdf5_group(handle, source.backbone)
     return source
 
 
@@ -283,7 +282,7 @@ def test_fine_tuning_runs_resume_in_either_phase(weights_files, demo_table, tmp_
     import keras
 
     from fusionapp.runs.load import load_run
-    from fusionapp.model.backbones import BACKBONE_LAYER, build_backbone
+    from fusionapp.model.backbones import build_backbone
 
     run = str(tmp_path / "run")
     script = RESUMABLE_SCRIPT.format(tiny=repr(TINY))
@@ -303,7 +302,7 @@ def test_fine_tuning_runs_resume_in_either_phase(weights_files, demo_table, tmp_
 
     start = build_backbone("mobilenet_v3_small", 32)
     start.load_weights(weights_files["mobilenet_v3_small"])
-    tuned = load_run(run).model.get_layer(BACKBONE_LAYER)
+    tuned = load_run(run).model.backbones.image
     changed = {layer.name for layer, original in zip(tuned.layers, start.layers)
                if layer.weights and not all(np.array_equal(a, b) for a, b in
                                             zip(layer.get_weights(), original.get_weights()))}
@@ -348,17 +347,18 @@ def test_a_resume_refuses_a_backbone_whose_weights_changed(weights_files, tmp_pa
 
     from fusionapp.pretrained.weights import WeightsFile, load_extractor, weights_sha256
     from fusionapp.errors import FusionError
-    from fusionapp.training.frozen_backbone import check_same_backbone as _check_same_backbone
-    from fusionapp.model.backbones import BACKBONE_LAYER, build_backbone
+    from fusionapp.training.checkpoints import TrainingState
+    from fusionapp.model.backbones import build_backbone
 
     def digest(path):
         extractor = load_extractor("mobilenet_v3_small", 32, WeightsFile("file", path))
-        return weights_sha256(extractor.get_layer(BACKBONE_LAYER))
+        return weights_sha256(extractor.backbone)
 
-    state = {}
-    _check_same_backbone(state, digest(weights_files["mobilenet_v3_small"]))  # a new run records it
-    _check_same_backbone(state, digest(weights_files["mobilenet_v3_small"]))  # a resume on the same goes on
+    key = "backbone_weights_sha256"
+    state = TrainingState().with_backbone(key, digest(weights_files["mobilenet_v3_small"]))  # a new run records it
+    same = digest(weights_files["mobilenet_v3_small"])
+    assert state.with_backbone(key, same) == state  # a resume on the same weights goes on
     keras.utils.set_random_seed(5)
     build_backbone("mobilenet_v3_small", 32).save_weights(str(tmp_path / "other.weights.h5"))
     with pytest.raises(FusionError, match="differ from those this run started with"):
-        _check_same_backbone(state, digest(str(tmp_path / "other.weights.h5")))
+        state.with_backbone(key, digest(str(tmp_path / "other.weights.h5")))

@@ -19,7 +19,7 @@ model = keras.saving.load_model(sys.argv[1], safe_mode=True)
 inputs = dict(np.load(sys.argv[2]))
 np.save(sys.argv[3], np.asarray(model.predict(inputs, verbose=0)))
 if len(sys.argv) > 4:  # the pretrained backbone's own feature maps, which dominate nothing in a tiny run
-    backbone = model.get_layer("image.backbone")
+    backbone = model.backbones.image
     np.save(sys.argv[4], np.asarray(backbone(inputs["image"].astype("float32"))))
 """
 
@@ -54,6 +54,6 @@ def test_model_file_predicts_the_same_under_jax(which, request, demo_table, tmp_
     tensorflow_logits = run.model.predict(inputs, verbose=0)
     np.testing.assert_allclose(np.load(tmp_path / "jax.npy"), tensorflow_logits, rtol=1e-4, atol=1e-5)
     if extra:
-        features = np.asarray(run.model.get_layer("image.backbone")(inputs["image"].astype("float32")))
+        features = np.asarray(run.model.backbones.image(inputs["image"].astype("float32")))
         assert np.abs(features).max() > 0
         np.testing.assert_allclose(np.load(extra[0]), features, rtol=1e-3, atol=1e-3 * np.abs(features).max())

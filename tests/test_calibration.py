@@ -59,7 +59,7 @@ def test_the_temperature_is_stored_in_the_model_and_keeps_every_decision(overcon
 
     run = load_run(overconfident_run)
     calibration = run.config["calibration"]
-    temperature = float(run.model.get_layer("head.temperature").get_weights()[0])
+    temperature = float(run.model.head.temperature.get_weights()[0])
     assert temperature == pytest.approx(calibration["temperature"], rel=1e-6) and temperature != 1.0
     # T minimises the log loss, not the ECE: on a few validation rows the ECE may even rise. Both are reported.
     assert set(calibration) == {"temperature", "val_ece", "val_brier"}
@@ -69,7 +69,7 @@ def test_the_temperature_is_stored_in_the_model_and_keeps_every_decision(overcon
     assert f"calibration  temperature {temperature:.3f}" in format_info(run_info(overconfident_run))
     examples = load_examples(demo_table, run_columns(run), modalities=run.modalities)
     calibrated = predict_examples(run.model, examples).logits
-    run.model.get_layer("head.temperature").set_weights([np.float32(1.0)])
+    run.model.set_temperature(1.0)
     raw = predict_examples(run.model, examples).logits
     np.testing.assert_allclose(calibrated, raw / temperature, rtol=1e-5, atol=1e-5)
     assert (calibrated.argmax(axis=1) == raw.argmax(axis=1)).all()
@@ -113,4 +113,4 @@ def test_no_calibrate_leaves_the_temperature_out(demo_table, tmp_path):
 
     run = load_run(train(demo_table, str(tmp_path / "run"), epochs=1, calibrate=False, verbose=0, **TINY_MODEL))
     assert "calibration" not in run.config
-    assert "head.temperature" not in {layer.name for layer in run.model.layers}
+    assert run.model.head.temperature is None

@@ -40,7 +40,7 @@ def test_balanced_class_weights_weigh_each_rows_loss_by_its_class():
     import keras
 
     from fusionapp.data.examples import Examples
-    from fusionapp.model import build_classifier
+    from fusionapp.model import NetworkSpec, build_classifier
     from fusionapp.preprocessing import adapt
     from fusionapp.settings import ModelSettings, TextSettings
     from fusionapp.training.loss import class_weights, training_loss
@@ -55,7 +55,7 @@ def test_balanced_class_weights_weigh_each_rows_loss_by_its_class():
     keras.utils.set_random_seed(0)
     # No dropout and no batch norm in this model: its logits are the same in training and inference.
     model = build_classifier(ModelSettings(modalities=("tabular",), dropout=0.0, tabular_units=8, branch_units=8,
-                                           fusion_units=8), preprocessor.network_inputs(), preprocessor)
+                                           fusion_units=8), NetworkSpec.for_preprocessor(preprocessor), preprocessor)
     model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=training_loss(preprocessor, rows, "balanced"))
     import tensorflow as tf
 
@@ -97,7 +97,7 @@ def test_a_default_run_keeps_zero_offsets_and_one_without_class_weights_tunes_th
 
     config = json.load(open(os.path.join(trained_run, "config.json")))
     assert "class_offsets" not in config and config["settings"]["training"]["tune_decisions"] is None
-    assert not load_run(trained_run).model.get_layer("head.class_prior").get_weights()[0].any()
+    assert not load_run(trained_run).model.head.class_prior.get_weights()[0].any()
     run = train(demo_table, str(tmp_path / "run"), epochs=1, class_weight="none", verbose=0, wide=False,
                 calibrate=False, modalities=("text",), **TINY_MODEL)
     assert "class_offsets" in json.load(open(os.path.join(run, "config.json")))

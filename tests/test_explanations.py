@@ -109,11 +109,11 @@ def test_the_same_checks_fail_with_random_weights(region_run, region_data):
     not the model."""
     from fusionapp.runs.load import load_run
     from fusionapp.settings import ModelSettings, settings_from_dict
-    from fusionapp.model import build_classifier
+    from fusionapp.model import NetworkSpec, build_classifier
 
     run = load_run(region_run)
     settings = settings_from_dict(ModelSettings, run.config["settings"]["model"])
-    untrained = build_classifier(settings, run.preprocessor.network_inputs(), run.preprocessor)
+    untrained = build_classifier(settings, NetworkSpec.for_preprocessor(run.preprocessor), run.preprocessor)
     figures = sanity(untrained, region_data[0], region_data[1])
     assert not passes(figures), figures
 

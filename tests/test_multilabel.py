@@ -35,14 +35,14 @@ def test_label_cells_are_sets():
 
 def test_jsonl_lists_and_empty_cells_become_targets(tmp_path):
     from conftest import read_rows
+    from fusionapp.preprocessing.configs import TextConfig, TextInput
     from fusionapp.preprocessing.preprocessor import Preprocessor
 
     path = tmp_path / "t.jsonl"
     path.write_text('{"text": "a", "label": ["x", "y"]}\n{"text": "b", "label": null}\n{"text": "c", "label": "z|x"}\n')
     cells = [row["label"] for row in read_rows(str(path))]
-    preprocessor = Preprocessor(["x", "y"], ("text",), 32, text={"tokens": "words", "ngrams": 1, "sequence_length": 4,
-                                                                  "output": "token_ids", "vocabulary_size": 3},
-                                label_sep="|")
+    text = TextConfig(TextInput.TOKEN_IDS, 4, tokens="words", ngrams=1, vocabulary_size=3)
+    preprocessor = Preprocessor(["x", "y"], ("text",), 32, text=text, label_sep="|")
     # "z" is not one of the model's labels: it is left out, and the row keeps its "x".
     np.testing.assert_array_equal(preprocessor.label_targets(cells), [[1, 1], [0, 0], [1, 0]])
 
@@ -190,12 +190,12 @@ def test_training_records_label_sets_and_thresholds(multilabel_run):
     assert config["label_sets"]["dropped_labels"] == {"rare": 1}
     assert config["label_sets"]["train_rows_without_labels"] == 1
     model = load_run(multilabel_run).model
-    saved = model.get_layer("head.thresholds").get_weights()[0]
+    saved = model.head.thresholds.get_weights()[0]
     np.testing.assert_allclose(saved, [config["label_thresholds"][tag] for tag in TAGS], atol=1e-6)
-    assert not any(layer.name == "head.class_prior" for layer in model.layers)
+    assert model.head.class_prior is None
     # the wide path's blend weight is chosen per label
     assert sorted(config["wide"]["alpha"]) == TAGS
-    np.testing.assert_allclose(model.get_layer("head.blend").get_weights()[0],
+    np.testing.assert_allclose(model.head.blend.get_weights()[0],
                                [config["wide"]["alpha"][tag] for tag in TAGS])
     history = read_csv(f"{multilabel_run}/history.csv")
     assert "val_binary_accuracy" in history[0]

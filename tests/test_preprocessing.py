@@ -9,8 +9,9 @@ import pytest
 import tensorflow as tf
 
 from fusionapp.settings import ModelSettings, TextSettings
-from fusionapp.model import build_classifier
+from fusionapp.model import NetworkSpec, build_classifier
 from fusionapp.preprocessing import Preprocessor, adapt, infer_tabular_kinds
+from fusionapp.preprocessing.configs import TabularColumn, TextConfig, TextInput
 from fusionapp.preprocessing.raw_values import missing_inputs, parse_number
 
 
@@ -30,9 +31,9 @@ def raw(**columns):
 def save_and_reload(preprocessor, tmp_path):
     """The preprocessor travels inside a model file, as in a run."""
     settings = ModelSettings(modalities=preprocessor.modalities, image_size=16, image_filters=(8,),
-                             text_encoder="bag" if preprocessor.text and preprocessor.text["output"] == "tf_idf"
+                             text_encoder="bag" if preprocessor.text and preprocessor.text.input == TextInput.TF_IDF
                              else "cnn")
-    model = build_classifier(settings, preprocessor.network_inputs(), preprocessor)
+    model = build_classifier(settings, NetworkSpec.for_preprocessor(preprocessor), preprocessor)
     model.save(tmp_path / "model.keras")
     return keras.saving.load_model(tmp_path / "model.keras", safe_mode=True).preprocessor
 
@@ -54,7 +55,7 @@ def test_state_is_layer_state_not_config():
     prep = make([f"word{i} common" for i in range(200)], text=TextSettings(tokens="words"), encoder="bag")
     config = json.dumps(prep.get_config())
     assert "word17" not in config and len(config) < 2000
-    assert prep.text["vocabulary_size"] == len(prep.text_vectorizer.get_vocabulary())
+    assert prep.text.vocabulary_size == len(prep.text_vectorizer.get_vocabulary())
 
 
 def test_sublinear_tf_idf_vectors(tmp_path):
@@ -104,7 +105,7 @@ def test_line_breaks_and_separators_in_texts_survive_the_saved_vocabulary(tmp_pa
 
 def test_vocabulary_is_bounded():
     prep = make([f"word{i}" for i in range(100)], text=TextSettings(tokens="words", max_tokens=20))
-    assert prep.text["vocabulary_size"] == 20
+    assert prep.text.vocabulary_size == 20
 
 
 def test_tabular_normalisation_missing_values_and_categories(tmp_path):
@@ -112,8 +113,8 @@ def test_tabular_normalisation_missing_values_and_categories(tmp_path):
     kinds = infer_tabular_kinds(cells, {})
     assert kinds == {"price": "numeric", "shop": "categorical"}
     prep = make(tabular=cells, kinds=kinds)
-    assert prep.tabular[1]["categories"] == ["x", "y"]  # stripped; "NA" is a missing value, not a category
-    assert prep.network_inputs()["tabular_width"] == 2 + 3
+    assert prep.tabular[1].categories == ("x", "y")  # stripped; "NA" is a missing value, not a category
+    assert NetworkSpec.for_preprocessor(prep).tabular_width == 2 + 3
     new = raw(tabular_price=np.array([40.0, np.nan], "float32"), tabular_shop=np.array(["y", "never-seen"]))
     # [normalised price, missing flag, unknown, x, y]; mean 20, std 10
     expected = [[2.0, 0.0, 0, 0, 1], [0.0, 1.0, 1, 0, 0]]
@@ -173,4 +174,23 @@ def test_preprocessor_rebuilds_from_its_config():
     prep = make(tabular={"price": ["1", "2"], "shop": ["x", "y"]}, kinds={"price": "numeric", "shop": "categorical"})
     clone = Preprocessor.from_config(prep.get_config())
     assert clone.tabular == prep.tabular and clone.class_names == prep.class_names
-    assert clone.network_inputs() == prep.network_inputs()
+    assert NetworkSpec.for_preprocessor(clone) == NetworkSpec.for_preprocessor(prep)
+
+
+def test_the_configs_read_and_write_the_dicts_of_earlier_model_files():
+    """model.keras keeps each per-input config as the plain dict earlier versions wrote; read back,
+    it is typed, and written again as that dict."""
+    text = {"tokens": "chars", "ngrams": 5, "sequence_length": 64, "max_chars": 10000, "output": "tf_idf",
+            "vocabulary_size": 40}
+    tabular = [{"name": "price", "kind": "numeric"}, {"name": "shop", "kind": "categorical", "categories": ["x"]}]
+    prep = make(["ab cd", "ef gh"], tabular={"price": ["1", "2"], "shop": ["x", "y"]},
+                kinds={"price": "numeric", "shop": "categorical"}, text=TextSettings(), encoder="bag")
+    config = {**prep.get_config(), "text": text, "tabular": tabular, "wide_text": None}
+    clone = Preprocessor.from_config(json.loads(json.dumps(config)))
+    assert clone.text == TextConfig(TextInput.TF_IDF, 64, 10000, "chars", 5, 40)
+    assert clone.tabular == (TabularColumn("price", "numeric"), TabularColumn("shop", "categorical", ("x",)))
+    assert clone.get_config()["text"] == text and clone.get_config()["tabular"] == tabular
+    assert clone.tabular_widths() == [2, 2]
+    # Read by the saved keys too, as code written against the dicts reads them.
+    assert clone.text["output"] == "tf_idf" and {**clone.text} == text and clone.text.get("backbone") is None
+    assert [dict(column) for column in clone.tabular] == tabular

@@ -176,7 +176,7 @@ def test_the_explainer_explains_the_decision_of_the_raw_input_function(monkeypat
     from fusionapp.data.examples import Examples
     from fusionapp.inference import raw_inference as raw
     from fusionapp.inference.explain import explain_examples
-    from fusionapp.model import build_classifier
+    from fusionapp.model import NetworkSpec, build_classifier
     from fusionapp.preprocessing import adapt
     from fusionapp.settings import ModelSettings, TextSettings
 
@@ -188,7 +188,7 @@ def test_the_explainer_explains_the_decision_of_the_raw_input_function(monkeypat
                          text_encoder="bag", tabular_kinds={"x": "numeric"})
     keras.utils.set_random_seed(0)
     model = build_classifier(ModelSettings(modalities=("tabular",), tabular_units=8, branch_units=8, fusion_units=8),
-                             preprocessor.network_inputs(), preprocessor)
+                             NetworkSpec.for_preprocessor(preprocessor), preprocessor)
     decide = raw.RawInference.decide
 
     def second_likeliest(self, logits):

@@ -138,7 +138,7 @@ def test_long_texts_are_cut_to_max_text_chars():
     huge = "red shirt co" + "x" * 2_000_000
     encoded = preprocessor.encode_text(tf.constant([huge, "red shirt co"])).numpy()
     np.testing.assert_allclose(encoded[0], encoded[1])
-    assert preprocessor.text["max_chars"] == 12
+    assert preprocessor.text.max_chars == 12
 
 
 def test_steps_per_epoch_sets_the_epoch(monkeypatch):

@@ -217,7 +217,7 @@ def test_a_hugging_face_snapshot_folder_loads_with_its_weights(tmp_path):
     assert source.kind == "huggingface"
     preset = load_text_preset(source, 16)
     embeddings = load_file(os.path.join(folder, "model.safetensors"))["bert.embeddings.word_embeddings.weight"]
-    np.testing.assert_allclose(preset.backbone.get_layer("token_embedding").get_weights()[0], embeddings)
+    np.testing.assert_allclose(preset.backbone.token_embedding.get_weights()[0], embeddings)
     packed = preset.tokenizer(np.array(["the good dog"], dtype=object))
     assert np.asarray(packed["token_ids"])[0, :5].tolist()[0] == 2  # [CLS] first, as BERT reads it
 

@@ -13,7 +13,8 @@ from conftest import TINY_MODEL, read_csv, run_cli, write_csv
 from fusionapp.settings import ModelSettings, TextSettings
 from fusionapp.data.examples import Examples
 from fusionapp.inference.raw_inference import predict_examples
-from fusionapp.model import build_classifier
+from fusionapp.model import NetworkSpec, build_classifier
+from fusionapp.model.head import LogitBlend, WideLinear
 from fusionapp.preprocessing import adapt
 from fusionapp.posthoc.linear import cross_fit, fit_linear, fold_numbers
 from fusionapp.posthoc.wide import fit_wide_path, wide_features, wide_sources
@@ -39,7 +40,7 @@ def model_for(examples, text_encoder="bag", modalities=("text", "tabular"), wide
                          image_size=16, text=TextSettings(tokens="words").resolved(text_encoder),
                          text_encoder=text_encoder, tabular_kinds={"price": "numeric"}, wide=wide_vocabulary)
     settings = ModelSettings(modalities=modalities, text_encoder=text_encoder, branch_units=8, fusion_units=8)
-    return build_classifier(settings, preprocessor.network_inputs(), preprocessor)
+    return build_classifier(settings, NetworkSpec.for_preprocessor(preprocessor), preprocessor)
 
 
 def with_texts(examples, texts):
@@ -76,8 +77,9 @@ def test_at_alpha_one_the_model_is_the_linear_model():
     preprocessor = model.preprocessor
     features, _ = wide_features(preprocessor, examples)
     # the wide path reads its own n-grams' TF-IDF (id 0: none), then the tabular encodings
-    assert features.shape[1] == preprocessor.network_inputs()["wide_width"] + 2
-    assert features.shape[1] > preprocessor.network_inputs()["text_width"] + 2  # more than the network's words
+    spec = NetworkSpec.for_preprocessor(preprocessor)
+    assert features.shape[1] == spec.wide_width + 2
+    assert features.shape[1] > spec.text_width + 2  # more than the network's words
     labels = preprocessor.label_indices(examples.labels)
     kernel, bias = fit_linear(features, labels, preprocessor.num_classes, "none", 4.0)
     model.set_wide_path(kernel, bias)
@@ -171,28 +173,28 @@ def test_the_wide_path_reads_what_it_can_use_as_it_is():
     # Its own n-grams, whatever the network's text encoder.
     cnn = model_for(examples, text_encoder="cnn")
     assert wide_sources(cnn.preprocessor) == ["character n-grams", "tabular values"]
-    assert wide_features(cnn.preprocessor, examples)[0].shape[1] == cnn.preprocessor.network_inputs()["wide_width"] + 2
+    assert wide_features(cnn.preprocessor, examples)[0].shape[1] == cnn.spec.wide_width + 2
     # A 0.8 preprocessor (no vocabulary of the wide path's own): TF-IDF text, or with token ids
     # (no linear features) the tabular values only.
     old_cnn = model_for(examples, text_encoder="cnn", wide_vocabulary=False)
-    assert old_cnn.get_layer("wide.logits").input.shape[-1] == 2
+    assert old_cnn.head.wide.input.shape[-1] == 2
     assert wide_sources(old_cnn.preprocessor) == ["tabular values"]
     features, present = wide_features(old_cnn.preprocessor, examples)
     assert features.shape == (8, 2) and present.all()  # every row blends: no text in the wide path
     assert wide_sources(model_for(examples, wide_vocabulary=False).preprocessor) == ["TF-IDF text", "tabular values"]
-    names = {layer.name for layer in model_for(examples, text_encoder="cnn", modalities=("text",),
-                                               wide_vocabulary=False).layers}
-    assert not {"wide.logits", "head.blend"} & names
+    head = model_for(examples, text_encoder="cnn", modalities=("text",), wide_vocabulary=False).head
+    assert head.wide is None and head.blend is None
 
 
 def test_without_the_wide_path_there_is_no_wide_layer():
     examples = word_examples(8)
     model = model_for(examples)
-    assert {"wide.logits", "head.blend"} <= {layer.name for layer in model.layers}
+    assert model.has_wide_path and model.head.blend in model.layers
     preprocessor = model.preprocessor
     plain = build_classifier(ModelSettings(modalities=("text", "tabular"), wide=False),
-                             preprocessor.network_inputs(), preprocessor)
-    assert not {"wide.logits", "head.blend"} & {layer.name for layer in plain.layers}
+                             NetworkSpec.for_preprocessor(preprocessor), preprocessor)
+    assert not plain.has_wide_path and plain.head.blend is None
+    assert not {type(layer) for layer in plain.layers} & {WideLinear, LogitBlend}
 
 
 def word_table(path, count, seed):
@@ -212,7 +214,7 @@ def test_no_wide_trains_the_network_alone(tmp_path, capsys):
     assert config["settings"]["model"]["wide"] is False and "wide" not in config and "Wide path" not in out
     from fusionapp.runs.load import load_run
 
-    assert not {"wide.logits", "head.blend"} & {layer.name for layer in load_run(str(tmp_path / "run")).model.layers}
+    assert not load_run(str(tmp_path / "run")).model.has_wide_path
 
 
 @pytest.mark.integration
@@ -235,8 +237,8 @@ def test_training_blends_in_the_linear_model_where_it_is_better(tmp_path):
     from fusionapp.runs.load import load_run
 
     model = load_run(run).model
-    assert float(model.get_layer("head.blend").get_weights()[0]) == pytest.approx(wide["alpha"])
-    assert np.abs(model.get_layer("wide.logits").get_weights()[0]).max() > 0.1
+    assert float(model.head.blend.get_weights()[0]) == pytest.approx(wide["alpha"])
+    assert np.abs(model.head.wide.get_weights()[0]).max() > 0.1
     report = evaluate(run, table, split="test", verbose=0)
     assert report == json.load(open(os.path.join(run, "test_metrics.json")))
 
@@ -252,7 +254,7 @@ def test_a_model_saved_before_the_wide_path_loads_without_one(tmp_path):
     examples = word_examples(40)
     preprocessor = model_for(examples, wide_vocabulary=False).preprocessor
     model = build_classifier(ModelSettings(modalities=("text", "tabular"), branch_units=8, fusion_units=8,
-                                           wide=False), preprocessor.network_inputs(), preprocessor)
+                                           wide=False), NetworkSpec.for_preprocessor(preprocessor), preprocessor)
     path, old = str(tmp_path / "model.keras"), str(tmp_path / "old.keras")
     model.save(path)
     with zipfile.ZipFile(path) as source, zipfile.ZipFile(old, "w") as target:
@@ -264,7 +266,7 @@ def test_a_model_saved_before_the_wide_path_loads_without_one(tmp_path):
                 data = json.dumps(config).encode()
             target.writestr(item, data)
     loaded = keras.saving.load_model(old, safe_mode=True)
-    assert not {"wide.logits", "head.blend"} & {layer.name for layer in loaded.layers}
+    assert not loaded.has_wide_path and not {type(layer) for layer in loaded.layers} & {WideLinear, LogitBlend}
     np.testing.assert_allclose(predict_examples(loaded, examples).probabilities,
                                predict_examples(model, examples).probabilities, atol=1e-6)
 
@@ -286,7 +288,7 @@ def test_past_the_row_bound_the_linear_part_fits_training_rows_once(monkeypatch,
     features, _ = wide_features(preprocessor, train_rows.subset(sample))
     C = fitted.record["C"]
     kernel, bias = fit_linear(features, preprocessor.label_indices(train_rows.subset(sample).labels), 4, "none", C)
-    text_kernel, tabular_kernel, saved_bias = model.get_layer("wide.logits").get_weights()
+    text_kernel, tabular_kernel, saved_bias = model.head.wide.get_weights()
 
     def softmax(logits):
         logits = logits - logits.max(axis=1, keepdims=True)

@@ -26,6 +26,7 @@ import numpy as np
 
 from fusionapp.data.examples import Examples, raw_columns
 from fusionapp.data.images import encoded_dimensions
+from fusionapp.preprocessing.configs import TextInput
 
 TOP_TEXT = 10
 HEATMAP_MAX_SIDE = 1024
@@ -61,9 +62,9 @@ def explain_row(model, row: Examples) -> dict:
         explanation.update(label=preprocessor.class_names[predicted], probability=base)
     if "text" in modalities:
         text = row.texts[0]
-        if preprocessor.text["output"] == "tf_idf":
+        if preprocessor.text.input == TextInput.TF_IDF:
             weights = _ngram_weights(preprocessor, out["text"], out["text_gradient"])
-            words = _words_of_ngrams(text, weights, preprocessor.text["tokens"])
+            words = _words_of_ngrams(text, weights, preprocessor.text.tokens)
             if "wide_ids" in out:
                 # The wide path's n-grams push the logits too: their gradient x input joins the words.
                 contributions = out["wide_weights"] * out["wide_weights_gradient"]
@@ -178,7 +179,7 @@ def _wide_ngram_weights(preprocessor, ids, contributions) -> dict[str, float]:
 def _ngram_weights(preprocessor, features, gradient) -> dict[str, float]:
     """gradient x input per vocabulary n-gram of the row, keyed by the n-gram's text."""
     vocabulary = _vocabulary(preprocessor.text_vectorizer)
-    chars = preprocessor.text["tokens"] == "chars"
+    chars = preprocessor.text.tokens == "chars"
     weights = {}
     for index in np.flatnonzero(features):
         entry = vocabulary[index]

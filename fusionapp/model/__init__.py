@@ -7,7 +7,10 @@ this package registers every class a model file names (the preprocessor's too), 
 """
 
 import fusionapp.preprocessing  # noqa: F401 - registers the Preprocessor saved inside model files
-from fusionapp.model.classifier import FusionClassifier, build_classifier
+from fusionapp.model.classifier import Backbones, FusionClassifier, Head, build_classifier
 from fusionapp.model.losses import LabelBinaryCrossentropy
+from fusionapp.model.spec import NetworkSpec
+from fusionapp.model.weight_copy import copy_weights
 
-__all__ = ["FusionClassifier", "LabelBinaryCrossentropy", "build_classifier"]
+__all__ = ["Backbones", "FusionClassifier", "Head", "LabelBinaryCrossentropy", "NetworkSpec", "build_classifier",
+           "copy_weights"]

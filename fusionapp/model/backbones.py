@@ -51,12 +51,12 @@ def build_backbone(name: str, image_size: int):
     return model
 
 
-def backbone_image_features(images, name: str, image_size: int):
-    """uint8 images -> the backbone's feature map, scaled the way its ImageNet weights expect."""
+def backbone_image_features(images, backbone, name: str):
+    """uint8 images -> the feature map of `backbone` (built by build_backbone(name, ...)), the
+    images scaled the way its ImageNet weights expect."""
     x = layers.Rescaling(1.0, name="image.to_float")(images)
     if BACKBONES[name].scaling == "tf":
         x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="image.rescale")(x)
-    backbone = build_backbone(name, image_size)
     # Frozen unless fine-tuning unfreezes part of it; frozen batch norm runs in inference mode.
     backbone.trainable = False
     return backbone(x)
@@ -64,9 +64,12 @@ def backbone_image_features(images, name: str, image_size: int):
 
 def build_feature_extractor(name: str, image_size: int):
     """uint8 images -> the backbone's feature map: the part of the image branch the feature cache
-    stands in for, under the same layer names."""
+    stands in for, its backbone held as `extractor.backbone`."""
     images = keras.Input((image_size, image_size, 3), dtype="uint8", name="image")
-    return keras.Model(images, backbone_image_features(images, name, image_size), name="image.feature_extractor")
+    backbone = build_backbone(name, image_size)
+    extractor = keras.Model(images, backbone_image_features(images, backbone, name), name="image.feature_extractor")
+    extractor.backbone = backbone
+    return extractor
 
 
 def unfreeze_top(backbone, layers_count: int) -> None:

@@ -9,17 +9,19 @@ from fusionapp.model.backbones import backbone_image_features
 from fusionapp.model.blocks import BN_MOMENTUM, multi_kernel_block
 
 
-def image_branch(images, settings: ModelSettings, image_size: int, from_features: bool = False):
-    """uint8 RGB images -> features: stem conv, multi-kernel blocks, global pooling, projection.
+def image_branch(images, settings: ModelSettings, backbone=None):
+    """uint8 RGB images -> (features, the feature map they pool): stem conv, multi-kernel blocks,
+    global pooling, projection.
 
-    With a pretrained backbone: the backbone's last feature map, a multi-kernel block over it (or
-    not: `backbone_head`), global pooling, projection. `from_features`: `images` is already that
-    feature map (the frozen backbone's output, computed once by the feature cache), and the model
-    has every layer of the full one except the backbone, under the same names.
+    With a pretrained backbone (`backbone`, built by fusionapp.model.backbones.build_backbone): the
+    backbone's last feature map, a multi-kernel block over it (or not: `backbone_head`), global
+    pooling, projection. With `settings.pretrained` and no `backbone`, `images` is already that
+    feature map (the frozen backbone's output, computed once by the feature cache), and the branch
+    has every layer of the full one except the backbone.
     """
     if settings.pretrained:
-        return backbone_branch(images if from_features else
-                               backbone_image_features(images, settings.image_backbone, image_size), settings)
+        return backbone_branch(images if backbone is None else
+                               backbone_image_features(images, backbone, settings.image_backbone), settings)
     x = layers.Rescaling(1.0 / 255.0, name="image.rescale")(images)
     x = layers.Conv2D(settings.image_stem_filters, 3, strides=2, padding="same", use_bias=False,
                       name="image.stem.conv3x3")(x)
@@ -30,19 +32,20 @@ def image_branch(images, settings: ModelSettings, image_size: int, from_features
         # The last block feeds global pooling, so pooling it first would only discard detail.
         x = multi_kernel_block(x, filters, settings.image_kernels, name=f"image.block{i + 1}", pool=i < last,
                                reduction=settings.image_reduction)
-    x = layers.GlobalAveragePooling2D(name="image.global_pool")(x)
-    return layers.Dense(settings.branch_units, activation="relu", name="image.projection")(x)
+    pooled = layers.GlobalAveragePooling2D(name="image.global_pool")(x)
+    return layers.Dense(settings.branch_units, activation="relu", name="image.projection")(pooled), x
 
 
 def backbone_branch(feature_map, settings: ModelSettings):
+    """A pretrained backbone's feature map -> (features, the feature map they pool)."""
     x = feature_map
     if settings.backbone_head == "multi-kernel":
         x = multi_kernel_block(x, settings.image_filters[-1], settings.image_kernels, name="image.head", pool=False,
                                reduction=settings.image_reduction)
-    x = layers.GlobalAveragePooling2D(name="image.global_pool")(x)
+    pooled = layers.GlobalAveragePooling2D(name="image.global_pool")(x)
     # A thousand-odd pretrained features and a few thousand images: the projection overfits without it.
-    x = layers.Dropout(settings.dropout, name="image.dropout")(x)
-    return layers.Dense(settings.branch_units, activation="relu", name="image.projection")(x)
+    pooled = layers.Dropout(settings.dropout, name="image.dropout")(pooled)
+    return layers.Dense(settings.branch_units, activation="relu", name="image.projection")(pooled), x
 
 
 def text_branch(text, settings: ModelSettings, vocabulary_size: int):

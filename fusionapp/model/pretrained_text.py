@@ -51,11 +51,14 @@ def backbone_text_features(token_ids, padding_mask, backbone, frozen: bool = Tru
 
 def text_features_extractor(config: str, sequence_length: int):
     """Token ids and mask -> the pooled vector: the part of the text branch the feature cache stands
-    in for, under the same layer names."""
+    in for, its backbone held as `extractor.backbone`."""
     token_ids = keras.Input((sequence_length,), dtype="int32", name="text")
     mask = keras.Input((sequence_length,), dtype="int32", name="text_mask")
-    features = backbone_text_features(token_ids, mask, build_text_backbone(config))
-    return keras.Model({"text": token_ids, "text_mask": mask}, features, name="text.feature_extractor")
+    backbone = build_text_backbone(config)
+    features = backbone_text_features(token_ids, mask, backbone)
+    extractor = keras.Model({"text": token_ids, "text_mask": mask}, features, name="text.feature_extractor")
+    extractor.backbone = backbone
+    return extractor
 
 
 def joint_image_features(images, joint, scale, offset):
@@ -66,13 +69,16 @@ def joint_image_features(images, joint, scale, offset):
 
 
 def joint_extractors(config: str, image_size: int, scale, offset, sequence_length: int):
-    """(the joint model, uint8 images -> image embeddings, token ids -> text embeddings): the parts of
-    both branches the feature cache stands in for, under the same layer names."""
+    """(uint8 images -> image embeddings, token ids -> text embeddings): the parts of both branches
+    the feature cache stands in for, each holding the one joint model as `extractor.backbone`."""
     joint = build_text_backbone(config, name=JOINT_LAYER)
     images = keras.Input((image_size, image_size, 3), dtype="uint8", name="image")
     token_ids = keras.Input((sequence_length,), dtype="int32", name="text")
-    return (joint, keras.Model(images, joint_image_features(images, joint, scale, offset), name="image.extractor"),
-            keras.Model({"text": token_ids}, joint.get_text_embeddings(token_ids), name="text.extractor"))
+    extractors = (keras.Model(images, joint_image_features(images, joint, scale, offset), name="image.extractor"),
+                  keras.Model({"text": token_ids}, joint.get_text_embeddings(token_ids), name="text.extractor"))
+    for extractor in extractors:
+        extractor.backbone = joint
+    return extractors
 
 
 def transformer_stack(backbone) -> list:

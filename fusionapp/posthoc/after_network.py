@@ -5,15 +5,27 @@ per-label thresholds (multi-label, on the calibrated probabilities they are comp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
+from fusionapp.posthoc.temperature import CalibrationRecord
+from fusionapp.posthoc.wide import WideRecord
 from fusionapp.settings import RunSettings
 
 
-@dataclass
+class AfterNetworkRecord(TypedDict, total=False):
+    """config.json's entries of what was fitted after the network (those the run has)."""
+
+    wide: WideRecord | None  # None: --wide, but no text or tabular column to read
+    class_offsets: dict[str, float]  # per class, added to its logit (single-label)
+    calibration: CalibrationRecord
+    label_thresholds: dict[str, float]  # per label (multi-label)
+
+
+@dataclass(frozen=True)
 class AfterNetwork:
-    record: dict  # config.json's entries: wide, class_offsets, calibration, label_thresholds
+    record: AfterNetworkRecord
     val_logits: np.ndarray  # the saved model's validation logits, its linear part held out
 
 
@@ -24,7 +36,7 @@ def fit_after_network(model, train_rows, val_rows, network_logits: np.ndarray, s
     preprocessor = model.preprocessor
     y_val = preprocessor.label_targets(val_rows.labels)
     logits = network_logits
-    record = {}
+    record = AfterNetworkRecord()
     if model.has_wide_path:
         record["wide"], logits = _wide(model, train_rows, val_rows, logits, settings, say)
     elif settings.model.wide:

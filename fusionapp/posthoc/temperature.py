@@ -3,12 +3,22 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import numpy as np
 
 from fusionapp.evaluation.calibration import brier_score, expected_calibration_error, is_multi_label, probabilities_of
 
 # log(T) is searched in [-3, 3]: T from 0.05 (sharpen 20x) to 20 (flatten 20x)
 LOG_T_BOUNDS = (-3.0, 3.0)
+
+
+class CalibrationRecord(TypedDict):
+    """config.json's "calibration"."""
+
+    temperature: float  # T, dividing the logits
+    val_ece: dict[str, float]  # the validation rows' expected calibration error, "before" and "after" T
+    val_brier: dict[str, float]  # and their Brier score
 
 
 def fit_temperature(y_true, logits) -> float:
@@ -40,7 +50,7 @@ def fit_temperature(y_true, logits) -> float:
     return float(np.exp(result.x))
 
 
-def calibrate(model, y_val, val_logits) -> dict:
+def calibrate(model, y_val, val_logits) -> CalibrationRecord:
     """Fit the temperature on the validation logits (offsets included), store it in the model's
     `head.temperature`, and return what config.json records."""
     val_logits = np.asarray(val_logits, np.float64)

@@ -20,9 +20,11 @@ not hold it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
+from fusionapp.model import NetworkSpec
 from fusionapp.model.classifier import wide_path_inputs
 from fusionapp.posthoc.linear import C_GRID, FOLDS, best_C, cross_fit, fit_linear, fold_numbers, held_out_loss
 
@@ -32,16 +34,41 @@ WIDE_MAX_ROWS = 50_000
 ALPHAS = np.round(np.linspace(0.0, 1.0, 11), 2)
 
 
-@dataclass
+class WideRecord(TypedDict):
+    """config.json's "wide": the wide path as fitted."""
+
+    alpha: float | dict[str, float]  # its weight in the blend (multi-label: per label)
+    C: float  # the linear model's inverse regularisation, chosen from C_GRID
+    C_log_loss: dict[str, float]  # each C's held-out log loss
+    fitted_on: str  # which rows the final linear model learnt from, in words
+    folds: int  # of the cross-fit
+    features: int  # the linear model's inputs: n-grams (and tabular values)
+    val_log_loss: dict[str, float]  # the validation rows' log loss: "deep", "wide" and "blend"
+
+
+@dataclass(frozen=True)
+class _LinearFit:
+    """The linear part as fitted, with what config.json records of the fit."""
+
+    kernel: np.ndarray  # [features, classes]
+    bias: np.ndarray
+    val: np.ndarray  # the validation rows' held-out linear logits
+    present: np.ndarray  # whether each validation row has text features (what the blend blends on)
+    C: float
+    C_log_loss: dict[str, float]
+    fitted_on: str
+
+
+@dataclass(frozen=True)
 class WideFit:
-    record: dict  # what config.json keeps under "wide"
+    record: WideRecord
     val_logits: np.ndarray  # the blend on the validation rows, the linear part held out
 
 
 def wide_sources(preprocessor) -> list[str]:
     """What the wide path reads, in words, in the order of its features."""
     words = {"wide_text": "character n-grams", "text": "TF-IDF text", "tabular": "tabular values"}
-    return [words[m] for m in wide_path_inputs(preprocessor.modalities, preprocessor.network_inputs())]
+    return [words[m] for m in wide_path_inputs(preprocessor.modalities, NetworkSpec.for_preprocessor(preprocessor))]
 
 
 def wide_features(preprocessor, examples):
@@ -55,10 +82,10 @@ def wide_features(preprocessor, examples):
     from fusionapp.data.examples import raw_columns
 
     specs = preprocessor.input_specs()
-    inputs = preprocessor.network_inputs()
-    read = wide_path_inputs(preprocessor.modalities, inputs)
+    spec = NetworkSpec.for_preprocessor(preprocessor)
+    read = wide_path_inputs(preprocessor.modalities, spec)
     columns = tuple("text" if m == "wide_text" else m for m in read)
-    text_width = inputs["wide_width"] if "wide_text" in read else inputs.get("text_width", 0) if "text" in read else 0
+    text_width = spec.wide_width if "wide_text" in read else spec.text_width if "text" in read else 0
     # Sparse n-grams come a few thousand rows at a time; dense TF-IDF in batches of about 32 MB.
     batch_size = 4096 if "text" not in read else max(1, 2**22 // max(text_width, 1))
     parts = []
@@ -109,23 +136,21 @@ def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: st
         linear = _cross_fitted(preprocessor, train_rows, val_rows, y_val, class_weight, seed)
     else:
         linear = _sample_fitted(preprocessor, train_rows, val_rows, y_val, class_weight, seed)
-    kernel, bias, wide_val = linear.pop("kernel"), linear.pop("bias"), linear.pop("val")
-    val_present = linear.pop("present")
-    alpha = choose_alpha(y_val, deep_val_logits, wide_val, val_present, preprocessor.multi_label)
-    model.set_wide_path(kernel, bias)
+    alpha = choose_alpha(y_val, deep_val_logits, linear.val, linear.present, preprocessor.multi_label)
+    model.set_wide_path(linear.kernel, linear.bias)
     model.set_blend(alpha)
 
     def loss(weight):
-        return held_out_loss(y_val, blend(deep_val_logits, wide_val, val_present, weight))
+        return held_out_loss(y_val, blend(deep_val_logits, linear.val, linear.present, weight))
 
     chosen = dict(zip(preprocessor.class_names, map(float, alpha))) if preprocessor.multi_label else float(alpha)
-    record = {"alpha": chosen, **linear, "folds": FOLDS,
-              "features": int(kernel.shape[0]),
-              "val_log_loss": {"deep": loss(0.0), "wide": loss(1.0), "blend": loss(alpha)}}
-    return WideFit(record, blend(deep_val_logits, wide_val, val_present, alpha))
+    record = WideRecord(alpha=chosen, C=linear.C, C_log_loss=linear.C_log_loss, fitted_on=linear.fitted_on,
+                        folds=FOLDS, features=int(linear.kernel.shape[0]),
+                        val_log_loss={"deep": loss(0.0), "wide": loss(1.0), "blend": loss(alpha)})
+    return WideFit(record, blend(deep_val_logits, linear.val, linear.present, alpha))
 
 
-def _cross_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str, seed: int) -> dict:
+def _cross_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str, seed: int) -> _LinearFit:
     import scipy.sparse as sparse
 
     train_features, _ = wide_features(preprocessor, train_rows)
@@ -135,12 +160,11 @@ def _cross_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str, 
     labels = np.concatenate([preprocessor.label_targets(train_rows.labels), y_val])
     fitted = cross_fit(features, labels, preprocessor.num_classes, class_weight, C_GRID,
                        fold_numbers(labels, FOLDS, seed))
-    return {"kernel": fitted.kernel, "bias": fitted.bias, "val": fitted.held_out_logits[len(train_rows):],
-            "present": val_present, "C": fitted.C,
-            "C_log_loss": _rounded(fitted.held_out_loss), "fitted_on": "training and validation rows"}
+    return _LinearFit(fitted.kernel, fitted.bias, fitted.held_out_logits[len(train_rows):], val_present, fitted.C,
+                      _rounded(fitted.held_out_loss), "training and validation rows")
 
 
-def _sample_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str, seed: int) -> dict:
+def _sample_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str, seed: int) -> _LinearFit:
     size = min(WIDE_MAX_ROWS, len(train_rows))
     sample = np.sort(np.random.default_rng(seed).choice(len(train_rows), size, replace=False))
     rows = train_rows.subset(sample)
@@ -154,9 +178,8 @@ def _sample_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str,
     losses = {C: held_out_loss(y_val, logits) for C, logits in zip(fits, held_out)}
     chosen = best_C(losses)
     val = held_out[list(fits).index(chosen)]
-    return {"kernel": fits[chosen][0], "bias": fits[chosen][1], "val": val, "present": present,
-            "C": chosen, "C_log_loss": _rounded(losses),
-            "fitted_on": f"a sample of {size} training rows" if size < len(train_rows) else "training rows"}
+    return _LinearFit(fits[chosen][0], fits[chosen][1], val, present, chosen, _rounded(losses),
+                      f"a sample of {size} training rows" if size < len(train_rows) else "training rows")
 
 
 def _rounded(losses: dict) -> dict:

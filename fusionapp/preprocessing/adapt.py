@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
 
 from fusionapp.errors import FusionError
+from fusionapp.preprocessing.configs import ImageTextConfig, TabularColumn, TextConfig, TextInput, WideTextConfig
 from fusionapp.preprocessing.preprocessor import Preprocessor
 from fusionapp.preprocessing.raw_values import (cut_text, is_missing_cell, normalize_category, normalize_text,
                                                 numeric_problem, numeric_values, tabular_key)
@@ -29,8 +31,8 @@ WIDE_MAX_WEIGHTS = 2**24
 def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, text: TextSettings,
           text_encoder: str, tabular_kinds: dict[str, str], source: str = "data",
           label_sep: str | None = None, min_label_count: int = 1, adapt_rows: int | None = None,
-          seed: int = 0, wide: bool = False, backbone_text: dict | None = None, text_tokenizer=None,
-          image_text: dict | None = None) -> Preprocessor:
+          seed: int = 0, wide: bool = False, backbone_text: TextConfig | None = None, text_tokenizer=None,
+          image_text: ImageTextConfig | None = None) -> Preprocessor:
     """A Preprocessor adapted on these (training) rows. `tabular_cells` maps column -> raw cells;
     `text` is already resolved for `text_encoder` (see TextSettings.resolved). With `label_sep`
     the labels are sets (multi-label), and those on fewer than `min_label_count` rows are left out.
@@ -50,7 +52,7 @@ def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, te
     if "text" in modalities:
         sample = _normalized(adapt_sample(texts, adapt_rows, seed), text.max_chars)
         if backbone_text is not None:
-            text_config = {**backbone_text, "max_chars": text.max_chars}
+            text_config = dataclasses.replace(backbone_text, max_chars=text.max_chars)
         else:
             text_config, vocabulary, idf = _adapt_text(sample, text, text_encoder, source)
             state.update(vocabulary=vocabulary, idf=idf)
@@ -73,9 +75,9 @@ def adapt(labels, texts, tabular_cells: dict, *, modalities, image_size: int, te
                 std = float(values.std()) if values.size > 1 else 1.0
                 means.append(float(values.mean()) if values.size else 0.0)
                 stds.append(std if std > 1e-12 else 1.0)
-                tabular.append({"name": name, "kind": kind})
+                tabular.append(TabularColumn(name, kind))
             else:
-                tabular.append({"name": name, "kind": kind, "categories": _categories(tabular_cells[name])})
+                tabular.append(TabularColumn(name, kind, _categories(tabular_cells[name])))
         if means:
             state.update(means=means, stds=stds)
     preprocessor = Preprocessor(class_names, modalities, image_size, text=text_config, tabular=tabular,
@@ -120,7 +122,8 @@ def _normalized(texts, max_chars: int | None) -> np.ndarray:
 def _adapt_text(texts, text: TextSettings, text_encoder: str, source: str):
     bag = text_encoder == "bag"
     ngrams = text.ngrams if bag else 1
-    counter = text_vectorizer(text.tokens, ngrams, "tf_idf" if bag else "token_ids", max_tokens=text.max_tokens)
+    counter = text_vectorizer(text.tokens, ngrams, TextInput.TF_IDF if bag else TextInput.TOKEN_IDS,
+                              max_tokens=text.max_tokens)
     import tensorflow as tf
 
     # A dataset, not the array: Keras adapts an array in one call, n-grams of every text in one
@@ -131,9 +134,8 @@ def _adapt_text(texts, text: TextSettings, text_encoder: str, source: str):
         raise FusionError(f"{source}: every training text is empty; train without text (--modalities) "
                           "or fill the text column")
     special = 1 if bag else 2  # the out-of-vocabulary slot, and for token ids the padding id too
-    config = {"tokens": text.tokens, "ngrams": ngrams, "sequence_length": text.sequence_length,
-              "max_chars": text.max_chars,
-              "output": "tf_idf" if bag else "token_ids", "vocabulary_size": len(vocabulary) + special}
+    config = TextConfig(TextInput.TF_IDF if bag else TextInput.TOKEN_IDS, text.sequence_length, text.max_chars,
+                        text.tokens, ngrams, len(vocabulary) + special)
     return config, vocabulary, (_idf_weights(texts, counter) if bag else None)
 
 
@@ -158,8 +160,7 @@ def _adapt_wide(texts, classes: int):
     if not len(keep):
         return None, None, None  # too few texts share an n-gram: the wide path reads tabular values only
     idf = np.log((1.0 + len(texts)) / (1.0 + documents[keep])) + 1.0
-    config = {"tokens": "chars", "ngrams": WIDE_NGRAMS, "min_documents": WIDE_MIN_DOCUMENTS,
-              "vocabulary_size": len(keep) + 1}
+    config = WideTextConfig(WIDE_NGRAMS, len(keep) + 1, WIDE_MIN_DOCUMENTS)
     return config, [str(token) for token in vocabulary[keep]], np.concatenate([[0.0], idf])
 
 

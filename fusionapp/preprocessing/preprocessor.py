@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from fusionapp.compat import all_sublayers
+from fusionapp.preprocessing.configs import ImageTextConfig, TabularColumn, TextConfig, TextInput, WideTextConfig
 from fusionapp.preprocessing.image import decode_or_blank
 from fusionapp.preprocessing.text import text_vectorizer, wide_vectorizer
 from fusionapp.preprocessing.raw_values import (cut_text, missing_inputs, normalize_category, normalize_text,
@@ -25,48 +26,32 @@ from fusionapp.settings import MODALITIES
 class Preprocessor(keras.layers.Layer):
     """Raw inputs -> network inputs.
 
-    The config holds what is small: class names, modalities, image size, how text is cut
-    (`text`: tokens, ngrams, sequence_length, output "tf_idf" or "token_ids", vocabulary_size) and
-    the tabular columns (`tabular`: name, kind, and the categories of categorical ones); `wide_text`,
-    the wide path's own n-grams (ngrams, vocabulary_size), or None. The large state is layer state,
+    The config holds what is small: class names (and `label_sep`: None for one label per row, else
+    a multi-label model whose label cells join labels with it), modalities, image size, and one
+    typed config per input (fusionapp/preprocessing/configs.py): `text` (how text is cut and what
+    the network reads of it), `tabular` (the columns), `wide_text` (the wide path's own n-grams, or
+    None) and `image_text` (a joint image-text model, or None). The large state is layer state,
     saved in the model file beside the weights: the text vocabularies (assets of the
     TextVectorization layers), the idf weights and the numeric columns' statistics.
     """
 
-    def __init__(self, class_names, modalities, image_size: int, text: dict | None = None, tabular=(),
-                 label_sep: str | None = None, wide_text: dict | None = None, text_tokenizer=None,
-                 image_text: dict | None = None, **kwargs):
+    def __init__(self, class_names, modalities, image_size: int, text: TextConfig | None = None,
+                 tabular: tuple[TabularColumn, ...] = (), label_sep: str | None = None,
+                 wide_text: WideTextConfig | None = None, text_tokenizer=None,
+                 image_text: ImageTextConfig | None = None, **kwargs):
         super().__init__(**{**kwargs, "dtype": "float32", "trainable": False})
         self.class_names = [str(name) for name in class_names]
-        # None: one label per row; else a multi-label model, whose label cells join labels with this
         self.label_sep = label_sep
         self.modalities = tuple(m for m in MODALITIES if m in modalities)
         self.image_size = int(image_size)
-        self.text = dict(text) if text else None
-        self.tabular = [dict(column) for column in tabular]
-        self.wide_text = dict(wide_text) if wide_text and "text" in self.modalities else None
-        # A joint image-text model's architecture (JSON text) and pixel scaling, or None.
-        self.image_text = dict(image_text) if image_text else None
+        self.text = text if "text" in self.modalities else None
+        self.tabular = tuple(tabular)
+        self.wide_text = wide_text if "text" in self.modalities else None
+        self.image_text = image_text
 
         # === Layers ===
-        if "text" in self.modalities and self.text["output"] == "backbone":
-            # A pretrained text backbone's own tokenizer; its vocabulary is an asset of the model file.
-            # Loaded from a model file, it gets its vocabulary after this, and builds (its packer
-            # reads the vocabulary's special tokens) on first use.
-            self.text_tokenizer = text_tokenizer or keras.saving.deserialize_keras_object(
-                json.loads(self.text["tokenizer"]))
-        elif "text" in self.modalities:
-            token_ids = self.text["output"] == "token_ids"
-            self.text_vectorizer = text_vectorizer(self.text["tokens"], self.text["ngrams"], self.text["output"],
-                                                   self.text["sequence_length"])
-            if not token_ids:
-                self.idf = self.add_weight(shape=(self.text["vocabulary_size"],), initializer="ones",
-                                           trainable=False, name="idf")
-        if self.wide_text is not None:
-            self.wide_vectorizer = wide_vectorizer(self.wide_text["ngrams"])
-            self.wide_idf = self.add_weight(shape=(self.wide_text["vocabulary_size"],), initializer="zeros",
-                                            trainable=False, name="wide_idf")
-        numeric = [column for column in self.tabular if column["kind"] == "numeric"]
+        self._text_layers(text_tokenizer)
+        numeric = [column for column in self.tabular if column.kind == "numeric"]
         if numeric:
             self.numeric_mean = self.add_weight(shape=(len(numeric),), initializer="zeros", trainable=False,
                                                 name="numeric_mean")
@@ -75,9 +60,9 @@ class Preprocessor(keras.layers.Layer):
         # One-hot with slot 0 for an unknown or missing category; a column that had no categories
         # in training has that slot only.
         self.category_lookups = [
-            keras.layers.StringLookup(vocabulary=column["categories"], num_oov_indices=1, output_mode="one_hot",
+            keras.layers.StringLookup(vocabulary=list(column.categories), num_oov_indices=1, output_mode="one_hot",
                                       name=f"categories_{i}")
-            for i, column in enumerate(self.tabular) if column["kind"] == "categorical" and column["categories"]]
+            for i, column in enumerate(self.tabular) if column.kind == "categorical" and column.categories]
         for layer in [getattr(self, "text_vectorizer", None), getattr(self, "wide_vectorizer", None),
                       *self.category_lookups]:
             if layer is not None:
@@ -87,6 +72,23 @@ class Preprocessor(keras.layers.Layer):
         for layer in all_sublayers(self):
             layer.supports_jit = True
         self.built = True
+
+    def _text_layers(self, text_tokenizer) -> None:
+        text = self.text
+        if text is not None and text.input == TextInput.BACKBONE:
+            # A pretrained text backbone's own tokenizer; its vocabulary is an asset of the model file.
+            # Loaded from a model file, it gets its vocabulary after this, and builds (its packer
+            # reads the vocabulary's special tokens) on first use.
+            self.text_tokenizer = text_tokenizer or keras.saving.deserialize_keras_object(json.loads(text.tokenizer))
+        elif text is not None:
+            self.text_vectorizer = text_vectorizer(text.tokens, text.ngrams, text.input, text.sequence_length)
+            if text.input == TextInput.TF_IDF:
+                self.idf = self.add_weight(shape=(text.vocabulary_size,), initializer="ones", trainable=False,
+                                           name="idf")
+        if self.wide_text is not None:
+            self.wide_vectorizer = wide_vectorizer(self.wide_text.ngrams)
+            self.wide_idf = self.add_weight(shape=(self.wide_text.vocabulary_size,), initializer="zeros",
+                                            trainable=False, name="wide_idf")
 
     # === State set by adapt ===
     def set_state(self, vocabulary=None, idf=None, means=None, stds=None, wide_vocabulary=None,
@@ -105,7 +107,7 @@ class Preprocessor(keras.layers.Layer):
     # === Raw inputs ===
     @property
     def tabular_columns(self) -> list[tuple[str, str]]:
-        return [(column["name"], column["kind"]) for column in self.tabular]
+        return [(column.name, column.kind) for column in self.tabular]
 
     @property
     def tabular_kinds(self) -> dict[str, str]:
@@ -137,9 +139,9 @@ class Preprocessor(keras.layers.Layer):
         `text_mask` (1 on the text's tokens, 0 on padding)."""
         import tensorflow as tf
 
-        if self.text["output"] != "backbone":
+        if self.text.input != TextInput.BACKBONE:
             return {"text": self.encode_text(texts)}
-        texts = normalize_text(cut_text(texts, self.text.get("max_chars")))
+        texts = normalize_text(cut_text(texts, self.text.max_chars))
         if self.image_text is not None:
             # A joint model's preprocessor reads prompts and images; its text encoder, token ids alone.
             return {"text": tf.cast(self.text_tokenizer({"images": None, "prompts": texts})["token_ids"], tf.int32)}
@@ -150,8 +152,8 @@ class Preprocessor(keras.layers.Layer):
         """[batch] strings -> sublinear TF-IDF vectors at unit length, or token ids."""
         import tensorflow as tf
 
-        tokens = self.text_vectorizer(normalize_text(cut_text(texts, self.text.get("max_chars"))))
-        if self.text["output"] == "token_ids":
+        tokens = self.text_vectorizer(normalize_text(cut_text(texts, self.text.max_chars)))
+        if self.text.input == TextInput.TOKEN_IDS:
             return tf.cast(tokens, tf.int64)
         # log(1 + count) x idf at unit length, as scikit-learn's sublinear_tf with norm="l2": raw
         # counts let long texts and repeated characters swamp the first dense layer.
@@ -165,7 +167,7 @@ class Preprocessor(keras.layers.Layer):
         n-grams, padded to the batch's longest, so no [batch, vocabulary] matrix is ever made."""
         import tensorflow as tf
 
-        counts = self.wide_vectorizer(normalize_text(cut_text(texts, self.text.get("max_chars"))))
+        counts = self.wide_vectorizer(normalize_text(cut_text(texts, self.text.max_chars)))
         rows, ids = counts.indices[:, 0], tf.cast(counts.indices[:, 1], tf.int32)
         # scikit-learn's sublinear_tf, 1 + log(count): the wide path is the standard linear text model.
         weights = (1.0 + tf.math.log(tf.cast(counts.values, tf.float32))) * tf.gather(
@@ -196,8 +198,8 @@ class Preprocessor(keras.layers.Layer):
         parts, numeric_index = [], 0
         lookups = iter(self.category_lookups)
         for column in self.tabular:
-            value = raw[tabular_key(column["name"])]
-            if column["kind"] == "numeric":
+            value = raw[tabular_key(column.name)]
+            if column.kind == "numeric":
                 value = tf.cast(value, tf.float32)
                 missing = tf.math.is_nan(value)
                 mean = tf.convert_to_tensor(self.numeric_mean)[numeric_index]
@@ -205,7 +207,7 @@ class Preprocessor(keras.layers.Layer):
                 normalised = tf.where(missing, tf.zeros_like(value), (value - mean) / std)
                 parts.append(tf.stack([normalised, tf.cast(missing, tf.float32)], axis=-1))
                 numeric_index += 1
-            elif column["categories"]:
+            elif column.categories:
                 parts.append(tf.cast(next(lookups)(normalize_category(value)), tf.float32))
             else:
                 parts.append(tf.ones_like(tf.cast(tf.strings.length(value), tf.float32))[:, None])
@@ -252,48 +254,42 @@ class Preprocessor(keras.layers.Layer):
 
         return label_matrix(cells, self.class_names, self.label_sep) if self.multi_label else self.label_indices(cells)
 
-    # === What the network is built for ===
-    def network_inputs(self) -> dict:
-        """The sizes the classifier's inputs and head need."""
-        sizes = {"num_classes": self.num_classes, "image_size": self.image_size}
-        if self.image_text is not None:
-            sizes.update(image_text_backbone=self.image_text["backbone"], image_scale=self.image_text["scale"],
-                         image_offset=self.image_text["offset"])
-        if "text" in self.modalities:
-            sizes.update(text_input=self.text["output"], text_width=self.text.get("vocabulary_size", 0),
-                         sequence_length=self.text["sequence_length"])
-            if self.text["output"] == "backbone" and self.image_text is None:
-                sizes["text_backbone"] = self.text["backbone"]
-            if self.wide_text is not None:
-                sizes["wide_width"] = self.wide_text["vocabulary_size"]
-        if "tabular" in self.modalities:
-            sizes["tabular_width"] = sum(self.tabular_widths())
-        return sizes
-
     def tabular_widths(self) -> list[int]:
         """How many values `encode_tabular` gives each column, in order: a numeric column its value
         and missing flag, a categorical one a one-hot over unknown + its categories."""
-        return [2 if column["kind"] == "numeric" else len(column["categories"]) + 1 for column in self.tabular]
+        return [column.width for column in self.tabular]
 
     # === Config ===
     def get_config(self):
         return {**super().get_config(), "class_names": self.class_names, "modalities": list(self.modalities),
-                "image_size": self.image_size, "text": self.text, "tabular": self.tabular,
-                "label_sep": self.label_sep, "wide_text": self.wide_text, "image_text": self.image_text}
+                "image_size": self.image_size, "text": self.text and self.text.to_config(),
+                "tabular": [column.to_config() for column in self.tabular], "label_sep": self.label_sep,
+                "wide_text": self.wide_text and self.wide_text.to_config(),
+                "image_text": self.image_text and self.image_text.to_config()}
+
+    @classmethod
+    def from_config(cls, config):
+        """The saved dicts (of this or an earlier fusionapp version) as typed configs."""
+        typed = {"text": TextConfig, "wide_text": WideTextConfig, "image_text": ImageTextConfig}
+        config = {**config, **{key: kind.from_config(config[key]) for key, kind in typed.items() if config.get(key)},
+                  "tabular": tuple(TabularColumn.from_config(column) for column in config.get("tabular") or ())}
+        return super().from_config(config)
 
     def describe(self) -> dict:
         """The adapted state as plain JSON, for people (preprocessing.json); loading uses the model file."""
-        summary = {"class_names": self.class_names, "label_sep": self.label_sep, "modalities": list(self.modalities),
-                   "image_size": self.image_size, "text": self.text, "wide_text": self.wide_text, "tabular": []}
-        if "text" in self.modalities and self.text["output"] != "backbone":
+        config = self.get_config()
+        summary = {key: config[key] for key in ("class_names", "label_sep", "modalities", "image_size", "text",
+                                                "wide_text")}
+        summary["tabular"] = []
+        if self.text is not None and self.text.input != TextInput.BACKBONE:
             vocabulary = [str(token) for token in self.text_vectorizer.get_vocabulary()]
             summary["vocabulary"] = vocabulary
-            if self.text["output"] == "tf_idf":
+            if self.text.input == TextInput.TF_IDF:
                 summary["idf"] = [round(float(w), 6) for w in np.asarray(self.idf)]
         numeric_index = 0
         for column in self.tabular:
-            entry = dict(column)
-            if column["kind"] == "numeric":
+            entry = column.to_config()
+            if column.kind == "numeric":
                 entry.update(mean=float(np.asarray(self.numeric_mean)[numeric_index]),
                              std=float(np.asarray(self.numeric_std)[numeric_index]))
                 numeric_index += 1

@@ -3,16 +3,18 @@ saved preprocessor share, so the n-grams counted when adapting are the ones look
 
 from __future__ import annotations
 
+from fusionapp.preprocessing.configs import TextInput
 
-def text_vectorizer(tokens: str, ngrams: int, output: str, sequence_length: int | None = None,
+
+def text_vectorizer(tokens: str, ngrams: int, text_input: TextInput, sequence_length: int | None = None,
                     max_tokens: int | None = None, name: str = "text_vectorizer"):
     """Lower-cased words (punctuation stripped, split on whitespace) or characters, in n-grams up to
-    `ngrams`; `output` "tf_idf" gives counts per n-gram, "token_ids" ids cut or padded to
+    `ngrams`; for TF-IDF input it gives counts per n-gram, for token ids the ids cut or padded to
     `sequence_length`. `max_tokens` bounds the vocabulary when adapting."""
     import keras
 
     words = tokens == "words"
-    token_ids = output == "token_ids"
+    token_ids = text_input == TextInput.TOKEN_IDS
     return keras.layers.TextVectorization(
         max_tokens=max_tokens, standardize="lower_and_strip_punctuation" if words else "lower",
         split="whitespace" if words else "character", ngrams=ngrams if ngrams > 1 else None,

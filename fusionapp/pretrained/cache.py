@@ -14,6 +14,7 @@ import json
 import math
 import os
 import tempfile
+from typing import TypedDict
 
 import numpy as np
 
@@ -45,10 +46,39 @@ def cache_limit_bytes() -> int:
     return int(limit * 1e9)
 
 
-class FeatureCache:
-    """Features of one backbone setup (`key`: backbone, image_size, weights_sha256)."""
+class ImageCacheKey(TypedDict):
+    """What an image backbone's features depend on: a change to any of them is another folder."""
 
-    def __init__(self, key: dict, root: str | None = None):
+    backbone: str  # its name (--image-backbone)
+    image_size: int
+    decode: int  # fusionapp.preprocessing.image.DECODE_VERSION: how images are decoded and resized
+    weights_sha256: str  # the digest of its weights' values
+
+
+class TextCacheKey(TypedDict):
+    """What a text backbone's vectors depend on (a joint model's text branch's too)."""
+
+    text_backbone: str | None  # its KerasHub class
+    weights_sha256: str
+    tokenizer: str  # a digest of the tokenizer's settings (its vocabulary is the weights' embeddings')
+    sequence_length: int
+    max_chars: int | None  # characters of a text read
+    pooling: str  # how the vector is made of the last layer
+    normalize: int  # how texts are cut and normalised before the tokenizer (TEXT_NORMALIZE_VERSION)
+
+
+class CacheUsage(TypedDict):
+    folder: str  # the cache root
+    entries: int  # feature files
+    bytes: int
+    setups: int  # folders: one per key
+
+
+class FeatureCache:
+    """Features of one backbone setup, keyed by what they depend on. The folder is a digest of the
+    key's JSON: renaming or adding a key's entry starts users' caches afresh."""
+
+    def __init__(self, key: ImageCacheKey | TextCacheKey, root: str | None = None):
         self.root = root or cache_root()
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
         self.folder = os.path.join(self.root, digest)
@@ -110,7 +140,7 @@ def _entries(root: str):
                 yield path, stat.st_size, stat.st_mtime
 
 
-def cache_usage(root: str | None = None) -> dict:
+def cache_usage(root: str | None = None) -> CacheUsage:
     root = root or cache_root()
     entries = list(_entries(root)) if os.path.isdir(root) else []
     setups = len([name for name in os.listdir(root) if os.path.isdir(os.path.join(root, name))]) \

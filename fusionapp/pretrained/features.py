@@ -16,7 +16,7 @@ from fusionapp.data.images import read_or_blank
 BATCH_SIZE = 32
 
 
-@dataclass
+@dataclass(frozen=True)
 class ImageFeatures:
     """One feature map per row (float16, [rows, h, w, c]) and that of a blank image (a missing
     one, or one blanked by modality dropout), with how many rows the cache already had."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from fusionapp.compat import builtin_presets, preset_config_file
 from fusionapp.errors import FusionError, one_line
+from fusionapp.pretrained.records import TextBackboneRecord
 from fusionapp.pretrained.weights import OFFLINE_ENV
 
 POOLING = "mean"  # over the non-padding tokens of the last layer (why: docs/text-backbones.md)
@@ -177,7 +178,7 @@ def _per_channel(value) -> list[float]:
 
 
 def describe_text_backbone(source: TextBackboneSource, preset_config: dict, digest: str, sequence_length: int,
-                           hidden_dim: int) -> dict:
+                           hidden_dim: int) -> TextBackboneRecord:
     """What config.json records of the text backbone."""
     return {"name": source.given, "source": source.kind, "folder": source.folder,
             "class": preset_config.get("class_name"), "weights_sha256": digest, "sequence_length": sequence_length,

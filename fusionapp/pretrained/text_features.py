@@ -13,7 +13,7 @@ from fusionapp.pretrained.cache import fill_from_cache, fill_repeats
 BATCH_SIZE = 64
 
 
-@dataclass
+@dataclass(frozen=True)
 class TextFeatures:
     """One pooled vector per row (float16, [rows, hidden]) and that of an empty text (a missing one,
     or one blanked by modality dropout), with how many texts the cache already had."""

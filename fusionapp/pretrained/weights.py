@@ -7,8 +7,9 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from fusionapp.runs.files import file_digest
 from fusionapp.errors import FusionError, one_line
+from fusionapp.pretrained.records import BackboneRecord
+from fusionapp.runs.files import file_digest
 
 OFFLINE_ENV = "FUSIONAPP_OFFLINE"  # "1": never try to download, fail at once instead
 
@@ -69,7 +70,7 @@ def _download(backbone) -> str | None:
 def load_extractor(backbone_name: str, image_size: int, weights: WeightsFile):
     """The float32 feature extractor with its backbone's weights loaded (random ones for "none",
     drawn from the run's seed, which the caller has set)."""
-    from fusionapp.model.backbones import BACKBONE_LAYER, build_feature_extractor
+    from fusionapp.model.backbones import build_feature_extractor
     from fusionapp.model.dtype_policy import precision_policy
 
     with precision_policy("float32"):
@@ -82,14 +83,14 @@ def load_extractor(backbone_name: str, image_size: int, weights: WeightsFile):
             # initial values; a backbone half loaded is an error here.
             with warnings.catch_warnings():
                 warnings.simplefilter("error", UserWarning)
-                extractor.get_layer(BACKBONE_LAYER).load_weights(weights.path)
+                extractor.backbone.load_weights(weights.path)
         except Exception as error:  # noqa: BLE001 - a file of the wrong model or format, said in one line
             raise FusionError(f"{weights.path}: cannot load it as weights of {backbone_name} "
                               f"({one_line(error)[:160]})") from None
     return extractor
 
 
-def describe(backbone_name: str, weights: WeightsFile) -> dict:
+def describe(backbone_name: str, weights: WeightsFile) -> BackboneRecord:
     """What config.json records of the backbone: its name, the weights' source, file and sha256."""
     return {"name": backbone_name, "weights": weights.source, "weights_file": weights.path,
             "sha256": file_sha256(weights.path) if weights.path else None}

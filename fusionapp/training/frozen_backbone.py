@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusionapp.errors import FusionError
+from fusionapp.pretrained.records import BackboneRecord, JointBranchRecord, TextBackboneRecord
 from fusionapp.settings import RunSettings
 
 
-def frozen_backbone(settings: RunSettings, preprocessor):
+def frozen_backbone(settings: RunSettings, preprocessor) -> tuple[object, BackboneRecord | None]:
     """The frozen backbone as a float32 feature extractor with its weights, and what config.json
     records of it; (None, None) without a pretrained backbone."""
     if not settings.model.pretrained or "image" not in preprocessor.modalities:
@@ -29,24 +29,16 @@ def frozen_backbone(settings: RunSettings, preprocessor):
     return extractor, record
 
 
-def check_same_backbone(state: dict, digest: str, key: str = "backbone_weights_sha256") -> None:
-    """A resumed run must continue on the backbone it started with: its checkpoint's head learnt
-    that backbone's features. The state records the digest of the weights' values from the start."""
-    started = state.setdefault(key, digest)
-    if started != digest:
-        raise FusionError("the backbone's weights differ from those this run started with (the weights file "
-                          "changed since); resume with the original file, or train again")
-
-
-def cached_features(train_rows, val_rows, preprocessor, extractor, weights_digest: str, record, say):
+def cached_features(train_rows, val_rows, preprocessor, extractor, weights_digest: str,
+                    record: BackboneRecord | JointBranchRecord, say):
     """Both row sets' feature maps, from the feature cache where it has them; `record` (config.json's
     backbone entry) gains how many were cached and computed."""
     from fusionapp.preprocessing.image import DECODE_VERSION
-    from fusionapp.pretrained.cache import FeatureCache
+    from fusionapp.pretrained.cache import FeatureCache, ImageCacheKey
     from fusionapp.pretrained.features import backbone_features
 
-    key = {"backbone": record["name"], "image_size": preprocessor.image_size, "decode": DECODE_VERSION,
-           "weights_sha256": weights_digest}
+    key = ImageCacheKey(backbone=record["name"], image_size=preprocessor.image_size, decode=DECODE_VERSION,
+                        weights_sha256=weights_digest)
     from fusionapp.data.memory import check_fits
 
     rows = len(train_rows) + len(val_rows)
@@ -59,7 +51,8 @@ def cached_features(train_rows, val_rows, preprocessor, extractor, weights_diges
     return features_of_rows(features, cache, record, "Backbone features", "images", say)
 
 
-def features_of_rows(features: list, cache, record: dict, what: str, unit: str, say) -> list:
+def features_of_rows(features: list, cache, record: BackboneRecord | TextBackboneRecord | JointBranchRecord, what: str,
+                     unit: str, say) -> list:
     """`features` (of the training and validation rows) as they are, with `record` (config.json's entry
     of the backbone) given the cache's counts as `{unit}_cached` / `{unit}_computed`, said, and the
     cache held to its size limit."""

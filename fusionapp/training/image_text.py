@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 from fusionapp.errors import FusionError
+from fusionapp.preprocessing.configs import ImageTextConfig, TextConfig, TextInput
+from fusionapp.pretrained.records import JointBranchRecord
 from fusionapp.runs import layout
 from fusionapp.settings import RunSettings
 
@@ -25,7 +27,7 @@ def checked_image_text_preset(settings: RunSettings, load_weights: bool = True):
     return source, preset
 
 
-def image_text_config(settings: RunSettings, say) -> tuple[dict, dict, object, int]:
+def image_text_config(settings: RunSettings, say) -> tuple[ImageTextConfig, TextConfig, object, int]:
     """(the preprocessor's image_text config, its text config, the tokenizer, the image size)."""
     import keras
 
@@ -35,10 +37,10 @@ def image_text_config(settings: RunSettings, say) -> tuple[dict, dict, object, i
     name = type(preset.backbone).__name__
     say(f"Image-text model {settings.model.image_text_backbone} ({name}, {source.kind} folder {source.folder}), "
         f"{preset.image_size} px, {length} tokens")
-    image_text = {"backbone": json.dumps(preset.config), "scale": preset.scale, "offset": preset.offset,
-                  "name": source.given, "source": source.kind, "folder": source.folder, "class": name}
-    text = {"output": "backbone", "sequence_length": length,
-            "tokenizer": json.dumps(keras.saving.serialize_keras_object(preset.tokenizer))}
+    image_text = ImageTextConfig(json.dumps(preset.config), preset.scale, preset.offset, name, name=source.given,
+                                 source=source.kind, folder=source.folder)
+    text = TextConfig(TextInput.BACKBONE, length,
+                      tokenizer=json.dumps(keras.saving.serialize_keras_object(preset.tokenizer)))
     return image_text, text, preset.tokenizer, preset.image_size
 
 
@@ -53,16 +55,18 @@ def frozen_image_text(settings: RunSettings, preprocessor, out: str):
     from fusionapp.training.text_preset import keep_pretrained_weights, recorded_source
 
     config = preprocessor.image_text
-    length = preprocessor.text["sequence_length"] if preprocessor.text else settings.text.sequence_length
+    length = preprocessor.text.sequence_length if preprocessor.text else settings.text.sequence_length
     with precision_policy("float32"):
-        joint, images, texts = joint_extractors(config["backbone"], preprocessor.image_size, config["scale"],
-                                                config["offset"], length)
+        images, texts = joint_extractors(config.backbone, preprocessor.image_size, list(config.scale),
+                                         list(config.offset), length)
+    joint = images.backbone
     keep_pretrained_weights(joint, out, layout.IMAGE_TEXT_WEIGHTS,
                             lambda: load_image_text_preset(recorded_source(config), length).backbone)
-    record = {key: config[key] for key in ("name", "source", "folder", "class")}
-    record["weights_sha256"] = weights_sha256(joint)
-    image_record = {**record, "image_size": preprocessor.image_size, "feature_map": [int(images.output_shape[-1])]} \
+    record = JointBranchRecord({"name": config.name, "source": config.source, "folder": config.folder,
+                                "class": config.class_name, "weights_sha256": weights_sha256(joint)})
+    image_record = JointBranchRecord({**record, "image_size": preprocessor.image_size,
+                                      "feature_map": [int(images.output_shape[-1])]}) \
         if "image" in preprocessor.modalities else None
-    text_record = {**record, "sequence_length": length, "hidden_dim": int(texts.output_shape[-1]),
-                   "pooling": "projection"} if "text" in preprocessor.modalities else None
+    text_record = JointBranchRecord({**record, "sequence_length": length, "hidden_dim": int(texts.output_shape[-1]),
+                                     "pooling": "projection"}) if "text" in preprocessor.modalities else None
     return (images if image_record else None), image_record, (texts if text_record else None), text_record

@@ -8,29 +8,32 @@ worker and every later load of the run answers exactly as the scores written now
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass
 
 from fusionapp.console import keras_verbosity, printer
 from fusionapp.data.sharding import Shard
-from fusionapp.runs import files, layout
+from fusionapp.model import NetworkSpec, copy_weights
+from fusionapp.pretrained.records import ImageTextRecord, PretrainedRecords
+from fusionapp.runs import layout
 from fusionapp.settings import RunSettings
-from fusionapp.training.frozen_backbone import cached_features, check_same_backbone, frozen_backbone
+from fusionapp.training.frozen_backbone import cached_features, frozen_backbone
 from fusionapp.training.loss import class_weights, training_loss
 from fusionapp.training.text_preset import cached_text_features, frozen_text_backbone
 
 
-@dataclass
+@dataclass(frozen=True)
 class FittedNetwork:
     model: object  # the float32 FusionClassifier, best weights restored
-    history: list[dict]
+    history: tuple[dict, ...]  # one row per epoch (TrainingState.history)
     best_epoch: int | None
-    records: dict  # what config.json records of the pretrained models: backbone, text_backbone, image_text_backbone
+    records: PretrainedRecords  # what config.json records of the pretrained models
     # the validation rows' cached features of the backbones that stayed frozen (image, text; None:
-    # that branch reads its input), and the inputs that make a model read them
+    # that branch reads its input), and the spec of a network that reads them (None: no such features)
     val_features: tuple = (None, None)
-    feature_inputs: dict | None = None
+    reader_spec: NetworkSpec | None = None
 
 
 @dataclass
@@ -52,16 +55,15 @@ class Phase:
 
 def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: str, placement, checkpoint_model,
                 state, verbose: int) -> FittedNetwork:
-    """`checkpoint_model` and `state` are what `--resume` continues from (None: a new run)."""
-    from fusionapp.training.checkpoints import RunCheckpoint, new_state
+    """`checkpoint_model` and `state` (a TrainingState) are what `--resume` continues from (None: a new run)."""
+    from fusionapp.training.checkpoints import RunCheckpoint, TrainingState
 
     say, training = printer(verbose), settings.training
-    inputs = preprocessor.network_inputs()
+    spec = NetworkSpec.for_preprocessor(preprocessor)
     extractor, record, text_extractor, text_record = _frozen_backbones(settings, preprocessor, out)
-    state = state or new_state()
-    digest = _check_backbones(state, extractor, record, text_record)
-    if state["epoch"]:
-        say(f"Resuming after epoch {state['epoch']}")
+    state, digest = _check_backbones(state or TrainingState(), extractor, record, text_record)
+    if state.epoch:
+        say(f"Resuming after epoch {state.epoch}")
     loss = training_loss(preprocessor, train_rows, training.class_weight)
     phase = Phase(settings, preprocessor, train_rows, val_rows, out, placement, RunCheckpoint(out, training.patience,
                   state), class_weights(preprocessor, train_rows, training.class_weight), verbose)
@@ -69,46 +71,45 @@ def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: 
     tuned = {name: layers for name, layers, backbone in (("fine_tune", training.fine_tune, extractor),
                                                          ("fine_tune_text", training.fine_tune_text, text_extractor))
              if layers and backbone is not None}
-    fine_tuning = state.get("phase") == "fine_tune"
     # Cached features serve the frozen phase, and the second phase for a backbone it does not tune.
-    cached = extractor is not None and training.feature_cache and not (fine_tuning and "fine_tune" in tuned)
+    cached = extractor is not None and training.feature_cache and not (state.fine_tuning and "fine_tune" in tuned)
     cached_text = text_extractor is not None and training.feature_cache and not (
-        fine_tuning and "fine_tune_text" in tuned)
+        state.fine_tuning and "fine_tune_text" in tuned)
     phase.features = cached_features(train_rows, val_rows, preprocessor, extractor, digest, record, say) \
         if cached else None
     phase.text_features = cached_text_features(train_rows, val_rows, preprocessor, text_extractor, text_record,
                                                say) if cached_text else None
-    final = float32_model(settings, inputs, preprocessor)
-    if not fine_tuning:
-        first = {**inputs, **_feature_inputs(record if cached else None, text_record if cached_text else None)}
+    final = float32_model(settings, spec, preprocessor)
+    if not state.fine_tuning:
+        first = _reading_features(spec, record if cached else None, text_record if cached_text else None)
         model = checkpoint_model or _compiled(phase, first, training.learning_rate, training.epochs, loss)
         if checkpoint_model is None:
             _set_backbones(model, None if cached else extractor, None if cached_text else text_extractor)
         _run_phase(model, phase, training.epochs)
-        copy_weights(model, final)
-        _set_backbones(final, extractor if cached else None, text_extractor if cached_text else None)
+        _finish_phase(model, final, extractor if cached else None, text_extractor if cached_text else None)
         checkpoint_model = None
     if tuned:
         cached, cached_text = cached and "fine_tune" not in tuned, cached_text and "fine_tune_text" not in tuned
         phase.features, phase.text_features = (phase.features if cached else None,
                                                phase.text_features if cached_text else None)
-        second = {**inputs, **tuned, **_feature_inputs(record if cached else None,
-                                                       text_record if cached_text else None)}
+        second = _reading_features(dataclasses.replace(spec, **tuned), record if cached else None,
+                                   text_record if cached_text else None)
         model = checkpoint_model or _start_fine_tune(phase, second, final, loss)
         say(f"Fine-tuning {' and '.join(_tuned_words(tuned))} at learning rate "
             f"{training.fine_tune_learning_rate:g} for up to {training.fine_tune_epochs} epochs, from validation "
-            f"loss {phase.checkpoint.state['best_val_loss']:.4f}")
-        _run_phase(model, phase, phase.checkpoint.state["fine_tune_start"] + training.fine_tune_epochs)
-        copy_weights(model, final)
-        _set_backbones(final, extractor if cached else None, text_extractor if cached_text else None)
+            f"loss {phase.checkpoint.state.best_val_loss:.4f}")
+        _run_phase(model, phase, phase.checkpoint.state.fine_tune_start + training.fine_tune_epochs)
+        _finish_phase(model, final, extractor if cached else None, text_extractor if cached_text else None)
     shutil.rmtree(os.path.join(out, layout.PIXEL_CACHE_DIR), ignore_errors=True)
     state = phase.checkpoint.state
-    records = ({"image_text_backbone": {**(record or text_record), "image": record, "text": text_record}}
-               if preprocessor.image_text else {"backbone": record, "text_backbone": text_record})
-    return FittedNetwork(final, state["history"], state["best_epoch"],
-                         {key: value for key, value in records.items() if value is not None},
+    joint = ImageTextRecord({**(record or text_record), "image": record, "text": text_record}) \
+        if preprocessor.image_text else None
+    records = {"image_text_backbone": joint} if joint else {"backbone": record, "text_backbone": text_record}
+    reader = _reading_features(spec, record if cached else None, text_record if cached_text else None)
+    return FittedNetwork(final, state.history, state.best_epoch,
+                         PretrainedRecords({key: value for key, value in records.items() if value is not None}),
                          ((phase.features or (None, None))[1], (phase.text_features or (None, None))[1]),
-                         _feature_inputs(record if cached else None, text_record if cached_text else None))
+                         reader if reader != spec else None)
 
 
 def _frozen_backbones(settings: RunSettings, preprocessor, out: str):
@@ -121,35 +122,43 @@ def _frozen_backbones(settings: RunSettings, preprocessor, out: str):
     return (*frozen_backbone(settings, preprocessor), *frozen_text_backbone(preprocessor, out))
 
 
-def _check_backbones(state: dict, extractor, record, text_record) -> str | None:
-    """A resumed run continues on the backbones it started with (see check_same_backbone); the
-    digest of the image backbone's weights, if any."""
+def _check_backbones(state, extractor, record, text_record):
+    """A resumed run continues on the backbones it started with (TrainingState.with_backbone): the
+    state with their digests, and the digest of the image backbone's weights, if any."""
     digest = None
     if extractor is not None:
-        from fusionapp.model.backbones import BACKBONE_LAYER
         from fusionapp.pretrained.weights import weights_sha256
 
-        digest = record.get("weights_sha256") or weights_sha256(extractor.get_layer(BACKBONE_LAYER))
-        check_same_backbone(state, digest)
+        digest = record.get("weights_sha256") or weights_sha256(extractor.backbone)
+        state = state.with_backbone("backbone_weights_sha256", digest)
     if text_record is not None:
-        check_same_backbone(state, text_record["weights_sha256"], "text_backbone_weights_sha256")
-    return digest
+        state = state.with_backbone("text_backbone_weights_sha256", text_record["weights_sha256"])
+    return state, digest
 
 
-def _feature_inputs(record, text_record) -> dict:
-    """The inputs that make a model read cached features: of the image backbone whose `record` is
-    given, and of the text backbone whose `text_record` is."""
-    return {**({"image_features": record["feature_map"]} if record else {}),
-            **({"text_features": text_record["hidden_dim"]} if text_record else {})}
+def _reading_features(spec: NetworkSpec, record, text_record) -> NetworkSpec:
+    """`spec`, made to read cached features: of the image backbone whose `record` is given, and of
+    the text backbone whose `text_record` is."""
+    return dataclasses.replace(spec, **({"image_features": tuple(record["feature_map"])} if record else {}),
+                               **({"text_features": text_record["hidden_dim"]} if text_record else {}))
 
 
 def _set_backbones(model, extractor, text_extractor) -> None:
-    """The pretrained weights of the extractors given (None: leave that branch) into `model`: every
-    layer of theirs with weights is one of the model's, under the same name."""
-    for source in (extractor, text_extractor):
-        for layer in source.layers if source is not None else ():
-            if layer.weights:
-                model.get_layer(layer.name).set_weights(layer.get_weights())
+    """The pretrained weights of the extractors given (None: leave that branch) into `model`'s
+    backbones: its image (or joint image-text) backbone, its text (or joint) backbone."""
+    backbones = model.backbones
+    joint = backbones.image_text
+    for source, target in ((extractor, joint if backbones.image is None else backbones.image),
+                           (text_extractor, joint if backbones.text is None else backbones.text)):
+        if source is not None:
+            target.set_weights(source.backbone.get_weights())
+
+
+def _finish_phase(model, final, extractor, text_extractor) -> None:
+    """The phase's best weights into the float32 `final` model, with the pretrained weights of the
+    backbones `model` read as cached features (from their extractors)."""
+    copy_weights(model, final)
+    _set_backbones(final, extractor, text_extractor)
 
 
 def _tuned_words(tuned: dict) -> list[str]:
@@ -196,14 +205,14 @@ def _datasets(phase: Phase, start_step: int):
     return train_data, val_data
 
 
-def _compiled(phase: Phase, inputs: dict, learning_rate: float, epochs: int, loss):
+def _compiled(phase: Phase, spec: NetworkSpec, learning_rate: float, epochs: int, loss):
     import keras
 
     from fusionapp.model import build_classifier
 
     settings = phase.settings
     with phase.placement.strategy.scope():
-        model = build_classifier(settings.model, inputs, phase.preprocessor)
+        model = build_classifier(settings.model, spec, phase.preprocessor)
         schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps_per_epoch(phase) * epochs,
                                                           alpha=0.05)
         # A multi-label model's metric is the share of (row, label) decisions right at 0.5 (logit 0).
@@ -218,9 +227,9 @@ def _run_phase(model, phase: Phase, epochs: int) -> None:
     import keras
 
     checkpoint = phase.checkpoint
-    done = checkpoint.state["epoch"]
+    done = checkpoint.state.epoch
     steps = steps_per_epoch(phase)
-    if done < epochs and not checkpoint.state["stopped"]:
+    if done < epochs and not checkpoint.state.stopped:
         train_data, val_data = _datasets(phase, start_step=done * steps)
         if phase.placement.num_workers > 1:
             from fusionapp.compat import build_from_local_batch
@@ -235,14 +244,13 @@ def _run_phase(model, phase: Phase, epochs: int) -> None:
     checkpoint.restore_best(model)
 
 
-def _start_fine_tune(phase: Phase, inputs: dict, start, loss):
+def _start_fine_tune(phase: Phase, spec: NetworkSpec, start, loss):
     """The model of the second phase, from the first phase's best weights, with the state saying
-    so: a crash from here on resumes the fine-tuning, and if it never beats those weights'
-    validation loss, they are what the run keeps. That loss is measured again here, on images
+    so (RunCheckpoint.start_fine_tune). Their validation loss is measured again here, on images
     through the whole model at the training precision, as the fine-tuning epochs will be: the first
     phase's own figure came from cached float32 features."""
     training = phase.settings.training
-    model = _compiled(phase, inputs, training.fine_tune_learning_rate, training.fine_tune_epochs, loss)
+    model = _compiled(phase, spec, training.fine_tune_learning_rate, training.fine_tune_epochs, loss)
     copy_weights(start, model)
     # Built now, so the weights saved below carry an optimizer state of the right shape.
     with phase.placement.strategy.scope():
@@ -252,35 +260,13 @@ def _start_fine_tune(phase: Phase, inputs: dict, start, loss):
         from fusionapp.compat import build_from_local_batch
 
         build_from_local_batch(model, val_data)
-    start_loss = float(model.evaluate(val_data, verbose=0, return_dict=True)["loss"])
-    resume_dir = os.path.join(phase.out, layout.RESUME_DIR)
-    os.makedirs(resume_dir, exist_ok=True)
-    state = phase.checkpoint.state
-    epoch = state["epoch"]
-    files.save_weights(model, os.path.join(resume_dir, f"fine-tune-start{epoch:04d}.weights.h5"))
-    files.save_model(model, os.path.join(resume_dir, f"fine-tune-start{epoch:04d}.keras"))
-    from fusionapp.training.checkpoints import seed_states
-
-    state.update(phase="fine_tune", fine_tune_start=epoch, wait=0, stopped=False, best_val_loss=start_loss,
-                 seed_states=seed_states(model),
-                 best_weights=f"fine-tune-start{epoch:04d}.weights.h5", checkpoint=f"fine-tune-start{epoch:04d}.keras")
-    files.write_json(os.path.join(resume_dir, layout.STATE_FILE), state)
+    phase.checkpoint.start_fine_tune(model, float(model.evaluate(val_data, verbose=0, return_dict=True)["loss"]))
     return model
 
 
-def float32_model(settings: RunSettings, inputs: dict, preprocessor):
+def float32_model(settings: RunSettings, spec: NetworkSpec, preprocessor):
     from fusionapp.model import build_classifier
     from fusionapp.model.dtype_policy import precision_policy
 
     with precision_policy("float32"):
-        return build_classifier(settings.model, inputs, preprocessor)
-
-
-def copy_weights(source, target) -> None:
-    """Every layer's weights from `source` into the layer of the same name in `target`: models of
-    one run differ at most by the backbones (absent from one trained on cached features) and by
-    which backbone layers are trainable, never in the names of the layers they share."""
-    names = {layer.name for layer in target.layers}
-    for layer in source.layers:
-        if layer.weights and layer.name in names:
-            target.get_layer(layer.name).set_weights(layer.get_weights())
+        return build_classifier(settings.model, spec, preprocessor)

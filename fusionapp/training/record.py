@@ -5,9 +5,53 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, TypedDict
 
 from fusionapp.runs import files, layout
 from fusionapp.settings import RunSettings
+
+if TYPE_CHECKING:  # the modules that write these entries import Keras; the record is written before
+    from fusionapp.posthoc.temperature import CalibrationRecord
+    from fusionapp.posthoc.wide import WideRecord
+    from fusionapp.pretrained.records import BackboneRecord, ImageTextRecord, TextBackboneRecord
+    from fusionapp.training.training_rows import LabelSetsRecord
+
+
+class RunConfig(TypedDict, total=False):
+    """config.json: the keys a run writes (docs/run-folder.md). A plain JSON dict: people, `info`,
+    `evaluate`, `serve` and later versions read it."""
+
+    fusionapp_version: str
+    run_format: int  # fusionapp.runs.layout.RUN_FORMAT
+    tensorflow_version: str
+    keras_version: str
+    created: str  # ISO 8601, UTC
+    data: str  # the table's absolute path, or "tfds:NAME"
+    data_files: dict | None  # what a resume checks the data against: each table file's size and mtime
+    settings: dict  # RunSettings.to_dict(), resolved
+    status: str  # "training", then "complete"
+    class_names: list[str]
+    tabular_kinds: dict[str, str]  # column -> "numeric" or "categorical"
+    n_train: int
+    n_val: int
+    n_skipped: int
+    strategy: str
+    replicas: int
+    workers: int
+    global_batch_size: int
+    label_sets: LabelSetsRecord  # multi-label runs
+    # the pretrained models it started from (fusionapp.pretrained.records.PretrainedRecords)
+    backbone: BackboneRecord
+    text_backbone: TextBackboneRecord
+    image_text_backbone: ImageTextRecord
+    # what was fitted after the network (fusionapp.posthoc.after_network.AfterNetworkRecord)
+    wide: WideRecord | None
+    class_offsets: dict[str, float]
+    calibration: CalibrationRecord
+    label_thresholds: dict[str, float]
+    epochs_run: int
+    best_epoch: int | None
+    stage_seconds: dict[str, float]  # seconds per stage of the run (StageClock)
 
 
 class RunRecord:
@@ -15,7 +59,7 @@ class RunRecord:
 
     def __init__(self, out: str, data: str, settings: RunSettings, fingerprint: dict | None):
         self.path = os.path.join(out, layout.CONFIG_FILE)
-        self.values = new_record(data, settings, fingerprint)
+        self.values: RunConfig = new_record(data, settings, fingerprint)
 
     def update(self, **values) -> None:
         self.values.update(values)
@@ -40,13 +84,13 @@ class StageClock:
         self._last = now
 
 
-def new_record(data: str, settings: RunSettings, fingerprint: dict | None) -> dict:
+def new_record(data: str, settings: RunSettings, fingerprint: dict | None) -> RunConfig:
     import keras
     import tensorflow as tf
 
     import fusionapp
 
-    return {
+    return RunConfig(**{
         "fusionapp_version": fusionapp.__version__,
         "run_format": layout.RUN_FORMAT,
         "tensorflow_version": tf.__version__,
@@ -57,10 +101,10 @@ def new_record(data: str, settings: RunSettings, fingerprint: dict | None) -> di
         "data_files": fingerprint,
         "settings": settings.to_dict(),
         "status": "training",
-    }
+    })
 
 
-def recorded_run(out: str) -> dict:
+def recorded_run(out: str) -> RunConfig:
     """The config.json of the run in `out`, for `--resume`."""
     from fusionapp.errors import FusionError
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 
+from fusionapp.preprocessing.configs import ImageTextConfig, TextConfig, TextInput
+from fusionapp.pretrained.records import JointBranchRecord, TextBackboneRecord
 from fusionapp.runs import files, layout
 from fusionapp.settings import RunSettings
 
@@ -26,7 +28,7 @@ def checked_text_preset(settings: RunSettings, load_weights: bool = True):
     return source, preset
 
 
-def backbone_text_config(settings: RunSettings, say) -> tuple[dict, object]:
+def backbone_text_config(settings: RunSettings, say) -> tuple[TextConfig, object]:
     """(the preprocessor's text config, the tokenizer) of the run's text backbone."""
     import keras
 
@@ -34,42 +36,41 @@ def backbone_text_config(settings: RunSettings, say) -> tuple[dict, object]:
     source, preset = checked_text_preset(settings, load_weights=False)
     length = settings.text.sequence_length
     say(f"Text backbone {settings.model.text_backbone} ({source.kind} folder {source.folder}), {length} tokens")
-    # Nested configs as JSON text: Keras would track nested dicts of a layer's attributes as containers.
-    config = {"output": "backbone", "sequence_length": length, "backbone": json.dumps(preset.config),
-              "tokenizer": json.dumps(keras.saving.serialize_keras_object(preset.tokenizer)), "source": source.kind,
-              "folder": source.folder, "name": source.given}
+    # Nested configs as JSON text, as the model file keeps them.
+    config = TextConfig(TextInput.BACKBONE, length, backbone=json.dumps(preset.config),
+                        tokenizer=json.dumps(keras.saving.serialize_keras_object(preset.tokenizer)),
+                        source=source.kind, folder=source.folder, name=source.given)
     return config, preset.tokenizer
 
 
-def frozen_text_backbone(preprocessor, out: str):
+def frozen_text_backbone(preprocessor, out: str) -> tuple[object, TextBackboneRecord | None]:
     """The float32 text feature extractor with the backbone's pretrained weights, and what
     config.json records of it; (None, None) without a text backbone. A new run copies the weights
     into its resume folder; a resumed one reads them from there."""
-    if "text" not in preprocessor.modalities or preprocessor.text["output"] != "backbone" or preprocessor.image_text:
+    text = preprocessor.text
+    if text is None or text.input != TextInput.BACKBONE or preprocessor.image_text:
         return None, None
     from fusionapp.model.dtype_policy import precision_policy
-    from fusionapp.model.pretrained_text import TEXT_BACKBONE_LAYER, text_features_extractor
+    from fusionapp.model.pretrained_text import text_features_extractor
     from fusionapp.pretrained.text_backbones import describe_text_backbone, load_text_preset
     from fusionapp.pretrained.weights import weights_sha256
 
-    text = preprocessor.text
     with precision_policy("float32"):
-        extractor = text_features_extractor(text["backbone"], text["sequence_length"])
-    backbone = extractor.get_layer(TEXT_BACKBONE_LAYER)
+        extractor = text_features_extractor(text.backbone, text.sequence_length)
     source = recorded_source(text)
-    keep_pretrained_weights(backbone, out, layout.TEXT_BACKBONE_WEIGHTS,
-                            lambda: load_text_preset(source, text["sequence_length"]).backbone)
-    digest = weights_sha256(backbone)
-    record = describe_text_backbone(source, json.loads(text["backbone"]), digest, text["sequence_length"],
+    keep_pretrained_weights(extractor.backbone, out, layout.TEXT_BACKBONE_WEIGHTS,
+                            lambda: load_text_preset(source, text.sequence_length).backbone)
+    digest = weights_sha256(extractor.backbone)
+    record = describe_text_backbone(source, json.loads(text.backbone), digest, text.sequence_length,
                                     int(extractor.output_shape[-1]))
     return extractor, record
 
 
-def recorded_source(config: dict):
+def recorded_source(config: TextConfig | ImageTextConfig):
     """Where the preprocessor's `config` (text or image_text) says its pretrained model was found."""
     from fusionapp.pretrained.text_backbones import TextBackboneSource
 
-    return TextBackboneSource(config.get("name", ""), config.get("source", ""), config.get("folder", ""))
+    return TextBackboneSource(config.name or "", config.source or "", config.folder or "")
 
 
 def keep_pretrained_weights(model, out: str, file_name: str, pretrained) -> None:
@@ -84,11 +85,12 @@ def keep_pretrained_weights(model, out: str, file_name: str, pretrained) -> None
     files.save_weights(model, kept)
 
 
-def cached_text_features(train_rows, val_rows, preprocessor, extractor, record: dict, say):
+def cached_text_features(train_rows, val_rows, preprocessor, extractor,
+                         record: TextBackboneRecord | JointBranchRecord, say):
     """Both row sets' pooled text vectors, from the feature cache where it has them; `record`
     (config.json's text_backbone entry) gains how many were cached and computed."""
     from fusionapp.data.memory import check_fits
-    from fusionapp.pretrained.cache import FeatureCache
+    from fusionapp.pretrained.cache import FeatureCache, TextCacheKey
     from fusionapp.pretrained.text_features import text_backbone_features
     from fusionapp.training.frozen_backbone import features_of_rows
 
@@ -96,10 +98,10 @@ def cached_text_features(train_rows, val_rows, preprocessor, extractor, record: 
     check_fits(f"a frozen text backbone's vectors of {rows} rows ({record['hidden_dim']} float16 each)",
                rows * record["hidden_dim"] * 2, "train with --no-feature-cache (texts through the backbone each step)")
     # The tokenizer's settings too (casing, special tokens); its vocabulary is the weights' embeddings'.
-    key = {"text_backbone": record["class"], "weights_sha256": record["weights_sha256"],
-           "tokenizer": _settings_digest(json.loads(preprocessor.text["tokenizer"])),
-           "sequence_length": record["sequence_length"], "max_chars": preprocessor.text.get("max_chars"),
-           "pooling": record["pooling"], "normalize": TEXT_NORMALIZE_VERSION}
+    key = TextCacheKey(text_backbone=record["class"], weights_sha256=record["weights_sha256"],
+                       tokenizer=_settings_digest(json.loads(preprocessor.text.tokenizer)),
+                       sequence_length=record["sequence_length"], max_chars=preprocessor.text.max_chars,
+                       pooling=record["pooling"], normalize=TEXT_NORMALIZE_VERSION)
     cache = FeatureCache(key)
     say(f"Text backbone vectors from the cache in {cache.root} ...")
     return features_of_rows([text_backbone_features(rows.texts, preprocessor, extractor, cache)

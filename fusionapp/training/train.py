@@ -159,8 +159,8 @@ def _restore(out: str, placement):
     if state is None:
         return None, None
     with placement.strategy.scope():
-        model = keras.saving.load_model(os.path.join(out, layout.RESUME_DIR, state["checkpoint"]))
-    restore_seed_states(model, state.get("seed_states"))
+        model = keras.saving.load_model(os.path.join(out, layout.RESUME_DIR, state.checkpoint))
+    restore_seed_states(model, state.seed_states)
     return model, state
 
 

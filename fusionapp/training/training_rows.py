@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TypedDict
 
 from fusionapp.data.examples import BadRow, Examples
 from fusionapp.errors import FusionError
@@ -80,7 +81,19 @@ def drop_unseen_labels(rows: TrainingRows, class_names, label_column: str) -> Tr
     return dataclasses.replace(rows, val=rows.val.subset(keep), skipped=rows.skipped + unseen)
 
 
-def label_summary(rows: TrainingRows, preprocessor, min_count: int, say) -> dict:
+class LabelSetsRecord(TypedDict):
+    """config.json's "label_sets" (a multi-label run)."""
+
+    label_sep: str  # what joins a cell's labels
+    min_label_count: int  # a label on fewer training rows is left out
+    dropped_labels: dict[str, int]  # those left out, with their counts
+    train_label_counts: dict[str, int]
+    train_rows_without_labels: int
+    labels_per_train_row: float  # the mean
+    val_unknown_labels: dict[str, int]  # validation labels the model does not know, with their counts
+
+
+def label_summary(rows: TrainingRows, preprocessor, min_count: int, say) -> LabelSetsRecord:
     """What config.json records of a multi-label run's label sets, and the rare labels left out."""
     from fusionapp.preprocessing.adapt import frequent_labels
     from fusionapp.preprocessing.labels import unknown_label_counts
@@ -92,11 +105,11 @@ def label_summary(rows: TrainingRows, preprocessor, min_count: int, say) -> dict
             + ", ".join(f"{label} ({count})" for label, count in list(dropped.items())[:10])
             + (", ..." if len(dropped) > 10 else ""))
     targets = preprocessor.label_targets(rows.train.labels)
-    return {"label_sep": sep, "min_label_count": min_count, "dropped_labels": dropped,
-            "train_label_counts": dict(zip(preprocessor.class_names, map(int, targets.sum(axis=0)))),
-            "train_rows_without_labels": int((targets.sum(axis=1) == 0).sum()),
-            "labels_per_train_row": float(targets.sum(axis=1).mean()),
-            "val_unknown_labels": unknown_label_counts(rows.val.labels, sep, preprocessor.class_names)}
+    return LabelSetsRecord(label_sep=sep, min_label_count=min_count, dropped_labels=dropped,
+                           train_label_counts=dict(zip(preprocessor.class_names, map(int, targets.sum(axis=0)))),
+                           train_rows_without_labels=int((targets.sum(axis=1) == 0).sum()),
+                           labels_per_train_row=float(targets.sum(axis=1).mean()),
+                           val_unknown_labels=unknown_label_counts(rows.val.labels, sep, preprocessor.class_names))
 
 
 def usable_test_rows(examples: Examples, columns, preprocessor) -> tuple[Examples, list[BadRow]]:

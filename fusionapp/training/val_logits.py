@@ -24,11 +24,11 @@ def network_val_logits(fitted, settings: RunSettings, val_rows) -> np.ndarray:
     if image_features is None and text_features is None:
         return predict_examples(fitted.model, val_rows).logits.astype(np.float64)
     from fusionapp.data.pipeline import make_dataset
-    from fusionapp.training.network_fit import float32_model, copy_weights
+    from fusionapp.model import copy_weights
+    from fusionapp.training.network_fit import float32_model
 
     model = fitted.model
-    reader = float32_model(settings, {**model.preprocessor.network_inputs(), **fitted.feature_inputs},
-                            model.preprocessor)
+    reader = float32_model(settings, fitted.reader_spec, model.preprocessor)
     copy_weights(model, reader)
     data = make_dataset(val_rows, model.preprocessor, PREDICT_BATCH_SIZE, image_features=image_features,
                         text_features=text_features)
