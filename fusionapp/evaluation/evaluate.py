@@ -60,7 +60,6 @@ def evaluate(model: str, data: str, *, split: str | None = None, out: str | None
     if scored.skipped and verbose:
         print(f"Skipped {len(scored.skipped)} bad rows; first: {scored.skipped[0].message(scored.source)}",
               file=sys.stderr)
-    class_names = run.preprocessor.class_names
     report = prediction_report(run.model, scored.labels, scored.predictions, n_skipped=len(scored.skipped))
     if ablate:
         report["ablation"] = _ablation_report(run, scored, report)
@@ -69,18 +68,24 @@ def evaluate(model: str, data: str, *, split: str | None = None, out: str | None
                                           + (f" (split {split})" if split else "")))
         if ablate:
             print(format_ablation(report["ablation"]))
+    _write(run, scored, report, out, skipped, plots, verbose)
+    return report
+
+
+def _write(run, scored, report: dict, out: str | None, skipped: str | None, plots: str | None, verbose: int) -> None:
+    """The files evaluate was asked for: the plots, the report, the skipped rows."""
     if plots:
         from fusionapp.evaluation.plots import evaluation_plots
 
         written = evaluation_plots(run.preprocessor.label_targets(scored.labels.labels),
-                                   scored.predictions.probabilities, scored.predictions.predicted, class_names, plots)
+                                   scored.predictions.probabilities, scored.predictions.predicted,
+                                   run.preprocessor.class_names, plots)
         if verbose:
             print(f"Wrote {', '.join(written)}")
     if out:
         files.write_json(out, report)
     if skipped:
         layout.write_skipped(skipped, scored.skipped)
-    return report
 
 
 @dataclass

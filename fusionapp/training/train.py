@@ -43,18 +43,9 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
         fusionapp.settings.NotApplicable: A setting given where it does not apply.
         fusionapp.errors.FusionError: A missing or unreadable table, column or model, in one line.
     """
-    from fusionapp.training.request import check_environment, check_pretrained_models, new_run, resumed_run
+    from fusionapp.training.request import check_environment, check_pretrained_models
 
-    check_request(resume, overwrite)
-    given = {**(given_settings(settings) if settings else {}), **flat}
-    if resume:
-        data, run_settings = resumed_run(data, out, given)
-        asked = ()  # what applies was decided when the run started
-    else:
-        run_settings = apply_flat(settings or RunSettings(), flat)
-        asked = tuple(name for name, value in given.items() if value is not None)
-        check_applies(run_settings, asked)
-        data, out, run_settings = new_run(data, out, run_settings, verbose)
+    data, out, run_settings, asked = _requested(data, out, resume, overwrite, settings, flat, verbose)
     if run_settings.model.multi_label and data.startswith("tfds:"):
         raise FusionError("--multi-label reads label sets from a table's label column; TFDS sources give one "
                           "label per example")
@@ -81,6 +72,22 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return out
+
+
+def _requested(data, out, resume: bool, overwrite: bool, settings: RunSettings | None, flat: dict, verbose: int):
+    """(data, out, settings, the names of the settings asked for) of a new run, checked, or of the
+    run a resume continues."""
+    from fusionapp.training.request import new_run, resumed_run
+
+    check_request(resume, overwrite)
+    given = {**(given_settings(settings) if settings else {}), **flat}
+    if resume:
+        data, run_settings = resumed_run(data, out, given)
+        return data, out, run_settings, ()  # what applies was decided when the run started
+    run_settings = apply_flat(settings or RunSettings(), flat)
+    asked = tuple(name for name, value in given.items() if value is not None)
+    check_applies(run_settings, asked)
+    return *new_run(data, out, run_settings, verbose), asked
 
 
 def _train_in(data: str, out: str, settings: RunSettings, asked: tuple[str, ...], placement, resume: bool,
