@@ -15,11 +15,10 @@ import csv
 import json
 import os
 import sys
-import tempfile
 
 from fusionapp.data.formats import PARQUET_SUFFIXES
 from fusionapp.errors import FusionError
-from fusionapp.runs.files import follow_umask
+from fusionapp.runs.files import follow_umask, temporary_beside
 
 # Prediction columns by what they hold in Parquet; any other column is a string.
 _FLOAT_PREFIXES = ("prob_", "confidence")
@@ -58,9 +57,7 @@ class TableWriter:
 
     def __enter__(self):
         if self.path not in ("-", None):
-            folder = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(folder, exist_ok=True)
-            descriptor, self._temp = tempfile.mkstemp(prefix=".predict-", suffix=".part", dir=folder)
+            descriptor, self._temp = temporary_beside(self.path, suffix=".part")
             os.close(descriptor)
         return self
 

@@ -27,13 +27,22 @@ def follow_umask(path: str) -> None:
 
 
 # === Atomic writes ===
+def temporary_beside(path: str, suffix: str) -> tuple[int, str]:
+    """A new private temporary file in `path`'s folder (made if missing): (descriptor, its path); a
+    one-line FusionError where that folder cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        return tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=suffix)
+    except OSError as error:
+        raise FusionError(f"{path}: cannot write there ({error.strerror or error})") from None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str, suffix: str = ""):
     """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds. The file
     gets the mode the user's umask gives new files."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}")
+    handle, temporary = temporary_beside(path, suffix=f".tmp{suffix}")
     os.close(handle)
     try:
         yield temporary

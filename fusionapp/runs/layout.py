@@ -30,6 +30,7 @@ IMAGE_TEXT_WEIGHTS = "image-text-backbone.weights.h5"  # inside RESUME_DIR: a jo
 PIXEL_CACHE_DIR = "pixel-cache"  # --pixel-cache disk, while training
 TENSORBOARD_DIR = "tensorboard"
 LOCK_FILE = ".lock"
+REPLACED_DIR = ".replaced"  # the run an --overwrite replaces, until the new one has a checkpoint
 # What `train --overwrite` may remove; anything else in the folder is the user's and stays.
 RUN_FILES = (MODEL_FILE, CONFIG_FILE, PREPROCESSING_FILE, HISTORY_FILE, METRICS_FILE, SKIPPED_FILE,
              TEST_METRICS_FILE, LEARNING_CURVE_FILE)
@@ -53,6 +54,38 @@ def make_writable_dir(path: str) -> None:
         raise FusionError(f"{path}: cannot write there ({error.strerror or error})") from error
 
 
+@contextlib.contextmanager
+def run_folder(path: str, new_run: bool):
+    """Make (and prove writable) the folder of a run. For a new run that fails before it has a
+    checkpoint to resume from (on its data, a pretrained model's weights, a dispatcher that does not
+    answer, ...), the folder is put back as it was found: what the run wrote is removed, a run that
+    --overwrite set aside is put back, and the folder itself goes where the run made it. The
+    corrected command then runs there as if the first never had."""
+    made = not os.path.exists(path)
+    make_writable_dir(path)
+    found = set(os.listdir(path))
+    try:
+        yield
+    except BaseException:
+        if new_run and not os.path.exists(os.path.join(path, RESUME_DIR, STATE_FILE)):
+            _put_back(path, found, made)
+        raise
+    shutil.rmtree(os.path.join(path, REPLACED_DIR), ignore_errors=True)
+
+
+def _put_back(path: str, found: set, made: bool) -> None:
+    replaced = os.path.join(path, REPLACED_DIR)
+    for name in set(os.listdir(path)) - found - {REPLACED_DIR}:
+        target = os.path.join(path, name)
+        shutil.rmtree(target, ignore_errors=True) if os.path.isdir(target) else os.remove(target)
+    if os.path.isdir(replaced):
+        for name in os.listdir(replaced):
+            os.replace(os.path.join(replaced, name), os.path.join(path, name))
+        os.rmdir(replaced)
+    if made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def prepare_run_dir(path: str, resume: bool, overwrite: bool) -> None:
     """Check what the (locked) folder holds against --resume / --overwrite and tidy it."""
     existing = any(name != LOCK_FILE and not name.startswith(".") for name in os.listdir(path))
@@ -63,17 +96,20 @@ def prepare_run_dir(path: str, resume: bool, overwrite: bool) -> None:
             raise FusionError(f"{path}: nothing to resume (no {CONFIG_FILE}); train without --resume")
     elif existing and not overwrite:
         raise FusionError(f"{path}: already holds files; pass --resume to continue it or --overwrite to replace it")
-    if overwrite and not resume:
-        for name in RUN_FILES:
-            if os.path.exists(os.path.join(path, name)):
-                os.remove(os.path.join(path, name))
-        for folder in RUN_FOLDERS:
-            shutil.rmtree(os.path.join(path, folder), ignore_errors=True)
     _remove_stale_temporaries(path)
+    if overwrite and not resume:
+        # Set aside, not removed: a run that fails before its first checkpoint puts them back (run_folder).
+        replaced = os.path.join(path, REPLACED_DIR)
+        for name in (*RUN_FILES, *RUN_FOLDERS):
+            if os.path.exists(os.path.join(path, name)):
+                os.makedirs(replaced, exist_ok=True)
+                os.replace(os.path.join(path, name), os.path.join(replaced, name))
 
 
 def _remove_stale_temporaries(path: str) -> None:
-    """Temporary files left by a process killed mid-write; the real files are untouched."""
+    """Temporary files left by a process killed mid-write, and a replaced run a killed --overwrite
+    left set aside; the real files are untouched."""
+    shutil.rmtree(os.path.join(path, REPLACED_DIR), ignore_errors=True)
     for folder in (path, os.path.join(path, RESUME_DIR)):
         if not os.path.isdir(folder):
             continue

@@ -58,4 +58,5 @@ STARTS_PRETRAINED = Applies("with a pretrained --image-backbone, --text-backbone
                             lambda run: run.model.starts_pretrained)
 FINE_TUNING = Applies("with --fine-tune or --fine-tune-text",
                       lambda run: bool(run.training.fine_tune or run.training.fine_tune_text))
+DATA_SERVICE = Applies("with --data-service", lambda run: bool(run.training.data_service))
 MULTI_LABEL = Applies("with --multi-label", lambda run: run.model.multi_label)

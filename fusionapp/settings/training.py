@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fusionapp.settings.conditions import (BOTH_INPUTS, FINE_TUNING, IMAGES_SEEN, MULTI_LABEL, PIXELS_KEPT,
-                                          PRETRAINED_IMAGE, STARTS_PRETRAINED, TEXT, TEXT_BACKBONE)
+from fusionapp.settings.conditions import (BOTH_INPUTS, DATA_SERVICE, FINE_TUNING, IMAGES_SEEN, MULTI_LABEL,
+                                          PIXELS_KEPT, PRETRAINED_IMAGE, STARTS_PRETRAINED, TEXT, TEXT_BACKBONE)
 from fusionapp.settings.options import Search
 from fusionapp.settings.rules import (auto_switch, check_fields, choice, integer, number, service_address, switch,
                                      weights_source)
@@ -79,6 +79,9 @@ class TrainingSettings:
     data_service: str = service_address("", help="Run the training input pipeline on the workers of this tf.data "
                                                  "service dispatcher, grpc://HOST:PORT (`fusionapp data-service`).",
                                         default_words="none: in this process")
+    data_service_timeout: float = number(60.0, 0.0, 86400.0, low_open=True, applies=DATA_SERVICE,
+                                         help="Seconds to wait for the --data-service dispatcher to answer "
+                                              "before giving up.")
 
     def __post_init__(self):
         check_fields(self)

@@ -68,8 +68,13 @@ def check_pretrained_models(settings: RunSettings) -> None:
         checked_text_preset(settings, load_weights=False)
 
 
-def check_environment(settings: RunSettings) -> None:
-    """What settings need of this machine, checked before any work starts (or anything is written)."""
+def check_environment(settings: RunSettings, say) -> None:
+    """What settings need of this machine (and of the machines they name), checked before any work
+    starts or anything is written."""
+    if settings.training.data_service:
+        from fusionapp.data.service import wait_for_dispatcher
+
+        wait_for_dispatcher(settings.training.data_service, settings.training.data_service_timeout, say)
     model = settings.model
     if model.pretrained and (not model.modalities or "image" in model.modalities):
         from fusionapp.pretrained.weights import resolve_weights

@@ -49,7 +49,7 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
     if run_settings.model.multi_label and data.startswith("tfds:"):
         raise FusionError("--multi-label reads label sets from a table's label column; TFDS sources give one "
                           "label per example")
-    check_environment(run_settings)
+    check_environment(run_settings, printer(verbose))
     from fusionapp.training.strategies import make_placement
 
     # Before anything else runs a TensorFlow op: multi-worker training cannot start after one.
@@ -96,8 +96,8 @@ def _train_in(data: str, out: str, settings: RunSettings, asked: tuple[str, ...]
 
     from fusionapp.model.dtype_policy import precision_policy
 
-    layout.make_writable_dir(out)
-    with layout.run_lock(out), precision_policy(settings.training.precision):
+    with layout.run_folder(out, new_run=not resume), layout.run_lock(out), \
+            precision_policy(settings.training.precision):
         layout.prepare_run_dir(out, resume=resume, overwrite=overwrite)
         keras.utils.set_random_seed(settings.training.seed)
         return _train_locked(data, out, settings, asked, placement, resume, verbose)
@@ -119,12 +119,12 @@ def _train_locked(data: str, out: str, settings: RunSettings, asked: tuple[str, 
 
     say = printer(verbose)
     record = RunRecord(out, data, settings, data_fingerprint(data))
-    if not resume:
-        record.save()  # first, so a run killed at any later moment can be resumed
     clock = StageClock()
     rows, settings = load_rows(data, settings, say, clock)
     check_applies(settings, asked)
     record.update(settings=settings.to_dict())
+    if not resume:
+        record.save()  # once the data is read, so a run killed at any later moment can be resumed
     checkpoint_model, state = _restore(out, placement) if resume else (None, None)
     preprocessor = checkpoint_model.preprocessor if checkpoint_model is not None else _adapt(rows, settings, say)
     if preprocessor.image_size != settings.model.image_size:  # a joint image-text model's own size
