@@ -22,6 +22,7 @@ NOT_APPLICABLE = [
     ({}, "fine_tune_epochs", 2, "with --fine-tune or --fine-tune-text"),
     ({}, "fine_tune_learning_rate", 0.01, "with --fine-tune or --fine-tune-text"),
     ({}, "min_label_count", 3, "with --multi-label"),
+    ({"multi_label": True}, "min_class_rows", 2, "without --multi-label"),
     ({}, "text_embedding_dim", 8, "to --text-encoder cnn or mean"),
     ({}, "text_widths", "2,3", "to --text-encoder cnn"),
     ({}, "text_filters", 8, "to --text-encoder cnn"),

@@ -59,4 +59,6 @@ STARTS_PRETRAINED = Applies("with a pretrained --image-backbone, --text-backbone
 FINE_TUNING = Applies("with --fine-tune or --fine-tune-text",
                       lambda run: bool(run.training.fine_tune or run.training.fine_tune_text))
 DATA_SERVICE = Applies("with --data-service", lambda run: bool(run.training.data_service))
+SINGLE_LABEL = Applies("without --multi-label (--min-label-count drops the rare labels of label sets)",
+                       lambda run: not run.model.multi_label)
 MULTI_LABEL = Applies("with --multi-label", lambda run: run.model.multi_label)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fusionapp.settings.conditions import (BOTH_INPUTS, DATA_SERVICE, FINE_TUNING, IMAGES_SEEN, MULTI_LABEL,
-                                          PIXELS_KEPT, PRETRAINED_IMAGE, STARTS_PRETRAINED, TEXT, TEXT_BACKBONE)
+                                          PIXELS_KEPT, PRETRAINED_IMAGE, SINGLE_LABEL, STARTS_PRETRAINED, TEXT,
+                                          TEXT_BACKBONE)
 from fusionapp.settings.options import Search
 from fusionapp.settings.rules import (auto_switch, check_fields, choice, integer, number, service_address, switch,
                                      weights_source)
@@ -69,6 +70,10 @@ class TrainingSettings:
     fine_tune_epochs: int = integer(5, 1, applies=FINE_TUNING, help="Maximum epochs of fine-tuning.")
     fine_tune_learning_rate: float = number(2e-4, 0.0, 10.0, low_open=True, applies=FINE_TUNING,
                                             help="Peak learning rate of fine-tuning.")
+    min_class_rows: int = integer(0, 0, applies=SINGLE_LABEL, default_words="0: keep every class",
+                                  help="Drop the classes with fewer training rows than this, and their rows (rows "
+                                       "of the train split, or every labelled row without a split column); with "
+                                       "--on-bad-row error, stop instead.")
     min_label_count: int = integer(2, 1, applies=MULTI_LABEL,
                                    help="Labels found on fewer training rows than this are reported and dropped.")
     adapt_rows: int = integer(100_000, 100, applies=TEXT,

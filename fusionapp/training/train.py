@@ -203,7 +203,7 @@ def _adapt(rows, settings: RunSettings, say):
 def _holdout(rows, preprocessor, settings: RunSettings, out: str, record, placement, say):
     """The validation rows scorable by this preprocessor, what config.json records of the rows, and
     the summary lines."""
-    from fusionapp.training.training_rows import drop_unseen_labels, label_summary
+    from fusionapp.training.training_rows import drop_unseen_labels, label_summary, small_class_notes
 
     columns, training = settings.columns, settings.training
     if not preprocessor.multi_label:
@@ -220,8 +220,11 @@ def _holdout(rows, preprocessor, settings: RunSettings, out: str, record, placem
     record.save()
     if preprocessor.multi_label:
         record.update(label_sets=label_summary(rows, preprocessor, training.min_label_count, say))
-    elif sum(columns.label_sep in label for label in rows.train.labels) * 2 > len(rows.train):
-        say(f"Note: most labels contain {columns.label_sep!r}; if each is a set of labels, train with --multi-label")
+    else:
+        small_class_notes(rows, say)
+        if sum(columns.label_sep in label for label in rows.train.labels) * 2 > len(rows.train):
+            say(f"Note: most labels contain {columns.label_sep!r}; if each is a set of labels, train with "
+                "--multi-label")
     say(f"Training on {len(rows.train)} rows, validating on {len(rows.val)}; modalities: "
         f"{', '.join(preprocessor.modalities)}; {'labels' if preprocessor.multi_label else 'classes'}: "
         f"{', '.join(preprocessor.class_names)}")

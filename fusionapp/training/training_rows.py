@@ -4,6 +4,7 @@ run records of them."""
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -50,7 +51,9 @@ def load_rows(data: str, settings: RunSettings, say, clock=None) -> tuple[Traini
                              label_sep=label_sep)
     checked = drop_bad_rows(candidates, bad_rows, training.on_bad_row)
     del candidates
-    train, val = split_train_val(checked.examples, training.val_split, training.seed, multi_label=label_sep is not None)
+    usable, small = drop_small_classes(checked.examples, training.min_class_rows, training.on_bad_row, columns.label,
+                                       say)
+    train, val = split_train_val(usable, training.val_split, training.seed, multi_label=label_sep is not None)
     # Of every row, only the test split's are needed again: the rest is let go.
     examples = examples.subset([i for i, split in enumerate(examples.splits) if split == "test"]
                                if examples.splits is not None else [])
@@ -62,7 +65,53 @@ def load_rows(data: str, settings: RunSettings, say, clock=None) -> tuple[Traini
         part.splits = None
     if clock is not None:
         clock.lap("check")
-    return TrainingRows(examples, train, val, checked.skipped, kinds), settings
+    return TrainingRows(examples, train, val, checked.skipped + small, kinds), settings
+
+
+# A class with fewer training rows than this is named before training: hard to learn, and under
+# balanced class weights each of its rows weighs enough to make the training loss swing.
+FEW_ROWS = 5
+
+
+def drop_small_classes(examples: Examples, min_rows: int, on_bad_row: str, label_column: str,
+                       say) -> tuple[Examples, list[BadRow]]:
+    """(`examples` without the classes of fewer than `min_rows` training rows, their rows as bad rows);
+    a FusionError naming them instead with --on-bad-row error. A class's training rows: its rows of
+    the train split, or every row of it when there is no split column."""
+    if not min_rows:
+        return examples, []
+    trainable = examples.labels if examples.splits is None else \
+        [label for label, split in zip(examples.labels, examples.splits) if split == "train"]
+    counts = Counter(trainable)
+    small = sorted(label for label in set(examples.labels) if counts[label] < min_rows)
+    if not small:
+        return examples, []
+    named = ", ".join(f"{label} ({counts[label]})" for label in small)
+    if on_bad_row == "error":
+        raise FusionError(f"{examples.source}: classes with fewer than {min_rows} training rows (--min-class-rows): "
+                          f"{named}")
+    dropped = set(small)
+    keep = [i for i, label in enumerate(examples.labels) if label not in dropped]
+    bad = [BadRow(int(examples.row_numbers[i]), label_column,
+                  f"class '{label}' has {counts[label]} training rows, fewer than --min-class-rows {min_rows}")
+           for i, label in enumerate(examples.labels) if label in dropped]
+    say(f"Dropped {len(bad)} rows of {len(small)} classes with fewer than {min_rows} training rows "
+        f"(--min-class-rows): {named}")
+    return examples.subset(keep), bad
+
+
+def small_class_notes(rows: TrainingRows, say) -> None:
+    """Name the classes with few training rows, and those no validation row holds."""
+    counts, val_counts = Counter(rows.train.labels), Counter(rows.val.labels)
+    few = [f"{label} ({count})" for label, count in sorted(counts.items()) if count < FEW_ROWS]
+    if few:
+        say(f"Warning: {len(few)} classes have fewer than {FEW_ROWS} training rows: {', '.join(few)}. They are hard "
+            "to learn, and balanced class weights make each of their rows weigh heavily; --min-class-rows N "
+            "drops the classes of fewer than N")
+    unscored = sorted(label for label in counts if not val_counts[label])
+    if unscored:
+        say(f"Warning: no validation rows of {', '.join(unscored)}: validation scores leave them out, and what is "
+            "tuned on validation rows (the blend, offsets, temperature) never sees them")
 
 
 def drop_unseen_labels(rows: TrainingRows, class_names, label_column: str) -> TrainingRows:
