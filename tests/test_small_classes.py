@@ -2,6 +2,7 @@
 with --on-bad-row error, refuses it) with a count of the rows dropped."""
 
 import json
+import re
 
 import pytest
 
@@ -41,3 +42,15 @@ def test_min_class_rows_drops_the_class_and_counts_its_rows(one_row_class, tmp_p
                            "--on-bad-row", "error")
     assert_user_error(code, err, "classes with fewer than 2 training rows", "Smart Casual (1)")
     assert not (tmp_path / "strict").exists()
+
+
+def test_every_stage_after_the_network_says_what_it_does(one_row_class, tmp_path, capsys):
+    """No silence after the last epoch: the wide path's folds, the scoring and the saving each say so."""
+    code, out, err = run_cli(capsys, "train", one_row_class, "--out", tmp_path / "run", "--epochs", 1)
+    assert code == 0, err
+    lines = out.splitlines()
+    after = lines.index(next(line for line in lines if line.startswith("After the network: its logits")))
+    expected = ["Wide path: a linear model on", "  fold 1/5 fitted", "  fold 5/5 fitted", "Wide path: linear model",
+                "Scoring the validation rows", r"After the network: [\d.]+ s", "Saving the run to"]
+    found = [next((i for i, line in enumerate(lines[after:]) if re.match(start, line)), None) for start in expected]
+    assert None not in found and found == sorted(found), (found, lines[after:])

@@ -74,7 +74,7 @@ def _wide(model, train_rows, val_rows, deep_logits, settings: RunSettings, say):
     from fusionapp.posthoc.wide import fit_wide_path, wide_sources
 
     fitted = fit_wide_path(model, train_rows, val_rows, deep_logits, settings.training.class_weight,
-                           settings.training.seed)
+                           settings.training.seed, say)
     alpha, losses = fitted.record["alpha"], fitted.record["val_log_loss"]
     weight = (f"weights {min(alpha.values()):.1f}-{max(alpha.values()):.1f} (per label)" if isinstance(alpha, dict)
               else f"weight {alpha:.1f}")

@@ -35,20 +35,24 @@ class CrossFit:
     held_out_loss: dict | None = None  # each C of the grid -> its held-out log loss
 
 
-def cross_fit(features, labels, num_classes: int, class_weight: str, grid, folds: np.ndarray) -> CrossFit:
+def cross_fit(features, labels, num_classes: int, class_weight: str, grid, folds: np.ndarray,
+              progress=None) -> CrossFit:
     """`folds` gives each row's fold (0 .. K-1): fold k's rows are predicted by a fit on the others,
     for each C of `grid`; the C of the lowest held-out log loss (ties: the smaller) is refitted on
-    every row."""
+    every row. `progress(done, total)` is called after each fold."""
     grid = sorted(float(C) for C in grid)
     held_out = {C: np.zeros((features.shape[0], num_classes), np.float64) for C in grid}
     fits = {C: [] for C in grid}
-    for fold in range(int(folds.max()) + 1):
+    count = int(folds.max()) + 1
+    for fold in range(count):
         inside, outside = folds != fold, folds == fold
         start = None
         for C in grid:
             start = fit_linear(features[inside], labels[inside], num_classes, class_weight, C, start=start)
             held_out[C][outside] = features[outside] @ start[0] + start[1]
             fits[C].append(start)
+        if progress is not None:
+            progress(fold + 1, count)
     losses = {C: held_out_loss(labels, held_out[C]) for C in grid}
     chosen = best_C(losses)
     kernel, bias = fit_linear(features, labels, num_classes, class_weight, chosen,

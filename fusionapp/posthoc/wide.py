@@ -19,6 +19,7 @@ not hold it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -124,7 +125,8 @@ def blend(deep, wide, present, alpha):
     return deep + weight * (wide - deep)
 
 
-def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: str, seed: int) -> WideFit:
+def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: str, seed: int,
+                  say=lambda message: None) -> WideFit:
     """Fit the linear part and choose alpha on the validation rows' held-out blend; both go into
     `model`. Up to WIDE_MAX_ROWS rows it learns from every labelled row (cross-fitted, so the
     validation rows' logits stay held out, and C chosen on every row's held-out logits); past that,
@@ -133,8 +135,9 @@ def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: st
     preprocessor = model.preprocessor
     y_val = preprocessor.label_targets(val_rows.labels)
     if len(train_rows) + len(val_rows) <= WIDE_MAX_ROWS:
-        linear = _cross_fitted(preprocessor, train_rows, val_rows, y_val, class_weight, seed)
+        linear = _cross_fitted(preprocessor, train_rows, val_rows, y_val, class_weight, seed, say)
     else:
+        say(f"Wide path: fitting a linear model on a sample of the training rows, C {_grid_words()} ...")
         linear = _sample_fitted(preprocessor, train_rows, val_rows, y_val, class_weight, seed)
     alpha = choose_alpha(y_val, deep_val_logits, linear.val, linear.present, preprocessor.multi_label)
     model.set_wide_path(linear.kernel, linear.bias)
@@ -150,7 +153,7 @@ def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: st
     return WideFit(record, blend(deep_val_logits, linear.val, linear.present, alpha))
 
 
-def _cross_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str, seed: int) -> _LinearFit:
+def _cross_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str, seed: int, say) -> _LinearFit:
     import scipy.sparse as sparse
 
     train_features, _ = wide_features(preprocessor, train_rows)
@@ -158,10 +161,21 @@ def _cross_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str, 
     features = sparse.vstack([train_features, val_features]).tocsr()
     del train_features, val_features
     labels = np.concatenate([preprocessor.label_targets(train_rows.labels), y_val])
+    say(f"Wide path: a linear model on {features.shape[0]} rows x {features.shape[1]} features, {FOLDS} folds "
+        f"x C {_grid_words()} ...")
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        say(f"  fold {done}/{total} fitted ({time.perf_counter() - started:.1f} s)")
+
     fitted = cross_fit(features, labels, preprocessor.num_classes, class_weight, C_GRID,
-                       fold_numbers(labels, FOLDS, seed))
+                       fold_numbers(labels, FOLDS, seed), progress)
     return _LinearFit(fitted.kernel, fitted.bias, fitted.held_out_logits[len(train_rows):], val_present, fitted.C,
                       _rounded(fitted.held_out_loss), "training and validation rows")
+
+
+def _grid_words() -> str:
+    return ", ".join(f"{C:g}" for C in sorted(C_GRID))
 
 
 def _sample_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str, seed: int) -> _LinearFit:

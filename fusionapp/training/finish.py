@@ -31,6 +31,7 @@ def test_report(model, examples, columns, say) -> dict | None:
     if len(usable) == 0:
         say(f"Test split: no usable rows (all {len(bad_rows)} are bad; first: {bad_rows[0].message(examples.source)})")
         return None
+    say(f"Scoring the {len(usable)} rows of the test split ...")
     report = evaluate_examples(model, usable, n_skipped=len(bad_rows))
     say(format_report(report, title="Test split"))
     return report
