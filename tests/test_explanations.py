@@ -130,7 +130,9 @@ def test_cli_api_and_http_give_the_same_explanation(region_run, region_data, tmp
                              "--tabular", f"weight={row['weight']}", "--explain", "--json")
     assert code == 0, err
     cli = json.loads(out)["explanation"]
-    assert set(cli) == {"modalities", "text", "image", "tabular"}
+    assert set(cli) == {"modalities", "text", "image", "tabular", "missing", "units"} and cli["missing"] == []
+    assert set(cli["units"]) == {"modalities", "text", "image", "tabular"}
+    assert cli["units"]["text"].startswith("logit units") and "probability" in cli["units"]["modalities"]
     assert set(cli["modalities"]) == {"image", "text", "tabular"} and list(cli["tabular"]) == ["weight"]
     assert 0 < len(cli["text"]) <= 10 and all(isinstance(w, str) and isinstance(v, float) for w, v in cli["text"])
     assert base64.b64decode(cli["image"]["heatmap"])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -144,8 +146,10 @@ def test_cli_api_and_http_give_the_same_explanation(region_run, region_data, tmp
         assert [w for w, _ in other["text"]] == [w for w, _ in cli["text"]]
         np.testing.assert_allclose([v for _, v in other["text"]], [v for _, v in cli["text"]], atol=1e-6)
         np.testing.assert_allclose(list(other["modalities"].values()), list(cli["modalities"].values()), atol=1e-6)
-    code, out, err = run_cli(capsys, "predict", region_run, "--image", image, "--text", row["text"], "--explain")
-    assert code == 0 and "blanking each input changes its probability by: image" in out
+    code, out, err = run_cli(capsys, "predict", region_run, "--image", image, "--text", row["text"], "--explain",
+                             "--tabular", f"weight={row['weight']}")
+    assert code == 0 and "blanking each input changes the explained class's probability by: image" in out
+    assert "strongest words (logit units): " in out and "tabular columns (logit units): weight" in out
     status, refused = asgi_post_json(create_app(load_run(region_run)), "/predict?explain=maybe", {"text": "north"})
     assert status == 400 and "explain" in refused["error"]
 
@@ -156,7 +160,7 @@ def test_only_the_runs_modalities_are_explained(region_run, region_data, tmp_pat
     table, rows = region_data
     text_only = train(table, str(tmp_path / "text"), epochs=1, modalities="text", verbose=0)
     answer = predict(text_only, text=rows[0]["text"], explain=True)
-    assert set(answer["explanation"]) == {"modalities", "text"}
+    assert set(answer["explanation"]) == {"modalities", "text", "missing", "units"}
     assert set(answer["explanation"]["modalities"]) == {"text"}
 
 
@@ -235,3 +239,64 @@ def test_the_page_shows_the_explanation(region_run, region_data, tmp_path):
     assert change.mean() > 10, change.mean()
     assert change[:, :half].sum() > change[:, half:].sum()
     assert os.path.getsize(tmp_path / "page.png") > 10_000
+
+
+def test_an_input_the_pair_lacks_gets_no_figure_and_is_named(trained_run, demo_dir):
+    """An empty text, and an empty tabular cell beside a filled one, get no weights: they are named
+    under `missing` instead."""
+    from fusionapp import predict
+
+    image = str(next((demo_dir / "images").iterdir()))
+    answer = predict(trained_run, image=image, text="", tabular={"seller": "acme"}, explain=True)
+    explanation = answer["explanation"]
+    assert explanation["missing"] == ["text", "tabular:price"]
+    assert "text" not in explanation and set(explanation["modalities"]) == {"image", "tabular"}
+    assert list(explanation["tabular"]) == ["seller"]
+    from fusionapp.inference.answers import format_pair
+
+    assert "no figures for the missing inputs: text, tabular:price" in format_pair(answer)
+
+
+@pytest.fixture(scope="module")
+def text_decides_run(tmp_path_factory):
+    """The region data relabelled by its word alone: the image is noise to this model."""
+    from fusionapp import train
+
+    folder = tmp_path_factory.mktemp("text-decides")
+    table, rows = make_table(folder, 320, seed=5)
+    for row in rows:
+        row["label"] = row["label"].split("_")[1]
+    write_csv(table, rows)
+    out = tmp_path_factory.mktemp("runs") / "text-decides"
+    run = train(table, str(out), epochs=6, tabular_col=("weight",), image_size=SIZE, image_filters=(16, 32),
+                image_stem_filters=16, branch_units=32, fusion_units=32, verbose=0)
+    return run, table
+
+
+def test_an_image_that_does_not_matter_gives_a_faint_heat_map(text_decides_run, region_run, region_data, tmp_path,
+                                                             capsys):
+    from conftest import heatmap_array
+    from fusionapp.data.sources import load_examples
+    from fusionapp.inference.explain import explain_examples
+    from fusionapp.runs.load import load_run
+    from fusionapp.settings import Columns
+
+    def strengths(run_dir, table):
+        examples = load_examples(table, Columns(tabular=("weight",))).select_split("test")
+        explanations = explain_examples(load_run(run_dir).model, examples.subset(list(range(12))))
+        peaks = [heatmap_array(e["image"]["heatmap"]).max() for e in explanations]
+        return np.mean([e["image"]["strength"] for e in explanations]), np.mean(peaks)
+
+    run, table = text_decides_run
+    faint, faint_peak = strengths(run, table)
+    strong, strong_peak = strengths(region_run, region_data[0])
+    assert faint < 0.25 and faint_peak < 0.3, (faint, faint_peak)
+    assert strong > 0.6 and strong_peak > 0.6, (strong, strong_peak)
+    row = next(r for r in read_csv(table) if r["split"] == "test")
+    image = os.path.join(os.path.dirname(table), row["image"])
+    code, out, err = run_cli(capsys, "predict", run, "--image", image, "--text", row["text"], "--explain",
+                             "--heatmap-out", tmp_path / "map.png")
+    assert code == 0, err
+    assert (tmp_path / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "image heat map: strength" in out
+    code, _, err = run_cli(capsys, "predict", run, "--image", image, "--heatmap-out", tmp_path / "x.png")
+    assert code == 2 and "--heatmap-out applies with --explain" in err

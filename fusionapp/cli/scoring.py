@@ -48,9 +48,11 @@ def evaluate(model, data, on_bad_row, batch_size, **options):
                                              "column did for the prediction (with --json: the full object).")
 @click.option("--explain-dir", type=click.Path(file_okay=False),
               help="Explain every row of DATA into this folder: a heat map PNG per row and explanations.csv.")
+@click.option("--heatmap-out", type=click.Path(dir_okay=False),
+              help="With --explain, write the single pair's image heat map to this PNG file.")
 @prediction_options("batch_size", "on_bad_row", "top_k")
 @run_column_options
-def predict(model, data, image, text, tabular, as_json, explain, **options):
+def predict(model, data, image, text, tabular, as_json, explain, heatmap_out, **options):
     """Label one pair (--image/--text) or every row of DATA with the run MODEL. DATA is read with the
     run's own column names and image root unless others are given."""
     from fusionapp.inference import predict as predict_run
@@ -62,10 +64,14 @@ def predict(model, data, image, text, tabular, as_json, explain, **options):
                                batch_size=options["batch_size"])
     tabular = _tabular_values(tabular)
     check_predict_request(data, image=image, text=text, tabular=tabular, explain=explain, as_json=as_json,
+                          heatmap_out=heatmap_out,
                           table_options={name: value for name, value in options.items() if name != "top_k"})
     if data is None:
-        result = predict_run(model, image=image, text=text, tabular=tabular, top_k=options["top_k"], explain=explain)
+        result = predict_run(model, image=image, text=text, tabular=tabular, top_k=options["top_k"], explain=explain,
+                             heatmap_out=heatmap_out)
         click.echo(json.dumps(result, ensure_ascii=False) if as_json else format_pair(result))
+        if heatmap_out:
+            click.echo(f"Wrote the heat map to {heatmap_out}", err=True)
         return
     Shard.parse(options["shard"])  # a bad one is refused before the model loads
     predict_run(model, data, **{**options, "out": options["out"] or "-"})

@@ -79,13 +79,29 @@ def format_pair(result: dict) -> str:
         lines.append(f"  {entry['label']:<20} {entry['probability']:.4f}")
     explanation = result.get("explanation")
     if explanation:
-        lines.append("  blanking each input changes its probability by: " + ", ".join(
-            f"{name} {change:+.3f}" for name, change in explanation["modalities"].items()))
-        if explanation.get("text"):
-            lines.append("  strongest words: " + ", ".join(f"{word} {weight:+.3f}" for word, weight in explanation["text"]))
-        if explanation.get("tabular"):
-            lines.append("  tabular columns: " + ", ".join(f"{name} {weight:+.3f}"
-                                                         for name, weight in explanation["tabular"].items()))
-        if explanation.get("image", {}).get("heatmap"):
-            lines.append("  (the image heat map is in the --json answer)")
+        lines += explanation_lines(explanation)
     return "\n".join(lines)
+
+
+def explanation_lines(explanation: dict) -> list[str]:
+    """An explanation as text, each figure with its unit (fusionapp.inference.explain)."""
+    units = explanation["units"]
+    lines = ["  blanking each input changes the explained class's probability by: " + ", ".join(
+        f"{name} {change:+.3f}" for name, change in explanation["modalities"].items())]
+    if explanation.get("text"):
+        lines.append(f"  strongest words ({_unit_words(units['text'])}): "
+                     + ", ".join(f"{word} {weight:+.3f}" for word, weight in explanation["text"]))
+    if explanation.get("tabular"):
+        lines.append(f"  tabular columns ({_unit_words(units['tabular'])}): "
+                     + ", ".join(f"{name} {weight:+.3f}" for name, weight in explanation["tabular"].items()))
+    image = explanation.get("image")
+    if image and image.get("heatmap"):
+        lines.append(f"  image heat map: strength {image['strength']:.2f} of 1 (its opacity: how much blanking the "
+                     "image moved the probability); the PNG is in the --json answer, or written by --heatmap-out")
+    if explanation.get("missing"):
+        lines.append(f"  no figures for the missing inputs: {', '.join(explanation['missing'])}")
+    return lines
+
+
+def _unit_words(unit: str) -> str:
+    return unit.split(":")[0]

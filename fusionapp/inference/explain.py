@@ -3,17 +3,22 @@
 The row goes through the model together with copies of it that each lack one input (blanked as
 a missing input is: fusionapp.data.examples.Examples.blanked), and the gradient of the predicted
 class's logit (less the mean logit, which softmax ignores) is taken on that row alone; for a
-multi-label model, of the likeliest label's logit, named in `label`:
+multi-label model, of the likeliest label's logit, named in `label`. Each figure's unit is named
+in `units`:
 - `modalities`: the change in that probability when the input is blanked (negative: the input
   supported the prediction);
 - `image`: Grad-CAM on the feature map the image branch pools (the last multi-kernel block, or
   the pretrained backbone's output), as a heat map PNG the size of the input image, warm where the
-  image pushes towards the predicted class;
+  image pushes towards the predicted class. The map is scaled to its own maximum, so its opacity is
+  scaled again by `strength`, how much blanking the image moved the probability: an image that did
+  not matter shows a faint map;
 - `text`: gradient x input on the TF-IDF n-gram features (the network's and the wide path's own),
-  each n-gram's share given to the words it overlaps (with token-id encoders, leaving each word out
-  instead), the strongest 10;
-- `tabular`: gradient x input summed over each column's encoded values.
-Gradients need TensorFlow, as the raw-input function does; the network itself stays Keras-only.
+  in logit units, each n-gram's share given to the words it overlaps (with token-id encoders, the
+  probability lost when each word is left out instead), the strongest 10;
+- `tabular`: gradient x input summed over each column's encoded values, in logit units.
+An input the row does not have (`missing`: the modality, or a tabular column whose cell is empty)
+gets no figure. Gradients need TensorFlow, as the raw-input function does; the network itself
+stays Keras-only.
 """
 
 from __future__ import annotations
@@ -30,6 +35,18 @@ from fusionapp.preprocessing.configs import TextInput
 
 TOP_TEXT = 10
 HEATMAP_MAX_SIDE = 1024
+# A change of the explained probability this large, or larger, when the image is blanked shows the
+# heat map at full opacity; smaller changes show it fainter, in proportion.
+IMAGE_MATTERS = 0.2
+LOGIT_UNITS = "logit units: gradient x input of the explained class's logit, less the mean logit"
+UNITS = {
+    "modalities": "change in the explained class's probability when the input is blanked",
+    "image": "Grad-CAM of the explained class's logit, scaled to its maximum; opacity x strength, the "
+             f"probability change when the image is blanked over {IMAGE_MATTERS} (at most 1)",
+    "tabular": LOGIT_UNITS,
+}
+TEXT_UNITS = {TextInput.TF_IDF: LOGIT_UNITS}
+LEFT_OUT_UNITS = "probability of the explained class lost when the word is left out"
 MAX_LEFT_OUT_WORDS = 48
 # One word per CJK / kana / Hangul / Thai character (scripts written without spaces), else runs
 # of word characters: what text weights are reported for.
@@ -56,41 +73,77 @@ def explain_row(model, row: Examples) -> dict:
     out = {name: value.numpy() for name, value in out.items()}
     probabilities, predicted = out["probabilities"], int(out["predicted"])
     base = float(probabilities[0, predicted])
-    explanation = {"modalities": {m: float(probabilities[1 + k, predicted] - base) for k, m in enumerate(modalities)}}
+    missing = _missing(columns[0], modalities, preprocessor.tabular_columns)
+    explanation = {"modalities": {m: float(probabilities[1 + k, predicted] - base) for k, m in enumerate(modalities)
+                                  if m not in missing},
+                   "missing": missing, "units": {"modalities": UNITS["modalities"]}}
     if preprocessor.multi_label:
         # Several labels may be chosen; the explanation is of the likeliest.
         explanation.update(label=preprocessor.class_names[predicted], probability=base)
-    if "text" in modalities:
-        text = row.texts[0]
-        if preprocessor.text.input == TextInput.TF_IDF:
-            weights = _ngram_weights(preprocessor, out["text"], out["text_gradient"])
-            words = _words_of_ngrams(text, weights, preprocessor.text.tokens)
-            if "wide_ids" in out:
-                # The wide path's n-grams push the logits too: their gradient x input joins the words.
-                contributions = out["wide_weights"] * out["wide_weights_gradient"]
-                wide = _wide_ngram_weights(preprocessor, out["wide_ids"], contributions)
-                for word, weight in _words_of_ngrams(text, wide, "chars").items():
-                    words[word] = words.get(word, 0.0) + weight
-            explanation["text"] = _top(words)
-        else:
-            explanation["text"] = _top(_left_out_words(model, row, text, predicted, base))
-    if "image" in modalities:
-        image = columns[0]["image"][0]
-        heatmap = None
-        if image and "feature_map" in out:  # a joint image-text model's image branch has no map to show
-            width, height = encoded_dimensions(image) or (preprocessor.image_size,) * 2
-            # The input image's size, but at most HEATMAP_MAX_SIDE on its longest side: a phone
-            # photo's full-size map would be megabytes of JSON for a picture scaled down to show it.
-            scale = min(1.0, HEATMAP_MAX_SIDE / max(width, height))
-            size = (max(1, round(height * scale)), max(1, round(width * scale)))
-            heatmap = _heatmap_png(_grad_cam(out["feature_map"], out["feature_gradient"]), size)
-        explanation["image"] = {"heatmap": heatmap}
-    if "tabular" in modalities:
+    if "text" in modalities and "text" not in missing:
+        explanation["text"] = _text_weights(model, row, out, predicted, base)
+        explanation["units"]["text"] = TEXT_UNITS.get(preprocessor.text.input, LEFT_OUT_UNITS)
+    if "image" in modalities and "image" not in missing:
+        explanation["image"] = _image_map(preprocessor, columns[0]["image"][0], out,
+                                          explanation["modalities"]["image"])
+        explanation["units"]["image"] = UNITS["image"]
+    if "tabular" in modalities and "tabular" not in missing:
         contributions = out["tabular_gradient"] * out["tabular"]
         ends = np.cumsum(preprocessor.tabular_widths())
         explanation["tabular"] = {name: float(contributions[end - width:end].sum()) for (name, _), width, end
-                                  in zip(preprocessor.tabular_columns, preprocessor.tabular_widths(), ends)}
+                                  in zip(preprocessor.tabular_columns, preprocessor.tabular_widths(), ends)
+                                  if f"tabular:{name}" not in missing}
+        explanation["units"]["tabular"] = UNITS["tabular"]
     return explanation
+
+
+def _missing(raw: dict, modalities, tabular_columns) -> list[str]:
+    """The inputs row 0 of `raw` lacks: its modalities (the raw-input function's rule), then each
+    empty tabular cell of a row that has others, as `tabular:COLUMN`."""
+    import tensorflow as tf
+
+    from fusionapp.preprocessing.raw_values import missing_inputs, tabular_key
+
+    first = {name: value[:1] for name, value in raw.items()}
+    names = missing_inputs({name: tf.constant(value) for name, value in first.items()}, modalities,
+                           tabular_columns).numpy()[0].decode().split()
+    if "tabular" in modalities and "tabular" not in names:
+        for column, kind in tabular_columns:
+            cell = first[tabular_key(column)][0]
+            empty = np.isnan(cell) if kind == "numeric" else not str(cell.decode() if isinstance(cell, bytes)
+                                                                        else cell).strip()
+            if empty:
+                names.append(f"tabular:{column}")
+    return names
+
+
+def _text_weights(model, row: Examples, out: dict, predicted: int, base: float) -> list[list]:
+    preprocessor, text = model.preprocessor, row.texts[0]
+    if preprocessor.text.input != TextInput.TF_IDF:
+        return _top(_left_out_words(model, row, text, predicted, base))
+    weights = _ngram_weights(preprocessor, out["text"], out["text_gradient"])
+    words = _words_of_ngrams(text, weights, preprocessor.text.tokens)
+    if "wide_ids" in out:
+        # The wide path's n-grams push the logits too: their gradient x input joins the words.
+        contributions = out["wide_weights"] * out["wide_weights_gradient"]
+        wide = _wide_ngram_weights(preprocessor, out["wide_ids"], contributions)
+        for word, weight in _words_of_ngrams(text, wide, "chars").items():
+            words[word] = words.get(word, 0.0) + weight
+    return _top(words)
+
+
+def _image_map(preprocessor, image: bytes, out: dict, change: float) -> dict:
+    """{"heatmap": base64 PNG or None, "strength": how much the image mattered, 0-1}."""
+    strength = min(1.0, abs(change) / IMAGE_MATTERS)
+    if "feature_map" not in out:  # a joint image-text model's image branch has no map to show
+        return {"heatmap": None, "strength": strength}
+    width, height = encoded_dimensions(image) or (preprocessor.image_size,) * 2
+    # The input image's size, but at most HEATMAP_MAX_SIDE on its longest side: a phone photo's
+    # full-size map would be megabytes of JSON for a picture scaled down to show it.
+    scale = min(1.0, HEATMAP_MAX_SIDE / max(width, height))
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    cam = _grad_cam(out["feature_map"], out["feature_gradient"])
+    return {"heatmap": _heatmap_png(cam, size, strength), "strength": strength}
 
 
 def _explainer(model):
@@ -152,14 +205,15 @@ def _grad_cam(feature_map, gradient) -> np.ndarray:
     return cam / top if top > 0 else cam
 
 
-def _heatmap_png(cam, size: tuple[int, int]) -> str:
+def _heatmap_png(cam, size: tuple[int, int], strength: float) -> str:
     """A transparent PNG of the input image's size: black-red-yellow ("hot") where the cam is high,
-    its opacity the cam itself, as base64 text."""
+    its opacity the cam times `strength`, as base64 text."""
     import tensorflow as tf
 
     resized = tf.image.resize(cam[..., None].astype(np.float32), size, method="bilinear").numpy()[..., 0]
     x = np.clip(resized, 0.0, 1.0)
-    rgba = np.stack([np.clip(3 * x, 0, 1), np.clip(3 * x - 1, 0, 1), np.clip(3 * x - 2, 0, 1), x], axis=-1)
+    rgba = np.stack([np.clip(3 * x, 0, 1), np.clip(3 * x - 1, 0, 1), np.clip(3 * x - 2, 0, 1), x * strength],
+                    axis=-1)
     # The fastest compression: a heat map is smooth, and the size of the input image can be large.
     png = tf.io.encode_png(tf.constant((rgba * 255).round().astype(np.uint8)), compression=1).numpy()
     return base64.b64encode(png).decode("ascii")

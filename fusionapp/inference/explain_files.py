@@ -10,7 +10,7 @@ import re
 from fusionapp.runs import files
 from fusionapp.errors import FusionError
 
-HEADER = ["id", "kind", "name", "weight"]
+HEADER = ["id", "kind", "name", "weight", "unit"]
 
 
 def explanations_writer(folder: str):
@@ -39,11 +39,14 @@ def write_explanations(model, examples, folder: str, writer, names: set) -> int:
     for i in range(len(examples)):
         explanation = explain_row(model, examples.subset([i]))
         row_id = examples.ids[i]
+        units = explanation["units"]
         if "label" in explanation:
-            lines.append([row_id, "label", explanation["label"], f"{explanation['probability']:.6f}"])
-        lines += [[row_id, "modality", name, f"{change:.6f}"] for name, change in explanation["modalities"].items()]
-        lines += [[row_id, "text", word, f"{weight:.6f}"] for word, weight in explanation.get("text", [])]
-        lines += [[row_id, "tabular", name, f"{weight:.6f}"] for name, weight in explanation.get("tabular", {}).items()]
+            lines.append([row_id, "label", explanation["label"], f"{explanation['probability']:.6f}", "probability"])
+        lines += [[row_id, "modality", name, f"{change:.6f}", units["modalities"]]
+                  for name, change in explanation["modalities"].items()]
+        lines += [[row_id, "text", word, f"{weight:.6f}", units["text"]] for word, weight in explanation.get("text", [])]
+        lines += [[row_id, "tabular", name, f"{weight:.6f}", units["tabular"]]
+                  for name, weight in explanation.get("tabular", {}).items()]
         heatmap = explanation.get("image", {}).get("heatmap")
         if heatmap:
             name = file_name(row_id, names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import sys
 
 import numpy as np
@@ -13,7 +14,7 @@ from fusionapp.inference.answers import pair_result, prediction_table
 from fusionapp.inference.raw_inference import predict_examples
 from fusionapp.console import show_progress
 from fusionapp.inference.run_rows import check_rows, column_renames, iter_rows_for_run, run_columns
-from fusionapp.runs import load
+from fusionapp.runs import files, load
 from fusionapp.settings import NotApplicable, prediction_settings
 
 
@@ -21,7 +22,8 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
             tabular: dict | None = None, split: str | None = None, out: str | None = None,
             top_k: int | None = None, on_bad_row: str | None = None, batch_size: int | None = None,
             image_root: str | None = None, explain: bool = False, explain_dir: str | None = None, verbose: int = 1,
-            shard: str | None = None, **column_overrides: str | None) -> dict | list[dict] | str:
+            shard: str | None = None, heatmap_out: str | None = None,
+            **column_overrides: str | None) -> dict | list[dict] | str:
     """Label one pair, or every row of a table, with a trained run.
 
     Give `data` (a table) or a single pair (`image`, `text`, `tabular`), not both. A table is read
@@ -43,6 +45,7 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
         image_root: Folder relative image paths resolve against; None: the run's own, else the
             table's folder.
         explain: Add an `explanation` to a single pair's answer (fusionapp.inference.explain).
+        heatmap_out: With `explain`, also write a single pair's image heat map to this PNG file.
         explain_dir: Write a table's explanations here (a heat map per row and explanations.csv).
         verbose: 0 prints nothing; 1 prints a summary line to stderr.
         shard: "K/N": only rows K, K+N, K+2N, ... (1-based), this machine's share of N.
@@ -60,20 +63,23 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
     """
     options = prediction_settings(top_k=top_k, on_bad_row=on_bad_row, batch_size=batch_size)
     renames = column_renames(column_overrides)
-    check_predict_request(data, image=image, text=text, tabular=tabular, explain=explain,
+    check_predict_request(data, image=image, text=text, tabular=tabular, explain=explain, heatmap_out=heatmap_out,
                           table_options={"split": split, "out": out, "shard": shard, "on_bad_row": on_bad_row,
                                          "batch_size": batch_size, "image_root": image_root,
                                          "explain_dir": explain_dir, **column_overrides})
     if data is None:
-        return predict_pair(load.load_run(model), image=image, text=text, tabular=tabular or {},
-                            top_k=options.top_k, explain=explain)
+        result = predict_pair(load.load_run(model), image=image, text=text, tabular=tabular or {},
+                              top_k=options.top_k, explain=explain)
+        if heatmap_out:
+            write_heatmap(result["explanation"], heatmap_out)
+        return result
     run = load.load_run(model)
     return predict_table(run, data, split=split, out=out, options=options, image_root=image_root,
                          explain_dir=explain_dir, verbose=verbose, renames=renames, shard=Shard.parse(shard))
 
 
 def check_predict_request(data, *, image, text, tabular, explain: bool, table_options: dict,
-                          as_json: bool = False) -> None:
+                          as_json: bool = False, heatmap_out: str | None = None) -> None:
     """A NotApplicable (a usage error on the command line) for what does not fit together: a table
     option with a single pair, a single pair's option with a table, both or neither."""
     if data is None:
@@ -82,14 +88,29 @@ def check_predict_request(data, *, image, text, tabular, explain: bool, table_op
         given = [name for name, value in table_options.items() if value is not None]
         if given:
             raise NotApplicable(given[0], "to a table (DATA), not to a single pair")
+        if heatmap_out and not explain:
+            raise NotApplicable("heatmap_out", "with --explain, whose heat map it writes")
         return
     if image is not None or text is not None or tabular:
         raise NotApplicable("image" if image is not None else "text" if text is not None else "tabular",
                             "to a single pair, not with DATA (a table)")
-    if explain:
-        raise NotApplicable("explain", "to a single pair; --explain-dir DIR explains a table's rows")
+    if explain or heatmap_out:
+        raise NotApplicable("explain" if explain else "heatmap_out",
+                            "to a single pair; --explain-dir DIR explains a table's rows, with a heat map each")
     if as_json:
         raise NotApplicable("json", "to a single pair's answer; a table's predictions go to --out (CSV or Parquet)")
+
+
+def write_heatmap(explanation: dict, path: str) -> str:
+    """A single pair's image heat map, as the PNG file `path` (written atomically)."""
+    heatmap = (explanation.get("image") or {}).get("heatmap")
+    if not heatmap:
+        raise FusionError(f"--heatmap-out {path}: this answer has no heat map (the pair has no image, or the model's "
+                          "image branch has no feature map to show)")
+    with files.atomic_path(path, suffix=".png") as temporary:
+        with open(temporary, "wb") as handle:
+            handle.write(base64.b64decode(heatmap))
+    return path
 
 
 def predict_table(run, data: str, *, split, out, options, image_root, explain_dir, verbose: int, renames: dict,
