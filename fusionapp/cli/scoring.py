@@ -21,15 +21,15 @@ from fusionapp.settings import SettingError, prediction_settings
 @click.option("--ablate", is_flag=True, help="Also score with each modality blanked, to show what each contributes.")
 @click.option("--plots", type=click.Path(file_okay=False),
               help="Write confusion-matrix (single-label), ROC, precision-recall and reliability PNGs here.")
-@prediction_options("batch_size", "on_bad_row")
+@prediction_options("batch_size", "on_bad_row", "sample")
 @run_column_options
-def evaluate(model, data, on_bad_row, batch_size, **options):
+def evaluate(model, data, on_bad_row, batch_size, sample, **options):
     """Score the run MODEL on the labelled rows of DATA (scikit-learn metrics). DATA is read with
     the run's own column names and image root unless others are given."""
     from fusionapp.evaluation import evaluate as evaluate_run
 
-    checked_prediction_options(on_bad_row=on_bad_row, batch_size=batch_size)
-    evaluate_run(model, data, on_bad_row=on_bad_row, batch_size=batch_size, **options)
+    checked_prediction_options(on_bad_row=on_bad_row, batch_size=batch_size, sample=sample)
+    evaluate_run(model, data, on_bad_row=on_bad_row, batch_size=batch_size, sample=sample, **options)
 
 
 @cli.command()

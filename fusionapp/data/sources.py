@@ -8,37 +8,45 @@ import numpy as np
 
 from fusionapp.settings import Columns
 from fusionapp.data.examples import Examples, default_modalities, join_examples
+from fusionapp.data.sampling import sampled_rows
 from fusionapp.data.sharding import Shard
 from fusionapp.errors import FusionError
 
 
 def load_examples(data: str, columns: Columns, image_root: str | None = None, need_label: bool = True,
-                  modalities=None, with_ids: bool = True) -> Examples:
+                  modalities=None, with_ids: bool = True, sample: int = 0, seed: int = 0) -> Examples:
     """Read a table path or `tfds:NAME[:SPLIT]` into Examples.
 
     `modalities=None` takes every modality the data has: image and text when their columns exist,
     tabular when tabular columns were named. `with_ids=False` leaves the id column unread (ids are
-    then row numbers).
+    then row numbers). `sample` > 0 keeps a seeded sample of that many rows, stratified by label
+    (fusionapp.data.sampling), read in one streaming pass.
     """
     if data.startswith("tfds:"):
         from fusionapp.data.tfds_source import load_tfds_examples
 
-        return load_tfds_examples(data, columns, need_label=need_label, modalities=modalities)
+        examples = load_tfds_examples(data, columns, need_label=need_label, modalities=modalities)
+        return _sampled_in_memory(examples, sample, seed) if sample else examples
     header, modalities, names = _columns_to_read(data, columns, need_label, modalities, with_ids)
-    return join_examples(list(_chunk_examples(data, header, names, columns, modalities, image_root)))
+    rows = _sample(data, header, columns, sample, seed)
+    return join_examples([_kept(part, None, rows)
+                          for part in _chunk_examples(data, header, names, columns, modalities, image_root)])
 
 
 def iter_examples(data: str, columns: Columns, image_root: str | None = None, need_label: bool = True,
-                  modalities=None, shard: Shard | None = None, chunk_rows: int | None = None):
+                  modalities=None, shard: Shard | None = None, chunk_rows: int | None = None, sample: int = 0,
+                  seed: int = 0, sample_split: str | None = None):
     """load_examples in chunks of rows, for tables of any size; `shard` keeps one machine's share of
-    the rows: N machines, each with its own share, read one table."""
+    the rows: N machines, each with its own share, read one table; `sample` as load_examples, drawn
+    from the rows of `sample_split` alone when it is given."""
     if data.startswith("tfds:"):
-        examples = load_examples(data, columns, need_label=need_label, modalities=modalities)
-        yield _shard_of(examples, shard)
+        examples = load_examples(data, columns, need_label=need_label, modalities=modalities, sample=sample, seed=seed)
+        yield _kept(examples, shard, None)
         return
     header, modalities, names = _columns_to_read(data, columns, need_label, modalities)
+    rows = _sample(data, header, columns, sample, seed, sample_split)
     for examples in _chunk_examples(data, header, names, columns, modalities, image_root, chunk_rows):
-        yield _shard_of(examples, shard)
+        yield _kept(examples, shard, rows)
 
 
 def _chunk_examples(data, header, names, columns, modalities, image_root, chunk_rows=None):
@@ -52,8 +60,43 @@ def _chunk_examples(data, header, names, columns, modalities, image_root, chunk_
         yield examples
 
 
-def _shard_of(examples: Examples, shard: Shard | None) -> Examples:
-    return examples if shard is None else examples.subset(shard.of_rows(examples.row_numbers))
+def _kept(examples: Examples, shard: Shard | None, rows: np.ndarray | None) -> Examples:
+    """The rows of `examples` in this machine's share, and in the sample (sorted row numbers)."""
+    if shard is not None:
+        examples = examples.subset(shard.of_rows(examples.row_numbers))
+    if rows is not None:
+        examples = examples.subset(np.flatnonzero(np.isin(examples.row_numbers, rows, assume_unique=True)))
+    return examples
+
+
+def _sample(data: str, header: list[str], columns: Columns, size: int, seed: int,
+            split: str | None = None) -> np.ndarray | None:
+    """The row numbers of a `--sample` of the table (of its `split` rows, when given), streamed over
+    its label and split columns alone; None for the whole table."""
+    if not size:
+        return None
+    from fusionapp.data.tables import iter_table
+
+    label = columns.label if columns.label in header else None
+    split_column = columns.split if split is not None and columns.split in header else None
+    read = [name for name in (label, split_column) if name] or [header[0]]
+
+    def label_chunks():
+        for table in iter_table(data, read, header=header):
+            numbers = np.arange(table.first_row, table.first_row + len(table))
+            labels = table.column(label, "strip") if label else None
+            if split_column:
+                keep = np.asarray(table.column(split_column, "lower"), dtype=object) == split
+                numbers, labels = numbers[keep], (np.asarray(labels, dtype=object)[keep] if label else None)
+            yield numbers, labels
+
+    return sampled_rows(label_chunks, size, seed, stratify=label is not None)
+
+
+def _sampled_in_memory(examples: Examples, size: int, seed: int) -> Examples:
+    stratify = examples.labels is not None
+    rows = sampled_rows(lambda: iter([(examples.row_numbers, examples.labels)]), size, seed, stratify)
+    return _kept(examples, None, rows)
 
 
 def _columns_to_read(data: str, columns: Columns, need_label: bool, modalities, with_ids: bool = True):

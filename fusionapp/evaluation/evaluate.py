@@ -23,7 +23,8 @@ from fusionapp.settings import prediction_settings
 def evaluate(model: str, data: str, *, split: str | None = None, out: str | None = None,
              predictions: str | None = None, skipped: str | None = None, on_bad_row: str | None = None,
              ablate: bool = False, plots: str | None = None, batch_size: int | None = None,
-             image_root: str | None = None, verbose: int = 1, **column_overrides: str | None) -> dict:
+             image_root: str | None = None, verbose: int = 1, sample: int | None = None,
+             **column_overrides: str | None) -> dict:
     """Score a trained run on the labelled rows of a table with scikit-learn's metrics.
 
     The table is read with the run's own column names and image root unless others are given.
@@ -43,6 +44,8 @@ def evaluate(model: str, data: str, *, split: str | None = None, out: str | None
         image_root: Folder relative image paths resolve against; None: the run's own, else the
             table's folder.
         verbose: 0 prints nothing; 1 prints the report.
+        sample: Score a seeded sample of this many rows (of the split), stratified by label; None or 0:
+            every row.
         **column_overrides: Columns named otherwise in this table: `image_col`, `text_col`,
             `label_col`, `split_col`, `id_col`.
 
@@ -53,7 +56,7 @@ def evaluate(model: str, data: str, *, split: str | None = None, out: str | None
     Raises:
         fusionapp.errors.FusionError: A missing or unreadable run, table, column or value, in one line.
     """
-    options = prediction_settings(on_bad_row=on_bad_row, batch_size=batch_size)
+    options = prediction_settings(on_bad_row=on_bad_row, batch_size=batch_size, sample=sample)
     run = load.load_run(model)
     scored = _score_chunks(run, data, split, options, column_renames(column_overrides), image_root, predictions,
                            ablate, verbose)
@@ -110,7 +113,7 @@ def _score_chunks(run, data, split, options, renames, image_root, predictions_pa
     writer = TableWriter(predictions_path) if predictions_path else contextlib.nullcontext()
     with writer:
         for examples, bad_rows in iter_rows_for_run(run, data, split, need_label=True, column_overrides=renames,
-                                                    image_root=image_root):
+                                                    image_root=image_root, sample=options.sample):
             source = examples.source
             if bad_rows and options.on_bad_row == "error":
                 drop_bad_rows(examples, bad_rows, "error")

@@ -27,7 +27,7 @@ def run_columns(run: Run, overrides: dict | None = None) -> Columns:
 
 def iter_rows_for_run(run: Run, data: str, split: str | None, need_label: bool,
                       column_overrides: dict | None = None, image_root: str | None = None,
-                      shard: Shard | None = None):
+                      shard: Shard | None = None, sample: int = 0):
     """`data` read with the run's columns (or renamed ones) and modalities, in chunks of rows:
     (examples, their bad rows) per chunk, the split's rows only (a chunk without any is passed over)."""
     from fusionapp.data.sources import iter_examples
@@ -36,7 +36,7 @@ def iter_rows_for_run(run: Run, data: str, split: str | None, need_label: bool,
     columns = run_columns(run, column_overrides)
     found, present, source = False, set(), data
     for examples in iter_examples(data, columns, image_root=run_image_root(run, image_root), need_label=need_label,
-                                  modalities=run.modalities, shard=shard):
+                                  modalities=run.modalities, shard=shard, sample=sample, sample_split=split):
         source = examples.source
         if split is not None:
             if examples.splits is None:

@@ -70,6 +70,9 @@ class TrainingSettings:
     fine_tune_epochs: int = integer(5, 1, applies=FINE_TUNING, help="Maximum epochs of fine-tuning.")
     fine_tune_learning_rate: float = number(2e-4, 0.0, 10.0, low_open=True, applies=FINE_TUNING,
                                             help="Peak learning rate of fine-tuning.")
+    sample: int = integer(0, 0, default_words="0: every row",
+                          help="Train on a seeded sample of this many rows, stratified by label: a quick try on a "
+                               "big table (read streaming, shards too).")
     min_class_rows: int = integer(0, 0, applies=SINGLE_LABEL, default_words="0: keep every class",
                                   help="Drop the classes with fewer training rows than this, and their rows (rows "
                                        "of the train split, or every labelled row without a split column); with "
@@ -113,6 +116,8 @@ class PredictionSettings:
     on_bad_row: str = choice("skip", ON_BAD_ROW, help="skip: leave unusable rows out (predict lists them with an "
                                                       "error); error: stop at the first.")
     top_k: int = integer(1, 1, help="Also list the K likeliest labels.", metavar="K")
+    sample: int = integer(0, 0, default_words="0: every row", metavar="N",
+                          help="Score a seeded sample of N rows, stratified by label (the same rows each time).")
 
     def __post_init__(self):
         check_fields(self)

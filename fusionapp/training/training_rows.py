@@ -35,7 +35,9 @@ def load_rows(data: str, settings: RunSettings, say, clock=None) -> tuple[Traini
     requested = settings.model.modalities or None
     # Training never writes ids: the id column is left unread.
     examples = load_examples(data, columns, image_root=settings.image_root, need_label=True, modalities=requested,
-                             with_ids=False)
+                             with_ids=False, sample=training.sample, seed=training.seed)
+    if training.sample:
+        say(f"Training on a seeded sample of {len(examples)} rows of {examples.source} (--sample)")
     modalities = requested or examples.modalities
     if "tabular" in modalities and not columns.tabular:
         raise FusionError("--modalities tabular needs the tabular columns named with --tabular-col")
