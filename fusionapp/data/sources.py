@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 
 from fusionapp.settings import Columns
 from fusionapp.data.examples import Examples, default_modalities, join_examples
+from fusionapp.data.frames import arrow_table, frame_name, image_cells, is_frame
 from fusionapp.data.sampling import sampled_rows
 from fusionapp.data.sharding import Shard
 from fusionapp.errors import FusionError
@@ -22,10 +24,11 @@ def load_examples(data: str, columns: Columns, image_root: str | None = None, ne
     then row numbers). `sample` > 0 keeps a seeded sample of that many rows, stratified by label
     (fusionapp.data.sampling), read in one streaming pass.
     """
-    if data.startswith("tfds:"):
+    if is_frame(data) or data.startswith("tfds:"):
         from fusionapp.data.tfds_source import load_tfds_examples
 
-        examples = load_tfds_examples(data, columns, need_label=need_label, modalities=modalities)
+        examples = (frame_examples(data, columns, image_root, need_label, modalities, with_ids) if is_frame(data)
+                    else load_tfds_examples(data, columns, need_label=need_label, modalities=modalities))
         return _sampled_in_memory(examples, sample, seed) if sample else examples
     header, modalities, names = _columns_to_read(data, columns, need_label, modalities, with_ids)
     rows = _sample(data, header, columns, sample, seed)
@@ -39,8 +42,9 @@ def iter_examples(data: str, columns: Columns, image_root: str | None = None, ne
     """load_examples in chunks of rows, for tables of any size; `shard` keeps one machine's share of
     the rows: N machines, each with its own share, read one table; `sample` as load_examples, drawn
     from the rows of `sample_split` alone when it is given."""
-    if data.startswith("tfds:"):
-        examples = load_examples(data, columns, need_label=need_label, modalities=modalities, sample=sample, seed=seed)
+    if is_frame(data) or data.startswith("tfds:"):
+        examples = load_examples(data, columns, image_root=image_root, need_label=need_label, modalities=modalities,
+                                 sample=sample, seed=seed)
         yield _kept(examples, shard, None)
         return
     header, modalities, names = _columns_to_read(data, columns, need_label, modalities)
@@ -104,6 +108,12 @@ def _columns_to_read(data: str, columns: Columns, need_label: bool, modalities, 
     from fusionapp.data.tables import table_header
 
     header = table_header(data)
+    return (header, *_checked_columns(data, header, columns, need_label, modalities, with_ids))
+
+
+def _checked_columns(data: str, header: list[str], columns: Columns, need_label: bool, modalities, with_ids: bool):
+    """(the modalities, the columns to read) of a table with this header; a FusionError naming a
+    needed column it lacks."""
     if modalities is None:
         modalities = default_modalities(columns, header)
         if not modalities:
@@ -124,7 +134,31 @@ def _columns_to_read(data: str, columns: Columns, need_label: bool, modalities, 
             raise FusionError(f"{data}: no column '{name}' (columns: {', '.join(header)})")
     optional = [name for name in (columns.label, columns.split) + ((columns.id,) if with_ids else ())
                 if name in header]
-    return header, modalities, list(dict.fromkeys(needed + optional))
+    return modalities, list(dict.fromkeys(needed + optional))
+
+
+def frame_examples(frame, columns: Columns, image_root: str | None, need_label: bool, modalities,
+                   with_ids: bool = True) -> Examples:
+    """Examples of a pandas DataFrame or pyarrow Table, its cells read as a table file's would be;
+    relative image paths resolve against `image_root`, else the working folder."""
+    import pyarrow as pa
+
+    from fusionapp.data.formats import as_strings
+    from fusionapp.data.tables import Table
+
+    name = frame_name(frame)
+    table, images = arrow_table(frame, columns.image)
+    header = table.column_names + ([columns.image] if images is not None else [])
+    modalities, names = _checked_columns(name, header, columns, need_label, modalities, with_ids)
+    cells = {column: as_strings(table.column(column)) for column in names if column != columns.image}
+    root = image_root or os.getcwd()
+    if "image" in modalities:
+        images, are_files = image_cells(images, root)
+        cells[columns.image] = pa.array(images if are_files else [""] * len(images), pa.string())
+    examples = table_examples(Table(name, header, cells), columns, modalities, root)
+    if "image" in modalities and not are_files:
+        examples = dataclasses.replace(examples, images=images, images_are_files=False)
+    return examples
 
 
 def table_examples(table, columns: Columns, modalities, image_root: str | None = None) -> Examples:
@@ -197,7 +231,7 @@ def data_fingerprint(data: str) -> dict | None:
     for a TFDS source, which TFDS versions itself."""
     from fusionapp.data.tables import table_files
 
-    if data.startswith("tfds:"):
+    if is_frame(data) or data.startswith("tfds:"):
         return None
     try:
         names = table_files(data)
@@ -205,3 +239,11 @@ def data_fingerprint(data: str) -> dict | None:
         return None
     stats = {os.path.abspath(name): os.stat(name) for name in names}
     return {name: [info.st_size, info.st_mtime_ns] for name, info in stats.items()}
+
+
+def data_label(data) -> str:
+    """What config.json records of a data argument: a table's absolute path, `tfds:NAME[:SPLIT]`,
+    or the name of an in-memory table (which a resume cannot read again)."""
+    if is_frame(data):
+        return frame_name(data)
+    return data if data.startswith("tfds:") else os.path.abspath(data)

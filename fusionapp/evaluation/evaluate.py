@@ -31,7 +31,8 @@ def evaluate(model: str, data: str, *, split: str | None = None, out: str | None
 
     Args:
         model: A run folder written by `train`, or the `model.keras` inside it.
-        data: A table (CSV, TSV, JSON Lines, Parquet; a folder or glob of shards) or `tfds:NAME[:SPLIT]`.
+        data: A table (CSV, TSV, JSON Lines, Parquet; a folder or glob of shards), `tfds:NAME[:SPLIT]`,
+            or a pandas DataFrame or pyarrow Table.
         split: Score only the rows whose split column holds this value (e.g. "test").
         out: Write the report here as JSON.
         predictions: Write one row per scored example here (CSV).

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 
 from fusionapp.data.examples import BadRow, Examples
+from fusionapp.data.frames import as_frame, is_frame
 from fusionapp.data.sharding import Shard
 from fusionapp.errors import FusionError, UsageProblem
 from fusionapp.inference.answers import pair_result, prediction_table
@@ -32,7 +33,8 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
 
     Args:
         model: A run folder written by `train`, or the `model.keras` inside it.
-        data: A table (CSV, TSV, JSON Lines, Parquet; a folder or glob of shards) or `tfds:NAME[:SPLIT]`.
+        data: A table (CSV, TSV, JSON Lines, Parquet; a folder or glob of shards), `tfds:NAME[:SPLIT]`,
+            or a pandas DataFrame or pyarrow Table (image cells: paths, bytes, PIL images or arrays).
         image: A single pair's image file.
         text: A single pair's text.
         tabular: A single pair's tabular values by column name.
@@ -54,7 +56,8 @@ def predict(model: str, data: str | None = None, *, image: str | None = None, te
 
     Returns:
         A single pair's answer as a dict (`predicted_label`, `confidence`, `probabilities`,
-            `missing`, ...); a table's rows as a list of dicts; or `out` when the rows were written there.
+            `missing`, ...); a table's rows as a list of dicts (for a DataFrame, a DataFrame with its
+            index; for a pyarrow Table, a pyarrow Table); or `out` when the rows were written there.
 
     Raises:
         fusionapp.errors.FusionError: A missing or unreadable run, table, column or value, in one line.
@@ -124,10 +127,12 @@ def predict_table(run, data: str, *, split, out, options, image_root, explain_di
     from fusionapp.inference.explain_files import explanations_writer, write_explanations
 
     collected = [] if out is None else None
+    # An in-memory table's predictions come back as a table of its kind, not as CSV on stdout.
+    shown = None if is_frame(data) else "-" if verbose else None
     predicted = failed = 0
     heat_maps = set()
     with ExitStack() as stack:
-        writer = stack.enter_context(TableWriter(out if out is not None else ("-" if verbose else None)))
+        writer = stack.enter_context(TableWriter(out if out is not None else shown))
         explained = stack.enter_context(explanations_writer(explain_dir)) if explain_dir else None
         for examples, bad_rows in iter_rows_for_run(run, data, split, need_label=False, column_overrides=renames,
                                                     image_root=image_root, shard=shard):
@@ -149,7 +154,9 @@ def predict_table(run, data: str, *, split, out, options, image_root, explain_di
     if verbose:
         print(f"Predicted {predicted} rows" + (f", {failed} could not be read" if failed else "")
               + (f"; wrote {out}" if out and out != "-" else ""), file=sys.stderr)
-    return collected if collected is not None else out
+    if collected is None:
+        return out
+    return as_frame(collected, data) if is_frame(data) else collected
 
 
 def predict_pair(run, image: str | None, text: str | None, tabular: dict, top_k: int = 1,

@@ -7,6 +7,7 @@ import os
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypedDict
 
+from fusionapp.data.sources import data_label
 from fusionapp.runs import files, layout
 from fusionapp.settings import RunSettings
 
@@ -96,7 +97,7 @@ def new_record(data: str, settings: RunSettings, fingerprint: dict | None) -> Ru
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data": data if data.startswith("tfds:") else os.path.abspath(data),
+        "data": data_label(data),
         # what a resume checks the data against: each table file's size and modification time
         "data_files": fingerprint,
         "settings": settings.to_dict(),

@@ -8,6 +8,8 @@ import os
 from datetime import datetime
 
 from fusionapp.console import printer
+from fusionapp.data.frames import FRAME_NAMES, frame_name, is_frame
+from fusionapp.data.sources import data_label
 from fusionapp.errors import FusionError
 from fusionapp.settings import RunSettings, apply_flat, flat_value
 
@@ -42,7 +44,11 @@ def resumed_run(data: str | None, out: str | None, given: dict):
         raise FusionError("--resume needs --out RUN_DIR, the run to continue")
     config = recorded_run(out)
     recorded = config["data"]
-    if data is not None and (data if data.startswith("tfds:") else os.path.abspath(data)) != recorded:
+    if is_frame(data) or recorded in FRAME_NAMES:
+        name = recorded if recorded in FRAME_NAMES else frame_name(data)
+        raise FusionError(f"--resume reads the run's table again, and an in-memory table ({name}) is not one it "
+                          "can read: train into a new --out")
+    if data is not None and data_label(data) != recorded:
         raise FusionError(f"--resume continues the run on the data it started with ({recorded}), not {data}; "
                           "leave DATA out, or train into a new --out")
     if not recorded.startswith("tfds:") and not os.path.exists(recorded):
@@ -102,7 +108,10 @@ def demo_table(verbose: int, multi_label: bool = False) -> str:
     return table
 
 
-def default_out(data: str) -> str:
-    name = data.split(":")[1] if data.startswith("tfds:") else os.path.splitext(os.path.basename(data))[0]
+def default_out(data) -> str:
+    if is_frame(data):
+        name = frame_name(data).split()[-1].lower()
+    else:
+        name = data.split(":")[1] if data.startswith("tfds:") else os.path.splitext(os.path.basename(data))[0]
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return os.path.join("checkpoints", f"{name}-{stamp}")

@@ -23,8 +23,9 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
     names of the CLI flags (`epochs=3`, `image_col="photo"`, ...), checked here by the same rules.
 
     Args:
-        data: A table (CSV, TSV, JSON Lines, Parquet; a folder or glob of shards) or
-            `tfds:NAME[:SPLIT]`; None trains on the demo set, creating it under data/demo first.
+        data: A table (CSV, TSV, JSON Lines, Parquet; a folder or glob of shards), `tfds:NAME[:SPLIT]`,
+            or a pandas DataFrame or pyarrow Table (image cells: paths, bytes, PIL images or arrays);
+            None trains on the demo set, creating it under data/demo first.
         out: The run folder; None: a new folder under checkpoints/.
         resume: Continue the interrupted run in `out` with the settings and data it recorded: of the
             settings given, only epochs, patience, fine_tune_epochs and tensorboard may differ
@@ -46,7 +47,7 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
     from fusionapp.training.request import check_environment, check_pretrained_models
 
     data, out, run_settings, asked = _requested(data, out, resume, overwrite, settings, flat, verbose)
-    if run_settings.model.multi_label and data.startswith("tfds:"):
+    if run_settings.model.multi_label and isinstance(data, str) and data.startswith("tfds:"):
         raise FusionError("--multi-label reads label sets from a table's label column; TFDS sources give one "
                           "label per example")
     check_environment(run_settings, printer(verbose))
