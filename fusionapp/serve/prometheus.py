@@ -1,4 +1,4 @@
-"""Prometheus metrics of the server, and the ASGI middleware that counts and times every request.
+"""Prometheus metrics of the server, and the ASGI middleware that counts, times and logs every request.
 
 With several worker processes (`serve --workers N`) each process writes its figures to files in
 $PROMETHEUS_MULTIPROC_DIR and `/metrics`, whichever process answers it, sums them all
@@ -57,10 +57,11 @@ def process_exited() -> None:
 
 
 class RequestMetrics:
-    """Count every answered request by route and status, and time it."""
+    """Count every answered request by route and status, time it, and write its line to `log`
+    (fusionapp.serve.access_log.AccessLog), if any."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, app, log=None):
+        self.app, self.log = app, log
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -84,5 +85,8 @@ class RequestMetrics:
                 status = 500
             raise
         finally:
+            seconds = time.perf_counter() - began
             REQUESTS.labels(route, str(status)).inc()
-            LATENCY.labels(route).observe(time.perf_counter() - began)
+            LATENCY.labels(route).observe(seconds)
+            if self.log is not None:
+                self.log.request(scope, status, seconds)
