@@ -51,11 +51,12 @@ class ServedModel:
     requests: RequestSchema
 
 
-def served_model(run, settings: ServeSettings, warm_batches: int = 1, warm_up_s: float | None = None) -> ServedModel:
+def served_model(run, settings: ServeSettings, warm_batches: int = 1, load_s: float | None = None) -> ServedModel:
     """The loaded `run` ready to answer: warmed up at batch sizes up to `warm_batches` (the server's:
-    --max-batch), for at most about `warm_up_s` seconds (None: no bound; see RequestPredictor.warm_up)."""
+    --max-batch), within a budget from the `load_s` seconds loading took (None: no bound; see
+    RequestPredictor.warm_up)."""
     predictor = RequestPredictor(run)
-    predictor.warm_up(warm_batches, warm_up_s)
+    predictor.warm_up(warm_batches, load_s)
     schema = model_schema(run)
     batcher = Batcher(predictor.predict, settings.max_batch, settings.batch_wait_ms / 1000, settings.max_queue,
                       settings.timeout_s)

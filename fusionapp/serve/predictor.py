@@ -10,6 +10,11 @@ from dataclasses import dataclass
 from fusionapp.data.formats import cell_text
 from fusionapp.serve.schema import model_metadata  # noqa: F401 - its home until 0.11, where tests import it
 
+# The warm-up's batch sizes after the first take at most this share of the time a first answer needs
+# (loading the run and the first call), so that /ready comes close to the load time however large the
+# model (`RequestPredictor.warm_up`).
+WARM_UP_SHARE = 0.5
+
 
 @dataclass(frozen=True)
 class Warmed:
@@ -91,14 +96,15 @@ class RequestPredictor:
                 results[i]["explanation"] = explanations[position]
         return results
 
-    def warm_up(self, largest_batch: int = 1, budget_s: float | None = None) -> None:
+    def warm_up(self, largest_batch: int = 1, load_s: float | None = None) -> None:
         """Predictions on a made-up pair in batches of each size from 1 up to `largest_batch`, before
         the first request (what `/ready` waits for): the first call traces the raw-input function,
         and the first call at each batch size prepares the CPU kernels for its shapes, which would
         cost the requests of that batch up to tens of ms. A batch of n costs about n times one, so
-        warming every size costs the square of the largest; sizes go smallest first, and stop
-        before one that would take the sizes after the first past `budget_s` (None: no bound): a
-        larger batch gains less, its own time dwarfing that preparation. `warmed` says what was done."""
+        warming every size costs the square of the largest. Sizes go smallest first and, given the
+        seconds loading took (`load_s`), stop before one that would take the sizes after the first
+        past WARM_UP_SHARE of the time a first answer needs (loading and the first call): a larger
+        batch gains less, its own time dwarfing that preparation. `warmed` says what was done."""
         import io
 
         from PIL import Image
@@ -107,9 +113,9 @@ class RequestPredictor:
         Image.new("RGB", (8, 8), (128, 128, 128)).save(image, "PNG")
         item = {"image": image.getvalue(), "text": "warm up", "tabular": {}}
         began = time.perf_counter()
-        size, spent, last = 0, 0.0, 0.0
+        size, spent, last, budget = 0, 0.0, 0.0, None
         while size < largest_batch:
-            if size > 1 and budget_s is not None and spent + last * (size + 1) / size > budget_s:
+            if size > 1 and budget is not None and spent + last * (size + 1) / size > budget:
                 break
             size += 1
             call = time.perf_counter()
@@ -117,7 +123,10 @@ class RequestPredictor:
             if "error" in answer:
                 raise RuntimeError(f"the warm-up prediction failed: {answer['error']}")
             last = time.perf_counter() - call
-            spent += last if size > 1 else 0.0
+            if size == 1:
+                budget = None if load_s is None else WARM_UP_SHARE * (load_s + last)
+            else:
+                spent += last
         self.warmed = Warmed(size, time.perf_counter() - began)
 
     def _message(self, bad_row) -> str:

@@ -32,9 +32,6 @@ from fusionapp.settings import ServeSettings
 
 # How `--workers` processes learn what to serve: they are spawned afresh and import the app by name.
 CONFIG_VARIABLE = "FUSIONAPP_SERVE_CONFIG"
-# The warm-up's batch sizes after the first take at most this share of the time loading took, so
-# that /ready comes close to the load time however large the model (RequestPredictor.warm_up).
-WARM_UP_SHARE = 0.5
 
 
 def run_server(model: str, host: str, port: int, settings: ServeSettings) -> None:
@@ -127,7 +124,7 @@ class ServerProcess:
         try:
             run = load_run(self.model)
             loaded = time.perf_counter() - began
-            served = served_model(run, self.settings, self.settings.max_batch, WARM_UP_SHARE * loaded)
+            served = served_model(run, self.settings, self.settings.max_batch, load_s=loaded)
         except Exception as error:  # noqa: BLE001 - kept for run_server to report as one line
             self.error = error if isinstance(error, FusionError) else FusionError(
                 f"cannot load {self.model}: {type(error).__name__}: {one_line(error)}")

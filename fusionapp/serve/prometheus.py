@@ -31,8 +31,8 @@ BATCH_SECONDS = Histogram("fusionapp_batch_duration_seconds", "Time of one call 
 QUEUE_DEPTH = Gauge("fusionapp_queue_depth", "Items waiting for the model.", multiprocess_mode="livesum")
 REJECTED = Counter("fusionapp_rejected_requests", "Requests answered 503: the queue was full, the request "
                    "waited past --timeout-s, or the model was still loading.", ["reason"])
-MODEL_LOAD_SECONDS = Gauge("fusionapp_model_load_seconds", "Time to load the model and run its warm-up "
-                           "prediction, per process.", multiprocess_mode="max")
+MODEL_LOAD_SECONDS = Gauge("fusionapp_model_load_seconds", "Time to load the model and warm it up, per "
+                           "process.", multiprocess_mode="max")
 
 
 def metrics_text() -> tuple[bytes, str]:
