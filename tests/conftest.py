@@ -382,19 +382,32 @@ class Served:
 @contextmanager
 def serving_process(run_dir, *flags, ready_timeout: float = 120):
     """`fusionapp serve RUN_DIR FLAGS` on a free loopback port (a 1 MB body limit): a `Served`, once
-    the server has said it is ready (each process prints `Ready in ...` once its /ready answers 200)
-    and /ready says so too, within `ready_timeout` seconds."""
+    /ready answers 200, within `ready_timeout` seconds."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "fusionapp", "serve", run_dir, "--port", str(port),
                                 "--max-body-mb", "1", *flags], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     running = Served(f"http://127.0.0.1:{port}", process)
     try:
-        running.wait_for_line(lambda line: line.startswith("Ready in "), ready_timeout)
-        assert http(running.url + "/ready") == (200, {"status": "ready"})
+        wait_ready(running, time.monotonic() + ready_timeout)
         yield running
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def wait_ready(running: Served, deadline: float) -> None:
+    """Wait for a server's /ready to answer 200, until `deadline` (time.monotonic()): first for its
+    `Ready in ...` line (a process prints it once it has its model), then on /ready itself, which a
+    `--workers` process answers only once its server listens, a moment after that line."""
+    running.wait_for_line(lambda line: line.startswith("Ready in "), deadline - time.monotonic())
+    while True:
+        try:
+            assert http(running.url + "/ready") == (200, {"status": "ready"})
+            return
+        except OSError:  # not listening yet
+            assert running.process.poll() is None, "\n".join(running.lines[-20:])
+            assert time.monotonic() < deadline, "/ready did not answer"
+            time.sleep(0.05)  # the poll's pace, within the deadline
 
 
 def read_rows(path) -> list[dict]:

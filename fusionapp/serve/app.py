@@ -51,21 +51,10 @@ class ServedModel:
     requests: RequestSchema
 
 
-def served_model(run, settings: ServeSettings, warm_batches: int = 1, load_s: float | None = None) -> ServedModel:
-    """The loaded `run` ready to answer: warmed up at batch sizes up to `warm_batches` (the server's:
-    --max-batch), within a budget from the `load_s` seconds loading took (None: no bound; see
-    RequestPredictor.warm_up)."""
-    predictor = RequestPredictor(run)
-    predictor.warm_up(warm_batches, load_s)
-    schema = model_schema(run)
-    batcher = Batcher(predictor.predict, settings.max_batch, settings.batch_wait_ms / 1000, settings.max_queue,
-                      settings.timeout_s)
-    return ServedModel(predictor, batcher, schema.json(), RequestSchema.of(schema))
-
-
 class ServingApp:
-    """The ASGI app of one server process, from the moment it listens: until `attach` gives it the
-    model, every route but ALWAYS_ANSWERED is answered 503 with Retry-After."""
+    """The ASGI app of a server process: until `attach` gives it the model (`create_app` does), every
+    route but ALWAYS_ANSWERED is answered 503 with Retry-After; a server process answers with one
+    that has none while it loads (fusionapp.serve.process)."""
 
     def __init__(self, settings: ServeSettings = ServeSettings()):
         self.model: ServedModel | None = None
@@ -109,11 +98,18 @@ class ServingApp:
         await self.starlette(scope, receive, send)
 
 
-def create_app(run, settings: ServeSettings = ServeSettings(), warm_batches: int = 1) -> ServingApp:
-    """The ASGI app over the loaded `run`, ready to answer (warmed up at batch sizes up to
-    `warm_batches`)."""
+def create_app(run, settings: ServeSettings = ServeSettings(), warm_batches: int = 1,
+               load_s: float | None = None) -> ServingApp:
+    """The ASGI app over the loaded `run`, ready to answer: warmed up at batch sizes up to
+    `warm_batches` (the server's: --max-batch), within a budget from the `load_s` seconds loading
+    took (None: no bound; see RequestPredictor.warm_up)."""
+    predictor = RequestPredictor(run)
+    predictor.warm_up(warm_batches, load_s)
+    schema = model_schema(run)
+    batcher = Batcher(predictor.predict, settings.max_batch, settings.batch_wait_ms / 1000, settings.max_queue,
+                      settings.timeout_s)
     app = ServingApp(settings)
-    app.attach(served_model(run, settings, warm_batches))
+    app.attach(ServedModel(predictor, batcher, schema.json(), RequestSchema.of(schema)))
     return app
 
 

@@ -25,7 +25,7 @@ import uvicorn
 from fusionapp.console import load_tensorflow
 from fusionapp.errors import FusionError, one_line
 from fusionapp.runs.load import load_run, resolve_run_dir
-from fusionapp.serve.app import ServingApp, served_model
+from fusionapp.serve.app import ServingApp, create_app
 from fusionapp.serve.draining import DrainingHttp, DrainingServer
 from fusionapp.serve.prometheus import MODEL_LOAD_SECONDS, process_exited
 from fusionapp.settings import ServeSettings
@@ -92,8 +92,8 @@ def worker_app():
 
 
 class ServerProcess:
-    """The ASGI app of a server process: the serving app (fusionapp.serve.app), whose model is
-    loaded in a thread at start-up while it already answers."""
+    """The ASGI app of a server process: the serving app (fusionapp.serve.app), one without a model
+    (not ready) while the model loads in a thread at start-up, then the one over it."""
 
     def __init__(self, model: str, settings: ServeSettings):
         self.model, self.settings = model, settings
@@ -124,7 +124,7 @@ class ServerProcess:
         try:
             run = load_run(self.model)
             loaded = time.perf_counter() - began
-            served = served_model(run, self.settings, self.settings.max_batch, load_s=loaded)
+            app = create_app(run, self.settings, self.settings.max_batch, loaded)
         except Exception as error:  # noqa: BLE001 - kept for run_server to report as one line
             self.error = error if isinstance(error, FusionError) else FusionError(
                 f"cannot load {self.model}: {type(error).__name__}: {one_line(error)}")
@@ -136,8 +136,8 @@ class ServerProcess:
         # garbage collection walking them all stalls every request in flight for a few hundred ms.
         gc.collect()
         gc.freeze()
-        self.app.attach(served)
-        warmed = served.predictor.warmed
+        self.app = app
+        warmed = app.model.predictor.warmed
         print(f"Ready in {time.perf_counter() - began:.1f} s: the model loaded in {loaded:.1f} s, warmed up at "
               f"batch sizes 1-{warmed.largest} of {self.settings.max_batch} in {warmed.seconds:.1f} s",
               file=sys.stderr, flush=True)
