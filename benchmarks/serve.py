@@ -2,6 +2,9 @@
 
     python benchmarks/serve.py RUN [--image IMG --text TEXT] [--requests 2000] [--clients 1,4,16,64]
                                [--max-batch 64] [--batch-wait-ms 2] [--workers 1] [--soak 30000]
+    python benchmarks/serve.py RUN --startup 3 [--max-batch 64]
+    python benchmarks/serve.py RUN --access-log-rounds 4 [--clients 16,64]
+    python benchmarks/serve.py RUN --sigterm 5
 
 1. In this process: `predict` over a table of the pair (the ratio's denominator, measured again
    just before and just after each served level, so that a level is compared with what this machine
@@ -14,6 +17,15 @@
 3. With --soak N: N requests from 16 clients, 30% of them hostile (malformed JSON, bad images,
    unknown columns, oversized bodies, ...): the server's RSS at start and end, and its statuses.
 
+With --startup K, only this instead: K server starts, each's time to answer /ready 200 as a client
+polling every 0.1 s sees it, and the server's own `Ready in ...` line (the model's load time, and
+the warm-up's batch sizes and seconds). With --access-log-rounds R, only this: requests/s of the
+batched server with --access-log and with --no-access-log (its stderr going to a file), the two
+alternating R times at each number of clients, so that both see the same minutes of this machine.
+With --sigterm K, only this: K times, a server, two busy-loop processes on the cores, 32 clients (16
+`?explain=1`, 16 batched) started at once, and SIGTERM 0.02 to 0.2 s later: how many clients got
+anything but a 200 (a client whose connection was refused was never accepted, and is counted apart).
+
 Prints the figures and writes them as JSON (--out).
 """
 
@@ -24,13 +36,16 @@ import base64
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -104,25 +119,133 @@ TABLE_ROWS = 4096
 
 @contextlib.contextmanager
 def server(run_dir: str, *flags: str):
+    """The server on a free port: (port, process, seconds to /ready, its `Ready in ...` line)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "fusionapp", "serve", run_dir, "--port", str(port), *flags],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    began = time.perf_counter()
-    while True:
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen([sys.executable, "-m", "fusionapp", "serve", run_dir, "--port", str(port),
+                                    *flags], stdout=subprocess.DEVNULL, stderr=log)
+        began = time.perf_counter()
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1)
+                break
+            except OSError:
+                if process.poll() is not None or time.perf_counter() - began > 600:
+                    sys.exit("the server did not start")
+                time.sleep(0.1)
+        ready_s = time.perf_counter() - began
+        log.seek(0)
+        line = next((line.strip() for line in log if line.startswith("Ready in ")), "")
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1)
-            break
-        except OSError:
-            if process.poll() is not None or time.perf_counter() - began > 180:
-                sys.exit("the server did not start")
-            time.sleep(0.1)
-    try:
-        yield port, process, time.perf_counter() - began
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
+            yield port, process, ready_s, line
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+
+
+def startups(run_dir: str, count: int, max_batch: int) -> list[dict]:
+    """Time to /ready of `count` server starts, against the model's load time the server reports."""
+    rows = []
+    for _ in range(count):
+        with server(run_dir, "--max-batch", str(max_batch)) as (_, _, ready_s, line):
+            found = re.match(r"Ready in ([\d.]+) s: the model loaded in ([\d.]+) s, warmed up at batch sizes "
+                             r"1-(\d+) of (\d+) in ([\d.]+) s", line)
+            row = {"to_ready_s": round(ready_s, 1), "max_batch": max_batch}
+            if found:  # (an older fusionapp says nothing)
+                row.update(load_s=float(found[2]), warmed_sizes=int(found[3]), warm_up_s=float(found[5]))
+            rows.append(row)
+            print(f"/ready after {ready_s:.1f} s: {line}", flush=True)
+    return rows
+
+
+def sigterm_rounds(run_dir: str, rounds: int, body: bytes) -> list[dict]:
+    """Clients answered and not answered when SIGTERM comes among 32 requests on a busy machine."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(port, path):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                response.read()
+                return str(response.status)
+        except urllib.error.HTTPError as error:
+            return str(error.code)
+        except OSError as error:
+            reason = getattr(error, "reason", error)
+            return "refused" if isinstance(reason, ConnectionRefusedError) else type(reason).__name__
+
+    rows = []
+    for round_ in range(rounds):
+        delay = (0.02, 0.1, 0.2, 0.05)[round_ % 4]
+        with server(run_dir, "--grace-s", "300") as (port, process, *_):
+            burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+            try:
+                with ThreadPoolExecutor(32) as pool:
+                    outcomes = [pool.submit(post, port, "/predict?explain=1" if i % 2 else "/predict")
+                                for i in range(32)]
+                    time.sleep(delay)
+                    process.send_signal(signal.SIGTERM)
+                    outcomes = [outcome.result() for outcome in outcomes]
+                exit_code = process.wait(timeout=300)
+            finally:
+                for burner in burners:
+                    burner.kill()
+        counts = {outcome: outcomes.count(outcome) for outcome in sorted(set(outcomes))}
+        rows.append({"delay_s": delay, "outcomes": counts, "exit_code": exit_code})
+        print(f"SIGTERM {delay} s after 32 requests: {counts}, exit code {exit_code}", flush=True)
+    return rows
+
+
+def access_log_line_us(lines: int = 200_000) -> float:
+    """Microseconds of the event loop's time one access-log line costs, written to a file as the
+    server writes them (the lines of each turn of the loop at once, 16 a turn here)."""
+    import asyncio
+
+    from fusionapp.serve.access_log import NOTE, AccessLog
+
+    scope = {"method": "POST", "path": "/predict", "raw_path": b"/predict", "query_string": b"", NOTE: "batch=16"}
+
+    async def write(log):
+        for start in range(0, lines, 16):
+            for _ in range(16):
+                log.request(scope, 200, 0.0123)
+            await asyncio.sleep(0)  # the turn ends: its lines are written
+
+    with tempfile.TemporaryFile("w") as stream:
+        began = time.perf_counter()
+        asyncio.run(write(AccessLog(stream)))
+        with_log = time.perf_counter() - began
+    began = time.perf_counter()
+    asyncio.run(write(SimpleNamespace(request=lambda *_: None)))
+    return 1e6 * (with_log - (time.perf_counter() - began)) / lines
+
+
+def access_log_cost(args, payload: bytes) -> list[dict]:
+    """Requests/s of the batched server with and without its access log, alternating."""
+    rows = []
+    if args.access_log_rounds:
+        print(f"one access-log line costs the event loop {access_log_line_us():.2f} us", flush=True)
+    for round_ in range(args.access_log_rounds):
+        for flag in ("--access-log", "--no-access-log"):
+            with server(args.run, "--max-batch", str(args.max_batch), "--batch-wait-ms", str(args.batch_wait_ms),
+                        flag) as (port, *_):
+                run_load(port, [payload], 200, 4)  # warm-up
+                for clients in [int(c) for c in args.clients.split(",")]:
+                    result = run_load(port, [payload], max(args.requests, 20 * clients), clients)
+                    rate = round(len(result["latencies"]) / result["seconds"], 1)
+                    rows.append({"round": round_, "access_log": flag == "--access-log", "clients": clients,
+                                 "requests_per_s": rate})
+                    print(f"round {round_} {flag:<16} clients {clients:>3}: {rate:>7} req/s", flush=True)
+    for clients in sorted({row["clients"] for row in rows}):
+        rates = {on: [row["requests_per_s"] for row in rows if row["clients"] == clients and row["access_log"] == on]
+                 for on in (True, False)}
+        print(f"clients {clients:>3}: median {np.median(rates[True]):.1f} req/s with the access log, "
+              f"{np.median(rates[False]):.1f} without (each round: " + ", ".join(
+                  f"{a:.0f}/{b:.0f}" for a, b in zip(rates[True], rates[False])) + ")")
+    return rows
 
 
 def batch_totals(port: int) -> dict:
@@ -169,7 +292,7 @@ def soak(run_dir: str, payload: bytes, image: bytes, text: str, requests: int) -
     hostile = hostile_requests(image, text)
     payloads = [hostile[(i // 10 * 3 + i % 10 // 3) % len(hostile)] if i % 10 in (2, 5, 8) else payload
                 for i in range(10 * len(hostile))]
-    with server(run_dir, "--max-body-mb", "1") as (port, process, _):
+    with server(run_dir, "--max-body-mb", "1") as (port, process, *_):
         run_load(port, [payload], 500, 16)  # warm: the allocator's pools reach their working size
         start = rss_mb(process.pid)
         result = run_load(port, payloads, requests, 16)
@@ -187,7 +310,7 @@ def served_levels(args, payload: bytes, local: InProcess, figures: dict) -> None
               ("unbatched", ["--max-batch", "1"])]
     for workers in [int(w) for w in args.workers.split(",")]:
         for (name, flags), wait_ms in zip(setups, (args.batch_wait_ms, 0.0)):
-            with server(args.run, *flags, "--workers", str(workers)) as (port, _, startup):
+            with server(args.run, *flags, "--workers", str(workers)) as (port, _, startup, _):
                 run_load(port, [payload], 200, 4)  # warm-up
                 before = local.table_rows_per_s()
                 for clients in [int(c) for c in args.clients.split(",")]:
@@ -219,12 +342,23 @@ def main() -> None:
     parser.add_argument("--soak", type=int, default=0, help="requests of the soak (0: none)")
     parser.add_argument("--image", help="image file (default: the demo's first image)")
     parser.add_argument("--text", default="selling a new lamp, ships fast")
-    parser.add_argument("--out", default="benchmarks/results/serve.json")
+    parser.add_argument("--startup", type=int, default=0, help="only time this many server starts")
+    parser.add_argument("--sigterm", type=int, default=0, help="only send SIGTERM under load this many times")
+    parser.add_argument("--access-log-rounds", type=int, default=0,
+                        help="only compare requests/s with and without the access log, this many rounds")
+    parser.add_argument("--out", help="[default: benchmarks/results/serve.json; serve_startup.json with --startup, "
+                                      "--access-log-rounds or --sigterm]")
     args = parser.parse_args()
     image_path = args.image or os.path.join("data", "demo", "images", "00000.png")
     image = open(image_path, "rb").read()
     payload = request_bytes("POST", "/predict", json.dumps({"image": base64.b64encode(image).decode(),
                                                             "text": args.text}).encode())
+    if args.startup or args.access_log_rounds or args.sigterm:
+        body = json.dumps({"image": base64.b64encode(image).decode(), "text": args.text}).encode()
+        figures = {"run": args.run, "startup": startups(args.run, args.startup, args.max_batch),
+                   "access_log": access_log_cost(args, payload), "sigterm": sigterm_rounds(args.run, args.sigterm, body)}
+        write(figures, args.out or "benchmarks/results/serve_startup.json")
+        return
     with tempfile.TemporaryDirectory() as folder:
         local = InProcess(args.run, image_path, args.text, folder)
         figures = {"run": args.run, **local.figures(args.max_batch), "setups": []}
@@ -240,8 +374,12 @@ def main() -> None:
     if args.soak:
         figures.update(soak(args.run, payload, image, args.text, args.soak))
         print({key: value for key, value in figures.items() if key.startswith("soak")})
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as handle:
+    write(figures, args.out or "benchmarks/results/serve.json")
+
+
+def write(figures: dict, path: str) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as handle:
         json.dump(figures, handle, indent=2)
 
 

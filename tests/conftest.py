@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import tempfile
+import threading
 import uuid
 from contextlib import contextmanager
 
@@ -364,41 +365,89 @@ def multipart(fields, files):
 
 
 @pytest.fixture(scope="session")
-def server(trained_run):
-    """`fusionapp serve` on the tiny run, on a free loopback port (a 1 MB body limit)."""
-    with serving(trained_run) as url:
-        yield url
+def served(trained_run):
+    """`fusionapp serve` on the tiny run, on a free loopback port (a 1 MB body limit): a `Served`."""
+    with serving_process(trained_run) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def server(served):
+    """The URL of `served`."""
+    return served.url
 
 
 @contextmanager
 def serving(run_dir):
     """`fusionapp serve RUN_DIR` on a free loopback port (a 1 MB body limit), yielding its URL."""
-    with serving_process(run_dir) as (url, _):
-        yield url
+    with serving_process(run_dir) as running:
+        yield running.url
+
+
+class Served:
+    """A `fusionapp serve` process: its URL, the process, and the lines of its stderr, read as they
+    come (so that the access log never fills the pipe)."""
+
+    def __init__(self, url: str, process):
+        self.url, self.process = url, process
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._ended = False
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stderr:
+            with self._changed:
+                self.lines.append(line.decode(errors="replace").rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def wait_for_line(self, predicate, timeout: float = 60, since: int = 0) -> str:
+        """The first stderr line from the `since`-th on that `predicate` holds for, waiting for it
+        until `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = next((line for line in self.lines[since:] if predicate(line)), None)
+                left = deadline - time.monotonic()
+                if found is not None or self._ended or left <= 0:
+                    break
+                self._changed.wait(left)
+        assert found is not None, "\n".join(self.lines[-20:]) or "no line"
+        return found
 
 
 @contextmanager
-def serving_process(run_dir, *flags):
-    """`fusionapp serve RUN_DIR FLAGS` on a free loopback port (a 1 MB body limit), yielding its URL
-    and its process."""
+def serving_process(run_dir, *flags, ready_timeout: float = 120):
+    """`fusionapp serve RUN_DIR FLAGS` on a free loopback port (a 1 MB body limit): a `Served`, once
+    /ready answers 200, within `ready_timeout` seconds."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "fusionapp", "serve", run_dir, "--port", str(port),
-                                "--max-body-mb", "1", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url + "/ready", timeout=2)  # 503 until the model is loaded and warm
-            break
-        except OSError:
-            assert process.poll() is None, process.stderr.read().decode()
-            assert time.time() < deadline, "the server did not start"
-            time.sleep(0.3)
+                                "--max-body-mb", "1", *flags], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    running = Served(f"http://127.0.0.1:{port}", process)
     try:
-        yield url, process
+        wait_ready(running, time.monotonic() + ready_timeout)
+        yield running
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def wait_ready(running: Served, deadline: float) -> None:
+    """Wait for a server's /ready to answer 200, until `deadline` (time.monotonic()): first for its
+    `Ready in ...` line (a process prints it once it has its model), then on /ready itself, which a
+    `--workers` process answers only once its server listens, a moment after that line."""
+    running.wait_for_line(lambda line: line.startswith("Ready in "), deadline - time.monotonic())
+    while True:
+        try:
+            assert http(running.url + "/ready") == (200, {"status": "ready"})
+            return
+        except OSError:  # not listening yet
+            assert running.process.poll() is None, "\n".join(running.lines[-20:])
+            assert time.monotonic() < deadline, "/ready did not answer"
+            time.sleep(0.05)  # the poll's pace, within the deadline
 
 
 def read_rows(path) -> list[dict]:

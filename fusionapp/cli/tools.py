@@ -56,6 +56,9 @@ def _serve_options(function):
         click.option("--grace-s", type=float, help="After SIGTERM, time allowed for requests in flight "
                                                    f"[default: {defaults.grace_s:g}]."),
         click.option("--max-body-mb", type=int, help=f"Request body limit [default: {defaults.max_body_mb}]."),
+        click.option("--access-log/--no-access-log", default=None, help="One line per request on stderr: method, "
+                     "path, status, milliseconds, batch size or items [default: "
+                     f"{'--access-log' if defaults.access_log else '--no-access-log'}]."),
     ]
     for option in reversed(options):
         function = option(function)

@@ -1,68 +1,124 @@
 """The HTTP API (Starlette on uvicorn): one run loaded once, JSON in and out, 4xx for mistakes, 503
-when the server is at capacity.
+while the model loads and when the server is at capacity.
 
 POST /predict         multipart form (image file, text, tabular fields) or JSON {"image": base64, ...};
                       ?explain=1 adds the explanation `predict --explain` gives
 POST /predict/batch   JSON {"items": [{"image": base64, "text": ..., "tabular": {...}}, ...]}
 GET  /health          {"status": "ok"}: the process is alive
-GET  /ready           {"status": "ready"}: the model is loaded and its warm-up prediction ran
+GET  /ready           {"status": "ready"}: the model is loaded and warmed up (`ServingApp.ready`)
 GET  /metrics         Prometheus metrics
-GET  /metadata        classes, inputs, model version
+GET  /metadata        the public schema of the run (fusionapp.serve.schema)
 GET  /                a page to try the model by hand
 
 Predictions of concurrent requests are batched (fusionapp.serve.batcher); explanations are not.
-A JSON /predict without a query string, the request a client under load sends, is answered by
-`JsonPredict` without going through Starlette's routing, request and response objects: that halves
-the event loop's time per request, which a batch waits on (the clients it answered read their
-answers and send again while the model has nothing to do).
+`POST /predict` is one ASGI handler (fusionapp.serve.predict_route), reached without Starlette's
+routing: that halves the event loop's time per request, which a batch waits on.
 """
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 from importlib import resources
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from fusionapp.serve.access_log import NOTE, AccessLog
 from fusionapp.serve.batcher import RETRY_AFTER_S, Batcher, Overloaded
-from fusionapp.serve.prometheus import CLIENT_CLOSED, RequestMetrics, metrics_text
-from fusionapp.serve.predictor import RequestPredictor, model_metadata
-from fusionapp.serve.requests import BadRequest, form_item, json_body, json_item, parse_json
+from fusionapp.serve.predict_route import PredictRoute
+from fusionapp.serve.predictor import RequestPredictor
+from fusionapp.serve.prometheus import REJECTED, RequestMetrics, metrics_text
+from fusionapp.serve.requests import BadRequest, json_item, parse_json
+from fusionapp.serve.responses import error_answer, send_json
+from fusionapp.serve.schema import RequestSchema, model_schema
 from fusionapp.settings import MAX_BATCH_ITEMS, ServeSettings
 
-def create_app(run, settings: ServeSettings = ServeSettings(), warm_batches: int = 1):
-    """The ASGI app over the loaded `run`, ready to answer: warmed up with a prediction at each
-    batch size up to `warm_batches` (the server's processes: --max-batch)."""
-    app = Starlette(
-        routes=[
-            Route("/", home, methods=["GET"]),
-            Route("/health", health, methods=["GET"]),
-            Route("/ready", ready, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-            Route("/metadata", describe, methods=["GET"]),
-            Route("/predict", predict_one, methods=["POST"]),
-            Route("/predict/batch", predict_batch, methods=["POST"]),
-        ],
-        exception_handlers={BadRequest: handled_error, Overloaded: handled_error, HTTPException: handled_error,
-                            ClientDisconnect: handled_error, Exception: handled_error},
-    )
+# Answered while the model loads too: liveness, metrics, and readiness itself.
+ALWAYS_ANSWERED = ("/health", "/metrics", "/ready")
+LOADING = "the model is loading"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What answering predictions needs, once the run is loaded and warmed up."""
+
+    predictor: RequestPredictor
+    batcher: Batcher
+    metadata: dict  # what /metadata answers
+    requests: RequestSchema
+
+
+class ServingApp:
+    """The ASGI app of a server process: until `attach` gives it the model (`create_app` does), every
+    route but ALWAYS_ANSWERED is answered 503 with Retry-After; a server process answers with one
+    that has none while it loads (fusionapp.serve.process)."""
+
+    def __init__(self, settings: ServeSettings = ServeSettings()):
+        self.model: ServedModel | None = None
+        self.predict = PredictRoute(self)
+        self.starlette = Starlette(
+            routes=[
+                Route("/", home, methods=["GET"]),
+                Route("/health", health, methods=["GET"]),
+                Route("/ready", ready, methods=["GET"]),
+                Route("/metrics", metrics, methods=["GET"]),
+                Route("/metadata", describe, methods=["GET"]),
+                Route("/predict", self.predict, methods=["POST"]),
+                Route("/predict/batch", predict_batch, methods=["POST"]),
+            ],
+            exception_handlers={BadRequest: handled_error, Overloaded: handled_error, HTTPException: handled_error,
+                                ClientDisconnect: handled_error, Exception: handled_error},
+        )
+        self.starlette.state.serving = self
+        self.page = resources.files("fusionapp.serve").joinpath("page.html").read_text(encoding="utf-8")
+        log = AccessLog() if settings.access_log else None
+        self.asgi = RequestMetrics(BodyLimit(self._route, settings.max_body_mb * 1024 * 1024), log)
+
+    @property
+    def ready(self) -> bool:
+        """Whether the server answers predictions: the one rule /ready and every route follow."""
+        return self.model is not None
+
+    def attach(self, model: ServedModel) -> None:
+        self.model = model
+
+    async def __call__(self, scope, receive, send):
+        await self.asgi(scope, receive, send)
+
+    async def _route(self, scope, receive, send):
+        if scope["type"] == "http":
+            if not self.ready and scope["path"] not in ALWAYS_ANSWERED:
+                REJECTED.labels("loading").inc()
+                return await send_json(send, 503, {"error": LOADING}, {"Retry-After": str(RETRY_AFTER_S)})
+            if scope["path"] == "/predict" and scope["method"] == "POST":
+                return await self.predict(scope, receive, send)
+        await self.starlette(scope, receive, send)
+
+
+def create_app(run, settings: ServeSettings = ServeSettings(), warm_batches: int = 1,
+               load_s: float | None = None) -> ServingApp:
+    """The ASGI app over the loaded `run`, ready to answer: warmed up at batch sizes up to
+    `warm_batches` (the server's: --max-batch), within a budget from the `load_s` seconds loading
+    took (None: no bound; see RequestPredictor.warm_up)."""
     predictor = RequestPredictor(run)
-    predictor.warm_up(warm_batches)
-    app.state.predictor = predictor
-    app.state.batcher = Batcher(predictor.predict, settings.max_batch, settings.batch_wait_ms / 1000,
-                                settings.max_queue, settings.timeout_s)
-    app.state.metadata = model_metadata(run)
-    app.state.page = resources.files("fusionapp.serve").joinpath("page.html").read_text(encoding="utf-8")
-    return RequestMetrics(BodyLimit(JsonPredict(app), settings.max_body_mb * 1024 * 1024))
+    predictor.warm_up(warm_batches, load_s)
+    schema = model_schema(run)
+    batcher = Batcher(predictor.predict, settings.max_batch, settings.batch_wait_ms / 1000, settings.max_queue,
+                      settings.timeout_s)
+    app = ServingApp(settings)
+    app.attach(ServedModel(predictor, batcher, schema.json(), RequestSchema.of(schema)))
+    return app
+
+
+def _serving(request: Request) -> ServingApp:
+    return request.app.state.serving
 
 
 async def home(request: Request):
-    return HTMLResponse(request.app.state.page)
+    return HTMLResponse(_serving(request).page)
 
 
 async def health(request: Request):
@@ -70,9 +126,10 @@ async def health(request: Request):
 
 
 async def ready(request: Request):
-    # create_app returns only once the model is loaded and warmed up; before that, the server
-    # process's loader answers this route with 503 (fusionapp.serve.process).
-    return JSONResponse({"status": "ready"})
+    if _serving(request).ready:
+        return JSONResponse({"status": "ready"})
+    REJECTED.labels("loading").inc()
+    return JSONResponse({"status": LOADING}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 async def metrics(request: Request):
@@ -81,51 +138,21 @@ async def metrics(request: Request):
 
 
 async def describe(request: Request):
-    return JSONResponse(request.app.state.metadata)
-
-
-async def predict_one(request: Request):
-    state = request.app.state
-    explain = request.query_params.get("explain", "0")
-    if explain not in ("0", "1", "true", "false"):
-        raise BadRequest(f"explain={explain!r}: must be 1, 0, true or false")
-    arrival = state.batcher.arrival()
-    try:
-        if _is_form(request.scope["headers"]):
-            item = await form_item(request, state.metadata)
-        else:
-            item = json_item(await json_body(request), state.metadata)
-        if explain in ("1", "true"):
-            arrival.close()
-            result = _single_answer((await run_in_threadpool(state.predictor.predict, [item], True))[0])
-        else:
-            result = await _predicted(state, item, arrival)
-    finally:
-        arrival.close()
-    return JSONResponse(result)
-
-
-async def _predicted(state, item: dict, arrival) -> dict:
-    """The answer to one request's item, through the batcher."""
-    return _single_answer((await state.batcher.submit([item], arrival))[0])
-
-
-def _single_answer(result: dict) -> dict:
-    if "error" in result:
-        raise BadRequest(result["error"], status=422)
-    return result
+    return JSONResponse(_serving(request).model.metadata)
 
 
 async def predict_batch(request: Request):
-    state = request.app.state
-    arrival = state.batcher.arrival()
+    model = _serving(request).model
+    arrival = model.batcher.arrival()
     try:
-        return JSONResponse({"predictions": await _batch_predictions(state, await json_body(request), arrival)})
+        predictions = await _batch_predictions(model, parse_json(await request.body()), arrival)
     finally:
         arrival.close()
+    request.scope[NOTE] = f"items={len(predictions)}"
+    return JSONResponse({"predictions": predictions})
 
 
-async def _batch_predictions(state, body, arrival) -> list:
+async def _batch_predictions(model: ServedModel, body, arrival) -> list:
     items = body.get("items") if isinstance(body, dict) else None
     if not isinstance(items, list) or not items:
         raise BadRequest('expected {"items": [...]} with at least one item')
@@ -134,81 +161,20 @@ async def _batch_predictions(state, body, arrival) -> list:
     parsed = []
     for index, raw in enumerate(items):
         try:
-            parsed.append(json_item(raw, state.metadata))
+            parsed.append(json_item(raw, model.requests))
         except BadRequest as error:
             parsed.append({"invalid": f"item {index}: {error}"})
     valid = [i for i, item in enumerate(parsed) if "invalid" not in item]
-    results = await state.batcher.submit([parsed[i] for i in valid], arrival) if valid else []
+    results = await model.batcher.submit([parsed[i] for i in valid], arrival) if valid else []
     predictions = [{"error": item["invalid"]} if "invalid" in item else None for item in parsed]
     for i, result in zip(valid, results):
         predictions[i] = result if "error" not in result else {"error": f"item {i}: {result['error']}"}
     return predictions
 
 
-def error_answer(error: Exception) -> tuple[int, dict, dict]:
-    """The status, JSON and headers of the answer to a request that failed with `error`."""
-    if isinstance(error, BadRequest):
-        return error.status, {"error": str(error)}, {}
-    if isinstance(error, Overloaded):
-        return 503, {"error": str(error)}, {"Retry-After": str(RETRY_AFTER_S)}
-    if isinstance(error, HTTPException):
-        return error.status_code, {"error": error.detail}, {}
-    if isinstance(error, ClientDisconnect):  # nobody will read it; the status is for the metrics
-        return CLIENT_CLOSED, {"error": "the client closed the connection before its request was read"}, {}
-    # A bug of ours, not the client's: still JSON, and the traceback stays in the server's log.
-    logging.getLogger("fusionapp.serve").error("error while answering a request", exc_info=error)
-    return 500, {"error": "internal error"}, {}
-
-
 async def handled_error(request: Request, error: Exception):
     status, payload, headers = error_answer(error)
     return JSONResponse(payload, status_code=status, headers=headers)
-
-
-class JsonPredict:
-    """POST /predict with a JSON body and no query string, answered without Starlette: the same
-    parsing, batcher and answers as `predict_one`, one ASGI call with no routing, request or
-    response objects. Anything else goes on to the app."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST" \
-                or scope["query_string"] or _is_form(scope["headers"]):
-            return await self.app(scope, receive, send)
-        state = self.app.state
-        arrival = state.batcher.arrival()
-        try:
-            body = await _body(receive)
-            if body is None:  # the client went away
-                return
-            status, payload, headers = 200, await _predicted(state, json_item(parse_json(body), state.metadata),
-                                                             arrival), {}
-        except HTTPException:
-            raise  # BodyLimit's, answered there
-        except Exception as error:  # noqa: BLE001 - each kind gets its own answer, as in the app
-            status, payload, headers = error_answer(error)
-        finally:
-            arrival.close()
-        await _send_json(send, status, payload, headers)
-
-
-def _is_form(headers) -> bool:
-    """Whether a request (its ASGI headers) sends a multipart form; any other body is read as JSON."""
-    return any(name == b"content-type" and value.startswith(b"multipart/form-data") for name, value in headers)
-
-
-async def _body(receive) -> bytes | None:
-    """The request's whole body, or None if the client disconnected first."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
 
 
 class BodyLimit:
@@ -222,7 +188,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await _send_json(send, 413, {"error": f"request body over {self.limit} bytes"})
+            return await send_json(send, 413, {"error": f"request body over {self.limit} bytes"})
         seen = 0
 
         async def limited_receive():
@@ -236,14 +202,4 @@ class BodyLimit:
         try:
             await self.app(scope, limited_receive, send)
         except HTTPException as error:  # raised outside a route's own handlers
-            await _send_json(send, error.status_code, {"error": error.detail})
-
-
-async def _send_json(send, status: int, payload: dict, headers: dict | None = None) -> None:
-    body = JSONResponse(payload).body  # the bytes Starlette's own answers carry
-    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    head += [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body})
-
-
+            await send_json(send, error.status_code, {"error": error.detail})

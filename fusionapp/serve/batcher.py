@@ -9,9 +9,11 @@ on it.
 
 The window counts from the previous answers, not only from the oldest arrival, so that the clients a
 batch answers can send their next request and join the requests that queued while it ran: closed-loop
-clients then settle into one full batch at a time instead of two alternating half batches (with 64
-clients on 2 cores: 1 batch of 64 at a time, about 25% more requests/s than 2 alternating batches of
-32, whose model calls share the cores with the event loop answering and reading the other half).
+clients then settle into one full batch at a time instead of two alternating half batches, whose model
+calls share the cores with the event loop answering and reading the other half (docs/serving.md
+measures both).
+
+Time comes from a `Clock`, so that tests can move it themselves instead of sleeping.
 """
 
 from __future__ import annotations
@@ -32,29 +34,47 @@ class Overloaded(Exception):
     """The queue is full, or a request waited past its timeout: a 503 with Retry-After."""
 
 
+class Clock:
+    """Time as the batcher reads it: monotonic seconds, waits on its condition, and timers on an
+    event loop. Tests give the batcher one that moves only when they say (tests/test_serve.py)."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wait(self, condition: threading.Condition, timeout: float | None) -> None:
+        """Wait on `condition` (held) until it is notified or `timeout` seconds have passed."""
+        condition.wait(timeout)
+
+    def call_later(self, loop: asyncio.AbstractEventLoop, delay: float, callback):
+        """Call `callback` on `loop` in `delay` seconds; the handle's `cancel()` stops it."""
+        return loop.call_later(delay, callback)
+
+
 class _Entry:
-    __slots__ = ("item", "loop", "future", "arrived", "deadline", "dropped")
+    __slots__ = ("item", "loop", "future", "arrived", "deadline", "dropped", "batch_size")
 
     def __init__(self, item, loop, future, arrived: float, deadline: float):
         self.item, self.loop, self.future = item, loop, future
         self.arrived, self.deadline, self.dropped = arrived, deadline, False
+        self.batch_size = 0  # the size of the batch it was predicted in
 
 
 class Batcher:
     """`predict(items) -> answers` called on batches of the items `submit` is given."""
 
-    def __init__(self, predict, max_batch: int, wait_s: float, max_queue: int, timeout_s: float):
+    def __init__(self, predict, max_batch: int, wait_s: float, max_queue: int, timeout_s: float,
+                 clock: Clock = Clock()):
         self.predict, self.max_batch, self.wait_s = predict, max_batch, wait_s
-        self.max_queue, self.timeout_s = max_queue, timeout_s
+        self.max_queue, self.timeout_s, self.clock = max_queue, timeout_s, clock
         self._pending: deque[_Entry] = deque()
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
         self._arriving = 0
-        # How many items a batch waits for (within its window): those in flight when the last
-        # answers went out, the answered ones (whose clients may send again) and those that queued
-        # meanwhile. Nothing known yet: the first batch waits for its window.
+        # How many items a batch waits for (within its window): those of the last batch whose
+        # requests still wait (their clients may send again) and those that queued meanwhile.
+        # Nothing known yet: the first batch waits for its window.
         self._target = max_batch
-        self._answering = 0  # items of the batch being predicted or answered
+        self._batch: list[_Entry] = []  # the batch being predicted or answered
         # When the answers of the last batch were handed to their requests; None while a batch runs
         # or its answers are on their way to the event loop.
         self._answered_at: float | None = 0.0
@@ -68,11 +88,15 @@ class Batcher:
         return Arrival(self)
 
     async def submit(self, items: list, arrival: "Arrival | None" = None) -> list:
-        """The answers to `items`, in order; Overloaded when they cannot be taken or timely answered.
-        `arrival`, the request's, ends as its items are queued, in one step, so the batch window
-        never closes between the two."""
+        """The answers to `items`, in order; Overloaded when they cannot be taken or timely answered."""
+        return await self.put(items, arrival).answers()
+
+    def put(self, items: list, arrival: "Arrival | None" = None) -> "Waiting":
+        """Queue `items` now (Overloaded if the queue cannot take them); `answers()` of the result
+        waits for them. `arrival`, the request's, ends as its items are queued, in one step, so the
+        batch window never closes between the two."""
         loop = asyncio.get_running_loop()
-        now = time.monotonic()
+        now = self.clock.now()
         entries = [_Entry(item, loop, loop.create_future(), now, now + self.timeout_s) for item in items]
         with self._ready:
             if arrival is not None:
@@ -87,15 +111,7 @@ class Batcher:
                 self._thread = threading.Thread(target=self._serve, name="fusionapp-batcher", daemon=True)
                 self._thread.start()
             self._ready.notify()
-        try:
-            if len(entries) == 1:  # a /predict: no gathering to pay for
-                return [await asyncio.wait_for(entries[0].future, self.timeout_s)]
-            return await asyncio.wait_for(asyncio.gather(*(entry.future for entry in entries)), self.timeout_s)
-        except asyncio.TimeoutError:
-            for entry in entries:
-                entry.dropped = True
-            REJECTED.labels("timeout").inc()
-            raise Overloaded(f"not answered within {self.timeout_s:g} s; retry later") from None
+        return Waiting(self, entries, loop)
 
     def _serve(self) -> None:
         while True:
@@ -107,22 +123,23 @@ class Batcher:
         """Wait for a first item, then for more until the batch is full or formed (`_formed`), or
         `wait_s` has passed since the oldest arrived and since the last answers went out; items whose
         requests gave up are dropped here, never predicted late."""
+        clock = self.clock
         with self._ready:
             while not self._live():
-                self._ready.wait()
+                clock.wait(self._ready, None)
             while len(self._pending) < self.max_batch and not self._formed():
                 if self._answered_at is None:  # the last answers are not out yet: no window has begun
                     if self.wait_s <= 0:
                         break
-                    self._ready.wait(self.wait_s)
+                    clock.wait(self._ready, self.wait_s)
                     continue
-                left = max(self._pending[0].arrived, self._answered_at) + self.wait_s - time.monotonic()
+                left = max(self._pending[0].arrived, self._answered_at) + self.wait_s - clock.now()
                 if left <= 0:
                     break
-                self._ready.wait(left)
+                clock.wait(self._ready, left)
             batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
             QUEUE_DEPTH.set(len(self._pending))
-        now = time.monotonic()
+        now = clock.now()
         return [entry for entry in batch if not entry.dropped and entry.deadline > now]
 
     def _formed(self) -> bool:
@@ -134,7 +151,7 @@ class Batcher:
 
     def _live(self) -> bool:
         """Whether an item is waiting, once those of requests that gave up are let go."""
-        now = time.monotonic()
+        now = self.clock.now()
         if any(entry.dropped or entry.deadline <= now for entry in self._pending):
             self._pending = deque(entry for entry in self._pending if not entry.dropped and entry.deadline > now)
             QUEUE_DEPTH.set(len(self._pending))
@@ -142,7 +159,7 @@ class Batcher:
 
     def _answer(self, batch: list[_Entry]) -> None:
         with self._ready:
-            self._answered_at, self._answering = None, len(batch)
+            self._answered_at, self._batch = None, batch
         began = time.perf_counter()
         try:
             answers, failure = self.predict([entry.item for entry in batch]), None
@@ -153,6 +170,7 @@ class Batcher:
         BATCH_SIZE.observe(len(batch))
         by_loop: dict = {}
         for entry, answer in zip(batch, answers):
+            entry.batch_size = len(batch)
             by_loop.setdefault(entry.loop, []).append((entry.future, answer))
         with self._ready:
             self._unsettled = len(by_loop)
@@ -178,9 +196,51 @@ class Batcher:
         with self._ready:
             self._unsettled -= 1
             if self._unsettled <= 0:
-                self._answered_at = time.monotonic()
-                self._target = min(self._answering + len(self._pending), self.max_batch)
+                now = self._answered_at = self.clock.now()
+                # Requests that gave up are not waited for: their items will never be in a batch.
+                waiting = sum(not entry.dropped for entry in self._batch) + \
+                    sum(not entry.dropped and entry.deadline > now for entry in self._pending)
+                self._target, self._batch = min(waiting, self.max_batch), []
                 self._ready.notify()
+
+
+class Waiting:
+    """The items of one request, queued: `answers()` waits for them, and they are dropped with a
+    503 once the request has waited `timeout_s`."""
+
+    def __init__(self, batcher: Batcher, entries: list[_Entry], loop):
+        self.batcher, self.entries = batcher, entries
+        self._timer = batcher.clock.call_later(loop, batcher.timeout_s, self._expire)
+
+    async def answers(self) -> list:
+        try:
+            if len(self.entries) == 1:  # a /predict: no gathering to pay for
+                return [await self.entries[0].future]
+            return list(await asyncio.gather(*(entry.future for entry in self.entries)))
+        except asyncio.CancelledError:
+            self._drop()
+            raise
+        finally:
+            self._timer.cancel()
+
+    @property
+    def batch_size(self) -> int:
+        """The size of the largest batch its items were predicted in."""
+        return max(entry.batch_size for entry in self.entries)
+
+    def _expire(self) -> None:
+        late = [entry for entry in self.entries if not entry.future.done()]
+        if not late:
+            return
+        self._drop()
+        REJECTED.labels("timeout").inc()
+        error = Overloaded(f"not answered within {self.batcher.timeout_s:g} s; retry later")
+        for entry in late:
+            entry.future.set_exception(error)
+
+    def _drop(self) -> None:
+        for entry in self.entries:
+            entry.dropped = True
 
 
 class Arrival:

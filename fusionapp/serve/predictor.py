@@ -1,12 +1,27 @@
-"""Request items -> answers, through the same row check and raw-input function as `predict`; and what
-`/metadata` says of the model."""
+"""Request items -> answers, through the same row check and raw-input function as `predict`, and the
+warm-up before the first request."""
 
 from __future__ import annotations
 
-import os
 import threading
+import time
+from dataclasses import dataclass
 
 from fusionapp.data.formats import cell_text
+from fusionapp.serve.schema import model_metadata  # noqa: F401 - its home until 0.11, where tests import it
+
+# The warm-up's batch sizes after the first take at most this share of the time a first answer needs
+# (loading the run and the first call), so that /ready comes close to the load time however large the
+# model (`RequestPredictor.warm_up`).
+WARM_UP_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Warmed:
+    """What the warm-up did."""
+
+    largest: int  # every batch size from 1 to this was predicted once
+    seconds: float
 
 
 class RequestPredictor:
@@ -22,6 +37,7 @@ class RequestPredictor:
 
         self.run = run
         self.columns = run_columns(run)
+        self.warmed = Warmed(0, 0.0)
         # Keras models are not documented as safe to call from several threads at once.
         self._lock = threading.Lock()
 
@@ -80,11 +96,15 @@ class RequestPredictor:
                 results[i]["explanation"] = explanations[position]
         return results
 
-    def warm_up(self, largest_batch: int = 1) -> None:
-        """Predictions on a made-up pair in batches of every size up to `largest_batch` (64 at
-        most), before the first request (what `/ready` waits for): the first call traces the
-        raw-input function, and the first call at each batch size prepares the CPU kernels for its
-        shapes, which costs the requests of that batch up to tens of ms."""
+    def warm_up(self, largest_batch: int = 1, load_s: float | None = None) -> None:
+        """Predictions on a made-up pair in batches of each size from 1 up to `largest_batch`, before
+        the first request (what `/ready` waits for): the first call traces the raw-input function,
+        and the first call at each batch size prepares the CPU kernels for its shapes, which would
+        cost the requests of that batch up to tens of ms. A batch of n costs about n times one, so
+        warming every size costs the square of the largest. Sizes go smallest first and, given the
+        seconds loading took (`load_s`), stop before one that would take the sizes after the first
+        past WARM_UP_SHARE of the time a first answer needs (loading and the first call): a larger
+        batch gains less, its own time dwarfing that preparation. `warmed` says what was done."""
         import io
 
         from PIL import Image
@@ -92,48 +112,24 @@ class RequestPredictor:
         image = io.BytesIO()
         Image.new("RGB", (8, 8), (128, 128, 128)).save(image, "PNG")
         item = {"image": image.getvalue(), "text": "warm up", "tabular": {}}
-        for size in range(1, min(largest_batch, 64) + 1):
+        began = time.perf_counter()
+        size, spent, last, budget = 0, 0.0, 0.0, None
+        while size < largest_batch:
+            if size > 1 and budget is not None and spent + last * (size + 1) / size > budget:
+                break
+            size += 1
+            call = time.perf_counter()
             answer = self.predict([item] * size)[0]
             if "error" in answer:
                 raise RuntimeError(f"the warm-up prediction failed: {answer['error']}")
+            last = time.perf_counter() - call
+            if size == 1:
+                budget = None if load_s is None else WARM_UP_SHARE * (load_s + last)
+            else:
+                spent += last
+        self.warmed = Warmed(size, time.perf_counter() - began)
 
     def _message(self, bad_row) -> str:
         if bad_row.column in (self.columns.image, self.columns.text) or not bad_row.column:
             return bad_row.reason
         return f"tabular column '{bad_row.column}': {bad_row.reason}"
-
-
-def model_metadata(run) -> dict:
-    import fusionapp
-
-    preprocessor = run.preprocessor
-    inputs = {}
-    if "image" in run.modalities:
-        inputs["image"] = {"type": "image", "size": preprocessor.image_size}
-    if "text" in run.modalities:
-        inputs["text"] = {"type": "text", **preprocessor.text}
-    if "tabular" in run.modalities:
-        inputs["tabular"] = {column["name"]: {key: value for key, value in column.items() if key != "name"}
-                             for column in preprocessor.tabular}
-    return {
-        "classes": preprocessor.class_names,
-        # multi-label: answers carry predicted_labels and thresholds, not predicted_label and confidence
-        "multi_label": preprocessor.multi_label,
-        "label_sep": preprocessor.label_sep,
-        "inputs": inputs,
-        "run": os.path.basename(os.path.abspath(run.path)),
-        "model_version": run.config.get("created"),
-        "fusionapp_version": fusionapp.__version__,
-        "validation_accuracy": _validation_metric(run.path, "accuracy"),  # null for multi-label runs
-        **({"validation_micro_f1": _validation_metric(run.path, "micro_f1")} if preprocessor.multi_label else {}),
-    }
-
-
-def _validation_metric(run_dir: str, key: str):
-    from fusionapp.runs.files import read_json
-    from fusionapp.runs.layout import METRICS_FILE
-
-    path = os.path.join(run_dir, METRICS_FILE)
-    if not os.path.exists(path):
-        return None
-    return read_json(path).get(key)

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the server, and the ASGI middleware that counts and times every request.
+"""Prometheus metrics of the server, and the ASGI middleware that counts, times and logs every request.
 
 With several worker processes (`serve --workers N`) each process writes its figures to files in
 $PROMETHEUS_MULTIPROC_DIR and `/metrics`, whichever process answers it, sums them all
@@ -31,8 +31,8 @@ BATCH_SECONDS = Histogram("fusionapp_batch_duration_seconds", "Time of one call 
 QUEUE_DEPTH = Gauge("fusionapp_queue_depth", "Items waiting for the model.", multiprocess_mode="livesum")
 REJECTED = Counter("fusionapp_rejected_requests", "Requests answered 503: the queue was full, the request "
                    "waited past --timeout-s, or the model was still loading.", ["reason"])
-MODEL_LOAD_SECONDS = Gauge("fusionapp_model_load_seconds", "Time to load the model and run its warm-up "
-                           "prediction, per process.", multiprocess_mode="max")
+MODEL_LOAD_SECONDS = Gauge("fusionapp_model_load_seconds", "Time to load the model and warm it up, per "
+                           "process.", multiprocess_mode="max")
 
 
 def metrics_text() -> tuple[bytes, str]:
@@ -57,10 +57,11 @@ def process_exited() -> None:
 
 
 class RequestMetrics:
-    """Count every answered request by route and status, and time it."""
+    """Count every answered request by route and status, time it, and write its line to `log`
+    (fusionapp.serve.access_log.AccessLog), if any."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, app, log=None):
+        self.app, self.log = app, log
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -84,5 +85,8 @@ class RequestMetrics:
                 status = 500
             raise
         finally:
+            seconds = time.perf_counter() - began
             REQUESTS.labels(route, str(status)).inc()
-            LATENCY.labels(route).observe(time.perf_counter() - began)
+            LATENCY.labels(route).observe(seconds)
+            if self.log is not None:
+                self.log.request(scope, status, seconds)

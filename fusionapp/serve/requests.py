@@ -1,5 +1,6 @@
-"""Request bodies -> request items, with a 4xx for what a client got wrong: JSON (base64 images) or a
-multipart form. Whether an item's inputs make a usable row is the row check's to say, as for a table."""
+"""Request bodies -> request items, checked against the request schema (fusionapp.serve.schema), with a
+4xx for what a client got wrong: JSON (base64 images) or a multipart form. Whether an item's inputs
+make a usable row is the row check's to say, as for a table."""
 
 from __future__ import annotations
 
@@ -11,16 +12,13 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 from fusionapp.data.formats import cell_text
+from fusionapp.serve.schema import RequestSchema
 
 
 class BadRequest(Exception):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
-
-
-async def json_body(request: Request):
-    return parse_json(await request.body())
 
 
 def parse_json(raw: bytes):
@@ -42,7 +40,7 @@ def _unicode(value: str, what: str) -> str:
     return value
 
 
-def json_item(raw, metadata: dict) -> dict:
+def json_item(raw, schema: RequestSchema) -> dict:
     if not isinstance(raw, dict):
         raise BadRequest("expected a JSON object with image (base64), text and tabular fields")
     image = raw.get("image")
@@ -59,10 +57,10 @@ def json_item(raw, metadata: dict) -> dict:
     tabular = raw.get("tabular") or {}
     if not isinstance(tabular, dict):
         raise BadRequest("'tabular' must be an object of column: value")
-    return _item(image, text, tabular, metadata)
+    return _item(image, text, tabular, schema)
 
 
-async def form_item(request: Request, metadata: dict) -> dict:
+async def form_item(request: Request, schema: RequestSchema) -> dict:
     try:
         form = await request.form()
     except MultiPartException as error:
@@ -71,16 +69,18 @@ async def form_item(request: Request, metadata: dict) -> dict:
     data = await image.read() if hasattr(image, "read") else None
     text = form.get("text")
     tabular = {key: value for key, value in form.items() if key not in ("image", "text")}
-    return _item(data, text if isinstance(text, str) else None, tabular, metadata)
+    return _item(data, text if isinstance(text, str) else None, tabular, schema)
 
 
-def _item(image, text, tabular: dict, metadata: dict) -> dict:
-    """A request item with its text and tabular fields checked as text; whether the inputs make a
-    usable row is the row check's to say, as for a table."""
-    columns = metadata["inputs"].get("tabular", {})
-    unknown = sorted(set(tabular) - set(columns))
+def _item(image, text, tabular: dict, schema: RequestSchema) -> dict:
+    """A request item with its inputs checked against what the model takes and its text and tabular
+    fields checked as text; whether the inputs make a usable row is the row check's to say."""
+    for name, given, taken in (("image", image, schema.image), ("text", text and text.strip(), schema.text)):
+        if given and not taken:
+            raise BadRequest(f"this model takes no {name} (its inputs: {schema.names()})", status=422)
+    unknown = sorted(set(tabular) - set(schema.tabular))
     if unknown:
-        raise BadRequest(f"unknown tabular column '{unknown[0]}' (this model's: {', '.join(columns) or 'none'})",
+        raise BadRequest(f"unknown tabular column '{unknown[0]}' (this model's: {', '.join(schema.tabular) or 'none'})",
                          status=422)
     for name, value in tabular.items():
         _unicode(name, "a tabular column name")

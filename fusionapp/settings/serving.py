@@ -1,12 +1,13 @@
-"""The options of `serve`: how requests are batched, queued, timed out and drained, and how many
-server processes share the port. Their defaults live here and nowhere else."""
+"""The options of `serve`: how requests are batched, queued, timed out and drained, how many
+server processes share the port, and whether each request is logged. Their defaults live here and
+nowhere else."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from fusionapp.errors import FusionError
-from fusionapp.settings.rules import check_fields, integer, number
+from fusionapp.settings.rules import check_fields, integer, number, switch
 
 # The most items one /predict/batch request may carry; a batch of the model never needs more.
 MAX_BATCH_ITEMS = 256
@@ -27,6 +28,8 @@ class ServeSettings:
     # after SIGTERM, how long requests in flight may take to finish before the server exits anyway
     grace_s: float = number(30.0, 0.0, 3600.0)
     max_body_mb: int = integer(16, 1, 4096)
+    # one line per request on stderr: method, path, status, milliseconds, batch size or items
+    access_log: bool = switch(True)
 
     def __post_init__(self):
         check_fields(self)
