@@ -55,7 +55,7 @@ MULTILABEL_REPORT_KEYS = (
 # or starts a process, so `pytest -m "not integration"` is the fast tier. A test that uses one of these
 # fixtures (each trains a run or builds full-size backbones) is marked here; any other test that trains
 # or starts a process carries the marker itself. Every `slow` test is an integration test too.
-INTEGRATION_FIXTURES = {"trained_run", "text_backbone_run", "backbone_run", "weights_files", "server",
+INTEGRATION_FIXTURES = {"trained_run", "text_backbone_run", "backbone_run", "weights_files", "server", "served",
                         "overconfident_run", "region_run", "multilabel_run"}
 
 
@@ -271,7 +271,7 @@ out = serve(image=tf.constant([open(r["image"], "rb").read() if r["image"] else 
             tabular_price=tf.constant([float(r["price"]) if r["price"] else float("nan") for r in rows]),
             tabular_seller=tf.constant([r["seller"] for r in rows]))
 assert "fusionapp" not in sys.modules
-print(json.dumps({"probabilities": out["probabilities"].numpy().tolist(),
+print(json.dumps({"outputs": sorted(out), "probabilities": out["probabilities"].numpy().tolist(),
                   "labels": [label.decode() for label in out["predicted_label"].numpy()],
                   "missing": [names.decode() for names in out["missing"].numpy()]}))
 """

@@ -30,6 +30,9 @@ def test_exported_savedmodel_matches_predict(run_name, request, demo_rows, tmp_p
     np.testing.assert_allclose(exported["probabilities"],
                                [[float(row[f"prob_{c}"]) for c in DEMO_CLASSES] for row in predicted], atol=2e-6)
     assert exported["labels"] == [row["predicted_label"] for row in predicted]
+    # the outputs docs/serving.md lists
+    assert exported["outputs"] == ["confidence", "logits", "missing", "predicted", "predicted_label", "probabilities",
+                                   "ranking"]
     assert exported["missing"] == [row["missing"] for row in predicted] == ["", "image", "", "", "", ""]
     code, _, err = run_cli(capsys, "export", trained_run, "--out", tmp_path / "exported")
     assert code == 1 and "already exists" in err

@@ -49,6 +49,12 @@ def pair(demo_dir):
             "price": "31.5", "seller": "east"}
 
 
+def test_the_page_has_an_icon(server):
+    with urllib.request.urlopen(server + "/favicon.ico", timeout=30) as response:
+        assert response.status == 200 and response.headers["Content-Type"].startswith("image/svg+xml")
+        assert response.read().startswith(b"<svg")
+
+
 def test_health_and_the_documented_metadata(server):
     assert http(server + "/health") == (200, {"status": "ok"})
     status, metadata = http(server + "/metadata")
@@ -367,7 +373,11 @@ def test_web_page_in_a_headless_browser(server, pair, tmp_path):
         assert page.locator("#preview").is_visible()
         page.fill("#text", pair["text"])
         page.fill("#tab-price", "31.5")
-        page.fill("#tab-seller", "east")
+        # a categorical column is a select box of the model's categories, the empty choice missing
+        options = page.locator("#tab-seller option").all_inner_texts()
+        assert page.locator("#tab-seller").evaluate("e => e.tagName") == "SELECT"
+        assert options[0] == "(missing)" and "east" in options[1:]
+        page.select_option("#tab-seller", "east")
         page.click("#submit")
         page.wait_for_selector("#label")
         assert page.inner_text("#label") == expected["predicted_label"]
@@ -377,10 +387,17 @@ def test_web_page_in_a_headless_browser(server, pair, tmp_path):
         assert shown == pytest.approx(expected["confidence"], abs=1e-3)
         # The explanation is asked for by default (tests/test_explanations.py looks at it).
         page.wait_for_selector("#explanation")
+        assert "Unit: change in the explained class's probability" in page.inner_text("#explanation")
+        # without its image: the page names the missing input, and the explanation gives it no figure
         page.set_input_files("#image", [])
+        page.click("#submit")
+        page.wait_for_selector("#missing")
+        assert "Answered without: image" in page.inner_text("#missing")
+        page.wait_for_selector("#explanation")
+        assert "No figures for the missing inputs: image" in page.inner_text("#explanation")
         page.fill("#text", "")
         page.fill("#tab-price", "")
-        page.fill("#tab-seller", "")
+        page.select_option("#tab-seller", "")
         page.click("#submit")
         page.wait_for_selector("#error")
         assert "no inputs" in page.inner_text("#error")

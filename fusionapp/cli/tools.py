@@ -8,6 +8,8 @@ import os
 import click
 
 from fusionapp.cli.group import cli
+from fusionapp.cli.options import fields_options, usage_error
+from fusionapp.settings import ServeSettings, SettingError, serve_settings
 
 
 @cli.command()
@@ -37,39 +39,11 @@ def export(model, out, overwrite):
     click.echo(f"Wrote the SavedModel to {out} (signature serving_default)")
 
 
-def _serve_options(function):
-    """serve's load flags, their defaults and rules the settings' own (fusionapp.settings.serving)."""
-    from fusionapp.settings import ServeSettings
-
-    defaults = ServeSettings()
-    options = [
-        click.option("--max-batch", type=int, help="Most items gathered into one call of the model; 1: no "
-                                                   f"batching [default: {defaults.max_batch}]."),
-        click.option("--batch-wait-ms", type=float, help="How long a batch's first item waits for others "
-                                                         f"[default: {defaults.batch_wait_ms:g}]."),
-        click.option("--max-queue", type=int, help="Items waiting for the model past which requests get 503 "
-                                                   f"with Retry-After at once [default: {defaults.max_queue}]."),
-        click.option("--timeout-s", type=float, help="A request not answered in this time gets 503 and its "
-                                                     f"work is dropped [default: {defaults.timeout_s:g}]."),
-        click.option("--workers", type=int, help="Server processes on the port, each loading the model "
-                                                 f"[default: {defaults.workers}]."),
-        click.option("--grace-s", type=float, help="After SIGTERM, time allowed for requests in flight "
-                                                   f"[default: {defaults.grace_s:g}]."),
-        click.option("--max-body-mb", type=int, help=f"Request body limit [default: {defaults.max_body_mb}]."),
-        click.option("--access-log/--no-access-log", default=None, help="One line per request on stderr: method, "
-                     "path, status, milliseconds, batch size or items [default: "
-                     f"{'--access-log' if defaults.access_log else '--no-access-log'}]."),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
-
-
 @cli.command()
 @click.argument("model")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@_serve_options
+@fields_options(ServeSettings)
 def serve(model, host, port, **options):
     """Serve the run MODEL over HTTP: /predict, /predict/batch, /health, /ready, /metrics, /metadata and a
     page at /.
@@ -79,13 +53,11 @@ def serve(model, host, port, **options):
     """
     from fusionapp.runs.load import resolve_run_dir
     from fusionapp.serve.process import run_server
-    from fusionapp.settings import SettingError, serve_settings
 
     try:
         settings = serve_settings(**options)
     except SettingError as error:
-        raise click.BadParameter(f"{error.value!r}: must be {error.requirement}",
-                                 param_hint=f"'--{error.option}'") from None
+        raise usage_error(error) from None
     resolve_run_dir(model)
     click.echo(f"Serving {model} on http://{host}:{port}/ with {settings.workers} worker(s) (Ctrl+C to stop)",
                err=True)

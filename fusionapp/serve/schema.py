@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from fusionapp.preprocessing.configs import TextInput as TextInputKind
 from fusionapp.runs.files import read_json
 from fusionapp.runs.layout import METRICS_FILE
 
@@ -121,12 +122,12 @@ def _preprocessor_facts(preprocessor) -> tuple[tuple[str, ...], bool, str | None
     text = None
     if "text" in modalities:
         config = preprocessor.text
-        # a bag of n-grams (tf_idf) reads the whole text; token ids and backbones read this many tokens
-        length = config.get("sequence_length") if config.get("output") != "tf_idf" else None
-        text = TextInput(config.get("max_chars"), length)
+        # a bag of n-grams reads the whole text; token ids and backbones read this many tokens
+        length = config.sequence_length if config.input != TextInputKind.TF_IDF else None
+        text = TextInput(config.max_chars, length)
     tabular = ()
     if "tabular" in modalities:
-        tabular = tuple(TabularColumn(column["name"], column["kind"], tuple(column.get("categories") or ()))
+        tabular = tuple(TabularColumn(column.name, column.kind, tuple(column.categories or ()))
                         for column in preprocessor.tabular)
     return (tuple(preprocessor.class_names), preprocessor.multi_label, preprocessor.label_sep,
             ModelInputs(image, text, tabular))
