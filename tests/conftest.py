@@ -234,7 +234,9 @@ train(sys.argv[1], sys.argv[2], epochs=4, patience=10, verbose=0, **{tiny})
 def start_training(table, run_dir, prelude: str = "", signal_at: str | None = None, **settings):
     """A 4-epoch tiny training in a child process; `prelude` runs before it, and `signal_at` is its
     FUSIONAPP_TEST_SIGNAL (fusionapp/runs/files.py): e.g. "KILL epoch0003.keras" or "STOP history.csv"."""
-    script = prelude + TRAIN_SCRIPT.format(tiny=repr({**TINY_MODEL, **settings}))
+    from fusionapp.settings import applicable
+
+    script = prelude + TRAIN_SCRIPT.format(tiny=repr(applicable({**TINY_MODEL, **settings})))
     return start_python(["-c", script, table, str(run_dir)], signal_at)
 
 

@@ -98,6 +98,8 @@ def test_a_default_run_keeps_zero_offsets_and_one_without_class_weights_tunes_th
     config = json.load(open(os.path.join(trained_run, "config.json")))
     assert "class_offsets" not in config and config["settings"]["training"]["tune_decisions"] is None
     assert not load_run(trained_run).model.head.class_prior.get_weights()[0].any()
-    run = train(demo_table, str(tmp_path / "run"), epochs=1, class_weight="none", verbose=0, wide=False,
-                calibrate=False, modalities=("text",), **TINY_MODEL)
+    from fusionapp.settings import applicable
+
+    run = train(demo_table, str(tmp_path / "run"), epochs=1, class_weight="none", verbose=0,
+                **applicable({**TINY_MODEL, "wide": False, "calibrate": False, "modalities": ("text",)}))
     assert "class_offsets" in json.load(open(os.path.join(run, "config.json")))

@@ -6,7 +6,7 @@ build these dataclasses, so a value one of them refuses is refused by all of the
 """
 
 from fusionapp.settings.columns import TABULAR_KINDS, Columns, tabular_spec
-from fusionapp.settings.flat import (FLAT_NAMES, apply_flat, check_applies, flat_value, given_settings,
+from fusionapp.settings.flat import (FLAT_NAMES, applicable, apply_flat, check_applies, flat_value, given_settings,
                                      prediction_settings, requirement, setting_field)
 from fusionapp.settings.model import IMAGE_BACKBONES, MODALITIES, TEXT_ENCODERS, ModelSettings, TextSettings
 from fusionapp.settings.options import Applies, Option, Search, default_words, option_of
@@ -17,6 +17,6 @@ from fusionapp.settings.training import PredictionSettings, TrainingSettings
 
 __all__ = ["Applies", "Columns", "FLAT_NAMES", "IMAGE_BACKBONES", "MAX_BATCH_ITEMS", "MODALITIES", "ModelSettings",
            "NotApplicable", "Option", "PredictionSettings", "RunSettings", "Search", "ServeSettings", "SettingError",
-           "TABULAR_KINDS", "TEXT_ENCODERS", "TextSettings", "TrainingSettings", "apply_flat", "check_applies",
-           "default_words", "flat_value", "given_settings", "option_of", "prediction_settings", "requirement",
+           "TABULAR_KINDS", "TEXT_ENCODERS", "TextSettings", "TrainingSettings", "applicable", "apply_flat",
+           "check_applies", "default_words", "flat_value", "given_settings", "option_of", "prediction_settings", "requirement",
            "serve_settings", "setting_field", "settings_from_dict", "tabular_spec"]

@@ -77,6 +77,14 @@ def given_settings(settings: RunSettings) -> dict:
             if flat_value(settings, name) != flat_value(defaults, name)}
 
 
+def applicable(values: dict) -> dict:
+    """The flat-named `values` that apply alongside the rest of them (a search's proposal, a config
+    shared by several runs): those that check_applies would refuse are left out."""
+    settings = apply_flat(RunSettings(), values)
+    rules = {name: option_of(setting_field(name)).applies for name in values}
+    return {name: value for name, value in values.items() if rules[name] is None or rules[name].test(settings)}
+
+
 def check_applies(settings: RunSettings, names) -> None:
     """A NotApplicable for the first of the flat-named settings `names` that means nothing with the
     rest of `settings` (--ngrams without the bag encoder): a value given there would be ignored."""
