@@ -10,6 +10,8 @@ from fusionapp.settings import Columns
 from fusionapp.data.examples import Examples, default_modalities, join_examples
 from fusionapp.data.sharding import Shard
 from fusionapp.errors import FusionError
+from fusionapp.data.tables import CHUNK_ROWS, iter_table, release_arrow_memory, table_files, table_header
+from fusionapp.data.tfds_source import load_tfds_examples
 
 
 def load_examples(data: str, columns: Columns, image_root: str | None = None, need_label: bool = True,
@@ -21,8 +23,6 @@ def load_examples(data: str, columns: Columns, image_root: str | None = None, ne
     then row numbers).
     """
     if data.startswith("tfds:"):
-        from fusionapp.data.tfds_source import load_tfds_examples
-
         return load_tfds_examples(data, columns, need_label=need_label, modalities=modalities)
     header, modalities, names = _columns_to_read(data, columns, need_label, modalities, with_ids)
     return join_examples(list(_chunk_examples(data, header, names, columns, modalities, image_root)))
@@ -43,8 +43,6 @@ def iter_examples(data: str, columns: Columns, image_root: str | None = None, ne
 
 def _chunk_examples(data, header, names, columns, modalities, image_root, chunk_rows=None):
     """Examples of each chunk of rows, its Arrow buffers handed back as soon as it is read."""
-    from fusionapp.data.tables import CHUNK_ROWS, iter_table, release_arrow_memory
-
     for table in iter_table(data, names, chunk_rows or CHUNK_ROWS, header=header):
         examples = table_examples(table, columns, modalities, image_root)
         del table
@@ -58,8 +56,6 @@ def _shard_of(examples: Examples, shard: Shard | None) -> Examples:
 
 def _columns_to_read(data: str, columns: Columns, need_label: bool, modalities, with_ids: bool = True):
     """(the table's header, the modalities, the columns to read), every needed column checked."""
-    from fusionapp.data.tables import table_header
-
     header = table_header(data)
     if modalities is None:
         modalities = default_modalities(columns, header)
@@ -152,8 +148,6 @@ def _resolve(path: str, root: str) -> str:
 def data_fingerprint(data: str) -> dict | None:
     """Each table file's size and modification time (nanoseconds), to tell whether it changed; None
     for a TFDS source, which TFDS versions itself."""
-    from fusionapp.data.tables import table_files
-
     if data.startswith("tfds:"):
         return None
     try:

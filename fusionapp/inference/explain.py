@@ -26,6 +26,7 @@ import numpy as np
 
 from fusionapp.data.examples import Examples, raw_columns
 from fusionapp.data.images import encoded_dimensions
+from fusionapp.inference.raw_inference import inference_for, predict_examples
 from fusionapp.preprocessing.configs import TextInput
 
 TOP_TEXT = 10
@@ -102,8 +103,6 @@ def _explainer(model):
         return _EXPLAINERS[model]
     import keras
     import tensorflow as tf
-
-    from fusionapp.inference.raw_inference import inference_for
 
     preprocessor = model.preprocessor
     decide = inference_for(model).decide
@@ -236,8 +235,6 @@ def _words_of_ngrams(text: str, weights: dict[str, float], tokens: str) -> dict[
 def _left_out_words(model, row: Examples, text: str, predicted: int, base: float) -> dict[str, float]:
     """For token-id encoders: the predicted class's probability lost when each word is left out."""
     import dataclasses
-
-    from fusionapp.inference.raw_inference import predict_examples
 
     matches = list(WORD.finditer(text))[:MAX_LEFT_OUT_WORDS]
     if not matches:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fusionapp.data.examples import Examples, raw_columns
+from fusionapp.model.head import probabilities as probabilities_of
 from fusionapp.settings import PredictionSettings
 
 PREDICT_BATCH_SIZE = PredictionSettings().batch_size
@@ -45,8 +46,6 @@ class RawInference:
         """TensorFlow ops: logits [batch, classes] -> logits, probabilities, the decision, and
         `ranking`, the classes likeliest first (ties in class order)."""
         import tensorflow as tf
-
-        from fusionapp.model.head import probabilities as probabilities_of
 
         model = self._model()
         probabilities = probabilities_of(logits, model.multi_label)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from fusionapp.compat import builtin_presets, preset_config_file
 from fusionapp.errors import FusionError, one_line
+from fusionapp.model.dtype_policy import precision_policy
 from fusionapp.pretrained.records import TextBackboneRecord
 from fusionapp.pretrained.weights import OFFLINE_ENV
 
@@ -100,8 +101,6 @@ def load_text_preset(source: TextBackboneSource, sequence_length: int, load_weig
     import keras
     import keras_hub
 
-    from fusionapp.model.dtype_policy import precision_policy
-
     try:
         with precision_policy("float32"):
             backbone = keras_hub.models.Backbone.from_preset(source.folder, load_weights=load_weights)
@@ -146,8 +145,6 @@ def load_image_text_preset(source: TextBackboneSource, sequence_length: int,
     """The joint model, its tokenizer (texts packed to `sequence_length` tokens) and its pixel scaling."""
     import keras
     import keras_hub
-
-    from fusionapp.model.dtype_policy import precision_policy
 
     flag = "--image-text-backbone"
     try:
