@@ -7,6 +7,8 @@ import os
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypedDict
 
+import fusionapp
+from fusionapp.errors import FusionError
 from fusionapp.runs import files, layout
 from fusionapp.settings import RunSettings
 
@@ -88,8 +90,6 @@ def new_record(data: str, settings: RunSettings, fingerprint: dict | None) -> Ru
     import keras
     import tensorflow as tf
 
-    import fusionapp
-
     return RunConfig(**{
         "fusionapp_version": fusionapp.__version__,
         "run_format": layout.RUN_FORMAT,
@@ -106,8 +106,6 @@ def new_record(data: str, settings: RunSettings, fingerprint: dict | None) -> Ru
 
 def recorded_run(out: str) -> RunConfig:
     """The config.json of the run in `out`, for `--resume`."""
-    from fusionapp.errors import FusionError
-
     path = os.path.join(out, layout.CONFIG_FILE)
     if not os.path.exists(path):
         raise FusionError(f"{out}: nothing to resume (no {layout.CONFIG_FILE})")
