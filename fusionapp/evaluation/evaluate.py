@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -100,8 +101,6 @@ class _Scored:
 def _score_chunks(run, data, split, options, renames, image_root, predictions_path, ablate, verbose) -> _Scored:
     """Read, check and predict `data` a chunk of rows at a time; the per-row predictions, if asked
     for, are written as they come. What is kept of every row is its label and its predictions."""
-    import contextlib
-
     labels, parts, skipped, source = [], [], [], data
     blanked = {modality: [] for modality in (run.modalities if ablate and len(run.modalities) > 1 else ())}
     writer = TableWriter(predictions_path) if predictions_path else contextlib.nullcontext()

@@ -3,6 +3,8 @@ scikit-learn."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from fusionapp.evaluation.calibration import brier_score, expected_calibration_error
@@ -71,8 +73,6 @@ def classification_report(y_true, probabilities, y_pred, class_names, n_skipped:
 
 
 def _balanced_accuracy(y_true, y_pred) -> float:
-    import warnings
-
     from sklearn.metrics import balanced_accuracy_score
 
     with warnings.catch_warnings():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import re
+import dataclasses
 import weakref
 
 import numpy as np
@@ -234,8 +235,6 @@ def _words_of_ngrams(text: str, weights: dict[str, float], tokens: str) -> dict[
 
 def _left_out_words(model, row: Examples, text: str, predicted: int, base: float) -> dict[str, float]:
     """For token-id encoders: the predicted class's probability lost when each word is left out."""
-    import dataclasses
-
     matches = list(WORD.finditer(text))[:MAX_LEFT_OUT_WORDS]
     if not matches:
         return {}

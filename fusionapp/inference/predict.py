@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 
 import numpy as np
 
@@ -99,8 +100,6 @@ def predict_table(run, data: str, *, split, out, options, image_root, explain_di
                   shard=None):
     """Every row of `data`, read, checked, predicted and written a chunk at a time: memory follows
     the chunk, not the table. Returns the rows as dicts when there is no `out` (none: "-", stdout)."""
-    from contextlib import ExitStack
-
     collected = [] if out is None else None
     predicted = failed = 0
     heat_maps = set()

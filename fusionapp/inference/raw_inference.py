@@ -10,6 +10,7 @@ scoring take their decisions from it; `export` saves it as the SavedModel's sign
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from dataclasses import dataclass
 
@@ -121,8 +122,6 @@ def predict_examples(model, examples: Examples, batch_size: int = PREDICT_BATCH_
 
 def join_predictions(parts: list) -> "Predictions":
     """Predictions of consecutive chunks of rows as one."""
-    import dataclasses
-
     if len(parts) == 1:
         return parts[0]
     first = parts[0]

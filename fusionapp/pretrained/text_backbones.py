@@ -9,6 +9,7 @@ name, read from KerasHub's download cache (kagglehub's) or downloaded where a ne
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -31,8 +32,6 @@ class TextBackboneSource:
 def resolve_text_backbone(given: str, flag: str = "--text-backbone") -> TextBackboneSource:
     """The local folder of `given`: the folder itself, or a named preset's copy in KerasHub's cache
     (downloaded there first if allowed and possible); else a one-line FusionError naming `flag`."""
-    import json
-
     CONFIG_FILE = preset_config_file()  # the preset's own config.json, not a run's
 
     path = os.path.abspath(os.path.expanduser(given))

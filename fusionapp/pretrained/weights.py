@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
+
+import numpy as np
 
 from fusionapp.errors import FusionError, one_line
 from fusionapp.model.backbones import BACKBONES, build_feature_extractor
@@ -73,8 +76,6 @@ def load_extractor(backbone_name: str, image_size: int, weights: WeightsFile):
     with precision_policy("float32"):
         extractor = build_feature_extractor(backbone_name, image_size)
     if weights.path is not None:
-        import warnings
-
         try:
             # Keras only warns when parts of a file match nothing in the model and keeps their random
             # initial values; a backbone half loaded is an error here.
@@ -105,8 +106,6 @@ def file_md5(path: str) -> str:
 def weights_sha256(model) -> str:
     """A digest of a model's weight values: the feature cache's key for the weights, whatever file
     (or random draw) they came from."""
-    import numpy as np
-
     digest = hashlib.sha256()
     for weight in model.get_weights():
         digest.update(np.ascontiguousarray(weight, dtype=np.float32).tobytes())

@@ -4,6 +4,7 @@ first, so a run killed at any later moment can be resumed, and again as the run 
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypedDict
 
@@ -74,8 +75,6 @@ class StageClock:
     """Seconds per stage of a run (config.json's stage_seconds): each lap ends the stage it names."""
 
     def __init__(self):
-        import time
-
         self._time = time.perf_counter
         self._last = self._time()
         self.seconds: dict[str, float] = {}

@@ -4,6 +4,7 @@ settings need of this machine."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from datetime import datetime
 
@@ -78,8 +79,6 @@ def check_environment(settings: RunSettings, say) -> None:
     if model.starts_pretrained and settings.training.feature_cache:
         cache_limit_bytes()
     if settings.training.tensorboard:
-        import importlib.util
-
         if importlib.util.find_spec("tensorboard") is None:
             raise FusionError("--tensorboard needs the tensorboard package: pip install 'fusionapp[tensorboard]'")
 

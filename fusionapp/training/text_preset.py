@@ -4,6 +4,7 @@ never), their digest, and every text's pooled vector from the feature cache."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -105,8 +106,6 @@ def cached_text_features(train_rows, val_rows, preprocessor, extractor,
 
 def _settings_digest(config) -> str:
     """A digest of a serialized Keras object's settings, without the names Keras numbers per process."""
-    import hashlib
-
     def unnamed(value):
         if isinstance(value, dict):
             return {key: unnamed(item) for key, item in value.items() if key != "name"}
