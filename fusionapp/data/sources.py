@@ -10,7 +10,7 @@ from fusionapp.settings import Columns
 from fusionapp.data.examples import Examples, default_modalities, join_examples
 from fusionapp.data.sharding import Shard
 from fusionapp.errors import FusionError
-from fusionapp.data.tables import CHUNK_ROWS, iter_table, release_arrow_memory, table_files, table_header
+from fusionapp.data import tables
 from fusionapp.data.tfds_source import load_tfds_examples
 
 
@@ -43,10 +43,10 @@ def iter_examples(data: str, columns: Columns, image_root: str | None = None, ne
 
 def _chunk_examples(data, header, names, columns, modalities, image_root, chunk_rows=None):
     """Examples of each chunk of rows, its Arrow buffers handed back as soon as it is read."""
-    for table in iter_table(data, names, chunk_rows or CHUNK_ROWS, header=header):
+    for table in tables.iter_table(data, names, chunk_rows or tables.CHUNK_ROWS, header=header):
         examples = table_examples(table, columns, modalities, image_root)
         del table
-        release_arrow_memory()
+        tables.release_arrow_memory()
         yield examples
 
 
@@ -56,7 +56,7 @@ def _shard_of(examples: Examples, shard: Shard | None) -> Examples:
 
 def _columns_to_read(data: str, columns: Columns, need_label: bool, modalities, with_ids: bool = True):
     """(the table's header, the modalities, the columns to read), every needed column checked."""
-    header = table_header(data)
+    header = tables.table_header(data)
     if modalities is None:
         modalities = default_modalities(columns, header)
         if not modalities:
@@ -151,7 +151,7 @@ def data_fingerprint(data: str) -> dict | None:
     if data.startswith("tfds:"):
         return None
     try:
-        names = table_files(data)
+        names = tables.table_files(data)
     except FusionError:
         return None
     stats = {os.path.abspath(name): os.stat(name) for name in names}

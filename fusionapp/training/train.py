@@ -9,13 +9,14 @@ import shutil
 import tempfile
 
 import fusionapp.model  # noqa: F401 - registers the classes the checkpoint names
+import fusionapp.training.val_logits as val_logits
 from fusionapp.console import printer
 from fusionapp.data.memory import check_pixel_cache
 from fusionapp.data.sources import data_fingerprint
 from fusionapp.errors import FusionError
 from fusionapp.evaluation.report_text import format_report
 from fusionapp.model.dtype_policy import precision_policy
-from fusionapp.posthoc.after_network import fit_after_network
+from fusionapp.posthoc import after_network
 from fusionapp.preprocessing import adapt
 from fusionapp.runs import files, layout
 from fusionapp.settings import RunSettings, apply_flat, check_applies, given_settings
@@ -30,7 +31,6 @@ from fusionapp.training.request import check_environment, check_pretrained_model
 from fusionapp.training.strategies import make_placement
 from fusionapp.training.text_preset import backbone_text_config
 from fusionapp.training.training_rows import drop_unseen_labels, label_summary, load_rows
-from fusionapp.training.val_logits import network_val_logits
 
 
 def train(data: str | None = None, out: str | None = None, *, resume: bool = False, overwrite: bool = False,
@@ -135,8 +135,8 @@ def _train_locked(data: str, out: str, settings: RunSettings, asked: tuple[str, 
     fitted = fit_network(settings, preprocessor, rows.train, rows.val, out, placement, checkpoint_model, state, verbose)
     clock.lap("network")
     record.update(**fitted.records)
-    after = fit_after_network(fitted.model, rows.train, rows.val, network_val_logits(fitted, settings, rows.val),
-                              settings, say)
+    after = after_network.fit_after_network(fitted.model, rows.train, rows.val,
+                                            val_logits.network_val_logits(fitted, settings, rows.val), settings, say)
     record.update(**after.record, epochs_run=len(fitted.history), best_epoch=fitted.best_epoch)
     reports = {"validation": validation_report(fitted.model, rows.val, after.val_logits, len(rows.skipped))}
     say(format_report(reports["validation"], title="Validation (the linear part held out)"))
