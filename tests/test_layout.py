@@ -170,3 +170,24 @@ def test_import_fusionapp_loads_no_tensorflow_and_one_import_loads_a_model_file(
              "m = keras.saving.load_model(sys.argv[1] + '/model.keras', safe_mode=True); print(type(m).__name__)")
     done = subprocess.run([sys.executable, "-c", plain, trained_run], capture_output=True, text=True)
     assert done.returncode == 0 and "FusionClassifier" in done.stdout, done.stderr[-2000:]
+
+
+# Where a function may import one of the package's own modules: the CLI boundary (so --help loads
+# nothing heavy), the lazy Python API, and the model file loader that `info` and the server's
+# parent reach without TensorFlow.
+LOCAL_IMPORTS_ALLOWED = ("fusionapp.cli", "fusionapp.runs.load")
+
+
+def test_the_packages_own_modules_are_imported_at_the_top():
+    inside = []
+    for name, tree, _ in modules():
+        if name == "fusionapp" or name.startswith(LOCAL_IMPORTS_ALLOWED):
+            continue
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                         else [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+                inside += [f"{name}.{function.name}: {module}" for module in names if module.startswith("fusionapp")]
+    assert not inside, inside

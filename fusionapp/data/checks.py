@@ -10,6 +10,8 @@ from fusionapp.data.examples import BadRow, CheckedExamples, Examples, raw_colum
 from fusionapp.preprocessing.labels import label_cell_problem
 from fusionapp.errors import FusionError
 from fusionapp.preprocessing.raw_values import missing_inputs, numeric_problem
+from fusionapp.data.image_checks import image_file_verdicts
+from fusionapp.data.images import HEADER_BYTES, check_image_bytes, find_undecodable
 
 _CHUNK = 65536  # rows per TensorFlow call: memory follows this, not the table
 NO_INPUTS = "no inputs: every input of this row is empty"
@@ -81,12 +83,8 @@ def no_input_column(columns: Columns, modalities) -> str:
 def _image_problems(examples: Examples, decode: bool = True) -> dict[int, str]:
     """{row index: why its image cannot be used}; each distinct image file is checked once; without
     `decode`, in-memory images are judged by their first bytes only."""
-    from fusionapp.data.images import HEADER_BYTES, check_image_bytes, find_undecodable
-
     images = examples.images
     if examples.images_are_files:
-        from fusionapp.data.image_checks import image_file_verdicts
-
         verdicts = image_file_verdicts(images)
         return {i: verdicts[image] for i, image in enumerate(images) if image and verdicts[image]}
     problems = {}

@@ -3,6 +3,7 @@ inputs the preprocessor takes."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,8 +73,6 @@ class Examples:
 
     def blanked(self, modality: str) -> "Examples":
         """The same rows with one input missing everywhere (no image, empty text, empty cells)."""
-        import dataclasses
-
         empty = [""] * len(self)
         if modality == "image":
             return dataclasses.replace(self, images=empty)

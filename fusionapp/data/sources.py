@@ -9,10 +9,13 @@ import numpy as np
 
 from fusionapp.settings import Columns
 from fusionapp.data.examples import Examples, default_modalities, join_examples
+from fusionapp.data.formats import as_strings
 from fusionapp.data.frames import arrow_table, frame_name, image_cells, is_frame
 from fusionapp.data.sampling import sampled_rows
 from fusionapp.data.sharding import Shard
 from fusionapp.errors import FusionError
+from fusionapp.data import tables
+from fusionapp.data.tfds_source import load_tfds_examples
 
 
 def load_examples(data: str, columns: Columns, image_root: str | None = None, need_label: bool = True,
@@ -25,8 +28,6 @@ def load_examples(data: str, columns: Columns, image_root: str | None = None, ne
     (fusionapp.data.sampling), read in one streaming pass.
     """
     if is_frame(data) or data.startswith("tfds:"):
-        from fusionapp.data.tfds_source import load_tfds_examples
-
         examples = (frame_examples(data, columns, image_root, need_label, modalities, with_ids) if is_frame(data)
                     else load_tfds_examples(data, columns, need_label=need_label, modalities=modalities))
         return _sampled_in_memory(examples, sample, seed) if sample else examples
@@ -55,12 +56,10 @@ def iter_examples(data: str, columns: Columns, image_root: str | None = None, ne
 
 def _chunk_examples(data, header, names, columns, modalities, image_root, chunk_rows=None):
     """Examples of each chunk of rows, its Arrow buffers handed back as soon as it is read."""
-    from fusionapp.data.tables import CHUNK_ROWS, iter_table, release_arrow_memory
-
-    for table in iter_table(data, names, chunk_rows or CHUNK_ROWS, header=header):
+    for table in tables.iter_table(data, names, chunk_rows or tables.CHUNK_ROWS, header=header):
         examples = table_examples(table, columns, modalities, image_root)
         del table
-        release_arrow_memory()
+        tables.release_arrow_memory()
         yield examples
 
 
@@ -79,14 +78,12 @@ def _sample(data: str, header: list[str], columns: Columns, size: int, seed: int
     its label and split columns alone; None for the whole table."""
     if not size:
         return None
-    from fusionapp.data.tables import iter_table
-
     label = columns.label if columns.label in header else None
     split_column = columns.split if split is not None and columns.split in header else None
     read = [name for name in (label, split_column) if name] or [header[0]]
 
     def label_chunks():
-        for table in iter_table(data, read, header=header):
+        for table in tables.iter_table(data, read, header=header):
             numbers = np.arange(table.first_row, table.first_row + len(table))
             labels = table.column(label, "strip") if label else None
             if split_column:
@@ -105,9 +102,7 @@ def _sampled_in_memory(examples: Examples, size: int, seed: int) -> Examples:
 
 def _columns_to_read(data: str, columns: Columns, need_label: bool, modalities, with_ids: bool = True):
     """(the table's header, the modalities, the columns to read), every needed column checked."""
-    from fusionapp.data.tables import table_header
-
-    header = table_header(data)
+    header = tables.table_header(data)
     return (header, *_checked_columns(data, header, columns, need_label, modalities, with_ids))
 
 
@@ -143,9 +138,6 @@ def frame_examples(frame, columns: Columns, image_root: str | None, need_label: 
     relative image paths resolve against `image_root`, else the working folder."""
     import pyarrow as pa
 
-    from fusionapp.data.formats import as_strings
-    from fusionapp.data.tables import Table
-
     name = frame_name(frame)
     table, images = arrow_table(frame, columns.image)
     header = table.column_names + ([columns.image] if images is not None else [])
@@ -155,7 +147,7 @@ def frame_examples(frame, columns: Columns, image_root: str | None, need_label: 
     if "image" in modalities:
         images, are_files = image_cells(images, root)
         cells[columns.image] = pa.array(images if are_files else [""] * len(images), pa.string())
-    examples = table_examples(Table(name, header, cells), columns, modalities, root)
+    examples = table_examples(tables.Table(name, header, cells), columns, modalities, root)
     if "image" in modalities and not are_files:
         examples = dataclasses.replace(examples, images=images, images_are_files=False)
     return examples
@@ -229,12 +221,10 @@ def _resolve(path: str, root: str) -> str:
 def data_fingerprint(data: str) -> dict | None:
     """Each table file's size and modification time (nanoseconds), to tell whether it changed; None
     for a TFDS source, which TFDS versions itself."""
-    from fusionapp.data.tables import table_files
-
     if is_frame(data) or data.startswith("tfds:"):
         return None
     try:
-        names = table_files(data)
+        names = tables.table_files(data)
     except FusionError:
         return None
     stats = {os.path.abspath(name): os.stat(name) for name in names}

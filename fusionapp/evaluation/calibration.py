@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from fusionapp.model.head import probabilities
+
 ECE_BINS = 15
 
 
 def probabilities_of(logits, multi_label: bool) -> np.ndarray:
     """The model's own reading of its logits (fusionapp.model.head.probabilities), in float64 NumPy."""
-    from fusionapp.model.head import probabilities
-
     return np.asarray(probabilities(np.asarray(logits, np.float64), multi_label), np.float64)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -14,10 +15,12 @@ from fusionapp.errors import FusionError
 from fusionapp.evaluation.report_text import format_ablation, format_report
 from fusionapp.evaluation.metrics import prediction_report
 from fusionapp.inference.answers import prediction_table
-from fusionapp.inference.raw_inference import predict_examples
+from fusionapp.inference.raw_inference import join_predictions, predict_examples
 from fusionapp.inference.run_rows import column_renames, iter_rows_for_run
 from fusionapp.runs import files, layout, load
 from fusionapp.settings import prediction_settings
+from fusionapp.evaluation.plots import evaluation_plots
+from fusionapp.inference.writers import TableWriter
 
 
 def evaluate(model: str, data: str, *, split: str | None = None, out: str | None = None,
@@ -79,8 +82,6 @@ def evaluate(model: str, data: str, *, split: str | None = None, out: str | None
 def _write(run, scored, report: dict, out: str | None, skipped: str | None, plots: str | None, verbose: int) -> None:
     """The files evaluate was asked for: the plots, the report, the skipped rows."""
     if plots:
-        from fusionapp.evaluation.plots import evaluation_plots
-
         written = evaluation_plots(run.preprocessor.label_targets(scored.labels.labels),
                                    scored.predictions.probabilities, scored.predictions.predicted,
                                    run.preprocessor.class_names, plots)
@@ -104,11 +105,6 @@ class _Scored:
 def _score_chunks(run, data, split, options, renames, image_root, predictions_path, ablate, verbose) -> _Scored:
     """Read, check and predict `data` a chunk of rows at a time; the per-row predictions, if asked
     for, are written as they come. What is kept of every row is its label and its predictions."""
-    import contextlib
-
-    from fusionapp.inference.raw_inference import join_predictions
-    from fusionapp.inference.writers import TableWriter
-
     labels, parts, skipped, source = [], [], [], data
     blanked = {modality: [] for modality in (run.modalities if ablate and len(run.modalities) > 1 else ())}
     writer = TableWriter(predictions_path) if predictions_path else contextlib.nullcontext()

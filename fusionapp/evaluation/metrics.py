@@ -3,9 +3,13 @@ scikit-learn."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from fusionapp.evaluation.calibration import brier_score, expected_calibration_error
+from fusionapp.evaluation.multilabel import multilabel_report
+from fusionapp.preprocessing.labels import unknown_label_counts
 
 def prediction_report(model, examples, predictions, n_skipped: int = 0) -> dict:
     """The evaluate report of a model's `predictions` on labelled `examples`: the single-label report,
@@ -15,9 +19,6 @@ def prediction_report(model, examples, predictions, n_skipped: int = 0) -> dict:
     if not preprocessor.multi_label:
         return classification_report(y_true, predictions.probabilities, predictions.predicted,
                                      preprocessor.class_names, n_skipped)
-    from fusionapp.evaluation.multilabel import multilabel_report
-    from fusionapp.preprocessing.labels import unknown_label_counts
-
     return multilabel_report(y_true, predictions.probabilities, predictions.predicted, preprocessor.class_names,
                              predictions.thresholds, n_skipped,
                              unknown_label_counts(examples.labels, preprocessor.label_sep, preprocessor.class_names))
@@ -72,8 +73,6 @@ def classification_report(y_true, probabilities, y_pred, class_names, n_skipped:
 
 
 def _balanced_accuracy(y_true, y_pred) -> float:
-    import warnings
-
     from sklearn.metrics import balanced_accuracy_score
 
     with warnings.catch_warnings():

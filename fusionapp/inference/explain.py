@@ -31,7 +31,9 @@ import numpy as np
 from fusionapp.data.examples import Examples, raw_columns
 from fusionapp.data.images import encoded_dimensions
 from fusionapp.inference.explain_text import text_weights
+from fusionapp.inference.raw_inference import inference_for
 from fusionapp.preprocessing.configs import TextInput
+from fusionapp.preprocessing.raw_values import missing_inputs, tabular_key
 
 HEATMAP_MAX_SIDE = 1024
 # A change of the explained probability this large, or larger, when the image is blanked shows the
@@ -97,8 +99,6 @@ def _missing(raw: dict, modalities, tabular_columns) -> list[str]:
     empty tabular cell of a row that has others, as `tabular:COLUMN`."""
     import tensorflow as tf
 
-    from fusionapp.preprocessing.raw_values import missing_inputs, tabular_key
-
     first = {name: value[:1] for name, value in raw.items()}
     names = missing_inputs({name: tf.constant(value) for name, value in first.items()}, modalities,
                            tabular_columns).numpy()[0].decode().split()
@@ -135,8 +135,6 @@ def _explainer(model):
         return _EXPLAINERS[model]
     import keras
     import tensorflow as tf
-
-    from fusionapp.inference.raw_inference import inference_for
 
     preprocessor = model.preprocessor
     decide = inference_for(model).decide

@@ -9,14 +9,14 @@ import re
 
 from fusionapp.runs import files
 from fusionapp.errors import FusionError
+from fusionapp.inference.explain import explain_row
+from fusionapp.inference.writers import TableWriter
 
 HEADER = ["id", "kind", "name", "weight", "unit"]
 
 
 def explanations_writer(folder: str):
     """The folder made, and a TableWriter of its explanations.csv (rows go in chunk by chunk)."""
-    from fusionapp.inference.writers import TableWriter
-
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as error:
@@ -33,8 +33,6 @@ def write_explanations(model, examples, folder: str, writer, names: set) -> int:
     `tabular` (a column's contribution); for a multi-label model first `label`, the label
     explained (the likeliest), with its probability as the weight.
     """
-    from fusionapp.inference.explain import explain_row
-
     lines = []
     for i in range(len(examples)):
         explanation = explain_row(model, examples.subset([i]))

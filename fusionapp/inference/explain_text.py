@@ -11,6 +11,7 @@ import weakref
 import numpy as np
 
 from fusionapp.data.examples import Examples
+from fusionapp.inference.raw_inference import predict_examples
 from fusionapp.preprocessing.configs import TextInput
 
 TOP_TEXT = 10
@@ -105,8 +106,6 @@ def _words_of_ngrams(text: str, weights: dict[str, float], tokens: str) -> dict[
 
 def _left_out_words(model, row: Examples, text: str, predicted: int, base: float) -> dict[str, float]:
     """For token-id encoders: the predicted class's probability lost when each word is left out."""
-    from fusionapp.inference.raw_inference import predict_examples
-
     matches = list(WORD.finditer(text))[:MAX_LEFT_OUT_WORDS]
     if not matches:
         return {}

@@ -15,14 +15,13 @@ import tempfile
 
 from fusionapp.runs import files
 from fusionapp.errors import FusionError
+from fusionapp.inference.raw_inference import inference_for
+from fusionapp.runs.load import load_run
 
 
 def export_run(model: str, out: str, overwrite: bool = False) -> str:
     import keras
     import tensorflow as tf
-
-    from fusionapp.runs.load import load_run
-    from fusionapp.inference.raw_inference import inference_for
 
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)) and not overwrite:
         raise FusionError(f"{out}: already exists; pass --overwrite to replace it")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import sys
+from contextlib import ExitStack
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from fusionapp.console import show_progress
 from fusionapp.inference.run_rows import check_rows, column_renames, iter_rows_for_run, run_columns
 from fusionapp.runs import files, load
 from fusionapp.settings import NotApplicable, prediction_settings
+from fusionapp.inference.explain import explain_examples
+from fusionapp.inference.explain_files import explanations_writer, write_explanations
+from fusionapp.inference.writers import TableWriter
 
 
 def predict(model: str, data: str | None = None, *, image: str | None = None, text: str | None = None,
@@ -120,12 +124,6 @@ def predict_table(run, data: str, *, split, out, options, image_root, explain_di
                   shard=None):
     """Every row of `data`, read, checked, predicted and written a chunk at a time: memory follows
     the chunk, not the table. Returns the rows as dicts when there is no `out` (none: "-", stdout)."""
-    from fusionapp.inference.writers import TableWriter
-
-    from contextlib import ExitStack
-
-    from fusionapp.inference.explain_files import explanations_writer, write_explanations
-
     collected = [] if out is None else None
     # An in-memory table's predictions come back as a table of its kind, not as CSV on stdout.
     shown = None if is_frame(data) else "-" if verbose else None
@@ -178,8 +176,6 @@ def predict_pair(run, image: str | None, text: str | None, tabular: dict, top_k:
         raise FusionError(_pair_message(bad_rows[0], columns))
     result = pair_result(predict_examples(run.model, examples), 0, run.preprocessor.class_names, top_k)
     if explain:
-        from fusionapp.inference.explain import explain_examples
-
         result["explanation"] = explain_examples(run.model, examples)[0]
     return result
 

@@ -10,12 +10,14 @@ scoring take their decisions from it; `export` saves it as the SavedModel's sign
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
 from fusionapp.data.examples import Examples, raw_columns
+from fusionapp.model.head import probabilities as probabilities_of
 from fusionapp.settings import PredictionSettings
 
 PREDICT_BATCH_SIZE = PredictionSettings().batch_size
@@ -45,8 +47,6 @@ class RawInference:
         """TensorFlow ops: logits [batch, classes] -> logits, probabilities, the decision, and
         `ranking`, the classes likeliest first (ties in class order)."""
         import tensorflow as tf
-
-        from fusionapp.model.head import probabilities as probabilities_of
 
         model = self._model()
         probabilities = probabilities_of(logits, model.multi_label)
@@ -122,8 +122,6 @@ def predict_examples(model, examples: Examples, batch_size: int = PREDICT_BATCH_
 
 def join_predictions(parts: list) -> "Predictions":
     """Predictions of consecutive chunks of rows as one."""
-    import dataclasses
-
     if len(parts) == 1:
         return parts[0]
     first = parts[0]

@@ -11,6 +11,8 @@ from fusionapp.settings.flat import COLUMN_FLAGS
 from fusionapp.data.checks import find_bad_rows
 from fusionapp.data.examples import BadRow, Examples
 from fusionapp.data.sharding import Shard
+from fusionapp.data.sources import iter_examples
+from fusionapp.errors import FusionError
 
 
 def run_columns(run: Run, overrides: dict | None = None) -> Columns:
@@ -30,9 +32,6 @@ def iter_rows_for_run(run: Run, data: str, split: str | None, need_label: bool,
                       shard: Shard | None = None, sample: int = 0):
     """`data` read with the run's columns (or renamed ones) and modalities, in chunks of rows:
     (examples, their bad rows) per chunk, the split's rows only (a chunk without any is passed over)."""
-    from fusionapp.data.sources import iter_examples
-    from fusionapp.errors import FusionError
-
     columns = run_columns(run, column_overrides)
     found, present, source = False, set(), data
     for examples in iter_examples(data, columns, image_root=run_image_root(run, image_root), need_label=need_label,

@@ -5,6 +5,7 @@ and what logits mean (`probabilities`), the one rule every consumer applies."""
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 
@@ -67,8 +68,6 @@ class WideLinear(layers.Layer):
     def set_linear(self, kernel, bias) -> None:
         """A linear model's kernel [n-grams (+ tabular values), classes] and bias, in the order of
         `wide_features` (fusionapp/posthoc/wide.py)."""
-        import numpy as np
-
         kernel = np.asarray(kernel, np.float32)
         parts = [kernel[:self.vocabulary_size]]
         if self.tabular_kernel is not None:

@@ -9,8 +9,10 @@ from typing import TypedDict
 
 import numpy as np
 
-from fusionapp.posthoc.temperature import CalibrationRecord
-from fusionapp.posthoc.wide import WideRecord
+from fusionapp.evaluation.calibration import probabilities_of
+from fusionapp.posthoc.decisions import tune_offsets, tune_thresholds
+from fusionapp.posthoc.temperature import CalibrationRecord, calibrate
+from fusionapp.posthoc.wide import WideRecord, fit_wide_path, wide_sources
 from fusionapp.settings import RunSettings
 
 
@@ -44,24 +46,17 @@ def fit_after_network(model, train_rows, val_rows, network_logits: np.ndarray, s
         say("Wide path: none (it reads text and tabular columns; this model has neither)")
     multi_label = preprocessor.multi_label
     if settings.training.tunes_offsets and not multi_label:
-        from fusionapp.posthoc.decisions import tune_offsets
-
         offsets = tune_offsets(y_val, logits)
         model.set_offsets(offsets)
         record["class_offsets"] = dict(zip(preprocessor.class_names, map(float, offsets)))
         logits = logits + offsets
     if settings.model.calibrate:
-        from fusionapp.posthoc.temperature import calibrate
-
         record["calibration"] = calibration = calibrate(model, y_val, logits)
         say(f"Calibration: temperature {calibration['temperature']:.3f} on the validation rows; their ECE "
             f"{calibration['val_ece']['before']:.4f} -> {calibration['val_ece']['after']:.4f}, Brier "
             f"{calibration['val_brier']['before']:.4f} -> {calibration['val_brier']['after']:.4f}")
         logits = logits / calibration["temperature"]
     if settings.training.tunes_thresholds and multi_label:
-        from fusionapp.evaluation.calibration import probabilities_of
-        from fusionapp.posthoc.decisions import tune_thresholds
-
         thresholds = tune_thresholds(y_val, probabilities_of(logits, True))
         model.set_thresholds(thresholds)
         record["label_thresholds"] = dict(zip(preprocessor.class_names, model.thresholds.tolist()))
@@ -71,8 +66,6 @@ def fit_after_network(model, train_rows, val_rows, network_logits: np.ndarray, s
 
 
 def _wide(model, train_rows, val_rows, deep_logits, settings: RunSettings, say):
-    from fusionapp.posthoc.wide import fit_wide_path, wide_sources
-
     fitted = fit_wide_path(model, train_rows, val_rows, deep_logits, settings.training.class_weight,
                            settings.training.seed, say)
     alpha, losses = fitted.record["alpha"], fitted.record["val_log_loss"]

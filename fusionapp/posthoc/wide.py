@@ -25,6 +25,7 @@ from typing import TypedDict
 
 import numpy as np
 
+from fusionapp.data.examples import raw_columns
 from fusionapp.model import NetworkSpec
 from fusionapp.model.classifier import wide_path_inputs
 from fusionapp.posthoc.linear import C_GRID, FOLDS, best_C, cross_fit, fit_linear, fold_numbers, held_out_loss
@@ -79,8 +80,6 @@ def wide_features(preprocessor, examples):
     (all True without text)."""
     import scipy.sparse as sparse
     import tensorflow as tf
-
-    from fusionapp.data.examples import raw_columns
 
     specs = preprocessor.input_specs()
     spec = NetworkSpec.for_preprocessor(preprocessor)

@@ -9,6 +9,7 @@ import numpy as np
 
 from fusionapp.errors import FusionError
 from fusionapp.preprocessing.configs import ImageTextConfig, TabularColumn, TextConfig, TextInput, WideTextConfig
+from fusionapp.preprocessing.labels import label_counts
 from fusionapp.preprocessing.preprocessor import Preprocessor
 from fusionapp.preprocessing.raw_values import (cut_text, is_missing_cell, normalize_category, normalize_text,
                                                 numeric_problem, numeric_values, tabular_key)
@@ -98,8 +99,6 @@ def adapt_sample(texts, adapt_rows: int | None, seed: int) -> list:
 def frequent_labels(cells, label_sep: str, min_count: int, source: str = "data") -> tuple[list[str], dict[str, int]]:
     """The labels of a multi-label table's (training) cells on at least `min_count` rows, sorted; and
     the rarer ones with their counts."""
-    from fusionapp.preprocessing.labels import label_counts
-
     counts = label_counts(cells, label_sep)
     kept = sorted(label for label, count in counts.items() if count >= min_count)
     if len(kept) < 2:

@@ -20,6 +20,7 @@ from fusionapp.preprocessing.text import text_vectorizer, wide_vectorizer
 from fusionapp.preprocessing.raw_values import (cut_text, missing_inputs, normalize_category, normalize_text,
                                                 tabular_key)
 from fusionapp.settings import MODALITIES
+from fusionapp.preprocessing.labels import label_matrix
 
 
 @keras.saving.register_keras_serializable(package="fusionapp")
@@ -250,8 +251,6 @@ class Preprocessor(keras.layers.Layer):
     def label_targets(self, cells) -> np.ndarray:
         """Label cells -> what the model is trained and scored against: class indices [rows], or for
         a multi-label model a 0/1 float32 matrix [rows, labels] (labels it does not know are left out)."""
-        from fusionapp.preprocessing.labels import label_matrix
-
         return label_matrix(cells, self.class_names, self.label_sep) if self.multi_label else self.label_indices(cells)
 
     def tabular_widths(self) -> list[int]:

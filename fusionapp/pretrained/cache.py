@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from typing import TypedDict
 
@@ -168,8 +169,6 @@ def enforce_limit(root: str | None = None, limit: int | None = None) -> int:
 
 def clear_cache(root: str | None = None) -> int:
     """Remove every cached feature; return the bytes freed."""
-    import shutil
-
     root = root or cache_root()
     freed = cache_usage(root)["bytes"]
     if os.path.isdir(root):

@@ -9,11 +9,13 @@ name, read from KerasHub's download cache (kagglehub's) or downloaded where a ne
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
 from fusionapp.compat import builtin_presets, preset_config_file
 from fusionapp.errors import FusionError, one_line
+from fusionapp.model.dtype_policy import precision_policy
 from fusionapp.pretrained.records import TextBackboneRecord
 from fusionapp.pretrained.weights import OFFLINE_ENV
 
@@ -30,8 +32,6 @@ class TextBackboneSource:
 def resolve_text_backbone(given: str, flag: str = "--text-backbone") -> TextBackboneSource:
     """The local folder of `given`: the folder itself, or a named preset's copy in KerasHub's cache
     (downloaded there first if allowed and possible); else a one-line FusionError naming `flag`."""
-    import json
-
     CONFIG_FILE = preset_config_file()  # the preset's own config.json, not a run's
 
     path = os.path.abspath(os.path.expanduser(given))
@@ -100,8 +100,6 @@ def load_text_preset(source: TextBackboneSource, sequence_length: int, load_weig
     import keras
     import keras_hub
 
-    from fusionapp.model.dtype_policy import precision_policy
-
     try:
         with precision_policy("float32"):
             backbone = keras_hub.models.Backbone.from_preset(source.folder, load_weights=load_weights)
@@ -146,8 +144,6 @@ def load_image_text_preset(source: TextBackboneSource, sequence_length: int,
     """The joint model, its tokenizer (texts packed to `sequence_length` tokens) and its pixel scaling."""
     import keras
     import keras_hub
-
-    from fusionapp.model.dtype_policy import precision_policy
 
     flag = "--image-text-backbone"
     try:

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 
+import numpy as np
+
 from fusionapp.errors import FusionError, one_line
+from fusionapp.model.backbones import BACKBONES, build_feature_extractor
+from fusionapp.model.dtype_policy import precision_policy
 from fusionapp.pretrained.records import BackboneRecord
 from fusionapp.runs.files import file_digest
 
@@ -28,8 +33,6 @@ def keras_models_dir() -> str:
 def resolve_weights(backbone_name: str, weights: str) -> WeightsFile:
     """The weights file a run will load: found locally, downloaded by Keras if that is allowed and
     possible, or a one-line FusionError that says which file to put where."""
-    from fusionapp.model.backbones import BACKBONES
-
     if weights == "none":
         return WeightsFile("none", None)
     if weights != "imagenet":
@@ -70,14 +73,9 @@ def _download(backbone) -> str | None:
 def load_extractor(backbone_name: str, image_size: int, weights: WeightsFile):
     """The float32 feature extractor with its backbone's weights loaded (random ones for "none",
     drawn from the run's seed, which the caller has set)."""
-    from fusionapp.model.backbones import build_feature_extractor
-    from fusionapp.model.dtype_policy import precision_policy
-
     with precision_policy("float32"):
         extractor = build_feature_extractor(backbone_name, image_size)
     if weights.path is not None:
-        import warnings
-
         try:
             # Keras only warns when parts of a file match nothing in the model and keeps their random
             # initial values; a backbone half loaded is an error here.
@@ -108,8 +106,6 @@ def file_md5(path: str) -> str:
 def weights_sha256(model) -> str:
     """A digest of a model's weight values: the feature cache's key for the weights, whatever file
     (or random draw) they came from."""
-    import numpy as np
-
     digest = hashlib.sha256()
     for weight in model.get_weights():
         digest.update(np.ascontiguousarray(weight, dtype=np.float32).tobytes())

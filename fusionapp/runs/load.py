@@ -6,6 +6,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 
+import fusionapp
 from fusionapp.errors import FusionError, one_line
 from fusionapp.runs.files import read_json
 from fusionapp.runs.layout import CONFIG_FILE, MODEL_FILE, RESUME_DIR, RUN_FORMAT, STATE_FILE
@@ -51,6 +52,7 @@ def resolve_run_dir(path: str) -> str:
 def load_model(path: str):
     """A fusionapp model file (or a run folder) -> the Keras model, with its preprocessor as
     `model.preprocessor`; safe mode, and no other import needed first."""
+    # Keras and the model load here only: `fusionapp info` and the server's parent read runs without TensorFlow.
     import keras
 
     import fusionapp.model  # noqa: F401 - registers the model's and the preprocessor's classes
@@ -68,8 +70,6 @@ def load_model(path: str):
 
 
 def load_run(path: str) -> Run:
-    import fusionapp
-
     run_dir = resolve_run_dir(path)
     model_path = path if os.path.isfile(path) else os.path.join(run_dir, MODEL_FILE)
     config_path = os.path.join(run_dir, CONFIG_FILE)

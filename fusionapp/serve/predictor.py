@@ -7,7 +7,15 @@ import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
+from fusionapp.data.checks import NO_INPUTS, has_no_input, no_input_column
+from fusionapp.data.examples import BadRow, Examples
 from fusionapp.data.formats import cell_text
+from fusionapp.inference.answers import pair_result
+from fusionapp.inference.explain import explain_examples
+from fusionapp.inference.raw_inference import predict_examples
+from fusionapp.inference.run_rows import check_rows, run_columns
 from fusionapp.serve.schema import model_metadata  # noqa: F401 - its home until 0.11, where tests import it
 
 # The warm-up's batch sizes after the first take at most this share of the time a first answer needs
@@ -33,8 +41,6 @@ class RequestPredictor:
     """
 
     def __init__(self, run):
-        from fusionapp.inference.run_rows import run_columns
-
         self.run = run
         self.columns = run_columns(run)
         self.warmed = Warmed(0, 0.0)
@@ -45,10 +51,7 @@ class RequestPredictor:
         """The answers to `items`, in order. A batch is first checked without the checks the raw-input
         function repeats (find_bad_rows' `model_checks`), and in full only if it then fails: one
         image in it does not decode."""
-        import numpy as np
         import tensorflow as tf
-
-        from fusionapp.data.examples import Examples
 
         run, count = self.run, len(items)
         examples = Examples(
@@ -67,12 +70,6 @@ class RequestPredictor:
             return self._answers(examples, explain, model_checks=True)
 
     def _answers(self, examples, explain: bool, model_checks: bool) -> list[dict]:
-        from fusionapp.data.checks import NO_INPUTS, has_no_input, no_input_column
-        from fusionapp.data.examples import BadRow
-        from fusionapp.inference.answers import pair_result
-        from fusionapp.inference.raw_inference import predict_examples
-        from fusionapp.inference.run_rows import check_rows
-
         run, count = self.run, len(examples)
         errors = {row.row - 1: self._message(row) for row in check_rows(run, examples, self.columns, False,
                                                                          model_checks)}
@@ -83,8 +80,6 @@ class RequestPredictor:
         with self._lock:
             predictions = predict_examples(run.model, examples.subset(good))
             if explain:
-                from fusionapp.inference.explain import explain_examples
-
                 explanations = explain_examples(run.model, examples.subset(good))
         for position, i in enumerate(good):
             if not model_checks and has_no_input(predictions.missing[position], run.modalities):

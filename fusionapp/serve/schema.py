@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import fusionapp
 from fusionapp.preprocessing.configs import TextInput as TextInputKind
 from fusionapp.runs.files import read_json
 from fusionapp.runs.layout import METRICS_FILE
@@ -98,8 +99,6 @@ def model_schema(run) -> ModelSchema:
     """The public schema of a loaded run."""
     import keras
     import tensorflow as tf
-
-    import fusionapp
 
     classes, multi_label, label_sep, inputs = _preprocessor_facts(run.preprocessor)
     return ModelSchema(

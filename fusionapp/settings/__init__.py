@@ -18,5 +18,6 @@ from fusionapp.settings.training import PredictionSettings, TrainingSettings
 __all__ = ["Applies", "Columns", "FLAT_NAMES", "IMAGE_BACKBONES", "MAX_BATCH_ITEMS", "MODALITIES", "ModelSettings",
            "NotApplicable", "Option", "PredictionSettings", "RunSettings", "Search", "ServeSettings", "SettingError",
            "TABULAR_KINDS", "TEXT_ENCODERS", "TextSettings", "TrainingSettings", "applicable", "apply_flat",
-           "check_applies", "default_words", "flat_value", "given_settings", "option_of", "prediction_settings", "requirement",
+           "check_applies", "default_words", "flat_value", "given_settings", "option_of", "prediction_settings",
+           "requirement",
            "serve_settings", "setting_field", "settings_from_dict", "tabular_spec"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 
 from fusionapp.errors import FusionError
 
@@ -18,8 +19,6 @@ def read_config_file(path: str) -> dict:
         if path.lower().endswith(".json") or raw.lstrip().startswith(b"{"):
             values = json.loads(raw.decode("utf-8"))
         else:
-            import tomllib
-
             values = tomllib.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
         raise FusionError(f"{path}: not valid TOML or JSON ({error})") from error

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 
 from fusionapp.errors import FusionError
 from fusionapp.runs import files, layout
@@ -158,8 +159,6 @@ class RunCheckpoint(keras.callbacks.Callback):
 
 
 def _current_learning_rate(optimizer) -> float:
-    import numpy as np
-
     return float(np.asarray(keras.ops.convert_to_numpy(optimizer.learning_rate)))
 
 
@@ -173,15 +172,11 @@ def _remove(path: str) -> None:
 def seed_states(model) -> list[list[int]]:
     """Where each random layer (dropout) stands in its stream: state a model file does not keep, and
     a resumed run needs to draw what the uninterrupted one would have."""
-    import numpy as np
-
     weights = {id(variable) for variable in model.weights}
     return [np.asarray(variable).tolist() for variable in model.variables if id(variable) not in weights]
 
 
 def restore_seed_states(model, states) -> None:
-    import numpy as np
-
     weights = {id(variable) for variable in model.weights}
     for variable, state in zip([v for v in model.variables if id(v) not in weights], states or []):
         variable.assign(np.asarray(state, dtype=variable.dtype))

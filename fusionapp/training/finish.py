@@ -6,25 +6,24 @@ from __future__ import annotations
 import os
 import shutil
 
+from fusionapp.evaluation.evaluate import evaluate_examples
+from fusionapp.evaluation.metrics import prediction_report
+from fusionapp.evaluation.plots import learning_curve
+from fusionapp.evaluation.report_text import format_report
+from fusionapp.inference.raw_inference import predictions_from_logits
 from fusionapp.runs import files, layout
+from fusionapp.training.training_rows import usable_test_rows
 
 
 def validation_report(model, val_rows, val_logits, n_skipped: int) -> dict:
     """metrics.json: the saved model's decisions on the validation rows, with the linear part of each
     row's logits from the fold fit that did not see the row (fusionapp.posthoc.wide)."""
-    from fusionapp.evaluation.metrics import prediction_report
-    from fusionapp.inference.raw_inference import predictions_from_logits
-
     return prediction_report(model, val_rows, predictions_from_logits(model, val_logits), n_skipped=n_skipped)
 
 
 def test_report(model, examples, columns, say) -> dict | None:
     """The report of the `test` split (None without one). Bad test rows are skipped and counted; a
     test split with no usable row gets a note, not an error: the model is trained either way."""
-    from fusionapp.evaluation.evaluate import evaluate_examples
-    from fusionapp.evaluation.report_text import format_report
-    from fusionapp.training.training_rows import usable_test_rows
-
     if examples.splits is None or "test" not in examples.splits:
         return None
     usable, bad_rows = usable_test_rows(examples, columns, model.preprocessor)
@@ -45,8 +44,6 @@ def save_run(out: str, model, record, reports: dict, history: list[dict]) -> Non
     if reports.get("test") is not None:
         files.write_json(os.path.join(out, layout.TEST_METRICS_FILE), reports["test"])
     if history:
-        from fusionapp.evaluation.plots import learning_curve
-
         learning_curve(history, os.path.join(out, layout.LEARNING_CURVE_FILE))
     record.update(status="complete")
     record.save()

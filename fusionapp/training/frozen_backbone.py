@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from fusionapp.data.memory import check_fits
+from fusionapp.preprocessing.image import DECODE_VERSION
+from fusionapp.pretrained.cache import FeatureCache, ImageCacheKey, enforce_limit
+from fusionapp.pretrained.features import backbone_features
 from fusionapp.pretrained.records import BackboneRecord, JointBranchRecord, TextBackboneRecord
+from fusionapp.pretrained.weights import describe, load_extractor, resolve_weights
 from fusionapp.settings import RunSettings
 
 
@@ -14,8 +19,6 @@ def frozen_backbone(settings: RunSettings, preprocessor) -> tuple[object, Backbo
     records of it; (None, None) without a pretrained backbone."""
     if not settings.model.pretrained or "image" not in preprocessor.modalities:
         return None, None
-    from fusionapp.pretrained.weights import describe, load_extractor, resolve_weights
-
     name = settings.model.image_backbone
     weights = resolve_weights(name, settings.training.backbone_weights)
     if weights.path is None:
@@ -33,14 +36,8 @@ def cached_features(train_rows, val_rows, preprocessor, extractor, weights_diges
                     record: BackboneRecord | JointBranchRecord, say):
     """Both row sets' feature maps, from the feature cache where it has them; `record` (config.json's
     backbone entry) gains how many were cached and computed."""
-    from fusionapp.preprocessing.image import DECODE_VERSION
-    from fusionapp.pretrained.cache import FeatureCache, ImageCacheKey
-    from fusionapp.pretrained.features import backbone_features
-
     key = ImageCacheKey(backbone=record["name"], image_size=preprocessor.image_size, decode=DECODE_VERSION,
                         weights_sha256=weights_digest)
-    from fusionapp.data.memory import check_fits
-
     rows = len(train_rows) + len(val_rows)
     check_fits(f"a frozen backbone's feature maps of {rows} rows ({'x'.join(map(str, record['feature_map']))} "
                "float16 each)", rows * int(np.prod(record["feature_map"])) * 2,
@@ -56,8 +53,6 @@ def features_of_rows(features: list, cache, record: BackboneRecord | TextBackbon
     """`features` (of the training and validation rows) as they are, with `record` (config.json's entry
     of the backbone) given the cache's counts as `{unit}_cached` / `{unit}_computed`, said, and the
     cache held to its size limit."""
-    from fusionapp.pretrained.cache import enforce_limit
-
     record["feature_cache"] = {"folder": cache.folder, f"{unit}_cached": sum(f.cached for f in features),
                                f"{unit}_computed": sum(f.computed for f in features)}
     say(f"{what}: {record['feature_cache'][f'{unit}_cached']} {unit} from the cache, "

@@ -7,18 +7,21 @@ from __future__ import annotations
 import json
 
 from fusionapp.errors import FusionError
+from fusionapp.model.dtype_policy import precision_policy
+from fusionapp.model.pretrained_text import joint_extractors
 from fusionapp.preprocessing.configs import ImageTextConfig, TextConfig, TextInput
 from fusionapp.pretrained.records import JointBranchRecord
+from fusionapp.pretrained.text_backbones import load_image_text_preset, resolve_text_backbone
+from fusionapp.pretrained.weights import weights_sha256
 from fusionapp.runs import layout
 from fusionapp.settings import RunSettings
+from fusionapp.training.text_preset import keep_pretrained_weights, recorded_source
 
 FLAG = "--image-text-backbone"
 
 
 def checked_image_text_preset(settings: RunSettings, load_weights: bool = True):
     """(source, preset) of the run's joint image-text model, refused in one line if the run cannot use it."""
-    from fusionapp.pretrained.text_backbones import load_image_text_preset, resolve_text_backbone
-
     source = resolve_text_backbone(settings.model.image_text_backbone, FLAG)
     preset = load_image_text_preset(source, settings.text.sequence_length, load_weights)
     if settings.model.image_size and settings.model.image_size != preset.image_size:
@@ -48,12 +51,6 @@ def frozen_image_text(settings: RunSettings, preprocessor, out: str):
     """(image extractor, its record, text extractor, its record) of the joint model, float32 with its
     pretrained weights; None for a branch the model does not have. A new run copies the weights
     into its resume folder; a resumed one reads them from there."""
-    from fusionapp.model.dtype_policy import precision_policy
-    from fusionapp.model.pretrained_text import joint_extractors
-    from fusionapp.pretrained.text_backbones import load_image_text_preset
-    from fusionapp.pretrained.weights import weights_sha256
-    from fusionapp.training.text_preset import keep_pretrained_weights, recorded_source
-
     config = preprocessor.image_text
     length = preprocessor.text.sequence_length if preprocessor.text else settings.text.sequence_length
     with precision_policy("float32"):

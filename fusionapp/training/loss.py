@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fusionapp.model.losses import LabelBinaryCrossentropy
+
 
 def class_weights(preprocessor, train_rows, mode: str) -> dict | None:
     """Keras' class_weight for single-label models (each row's loss times its class's weight);
@@ -29,8 +31,6 @@ def training_loss(preprocessor, train_rows, mode: str):
 
     if not preprocessor.multi_label:
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    from fusionapp.model.losses import LabelBinaryCrossentropy
-
     if mode == "none":
         return LabelBinaryCrossentropy()
     targets = preprocessor.label_targets(train_rows.labels)

@@ -13,13 +13,19 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from fusionapp.compat import build_from_local_batch
 from fusionapp.console import keras_verbosity, printer
+from fusionapp.data.pipeline import make_dataset, steps_per_pass
 from fusionapp.data.sharding import Shard
-from fusionapp.model import NetworkSpec, copy_weights
+from fusionapp.model import NetworkSpec, build_classifier, copy_weights
+from fusionapp.model.dtype_policy import precision_policy
 from fusionapp.pretrained.records import ImageTextRecord, PretrainedRecords
+from fusionapp.pretrained.weights import weights_sha256
 from fusionapp.runs import layout
 from fusionapp.settings import RunSettings
+from fusionapp.training.checkpoints import RunCheckpoint, TrainingState
 from fusionapp.training.frozen_backbone import cached_features, frozen_backbone
+from fusionapp.training.image_text import frozen_image_text
 from fusionapp.training.loss import class_weights, training_loss
 from fusionapp.training.text_preset import cached_text_features, frozen_text_backbone
 
@@ -56,8 +62,6 @@ class Phase:
 def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: str, placement, checkpoint_model,
                 state, verbose: int) -> FittedNetwork:
     """`checkpoint_model` and `state` (a TrainingState) are what `--resume` continues from (None: a new run)."""
-    from fusionapp.training.checkpoints import RunCheckpoint, TrainingState
-
     say, training = printer(verbose), settings.training
     spec = NetworkSpec.for_preprocessor(preprocessor)
     extractor, record, text_extractor, text_record = _frozen_backbones(settings, preprocessor, out)
@@ -116,8 +120,6 @@ def _frozen_backbones(settings: RunSettings, preprocessor, out: str):
     """(image extractor, its record, text extractor, its record) of the pretrained models the run
     starts from, frozen; None for each one it has not."""
     if preprocessor.image_text is not None:
-        from fusionapp.training.image_text import frozen_image_text
-
         return frozen_image_text(settings, preprocessor, out)
     return (*frozen_backbone(settings, preprocessor), *frozen_text_backbone(preprocessor, out))
 
@@ -127,8 +129,6 @@ def _check_backbones(state, extractor, record, text_record):
     state with their digests, and the digest of the image backbone's weights, if any."""
     digest = None
     if extractor is not None:
-        from fusionapp.pretrained.weights import weights_sha256
-
         digest = record.get("weights_sha256") or weights_sha256(extractor.backbone)
         state = state.with_backbone("backbone_weights_sha256", digest)
     if text_record is not None:
@@ -170,8 +170,6 @@ def _tuned_words(tuned: dict) -> list[str]:
 def steps_per_epoch(phase: Phase) -> int:
     """--steps-per-epoch, or a pass over this worker's share of the training rows (the smallest
     share, so that every worker of a cluster takes as many steps)."""
-    from fusionapp.data.pipeline import steps_per_pass
-
     if phase.settings.training.steps_per_epoch:
         return phase.settings.training.steps_per_epoch
     shares = len(phase.train_rows) // phase.placement.num_workers
@@ -179,8 +177,6 @@ def steps_per_epoch(phase: Phase) -> int:
 
 
 def _datasets(phase: Phase, start_step: int):
-    from fusionapp.data.pipeline import make_dataset
-
     training = phase.settings.training
     batch_size = phase.placement.global_batch_size(training.batch_size)
     cache_dir = os.path.join(phase.out, layout.PIXEL_CACHE_DIR)
@@ -208,8 +204,6 @@ def _datasets(phase: Phase, start_step: int):
 def _compiled(phase: Phase, spec: NetworkSpec, learning_rate: float, epochs: int, loss):
     import keras
 
-    from fusionapp.model import build_classifier
-
     settings = phase.settings
     with phase.placement.strategy.scope():
         model = build_classifier(settings.model, spec, phase.preprocessor)
@@ -232,8 +226,6 @@ def _run_phase(model, phase: Phase, epochs: int) -> None:
     if done < epochs and not checkpoint.state.stopped:
         train_data, val_data = _datasets(phase, start_step=done * steps)
         if phase.placement.num_workers > 1:
-            from fusionapp.compat import build_from_local_batch
-
             build_from_local_batch(model, train_data)
         callbacks = [checkpoint]
         if phase.settings.training.tensorboard:
@@ -257,16 +249,11 @@ def _start_fine_tune(phase: Phase, spec: NetworkSpec, start, loss):
         model.optimizer.build(model.trainable_variables)
     _, val_data = _datasets(phase, start_step=0)
     if phase.placement.num_workers > 1:
-        from fusionapp.compat import build_from_local_batch
-
         build_from_local_batch(model, val_data)
     phase.checkpoint.start_fine_tune(model, float(model.evaluate(val_data, verbose=0, return_dict=True)["loss"]))
     return model
 
 
 def float32_model(settings: RunSettings, spec: NetworkSpec, preprocessor):
-    from fusionapp.model import build_classifier
-    from fusionapp.model.dtype_policy import precision_policy
-
     with precision_policy("float32"):
         return build_classifier(settings.model, spec, preprocessor)

@@ -4,10 +4,13 @@ first, so a run killed at any later moment can be resumed, and again as the run 
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypedDict
 
+import fusionapp
 from fusionapp.data.sources import data_label
+from fusionapp.errors import FusionError
 from fusionapp.runs import files, layout
 from fusionapp.settings import RunSettings
 
@@ -73,8 +76,6 @@ class StageClock:
     """Seconds per stage of a run (config.json's stage_seconds): each lap ends the stage it names."""
 
     def __init__(self):
-        import time
-
         self._time = time.perf_counter
         self._last = self._time()
         self.seconds: dict[str, float] = {}
@@ -88,8 +89,6 @@ class StageClock:
 def new_record(data: str, settings: RunSettings, fingerprint: dict | None) -> RunConfig:
     import keras
     import tensorflow as tf
-
-    import fusionapp
 
     return RunConfig(**{
         "fusionapp_version": fusionapp.__version__,
@@ -107,8 +106,6 @@ def new_record(data: str, settings: RunSettings, fingerprint: dict | None) -> Ru
 
 def recorded_run(out: str) -> RunConfig:
     """The config.json of the run in `out`, for `--resume`."""
-    from fusionapp.errors import FusionError
-
     path = os.path.join(out, layout.CONFIG_FILE)
     if not os.path.exists(path):
         raise FusionError(f"{out}: nothing to resume (no {layout.CONFIG_FILE})")

@@ -4,14 +4,23 @@ settings need of this machine."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from datetime import datetime
 
 from fusionapp.console import printer
+from fusionapp.data.demo import make_demo
 from fusionapp.data.frames import FRAME_NAMES, frame_name, is_frame
-from fusionapp.data.sources import data_label
+from fusionapp.data.service import wait_for_dispatcher
+from fusionapp.data.sources import data_fingerprint, data_label
 from fusionapp.errors import FusionError
+from fusionapp.pretrained.cache import cache_limit_bytes
+from fusionapp.pretrained.weights import resolve_weights
 from fusionapp.settings import RunSettings, apply_flat, flat_value
+from fusionapp.settings.resume import PATH_SETTINGS, recorded_path, resumed_settings
+from fusionapp.training.image_text import checked_image_text_preset
+from fusionapp.training.record import recorded_run
+from fusionapp.training.text_preset import checked_text_preset
 
 DEMO_DIR = os.path.join("data", "demo")
 MULTILABEL_DEMO_DIR = os.path.join("data", "demo-multilabel")
@@ -20,8 +29,6 @@ DEMO_TABULAR = ("price", "seller")
 
 def new_run(data: str | None, out: str | None, settings: RunSettings, verbose: int):
     """(data, out, settings) of a new run; no DATA means the demo set, created if missing."""
-    from fusionapp.settings.resume import PATH_SETTINGS, recorded_path
-
     settings = apply_flat(settings, {name: recorded_path(name, flat_value(settings, name)) for name in PATH_SETTINGS})
     if data is None:
         if settings.model.multi_label and settings.columns.label_sep != "|":
@@ -36,10 +43,6 @@ def resumed_run(data: str | None, out: str | None, given: dict):
     """(data, settings) of the run in `out`: its recorded settings with the changes a resume allows
     (fusionapp.settings.resume); a DATA other than the recorded one, or a table changed since, is
     refused."""
-    from fusionapp.data.sources import data_fingerprint
-    from fusionapp.settings.resume import resumed_settings
-    from fusionapp.training.record import recorded_run
-
     if out is None:
         raise FusionError("--resume needs --out RUN_DIR, the run to continue")
     config = recorded_run(out)
@@ -65,12 +68,8 @@ def check_pretrained_models(settings: RunSettings) -> None:
     variables, so this runs after the distribution strategy exists."""
     model = settings.model
     if model.image_text_backbone:
-        from fusionapp.training.image_text import checked_image_text_preset
-
         checked_image_text_preset(settings, load_weights=False)
     elif model.text_backbone and (not model.modalities or "text" in model.modalities):
-        from fusionapp.training.text_preset import checked_text_preset
-
         checked_text_preset(settings, load_weights=False)
 
 
@@ -78,21 +77,13 @@ def check_environment(settings: RunSettings, say) -> None:
     """What settings need of this machine (and of the machines they name), checked before any work
     starts or anything is written."""
     if settings.training.data_service:
-        from fusionapp.data.service import wait_for_dispatcher
-
         wait_for_dispatcher(settings.training.data_service, settings.training.data_service_timeout, say)
     model = settings.model
     if model.pretrained and (not model.modalities or "image" in model.modalities):
-        from fusionapp.pretrained.weights import resolve_weights
-
         resolve_weights(model.image_backbone, settings.training.backbone_weights)
     if model.starts_pretrained and settings.training.feature_cache:
-        from fusionapp.pretrained.cache import cache_limit_bytes
-
         cache_limit_bytes()
     if settings.training.tensorboard:
-        import importlib.util
-
         if importlib.util.find_spec("tensorboard") is None:
             raise FusionError("--tensorboard needs the tensorboard package: pip install 'fusionapp[tensorboard]'")
 
@@ -101,8 +92,6 @@ def demo_table(verbose: int, multi_label: bool = False) -> str:
     folder = MULTILABEL_DEMO_DIR if multi_label else DEMO_DIR
     table = os.path.join(folder, "demo.csv")
     if not os.path.exists(table):
-        from fusionapp.data.demo import make_demo
-
         printer(verbose)(f"Creating the {'multi-label ' if multi_label else ''}demo data set in {folder} ...")
         make_demo(folder, multi_label=multi_label)
     return table

@@ -4,13 +4,23 @@ never), their digest, and every text's pooled vector from the feature cache."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
+from fusionapp.data.memory import check_fits
+from fusionapp.model.dtype_policy import precision_policy
+from fusionapp.model.pretrained_text import text_features_extractor, transformer_stack
 from fusionapp.preprocessing.configs import ImageTextConfig, TextConfig, TextInput
+from fusionapp.pretrained.cache import FeatureCache, TextCacheKey
 from fusionapp.pretrained.records import JointBranchRecord, TextBackboneRecord
+from fusionapp.pretrained.text_backbones import (TextBackboneSource, describe_text_backbone, load_text_preset,
+                                                 resolve_text_backbone)
+from fusionapp.pretrained.text_features import text_backbone_features
+from fusionapp.pretrained.weights import weights_sha256
 from fusionapp.runs import files, layout
 from fusionapp.settings import RunSettings
+from fusionapp.training.frozen_backbone import features_of_rows
 
 # How texts are cut and normalised before the tokenizer (preprocessing.raw_values): a change invalidates cached vectors.
 TEXT_NORMALIZE_VERSION = 1
@@ -18,9 +28,6 @@ TEXT_NORMALIZE_VERSION = 1
 
 def checked_text_preset(settings: RunSettings, load_weights: bool = True):
     """(source, preset) of the run's text backbone, refused in one line if the run cannot use it."""
-    from fusionapp.model.pretrained_text import transformer_stack
-    from fusionapp.pretrained.text_backbones import load_text_preset, resolve_text_backbone
-
     source = resolve_text_backbone(settings.model.text_backbone)
     preset = load_text_preset(source, settings.text.sequence_length, load_weights)
     if settings.training.fine_tune_text:
@@ -50,11 +57,6 @@ def frozen_text_backbone(preprocessor, out: str) -> tuple[object, TextBackboneRe
     text = preprocessor.text
     if text is None or text.input != TextInput.BACKBONE or preprocessor.image_text:
         return None, None
-    from fusionapp.model.dtype_policy import precision_policy
-    from fusionapp.model.pretrained_text import text_features_extractor
-    from fusionapp.pretrained.text_backbones import describe_text_backbone, load_text_preset
-    from fusionapp.pretrained.weights import weights_sha256
-
     with precision_policy("float32"):
         extractor = text_features_extractor(text.backbone, text.sequence_length)
     source = recorded_source(text)
@@ -68,8 +70,6 @@ def frozen_text_backbone(preprocessor, out: str) -> tuple[object, TextBackboneRe
 
 def recorded_source(config: TextConfig | ImageTextConfig):
     """Where the preprocessor's `config` (text or image_text) says its pretrained model was found."""
-    from fusionapp.pretrained.text_backbones import TextBackboneSource
-
     return TextBackboneSource(config.name or "", config.source or "", config.folder or "")
 
 
@@ -89,11 +89,6 @@ def cached_text_features(train_rows, val_rows, preprocessor, extractor,
                          record: TextBackboneRecord | JointBranchRecord, say):
     """Both row sets' pooled text vectors, from the feature cache where it has them; `record`
     (config.json's text_backbone entry) gains how many were cached and computed."""
-    from fusionapp.data.memory import check_fits
-    from fusionapp.pretrained.cache import FeatureCache, TextCacheKey
-    from fusionapp.pretrained.text_features import text_backbone_features
-    from fusionapp.training.frozen_backbone import features_of_rows
-
     rows = len(train_rows) + len(val_rows)
     check_fits(f"a frozen text backbone's vectors of {rows} rows ({record['hidden_dim']} float16 each)",
                rows * record["hidden_dim"] * 2, "train with --no-feature-cache (texts through the backbone each step)")
@@ -111,8 +106,6 @@ def cached_text_features(train_rows, val_rows, preprocessor, extractor,
 
 def _settings_digest(config) -> str:
     """A digest of a serialized Keras object's settings, without the names Keras numbers per process."""
-    import hashlib
-
     def unnamed(value):
         if isinstance(value, dict):
             return {key: unnamed(item) for key, item in value.items() if key != "name"}

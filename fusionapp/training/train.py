@@ -8,11 +8,29 @@ import os
 import shutil
 import tempfile
 
+import fusionapp.model  # noqa: F401 - registers the classes the checkpoint names
+import fusionapp.training.val_logits as val_logits
 from fusionapp.console import printer
+from fusionapp.data.memory import check_pixel_cache
+from fusionapp.data.sources import data_fingerprint
 from fusionapp.errors import FusionError
+from fusionapp.evaluation.report_text import format_report
+from fusionapp.model.dtype_policy import precision_policy
+from fusionapp.posthoc import after_network
+from fusionapp.preprocessing import adapt
 from fusionapp.runs import files, layout
 from fusionapp.settings import RunSettings, apply_flat, check_applies, given_settings
 from fusionapp.settings.resume import check_request
+from fusionapp.training.auto_precision import resolve_precision
+from fusionapp.training.checkpoints import load_state, restore_seed_states
+from fusionapp.training.finish import save_run, test_report, validation_report
+from fusionapp.training.image_text import image_text_config
+from fusionapp.training.network_fit import fit_network
+from fusionapp.training.record import RunRecord, StageClock
+from fusionapp.training.request import check_environment, check_pretrained_models, new_run, resumed_run
+from fusionapp.training.strategies import make_placement
+from fusionapp.training.text_preset import backbone_text_config
+from fusionapp.training.training_rows import drop_unseen_labels, label_summary, load_rows, small_class_notes
 
 
 def train(data: str | None = None, out: str | None = None, *, resume: bool = False, overwrite: bool = False,
@@ -44,19 +62,13 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
         fusionapp.settings.NotApplicable: A setting given where it does not apply.
         fusionapp.errors.FusionError: A missing or unreadable table, column or model, in one line.
     """
-    from fusionapp.training.request import check_environment, check_pretrained_models
-
     data, out, run_settings, asked = _requested(data, out, resume, overwrite, settings, flat, verbose)
     if run_settings.model.multi_label and isinstance(data, str) and data.startswith("tfds:"):
         raise FusionError("--multi-label reads label sets from a table's label column; TFDS sources give one "
                           "label per example")
     check_environment(run_settings, printer(verbose))
-    from fusionapp.training.strategies import make_placement
-
     # Before anything else runs a TensorFlow op: multi-worker training cannot start after one.
     placement = make_placement(run_settings.training.strategy)
-    from fusionapp.training.auto_precision import resolve_precision
-
     # Recorded as resolved, so config.json says what ran and --resume keeps it on other hardware.
     run_settings = apply_flat(run_settings, {"precision": resolve_precision(run_settings.training.precision)})
     if resume and placement.num_workers > 1:
@@ -78,8 +90,6 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
 def _requested(data, out, resume: bool, overwrite: bool, settings: RunSettings | None, flat: dict, verbose: int):
     """(data, out, settings, the names of the settings asked for) of a new run, checked, or of the
     run a resume continues."""
-    from fusionapp.training.request import new_run, resumed_run
-
     check_request(resume, overwrite)
     given = {**(given_settings(settings) if settings else {}), **flat}
     if resume:
@@ -95,8 +105,6 @@ def _train_in(data: str, out: str, settings: RunSettings, asked: tuple[str, ...]
               overwrite: bool, verbose: int) -> str:
     import keras
 
-    from fusionapp.model.dtype_policy import precision_policy
-
     with layout.run_folder(out, new_run=not resume), layout.run_lock(out), \
             precision_policy(settings.training.precision):
         layout.prepare_run_dir(out, resume=resume, overwrite=overwrite)
@@ -108,16 +116,6 @@ def _train_locked(data: str, out: str, settings: RunSettings, asked: tuple[str, 
                   verbose: int) -> str:
     """The stages of a run. `asked`: the settings the user gave, checked again once the data says
     which inputs the model reads."""
-    from fusionapp.data.memory import check_pixel_cache
-    from fusionapp.data.sources import data_fingerprint
-    from fusionapp.evaluation.report_text import format_report
-    from fusionapp.posthoc.after_network import fit_after_network
-    from fusionapp.training.finish import save_run, test_report, validation_report
-    from fusionapp.training.network_fit import fit_network
-    from fusionapp.training.record import RunRecord, StageClock
-    from fusionapp.training.training_rows import load_rows
-    from fusionapp.training.val_logits import network_val_logits
-
     say = printer(verbose)
     record = RunRecord(out, data, settings, data_fingerprint(data))
     clock = StageClock()
@@ -139,8 +137,8 @@ def _train_locked(data: str, out: str, settings: RunSettings, asked: tuple[str, 
     clock.lap("network")
     record.update(**fitted.records)
     say(f"After the network: its logits on the {len(rows.val)} validation rows ...")
-    after = fit_after_network(fitted.model, rows.train, rows.val, network_val_logits(fitted, settings, rows.val),
-                              settings, say)
+    after = after_network.fit_after_network(fitted.model, rows.train, rows.val,
+                                            val_logits.network_val_logits(fitted, settings, rows.val), settings, say)
     record.update(**after.record, epochs_run=len(fitted.history), best_epoch=fitted.best_epoch)
     say("Scoring the validation rows ...")
     reports = {"validation": validation_report(fitted.model, rows.val, after.val_logits, len(rows.skipped))}
@@ -164,9 +162,6 @@ def _restore(out: str, placement):
     was saved with; (None, None) when no epoch completed before the run stopped."""
     import keras
 
-    import fusionapp.model  # noqa: F401 - registers the classes the checkpoint names
-    from fusionapp.training.checkpoints import load_state, restore_seed_states
-
     state = load_state(out)
     if state is None:
         return None, None
@@ -177,18 +172,12 @@ def _restore(out: str, placement):
 
 
 def _adapt(rows, settings: RunSettings, say):
-    from fusionapp.preprocessing import adapt
-
     label_sep = settings.columns.label_sep if settings.model.multi_label else None
     training = settings.training
     backbone_text, tokenizer, image_text, image_size = None, None, None, settings.model.image_size
     if settings.model.image_text_backbone:
-        from fusionapp.training.image_text import image_text_config
-
         image_text, backbone_text, tokenizer, image_size = image_text_config(settings, say)
     elif "text" in settings.model.modalities and settings.model.text_backbone:
-        from fusionapp.training.text_preset import backbone_text_config
-
         backbone_text, tokenizer = backbone_text_config(settings, say)
     if "text" in settings.model.modalities:
         limit = settings.text.max_chars
@@ -208,8 +197,6 @@ def _adapt(rows, settings: RunSettings, say):
 def _holdout(rows, preprocessor, settings: RunSettings, out: str, record, placement, say):
     """The validation rows scorable by this preprocessor, what config.json records of the rows, and
     the summary lines."""
-    from fusionapp.training.training_rows import drop_unseen_labels, label_summary, small_class_notes
-
     columns, training = settings.columns, settings.training
     if not preprocessor.multi_label:
         rows = drop_unseen_labels(rows, preprocessor.class_names, columns.label)

@@ -8,8 +8,15 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TypedDict
 
+from fusionapp.data.checks import drop_bad_rows, find_bad_rows
 from fusionapp.data.examples import BadRow, Examples
+from fusionapp.data.sources import load_examples
+from fusionapp.data.splits import split_train_val, training_rows
 from fusionapp.errors import FusionError
+from fusionapp.preprocessing import infer_tabular_kinds
+from fusionapp.preprocessing.adapt import frequent_labels
+from fusionapp.preprocessing.labels import unknown_label_counts
+from fusionapp.preprocessing.raw_values import numeric_values
 from fusionapp.settings import RunSettings
 
 
@@ -25,12 +32,6 @@ class TrainingRows:
 def load_rows(data: str, settings: RunSettings, say, clock=None) -> tuple[TrainingRows, RunSettings]:
     """Read and check `data`, split it, and resolve the settings for the modalities it has
     (`clock`, a StageClock, times the reading and the checks)."""
-    from fusionapp.data.checks import drop_bad_rows, find_bad_rows
-    from fusionapp.data.sources import load_examples
-    from fusionapp.data.splits import split_train_val, training_rows
-    from fusionapp.preprocessing import infer_tabular_kinds
-    from fusionapp.preprocessing.raw_values import numeric_values
-
     columns, training = settings.columns, settings.training
     requested = settings.model.modalities or None
     # Training never writes ids: the id column is left unread.
@@ -146,9 +147,6 @@ class LabelSetsRecord(TypedDict):
 
 def label_summary(rows: TrainingRows, preprocessor, min_count: int, say) -> LabelSetsRecord:
     """What config.json records of a multi-label run's label sets, and the rare labels left out."""
-    from fusionapp.preprocessing.adapt import frequent_labels
-    from fusionapp.preprocessing.labels import unknown_label_counts
-
     sep = preprocessor.label_sep
     _, dropped = frequent_labels(rows.train.labels, sep, min_count)
     if dropped:
@@ -165,8 +163,6 @@ def label_summary(rows: TrainingRows, preprocessor, min_count: int, say) -> Labe
 
 def usable_test_rows(examples: Examples, columns, preprocessor) -> tuple[Examples, list[BadRow]]:
     """The usable rows of the `test` split, and its bad ones (none of them stops the run)."""
-    from fusionapp.data.checks import find_bad_rows
-
     test = examples.select_split("test")
     bad_rows = find_bad_rows(test, columns, preprocessor.modalities, need_label=True,
                              known_labels=preprocessor.class_names, tabular_kinds=preprocessor.tabular_kinds,

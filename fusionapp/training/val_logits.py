@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from fusionapp.data.pipeline import make_dataset
+from fusionapp.inference.raw_inference import PREDICT_BATCH_SIZE, predict_examples
+from fusionapp.model import copy_weights
 from fusionapp.settings import RunSettings
+from fusionapp.training.network_fit import float32_model
 
 
 def network_val_logits(fitted, settings: RunSettings, val_rows) -> np.ndarray:
     """float64 [rows, classes]: `fitted.model`'s logits on `val_rows`, with every post-hoc part
     still at its neutral value."""
-    from fusionapp.inference.raw_inference import PREDICT_BATCH_SIZE, predict_examples
-
     image_features, text_features = fitted.val_features
     if image_features is None and text_features is None:
         return predict_examples(fitted.model, val_rows).logits.astype(np.float64)
-    from fusionapp.data.pipeline import make_dataset
-    from fusionapp.model import copy_weights
-    from fusionapp.training.network_fit import float32_model
-
     model = fitted.model
     reader = float32_model(settings, fitted.reader_spec, model.preprocessor)
     copy_weights(model, reader)
