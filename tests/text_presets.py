@@ -51,8 +51,11 @@ def tiny_xlm_roberta_preset(folder: str, texts, seed: int = 0) -> str:
     return folder
 
 
-def tiny_bert_snapshot(folder: str, seed: int = 0) -> str:
-    """A Hugging Face BERT snapshot: config.json, tokenizer_config.json, vocab.txt, model.safetensors."""
+def tiny_bert_snapshot(folder: str, seed: int = 0, tokenizer_json: bool = False, pooling: str | None = None) -> str:
+    """A Hugging Face BERT snapshot: config.json, tokenizer_config.json, vocab.txt, model.safetensors.
+    `tokenizer_json`: its vocabulary in tokenizer.json only (no vocab.txt, no do_lower_case), as
+    current snapshots ship it; `pooling` ("cls", "max", "mean", "+l2" for a Normalize module): a
+    sentence-transformers snapshot's 1_Pooling/config.json and modules.json."""
     from safetensors.numpy import save_file
 
     vocabulary = bert_vocabulary()
@@ -63,10 +66,29 @@ def tiny_bert_snapshot(folder: str, seed: int = 0) -> str:
               "intermediate_size": inner, "max_position_embeddings": positions, "type_vocab_size": 2}
     with open(os.path.join(folder, "config.json"), "w") as stream:
         json.dump(config, stream)
-    with open(os.path.join(folder, "tokenizer_config.json"), "w") as stream:
-        json.dump({"do_lower_case": True, "tokenizer_class": "BertTokenizer"}, stream)
-    with open(os.path.join(folder, "vocab.txt"), "w") as stream:
-        stream.write("\n".join(vocabulary) + "\n")
+    if tokenizer_json:
+        _write_json(os.path.join(folder, "tokenizer_config.json"), {"tokenizer_class": "BertTokenizer"})
+        _write_json(os.path.join(folder, "tokenizer.json"), {
+            "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                      "vocab": {token: i for i, token in enumerate(vocabulary)}},
+            "normalizer": {"type": "BertNormalizer", "lowercase": True}})
+    else:
+        _write_json(os.path.join(folder, "tokenizer_config.json"),
+                    {"do_lower_case": True, "tokenizer_class": "BertTokenizer"})
+        with open(os.path.join(folder, "vocab.txt"), "w") as stream:
+            stream.write("\n".join(vocabulary) + "\n")
+    if pooling:
+        kind, _, scaled = pooling.partition("+")
+        os.makedirs(os.path.join(folder, "1_Pooling"), exist_ok=True)
+        _write_json(os.path.join(folder, "1_Pooling", "config.json"), {
+            "word_embedding_dimension": hidden, "pooling_mode_cls_token": kind == "cls",
+            "pooling_mode_mean_tokens": kind == "mean", "pooling_mode_max_tokens": kind == "max"})
+        modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+        if scaled:
+            modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
+                            "type": "sentence_transformers.models.Normalize"})
+        _write_json(os.path.join(folder, "modules.json"), modules)
     rng = np.random.default_rng(seed)
     shapes = {"embeddings.word_embeddings.weight": (len(vocabulary), hidden),
               "embeddings.position_embeddings.weight": (positions, hidden),
@@ -86,6 +108,11 @@ def tiny_bert_snapshot(folder: str, seed: int = 0) -> str:
         tensors[f"bert.{norm}.bias"] = np.zeros(hidden, np.float32)
     save_file(tensors, os.path.join(folder, "model.safetensors"))
     return folder
+
+
+def _write_json(path: str, values) -> None:
+    with open(path, "w") as stream:
+        json.dump(values, stream)
 
 
 def tiny_clip_preset(folder: str, seed: int = 0) -> str:

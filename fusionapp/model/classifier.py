@@ -233,7 +233,7 @@ def _backbone_text(tensors: dict, settings: ModelSettings, spec: NetworkSpec, jo
         tensors["text_mask"] = keras.Input((length,), dtype="int32", name="text_mask")
         backbone = build_text_backbone(spec.text_backbone)
         pooled = backbone_text_features(tensors["text"], tensors["text_mask"], backbone,
-                                        frozen=not spec.fine_tune_text)
+                                        frozen=not spec.fine_tune_text, pooling=spec.text_pooling)
     return pretrained_vector_branch(pooled, settings, "text"), backbone
 
 

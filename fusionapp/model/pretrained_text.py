@@ -36,26 +36,53 @@ def build_text_backbone(config: str, name: str = TEXT_BACKBONE_LAYER):
     return backbone
 
 
-def backbone_text_features(token_ids, padding_mask, backbone, frozen: bool = True):
-    """[batch, length] token ids and 0/1 mask -> [batch, hidden] mean of the last layer's vectors over
-    the text's own tokens (padding left out). Frozen, it runs in inference mode (no dropout), as the
-    vectors the feature cache holds were computed."""
+@keras.saving.register_keras_serializable(package="fusionapp")
+class TokenPooling(layers.Layer):
+    """[batch, length, hidden] and the 0/1 padding mask -> [batch, hidden]: the first token's vector
+    ("cls"), or each feature's largest over the text's own tokens ("max")."""
+
+    def __init__(self, mode: str, **kwargs):
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def call(self, sequence, padding_mask):
+        if self.mode == "cls":
+            return sequence[:, 0, :]
+        own = ops.expand_dims(ops.cast(padding_mask, "bool"), -1)
+        return ops.max(ops.where(own, sequence, ops.full_like(sequence, -1e9)), axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def backbone_text_features(token_ids, padding_mask, backbone, frozen: bool = True, pooling: str | None = None):
+    """[batch, length] token ids and 0/1 mask -> [batch, hidden]: the last layer's vectors pooled over
+    the text's own tokens (padding left out): `pooling` "mean" (None too), "cls" (the first token's)
+    or "max", with "+l2" scaled to unit length after, as a sentence-transformers model pools. Frozen,
+    it runs in inference mode (no dropout), as the vectors the feature cache holds were computed."""
     inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
     if "segment_ids" in backbone.input:
         inputs["segment_ids"] = ops.zeros_like(token_ids)  # one segment: the whole text
     outputs = backbone(inputs, training=False) if frozen else backbone(inputs)
     sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
-    return layers.GlobalAveragePooling1D(name="text.mean_pool", dtype="float32")(
-        sequence, mask=ops.cast(padding_mask, "bool"))
+    kind, _, scaled = (pooling or "mean").partition("+")
+    mask = ops.cast(padding_mask, "bool")
+    if kind in ("cls", "max"):
+        pooled = TokenPooling(kind, name=f"text.{kind}_pool", dtype="float32")(sequence, padding_mask)
+    else:
+        pooled = layers.GlobalAveragePooling1D(name="text.mean_pool", dtype="float32")(sequence, mask=mask)
+    if scaled == "l2":
+        pooled = layers.UnitNormalization(name="text.unit_norm", dtype="float32")(pooled)
+    return pooled
 
 
-def text_features_extractor(config: str, sequence_length: int):
+def text_features_extractor(config: str, sequence_length: int, pooling: str | None = None):
     """Token ids and mask -> the pooled vector: the part of the text branch the feature cache stands
     in for, its backbone held as `extractor.backbone`."""
     token_ids = keras.Input((sequence_length,), dtype="int32", name="text")
     mask = keras.Input((sequence_length,), dtype="int32", name="text_mask")
     backbone = build_text_backbone(config)
-    features = backbone_text_features(token_ids, mask, backbone)
+    features = backbone_text_features(token_ids, mask, backbone, pooling=pooling)
     extractor = keras.Model({"text": token_ids, "text_mask": mask}, features, name="text.feature_extractor")
     extractor.backbone = backbone
     return extractor

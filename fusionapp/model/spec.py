@@ -26,6 +26,9 @@ class NetworkSpec:
     # the feature cache) instead of token ids
     text_features: int | None = None
     fine_tune_text: int = 0  # how many top transformer layers of the text backbone train
+    # how that backbone's last layer becomes one vector: "mean", "cls" or "max" over the text's own
+    # tokens, "+l2" scaled to unit length after (a sentence-transformers snapshot's own); None: mean
+    text_pooling: str | None = None
     # the wide path's own n-gram vocabulary; None in models before 0.9, whose wide path read the
     # network's TF-IDF text
     wide_width: int | None = None
@@ -62,7 +65,7 @@ class NetworkSpec:
         if text is not None:
             fields.update(text_input=text.input, text_width=text.width, sequence_length=text.sequence_length)
             if text.input == TextInput.BACKBONE and image_text is None:
-                fields["text_backbone"] = text.backbone
+                fields.update(text_backbone=text.backbone, text_pooling=text.pooling)
             if preprocessor.wide_text is not None:
                 fields["wide_width"] = preprocessor.wide_text.vocabulary_size
         if "tabular" in preprocessor.modalities:

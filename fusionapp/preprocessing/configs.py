@@ -74,6 +74,8 @@ class TextConfig(_SavedForm):
     name: str | None = None
     source: str | None = None
     folder: str | None = None
+    # how the backbone's last layer becomes one vector (fusionapp.model.pretrained_text); None: mean
+    pooling: str | None = None
 
     RENAMED = {"output": "input"}
 

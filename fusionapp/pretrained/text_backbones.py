@@ -17,9 +17,9 @@ from fusionapp.compat import builtin_presets, preset_config_file
 from fusionapp.errors import FusionError, one_line
 from fusionapp.model.dtype_policy import precision_policy
 from fusionapp.pretrained.records import TextBackboneRecord
+from fusionapp.pretrained.snapshots import loadable_folder
 from fusionapp.pretrained.weights import OFFLINE_ENV
 
-POOLING = "mean"  # over the non-padding tokens of the last layer (why: docs/text-backbones.md)
 
 
 @dataclass(frozen=True)
@@ -100,10 +100,11 @@ def load_text_preset(source: TextBackboneSource, sequence_length: int, load_weig
     import keras
     import keras_hub
 
+    folder = loadable_folder(source.folder, "--text-backbone") if source.kind == "huggingface" else source.folder
     try:
         with precision_policy("float32"):
-            backbone = keras_hub.models.Backbone.from_preset(source.folder, load_weights=load_weights)
-            tokenizer = keras_hub.models.TextClassifierPreprocessor.from_preset(source.folder,
+            backbone = keras_hub.models.Backbone.from_preset(folder, load_weights=load_weights)
+            tokenizer = keras_hub.models.TextClassifierPreprocessor.from_preset(folder,
                                                                                sequence_length=sequence_length)
     except Exception as error:  # noqa: BLE001 - a folder of another kind of model, said in one line
         raise FusionError(f"--text-backbone {source.given}: cannot load it as a KerasHub text model "
@@ -174,8 +175,8 @@ def _per_channel(value) -> list[float]:
 
 
 def describe_text_backbone(source: TextBackboneSource, preset_config: dict, digest: str, sequence_length: int,
-                           hidden_dim: int) -> TextBackboneRecord:
+                           hidden_dim: int, pooling: str) -> TextBackboneRecord:
     """What config.json records of the text backbone."""
     return {"name": source.given, "source": source.kind, "folder": source.folder,
             "class": preset_config.get("class_name"), "weights_sha256": digest, "sequence_length": sequence_length,
-            "hidden_dim": hidden_dim, "pooling": POOLING}
+            "hidden_dim": hidden_dim, "pooling": pooling}

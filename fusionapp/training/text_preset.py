@@ -16,6 +16,7 @@ from fusionapp.pretrained.cache import FeatureCache, TextCacheKey
 from fusionapp.pretrained.records import JointBranchRecord, TextBackboneRecord
 from fusionapp.pretrained.text_backbones import (TextBackboneSource, describe_text_backbone, load_text_preset,
                                                  resolve_text_backbone)
+from fusionapp.pretrained.snapshots import sentence_pooling
 from fusionapp.pretrained.text_features import text_backbone_features
 from fusionapp.pretrained.weights import weights_sha256
 from fusionapp.runs import files, layout
@@ -44,9 +45,12 @@ def backbone_text_config(settings: RunSettings, say) -> tuple[TextConfig, object
     length = settings.text.sequence_length
     say(f"Text backbone {settings.model.text_backbone} ({source.kind} folder {source.folder}), {length} tokens")
     # Nested configs as JSON text, as the model file keeps them.
+    pooling = sentence_pooling(source.folder)
+    if pooling != "mean":
+        say(f"Text backbone vectors pooled as its sentence-transformers configuration says: {pooling}")
     config = TextConfig(TextInput.BACKBONE, length, backbone=json.dumps(preset.config),
                         tokenizer=json.dumps(keras.saving.serialize_keras_object(preset.tokenizer)),
-                        source=source.kind, folder=source.folder, name=source.given)
+                        source=source.kind, folder=source.folder, name=source.given, pooling=pooling)
     return config, preset.tokenizer
 
 
@@ -58,13 +62,13 @@ def frozen_text_backbone(preprocessor, out: str) -> tuple[object, TextBackboneRe
     if text is None or text.input != TextInput.BACKBONE or preprocessor.image_text:
         return None, None
     with precision_policy("float32"):
-        extractor = text_features_extractor(text.backbone, text.sequence_length)
+        extractor = text_features_extractor(text.backbone, text.sequence_length, text.pooling)
     source = recorded_source(text)
     keep_pretrained_weights(extractor.backbone, out, layout.TEXT_BACKBONE_WEIGHTS,
                             lambda: load_text_preset(source, text.sequence_length).backbone)
     digest = weights_sha256(extractor.backbone)
     record = describe_text_backbone(source, json.loads(text.backbone), digest, text.sequence_length,
-                                    int(extractor.output_shape[-1]))
+                                    int(extractor.output_shape[-1]), text.pooling or "mean")
     return extractor, record
 
 
