@@ -342,3 +342,19 @@ def test_the_chosen_C_is_the_grids_best_held_out_log_loss():
     logits = features @ fitted.kernel + fitted.bias
     np.testing.assert_allclose(np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True),
                                reference.predict_proba(features), atol=5e-3)
+
+
+def test_the_c_grid_goes_on_past_an_edge_while_the_held_out_loss_falls():
+    """Separable rows want little regularisation, noise much: the grid extends past 16, or below 1,
+    until the held-out loss turns, instead of stopping at its edge."""
+    from fusionapp.posthoc.linear import C_GRID, GRID_STEP, MAX_EXTENSIONS, cross_fit, fold_numbers
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5))
+    clean = (x[:, 0] > 0).astype(int)
+    fitted = cross_fit(x, clean, 2, "none", C_GRID, fold_numbers(clean, 5, 0))
+    assert max(fitted.held_out_loss) > max(C_GRID) and fitted.C > max(C_GRID)
+    assert max(fitted.held_out_loss) <= max(C_GRID) * GRID_STEP ** MAX_EXTENSIONS
+    noise = rng.integers(0, 2, 300)
+    fitted = cross_fit(rng.normal(size=(300, 40)), noise, 2, "none", C_GRID, fold_numbers(noise, 5, 0))
+    assert min(fitted.held_out_loss) < min(C_GRID) and fitted.C < min(C_GRID)

@@ -20,6 +20,9 @@ FOLDS = 5
 # the best value moves with the data (measured in docs/figures.md), and a grid of three fits each
 # fold three times, from the previous value's solution.
 C_GRID = (1.0, 4.0, 16.0)
+# Past an edge the grid goes on in these steps, at most this many times each way.
+GRID_STEP = 4.0
+MAX_EXTENSIONS = 3
 # A class (or label) these rows never show gets a logit this far below the others: it stays unlikely.
 ABSENT_LOGIT = 30.0
 
@@ -32,32 +35,56 @@ class CrossFit:
     bias: np.ndarray
     held_out_logits: np.ndarray
     C: float = 4.0
-    held_out_loss: dict | None = None  # each C of the grid -> its held-out log loss
+    held_out_loss: dict | None = None  # each C tried -> its held-out log loss
 
 
 def cross_fit(features, labels, num_classes: int, class_weight: str, grid, folds: np.ndarray,
               progress=None) -> CrossFit:
     """`folds` gives each row's fold (0 .. K-1): fold k's rows are predicted by a fit on the others,
-    for each C of `grid`; the C of the lowest held-out log loss (ties: the smaller) is refitted on
-    every row. `progress(done, total)` is called after each fold."""
+    for each C of `grid`, and of the grid extended by a factor of GRID_STEP past whichever edge the
+    best C sits at (at most MAX_EXTENSIONS times each way), so the choice is never the grid's edge
+    while the held-out loss still falls beyond it. The C of the lowest held-out log loss (ties: the
+    smaller) is refitted on every row. `progress(done, total)` is called after each fold of the grid."""
     grid = sorted(float(C) for C in grid)
-    held_out = {C: np.zeros((features.shape[0], num_classes), np.float64) for C in grid}
-    fits = {C: [] for C in grid}
     count = int(folds.max()) + 1
+    held_out, fits = {}, {}
     for fold in range(count):
-        inside, outside = folds != fold, folds == fold
         start = None
         for C in grid:
-            start = fit_linear(features[inside], labels[inside], num_classes, class_weight, C, start=start)
-            held_out[C][outside] = features[outside] @ start[0] + start[1]
-            fits[C].append(start)
+            start = _fit_fold(features, labels, folds, fold, num_classes, class_weight, C, start, held_out, fits)
         if progress is not None:
             progress(fold + 1, count)
     losses = {C: held_out_loss(labels, held_out[C]) for C in grid}
+    for _ in range(MAX_EXTENSIONS * 2):
+        chosen = best_C(losses)
+        edge = max(losses) if chosen == max(losses) else min(losses) if chosen == min(losses) else None
+        if edge is None or _extensions(edge, grid) >= MAX_EXTENSIONS:
+            break
+        C = edge * GRID_STEP if edge == max(losses) else edge / GRID_STEP
+        for fold in range(count):
+            _fit_fold(features, labels, folds, fold, num_classes, class_weight, C, fits[edge][fold], held_out, fits)
+        losses[C] = held_out_loss(labels, held_out[C])
     chosen = best_C(losses)
     kernel, bias = fit_linear(features, labels, num_classes, class_weight, chosen,
                               start=tuple(np.mean([fit[i] for fit in fits[chosen]], axis=0) for i in (0, 1)))
-    return CrossFit(kernel, bias, held_out[chosen], chosen, losses)
+    return CrossFit(kernel, bias, held_out[chosen], chosen, dict(sorted(losses.items())))
+
+
+def _fit_fold(features, labels, folds, fold: int, num_classes: int, class_weight: str, C: float, start,
+              held_out: dict, fits: dict):
+    """Fit C on every fold but `fold` (from `start`), predict `fold`'s rows into held_out[C]; the fit."""
+    inside, outside = folds != fold, folds == fold
+    fit = fit_linear(features[inside], labels[inside], num_classes, class_weight, C, start=start)
+    held_out.setdefault(C, np.zeros((features.shape[0], num_classes), np.float64))[outside] = \
+        features[outside] @ fit[0] + fit[1]
+    fits.setdefault(C, []).append(fit)
+    return fit
+
+
+def _extensions(C: float, grid) -> int:
+    """How many GRID_STEPs `C` lies beyond the grid's nearer edge."""
+    ratio = C / max(grid) if C > max(grid) else min(grid) / C
+    return int(round(np.log(max(ratio, 1.0)) / np.log(GRID_STEP)))
 
 
 def best_C(losses: dict) -> float:
