@@ -54,3 +54,37 @@ def test_every_stage_after_the_network_says_what_it_does(one_row_class, tmp_path
                 "Scoring the validation rows", r"After the network: [\d.]+ s", "Saving the run to"]
     found = [next((i for i, line in enumerate(lines[after:]) if re.match(start, line)), None) for start in expected]
     assert None not in found and found == sorted(found), (found, lines[after:])
+
+
+def test_the_validation_rows_split_into_a_stopping_half_and_a_tuning_half():
+    from fusionapp.training.training_rows import stop_and_tune
+
+    labels = ["a"] * 11 + ["b"] * 6 + ["c"]
+    stop, tune = stop_and_tune(labels, seed=3, multi_label=False)
+    assert sorted([*stop, *tune]) == list(range(len(labels))) and not set(stop) & set(tune)
+    for label in ("a", "b"):
+        counts = [sum(labels[i] == label for i in half) for half in (stop, tune)]
+        assert abs(counts[0] - counts[1]) <= 1 and min(counts) > 0
+    again = stop_and_tune(labels, seed=3, multi_label=False)
+    assert (again[0] == stop).all() and (again[1] == tune).all()
+    stop, tune = stop_and_tune([None] * 9, seed=0, multi_label=True)
+    assert len(stop) + len(tune) == 9 and not set(stop) & set(tune)
+
+
+def test_the_blend_is_chosen_on_rows_early_stopping_did_not_see(one_row_class, tmp_path, monkeypatch, capsys):
+    from fusionapp.posthoc import wide
+
+    seen = {}
+    choose = wide.choose_alpha
+
+    def spying(y_val, deep, linear, present, multi_label):
+        seen["rows"] = len(y_val)
+        return choose(y_val, deep, linear, present, multi_label)
+
+    monkeypatch.setattr(wide, "choose_alpha", spying)
+    code, out, err = run_cli(capsys, "train", one_row_class, "--out", tmp_path / "run", "--epochs", 1)
+    assert code == 0, err
+    config = json.load(open(tmp_path / "run" / "config.json"))
+    assert config["n_val_stop"] + config["n_val_tune"] == config["n_val"] == 18
+    assert seen["rows"] == config["n_val_tune"] == 9
+    assert f"{config['n_val_stop']} decide early stopping and 9 what is fitted after the network" in out

@@ -32,32 +32,36 @@ class AfterNetwork:
 
 
 def fit_after_network(model, train_rows, val_rows, network_logits: np.ndarray, settings: RunSettings,
-                      say) -> AfterNetwork:
+                      say, tune=None) -> AfterNetwork:
     """`network_logits`: the model's logits on `val_rows` with every post-hoc part still at its
-    neutral value (fusionapp.training.val_logits)."""
+    neutral value (fusionapp.training.val_logits). What is chosen on validation rows (the blend
+    weight, the offsets, the temperature, the thresholds) is chosen on the rows at positions `tune`
+    of them, when given: those early stopping did not choose its epoch on, whose network logits are
+    as held out as the linear part's. The linear part learns from every row."""
     preprocessor = model.preprocessor
-    y_val = preprocessor.label_targets(val_rows.labels)
+    tune = np.arange(len(val_rows)) if tune is None else np.asarray(tune)
+    y_val = preprocessor.label_targets(val_rows.labels)[tune]
     logits = network_logits
     record = AfterNetworkRecord()
     if model.has_wide_path:
-        record["wide"], logits = _wide(model, train_rows, val_rows, logits, settings, say)
+        record["wide"], logits = _wide(model, train_rows, val_rows, logits, settings, say, tune)
     elif settings.model.wide:
         record["wide"] = None
         say("Wide path: none (it reads text and tabular columns; this model has neither)")
     multi_label = preprocessor.multi_label
     if settings.training.tunes_offsets and not multi_label:
-        offsets = tune_offsets(y_val, logits)
+        offsets = tune_offsets(y_val, logits[tune])
         model.set_offsets(offsets)
         record["class_offsets"] = dict(zip(preprocessor.class_names, map(float, offsets)))
         logits = logits + offsets
     if settings.model.calibrate:
-        record["calibration"] = calibration = calibrate(model, y_val, logits)
-        say(f"Calibration: temperature {calibration['temperature']:.3f} on the validation rows; their ECE "
+        record["calibration"] = calibration = calibrate(model, y_val, logits[tune])
+        say(f"Calibration: temperature {calibration['temperature']:.3f} on the tuning rows; their ECE "
             f"{calibration['val_ece']['before']:.4f} -> {calibration['val_ece']['after']:.4f}, Brier "
             f"{calibration['val_brier']['before']:.4f} -> {calibration['val_brier']['after']:.4f}")
         logits = logits / calibration["temperature"]
     if settings.training.tunes_thresholds and multi_label:
-        thresholds = tune_thresholds(y_val, probabilities_of(logits, True))
+        thresholds = tune_thresholds(y_val, probabilities_of(logits[tune], True))
         model.set_thresholds(thresholds)
         record["label_thresholds"] = dict(zip(preprocessor.class_names, model.thresholds.tolist()))
         say("Thresholds (best validation F1 per label): " + ", ".join(
@@ -65,9 +69,9 @@ def fit_after_network(model, train_rows, val_rows, network_logits: np.ndarray, s
     return AfterNetwork(record, logits)
 
 
-def _wide(model, train_rows, val_rows, deep_logits, settings: RunSettings, say):
+def _wide(model, train_rows, val_rows, deep_logits, settings: RunSettings, say, tune):
     fitted = fit_wide_path(model, train_rows, val_rows, deep_logits, settings.training.class_weight,
-                           settings.training.seed, say)
+                           settings.training.seed, say, tune)
     alpha, losses = fitted.record["alpha"], fitted.record["val_log_loss"]
     weight = (f"weights {min(alpha.values()):.1f}-{max(alpha.values()):.1f} (per label)" if isinstance(alpha, dict)
               else f"weight {alpha:.1f}")

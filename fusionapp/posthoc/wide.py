@@ -125,12 +125,13 @@ def blend(deep, wide, present, alpha):
 
 
 def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: str, seed: int,
-                  say=lambda message: None) -> WideFit:
-    """Fit the linear part and choose alpha on the validation rows' held-out blend; both go into
-    `model`. Up to WIDE_MAX_ROWS rows it learns from every labelled row (cross-fitted, so the
-    validation rows' logits stay held out, and C chosen on every row's held-out logits); past that,
-    from (a seeded sample of at most WIDE_MAX_ROWS of) the training rows, C chosen on the validation
-    rows, which keeps the time bounded."""
+                  say=lambda message: None, tune=None) -> WideFit:
+    """Fit the linear part and choose alpha on the validation rows' held-out blend (on the rows at
+    positions `tune` of them, when given: those early stopping did not see); both go into `model`.
+    Up to WIDE_MAX_ROWS rows it learns from every labelled row (cross-fitted, so the validation rows'
+    logits stay held out, and C chosen on every row's held-out logits); past that, from (a seeded
+    sample of at most WIDE_MAX_ROWS of) the training rows, C chosen on the validation rows, which
+    keeps the time bounded."""
     preprocessor = model.preprocessor
     y_val = preprocessor.label_targets(val_rows.labels)
     if len(train_rows) + len(val_rows) <= WIDE_MAX_ROWS:
@@ -138,12 +139,15 @@ def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: st
     else:
         say(f"Wide path: fitting a linear model on a sample of the training rows, C {_grid_words()} ...")
         linear = _sample_fitted(preprocessor, train_rows, val_rows, y_val, class_weight, seed)
-    alpha = choose_alpha(y_val, deep_val_logits, linear.val, linear.present, preprocessor.multi_label)
+    chosen_on = np.arange(len(y_val)) if tune is None else np.asarray(tune)
+    alpha = choose_alpha(y_val[chosen_on], deep_val_logits[chosen_on], linear.val[chosen_on],
+                         linear.present[chosen_on], preprocessor.multi_label)
     model.set_wide_path(linear.kernel, linear.bias)
     model.set_blend(alpha)
 
     def loss(weight):
-        return held_out_loss(y_val, blend(deep_val_logits, linear.val, linear.present, weight))
+        return held_out_loss(y_val[chosen_on], blend(deep_val_logits[chosen_on], linear.val[chosen_on],
+                                                     linear.present[chosen_on], weight))
 
     chosen = dict(zip(preprocessor.class_names, map(float, alpha))) if preprocessor.multi_label else float(alpha)
     record = WideRecord(alpha=chosen, C=linear.C, C_log_loss=linear.C_log_loss, fitted_on=linear.fitted_on,

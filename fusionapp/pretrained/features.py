@@ -4,6 +4,7 @@ cache: training on them skips the backbone, which is most of a pretrained model'
 from __future__ import annotations
 
 import hashlib
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,9 @@ class ImageFeatures:
     blank: np.ndarray
     cached: int
     computed: int
+
+    def subset(self, positions) -> "ImageFeatures":
+        return dataclasses.replace(self, maps=self.maps[positions])
 
 
 def image_hashes(examples: Examples) -> list[str]:

@@ -4,6 +4,7 @@ feature cache: training on them skips the transformer, which is nearly all of th
 from __future__ import annotations
 
 import hashlib
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,9 @@ class TextFeatures:
     blank: np.ndarray
     cached: int
     computed: int
+
+    def subset(self, positions) -> "TextFeatures":
+        return dataclasses.replace(self, vectors=self.vectors[positions])
 
 
 def text_backbone_features(texts, preprocessor, extractor, cache=None) -> TextFeatures:

@@ -57,11 +57,14 @@ class Phase:
     verbose: int
     features: list | None = None  # cached backbone features of (train, val), or None: images
     text_features: list | None = None  # cached text backbone vectors of (train, val), or None: texts
+    stop: object = None  # positions of the validation rows early stopping reads (None: every one)
 
 
 def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: str, placement, checkpoint_model,
-                state, verbose: int) -> FittedNetwork:
-    """`checkpoint_model` and `state` (a TrainingState) are what `--resume` continues from (None: a new run)."""
+                state, verbose: int, stop=None) -> FittedNetwork:
+    """`checkpoint_model` and `state` (a TrainingState) are what `--resume` continues from (None: a new run).
+    Early stopping and the best epoch are decided on the validation rows at positions `stop` (all of
+    them when None); the frozen backbones' features are cached for every validation row."""
     say, training = printer(verbose), settings.training
     spec = NetworkSpec.for_preprocessor(preprocessor)
     extractor, record, text_extractor, text_record = _frozen_backbones(settings, preprocessor, out)
@@ -70,7 +73,7 @@ def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: 
         say(f"Resuming after epoch {state.epoch}")
     loss = training_loss(preprocessor, train_rows, training.class_weight)
     phase = Phase(settings, preprocessor, train_rows, val_rows, out, placement, RunCheckpoint(out, training.patience,
-                  state), class_weights(preprocessor, train_rows, training.class_weight), verbose)
+                  state), class_weights(preprocessor, train_rows, training.class_weight), verbose, stop=stop)
     # The backbones fine-tuned in a second phase, and how many top layers of each.
     tuned = {name: layers for name, layers, backbone in (("fine_tune", training.fine_tune, extractor),
                                                          ("fine_tune_text", training.fine_tune_text, text_extractor))
@@ -191,12 +194,17 @@ def _datasets(phase: Phase, start_step: int):
     shard = Shard(placement.worker_index, placement.num_workers) if placement.num_workers > 1 else None
     train_features, val_features = phase.features or (None, None)
     train_text, val_text = phase.text_features or (None, None)
+    val_rows = phase.val_rows
+    if phase.stop is not None:  # early stopping sees only its share of the validation rows
+        val_rows = val_rows.subset(phase.stop)
+        val_features = val_features.subset(phase.stop) if val_features is not None else None
+        val_text = val_text.subset(phase.stop) if val_text is not None else None
     train_data = make_dataset(phase.train_rows, phase.preprocessor, batch_size, training=True, seed=training.seed,
                               start_step=start_step, augment=training.augment,
                               modality_dropout=training.modality_dropout, pixel_cache=cache[0], shard=shard,
                               image_features=train_features, text_features=train_text,
                               service=training.data_service)
-    val_data = make_dataset(phase.val_rows, phase.preprocessor, batch_size, pixel_cache=cache[1], shard=shard,
+    val_data = make_dataset(val_rows, phase.preprocessor, batch_size, pixel_cache=cache[1], shard=shard,
                             image_features=val_features, text_features=val_text)
     return train_data, val_data
 

@@ -38,6 +38,8 @@ class RunConfig(TypedDict, total=False):
     tabular_kinds: dict[str, str]  # column -> "numeric" or "categorical"
     n_train: int
     n_val: int
+    n_val_stop: int  # of them, those early stopping reads
+    n_val_tune: int  # and those what is fitted after the network is chosen on
     n_skipped: int
     strategy: str
     replicas: int

@@ -30,7 +30,8 @@ from fusionapp.training.record import RunRecord, StageClock
 from fusionapp.training.request import check_environment, check_pretrained_models, new_run, resumed_run
 from fusionapp.training.strategies import make_placement
 from fusionapp.training.text_preset import backbone_text_config
-from fusionapp.training.training_rows import drop_unseen_labels, label_summary, load_rows, small_class_notes
+from fusionapp.training.training_rows import (drop_unseen_labels, label_summary, load_rows, small_class_notes,
+                                              stop_and_tune)
 
 
 def train(data: str | None = None, out: str | None = None, *, resume: bool = False, overwrite: bool = False,
@@ -133,12 +134,18 @@ def _train_locked(data: str, out: str, settings: RunSettings, asked: tuple[str, 
     rows = _holdout(rows, preprocessor, settings, out, record, placement, say)
     check_pixel_cache(len(rows.train) + len(rows.val), preprocessor.image_size, settings.training.pixel_cache)
     clock.lap("adapt")
-    fitted = fit_network(settings, preprocessor, rows.train, rows.val, out, placement, checkpoint_model, state, verbose)
+    stop, tune = stop_and_tune(rows.val.labels, settings.training.seed, preprocessor.multi_label)
+    record.update(n_val_stop=len(stop), n_val_tune=len(tune))
+    say(f"Of the {len(rows.val)} validation rows, {len(stop)} decide early stopping and {len(tune)} what is "
+        "fitted after the network (the blend, offsets, temperature), which the choice of epoch has not seen")
+    fitted = fit_network(settings, preprocessor, rows.train, rows.val, out, placement, checkpoint_model, state, verbose,
+                         stop=stop)
     clock.lap("network")
     record.update(**fitted.records)
     say(f"After the network: its logits on the {len(rows.val)} validation rows ...")
     after = after_network.fit_after_network(fitted.model, rows.train, rows.val,
-                                            val_logits.network_val_logits(fitted, settings, rows.val), settings, say)
+                                            val_logits.network_val_logits(fitted, settings, rows.val), settings, say,
+                                            tune)
     record.update(**after.record, epochs_run=len(fitted.history), best_epoch=fitted.best_epoch)
     say("Scoring the validation rows ...")
     reports = {"validation": validation_report(fitted.model, rows.val, after.val_logits, len(rows.skipped))}

@@ -8,6 +8,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TypedDict
 
+import numpy as np
+
 from fusionapp.data.checks import drop_bad_rows, find_bad_rows
 from fusionapp.data.examples import BadRow, Examples
 from fusionapp.data.sources import load_examples
@@ -69,6 +71,32 @@ def load_rows(data: str, settings: RunSettings, say, clock=None) -> tuple[Traini
     if clock is not None:
         clock.lap("check")
     return TrainingRows(examples, train, val, checked.skipped + small, kinds), settings
+
+
+# The share of the validation rows that early stopping reads; the rest are those what is fitted
+# after the network is chosen on, whose network logits the choice of epoch has not seen.
+STOP_SHARE = 0.5
+
+
+def stop_and_tune(labels, seed: int, multi_label: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(the positions of the validation rows early stopping reads, those the post-hoc parts are
+    chosen on): seeded halves, each class's rows dealt alternately between them (label sets: at
+    random), so both halves hold every class the rows have."""
+    rng = np.random.default_rng([seed, 7])
+    if multi_label:
+        order = rng.permutation(len(labels))
+        cut = int(round(len(labels) * STOP_SHARE))
+        return np.sort(order[:cut]), np.sort(order[cut:])
+    stop, tune = [], []
+    by_class = {}
+    for position, label in enumerate(labels):
+        by_class.setdefault(label, []).append(position)
+    for label in sorted(by_class):
+        positions = rng.permutation(by_class[label])
+        first = int(rng.integers(2))  # which half a class's odd row goes to
+        stop += list(positions[first::2])
+        tune += list(positions[1 - first::2])
+    return np.sort(np.asarray(stop, dtype=int)), np.sort(np.asarray(tune, dtype=int))
 
 
 # A class with fewer training rows than this is named before training: hard to learn, and under
