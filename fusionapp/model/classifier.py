@@ -16,7 +16,7 @@ from fusionapp.model.backbones import build_backbone, unfreeze_top
 from fusionapp.model.branches import image_branch, pretrained_vector_branch, tabular_branch, text_branch
 from fusionapp.model.head import ClassPrior, LogitBlend, Temperature, Thresholds, WideLinear
 from fusionapp.model.pretrained_text import (JOINT_LAYER, backbone_text_features, build_text_backbone,
-                                           joint_image_features, unfreeze_top_text)
+                                           enable_text_lora, joint_image_features, unfreeze_top_text)
 from fusionapp.model.spec import NetworkSpec
 from fusionapp.preprocessing.configs import TextInput
 from fusionapp.settings import MODALITIES, ModelSettings, settings_from_dict
@@ -75,6 +75,8 @@ class FusionClassifier(keras.Model):
             unfreeze_top(parts.backbones.image, spec.fine_tune)
         if spec.fine_tune_text and parts.backbones.text is not None:
             unfreeze_top_text(parts.backbones.text, spec.fine_tune_text)
+        if spec.text_lora and parts.backbones.text is not None:
+            enable_text_lora(parts.backbones.text, spec.text_lora)
 
         # === Config ===
         self.settings = settings
@@ -173,12 +175,12 @@ def _network(settings: ModelSettings, spec: NetworkSpec):
         "text" in modalities and not spec.text_features)
     joint = build_text_backbone(spec.image_text_backbone, name=JOINT_LAYER) \
         if spec.image_text_backbone and reads_joint else None
-    tensors, features, image_backbone, text_backbone, feature_map = {}, [], None, None, None
+    tensors, features, image_backbone, text_backbone, feature_map, text_vector = {}, [], None, None, None, None
     if "image" in modalities:
         image, image_backbone, feature_map = _image(tensors, settings, spec, joint)
         features.append(image)
     if "text" in modalities and spec.text_input == TextInput.BACKBONE:
-        text, text_backbone = _backbone_text(tensors, settings, spec, joint)
+        text, text_backbone, text_vector = _backbone_text(tensors, settings, spec, joint)
         features.append(text)
     elif "text" in modalities:
         bag = spec.text_input == TextInput.TF_IDF
@@ -197,7 +199,7 @@ def _network(settings: ModelSettings, spec: NetworkSpec):
     x = layers.Dense(settings.fusion_units, activation="relu", name="fusion.dense")(x)
     x = layers.Dropout(settings.dropout, name="fusion.dropout")(x)
     head = layers.Dense(spec.num_classes, name="head.logits", dtype="float32")
-    logits, head = _head(head(x), head, tensors, settings, spec)
+    logits, head = _head(head(x), head, tensors, settings, spec, text_vector)
     return tensors, logits, _Parts(Backbones(image_backbone, text_backbone, joint), head, feature_map)
 
 
@@ -218,7 +220,8 @@ def _image(tensors: dict, settings: ModelSettings, spec: NetworkSpec, joint):
 
 
 def _backbone_text(tensors: dict, settings: ModelSettings, spec: NetworkSpec, joint):
-    """A pretrained text backbone's branch: (its features, the text backbone or None). On token ids
+    """A pretrained text backbone's branch: (its features, the text backbone or None, the pooled
+    vector the branch starts from). On token ids
     and their mask (a joint image-text model's: on token ids), or with `text_features` on the
     backbone's vectors (computed once by the feature cache) instead."""
     length, backbone = spec.sequence_length, None
@@ -233,19 +236,28 @@ def _backbone_text(tensors: dict, settings: ModelSettings, spec: NetworkSpec, jo
         tensors["text_mask"] = keras.Input((length,), dtype="int32", name="text_mask")
         backbone = build_text_backbone(spec.text_backbone)
         pooled = backbone_text_features(tensors["text"], tensors["text_mask"], backbone,
-                                        frozen=not spec.fine_tune_text, pooling=spec.text_pooling)
-    return pretrained_vector_branch(pooled, settings, "text"), backbone
+                                        frozen=not (spec.fine_tune_text or spec.text_lora),
+                                        pooling=spec.text_pooling)
+    return pretrained_vector_branch(pooled, settings, "text"), backbone, pooled
 
 
-def _head(logits, deep, tensors: dict, settings: ModelSettings, spec: NetworkSpec):
+def _head(logits, deep, tensors: dict, settings: ModelSettings, spec: NetworkSpec, text_vector=None):
     """The wide path's blend, the offsets or thresholds and the temperature, over the deep logits
-    (of the layer `deep`): (the model's logits, its Head)."""
+    (of the layer `deep`): (the model's logits, its Head). `text_vector`: the text backbone's pooled
+    vector, which the wide path reads where the spec says so."""
     wide = wide_path_inputs(tuple(tensors), spec) if settings.wide else ()
     parts = {"logits": deep}
     if "wide_text" in wide:
         # The wide path: its own sparse n-grams and the tabular values straight to the logits.
         # Not trained with the network; fitted afterwards (fusionapp/posthoc/wide.py).
-        read = [tensors["wide_ids"], tensors["wide_weights"]] + ([tensors["tabular"]] if "tabular" in wide else [])
+        # Its dense inputs, in the order of wide_features: the tabular values, then the text
+        # backbone's vector at unit length (the scale of the n-grams' TF-IDF rows).
+        dense = [tensors["tabular"]] if "tabular" in wide else []
+        if "text_vector" in wide:
+            dense.append(layers.UnitNormalization(name="wide.text_vector", dtype="float32")(text_vector))
+        if len(dense) > 1:
+            dense = [layers.Concatenate(name="wide.dense", dtype="float32")(dense)]
+        read = [tensors["wide_ids"], tensors["wide_weights"], *dense]
         parts["wide"] = WideLinear(spec.wide_width, spec.num_classes, name="wide.logits", dtype="float32")
         parts["blend"] = LogitBlend(per_class=settings.multi_label, name="head.blend", dtype="float32")
         logits = parts["blend"]([logits, parts["wide"](read), tensors["wide_weights"]])
@@ -274,9 +286,11 @@ def _head(logits, deep, tensors: dict, settings: ModelSettings, spec: NetworkSpe
 def wide_path_inputs(modalities, spec: NetworkSpec) -> tuple[str, ...]:
     """What the wide path reads, in its features' order: "wide_text", its own n-grams (when the
     preprocessor learnt a vocabulary for it), else "text" in models before 0.9 whose text input
-    was TF-IDF vectors; then "tabular" (encoded values)."""
+    was TF-IDF vectors; then "tabular" (encoded values); then "text_vector", the text backbone's
+    pooled vector (models since 0.12 with one)."""
     if "text" in modalities and spec.wide_width:
-        return ("wide_text",) + (("tabular",) if "tabular" in modalities else ())
+        return ("wide_text",) + (("tabular",) if "tabular" in modalities else ()) + (
+            ("text_vector",) if spec.wide_embedding else ())
     readable = {"text": spec.text_input == TextInput.TF_IDF and not spec.wide_width, "tabular": True}
     return tuple(m for m in ("text", "tabular") if m in modalities and readable[m])
 

@@ -38,11 +38,12 @@ class ClassPrior(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="fusionapp")
 class WideLinear(layers.Layer):
-    """The wide path's linear model over its own sparse n-grams and the tabular values:
-    sum_j weight_j x kernel[id_j] (+ tabular @ tabular_kernel) + bias. The n-grams arrive as ids and
+    """The wide path's linear model over its own sparse n-grams and its dense values (the tabular
+    values, the text backbone's vector): sum_j weight_j x kernel[id_j] (+ dense @ tabular_kernel) + bias. The n-grams arrive as ids and
     weights padded per batch (id 0 weighs nothing), so a vocabulary of 100,000s costs a gather, not a
     [batch, vocabulary] matrix. Fitted after the network (fusionapp/posthoc/wide.py), never by gradient.
-    Inputs: [ids, weights] or [ids, weights, tabular]."""
+    Inputs: [ids, weights] or [ids, weights, dense]. (The dense kernel keeps the name it had when
+    the tabular values were all it read.)"""
 
     def __init__(self, vocabulary_size: int, units: int, **kwargs):
         super().__init__(**{**kwargs, "trainable": False})
@@ -66,7 +67,7 @@ class WideLinear(layers.Layer):
         return logits
 
     def set_linear(self, kernel, bias) -> None:
-        """A linear model's kernel [n-grams (+ tabular values), classes] and bias, in the order of
+        """A linear model's kernel [n-grams (+ dense values), classes] and bias, in the order of
         `wide_features` (fusionapp/posthoc/wide.py)."""
         kernel = np.asarray(kernel, np.float32)
         parts = [kernel[:self.vocabulary_size]]

@@ -10,6 +10,7 @@ import json
 import keras
 from keras import layers, ops
 
+from fusionapp.compat import sublayers
 from fusionapp.errors import FusionError
 
 TEXT_BACKBONE_LAYER = "text.backbone"
@@ -126,3 +127,19 @@ def unfreeze_top_text(backbone, layers_count: int) -> None:
     trainable = set(map(id, stack[-layers_count:]))
     for layer in backbone.layers:
         layer.trainable = id(layer) in trainable
+
+
+def enable_text_lora(backbone, rank: int) -> None:
+    """Rank-`rank` LoRA adapters on the backbone's attention query and value projections (KerasHub's
+    `enable_lora`: their low-rank updates and their biases train, every other weight of it frozen)."""
+    check_lora_targets(backbone)
+    backbone.enable_lora(rank)
+
+
+def check_lora_targets(backbone) -> None:
+    """A FusionError where the backbone has no attention query / value projection LoRA can adapt."""
+    names = set(backbone.default_lora_layer_names())
+    if not any(layer.name in names and hasattr(layer, "enable_lora")
+               for layer in sublayers(backbone)):
+        raise FusionError(f"--text-lora: {type(backbone).__name__} has no attention query / value layers to adapt; "
+                          "train it frozen or with --fine-tune-text")

@@ -26,12 +26,16 @@ class NetworkSpec:
     # the feature cache) instead of token ids
     text_features: int | None = None
     fine_tune_text: int = 0  # how many top transformer layers of the text backbone train
+    text_lora: int = 0  # the rank of the LoRA adapters trained on the text backbone (0: none)
     # how that backbone's last layer becomes one vector: "mean", "cls" or "max" over the text's own
     # tokens, "+l2" scaled to unit length after (a sentence-transformers snapshot's own); None: mean
     text_pooling: str | None = None
     # the wide path's own n-gram vocabulary; None in models before 0.9, whose wide path read the
     # network's TF-IDF text
     wide_width: int | None = None
+    # whether the wide path reads the text backbone's pooled vector (scaled to unit length) beside
+    # its n-grams; False in models before 0.12
+    wide_embedding: bool = False
     # === Tabular ===
     tabular_width: int | None = None  # encoded values per row (Preprocessor.tabular_widths); None: no tabular
     # === Image ===
@@ -68,6 +72,7 @@ class NetworkSpec:
                 fields.update(text_backbone=text.backbone, text_pooling=text.pooling)
             if preprocessor.wide_text is not None:
                 fields["wide_width"] = preprocessor.wide_text.vocabulary_size
+                fields["wide_embedding"] = text.input == TextInput.BACKBONE and image_text is None
         if "tabular" in preprocessor.modalities:
             fields["tabular_width"] = sum(preprocessor.tabular_widths())
         return cls(preprocessor.num_classes, preprocessor.image_size, **fields)

@@ -32,19 +32,20 @@ class AfterNetwork:
 
 
 def fit_after_network(model, train_rows, val_rows, network_logits: np.ndarray, settings: RunSettings,
-                      say, tune=None) -> AfterNetwork:
+                      say, tune=None, text_vectors=None) -> AfterNetwork:
     """`network_logits`: the model's logits on `val_rows` with every post-hoc part still at its
     neutral value (fusionapp.training.val_logits). What is chosen on validation rows (the blend
     weight, the offsets, the temperature, the thresholds) is chosen on the rows at positions `tune`
     of them, when given: those early stopping did not choose its epoch on, whose network logits are
-    as held out as the linear part's. The linear part learns from every row."""
+    as held out as the linear part's. The linear part learns from every row; `text_vectors` (a
+    TextVectors) are the text backbone's vectors of the rows, where it reads them."""
     preprocessor = model.preprocessor
     tune = np.arange(len(val_rows)) if tune is None else np.asarray(tune)
     y_val = preprocessor.label_targets(val_rows.labels)[tune]
     logits = network_logits
     record = AfterNetworkRecord()
     if model.has_wide_path:
-        record["wide"], logits = _wide(model, train_rows, val_rows, logits, settings, say, tune)
+        record["wide"], logits = _wide(model, train_rows, val_rows, logits, settings, say, tune, text_vectors)
     elif settings.model.wide:
         record["wide"] = None
         say("Wide path: none (it reads text and tabular columns; this model has neither)")
@@ -69,13 +70,13 @@ def fit_after_network(model, train_rows, val_rows, network_logits: np.ndarray, s
     return AfterNetwork(record, logits)
 
 
-def _wide(model, train_rows, val_rows, deep_logits, settings: RunSettings, say, tune):
+def _wide(model, train_rows, val_rows, deep_logits, settings: RunSettings, say, tune, text_vectors):
     fitted = fit_wide_path(model, train_rows, val_rows, deep_logits, settings.training.class_weight,
-                           settings.training.seed, say, tune)
+                           settings.training.seed, say, tune, text_vectors)
     alpha, losses = fitted.record["alpha"], fitted.record["val_log_loss"]
     weight = (f"weights {min(alpha.values()):.1f}-{max(alpha.values()):.1f} (per label)" if isinstance(alpha, dict)
               else f"weight {alpha:.1f}")
-    say(f"Wide path: linear model (C {fitted.record['C']:g}) on {' and '.join(wide_sources(model.preprocessor))}, "
+    say(f"Wide path: linear model (C {fitted.record['C']:g}) on {' and '.join(wide_sources(model.preprocessor, model.spec))}, "
         f"blended with {weight} "
         f"(held-out validation log loss {losses['deep']:.4f} network alone, {losses['wide']:.4f} linear alone, "
         f"{losses['blend']:.4f} blended)")

@@ -54,20 +54,32 @@ def cross_fit(features, labels, num_classes: int, class_weight: str, grid, folds
             start = _fit_fold(features, labels, folds, fold, num_classes, class_weight, C, start, held_out, fits)
         if progress is not None:
             progress(fold + 1, count)
-    losses = {C: held_out_loss(labels, held_out[C]) for C in grid}
+
+    def try_C(C: float, edge: float) -> float:
+        for fold in range(count):
+            _fit_fold(features, labels, folds, fold, num_classes, class_weight, C, fits[edge][fold], held_out, fits)
+        return held_out_loss(labels, held_out[C])
+
+    losses = extend_grid({C: held_out_loss(labels, held_out[C]) for C in grid}, grid, try_C)
+    chosen = best_C(losses)
+    kernel, bias = fit_linear(features, labels, num_classes, class_weight, chosen,
+                              start=tuple(np.mean([fit[i] for fit in fits[chosen]], axis=0) for i in (0, 1)))
+    return CrossFit(kernel, bias, held_out[chosen], chosen, dict(sorted(losses.items())))
+
+
+def extend_grid(losses: dict, grid, try_C) -> dict:
+    """`losses` (C -> held-out log loss over `grid`), with C tried past whichever edge the best sits
+    at, a factor of GRID_STEP at a time (at most MAX_EXTENSIONS times each way), while the best is
+    that edge: `try_C(C, edge)` fits C, from the edge's fit, and returns its held-out loss."""
+    losses = dict(losses)
     for _ in range(MAX_EXTENSIONS * 2):
         chosen = best_C(losses)
         edge = max(losses) if chosen == max(losses) else min(losses) if chosen == min(losses) else None
         if edge is None or _extensions(edge, grid) >= MAX_EXTENSIONS:
             break
         C = edge * GRID_STEP if edge == max(losses) else edge / GRID_STEP
-        for fold in range(count):
-            _fit_fold(features, labels, folds, fold, num_classes, class_weight, C, fits[edge][fold], held_out, fits)
-        losses[C] = held_out_loss(labels, held_out[C])
-    chosen = best_C(losses)
-    kernel, bias = fit_linear(features, labels, num_classes, class_weight, chosen,
-                              start=tuple(np.mean([fit[i] for fit in fits[chosen]], axis=0) for i in (0, 1)))
-    return CrossFit(kernel, bias, held_out[chosen], chosen, dict(sorted(losses.items())))
+        losses[C] = try_C(C, edge)
+    return losses
 
 
 def _fit_fold(features, labels, folds, fold: int, num_classes: int, class_weight: str, C: float, start,

@@ -28,7 +28,8 @@ import numpy as np
 from fusionapp.data.examples import raw_columns
 from fusionapp.model import NetworkSpec
 from fusionapp.model.classifier import wide_path_inputs
-from fusionapp.posthoc.linear import C_GRID, FOLDS, best_C, cross_fit, fit_linear, fold_numbers, held_out_loss
+from fusionapp.posthoc.linear import (C_GRID, FOLDS, best_C, cross_fit, extend_grid, fit_linear, fold_numbers,
+                                     held_out_loss)
 
 # Past this many labelled rows the linear model learns from a sample of this many training rows:
 # lbfgs on every row of a million would take longer than the network's epoch.
@@ -44,7 +45,7 @@ class WideRecord(TypedDict):
     C_log_loss: dict[str, float]  # each C's held-out log loss
     fitted_on: str  # which rows the final linear model learnt from, in words
     folds: int  # of the cross-fit
-    features: int  # the linear model's inputs: n-grams (and tabular values)
+    features: int  # the linear model's inputs: n-grams (then tabular values, the text backbone's vector)
     val_log_loss: dict[str, float]  # the validation rows' log loss: "deep", "wide" and "blend"
 
 
@@ -67,23 +68,30 @@ class WideFit:
     val_logits: np.ndarray  # the blend on the validation rows, the linear part held out
 
 
-def wide_sources(preprocessor) -> list[str]:
-    """What the wide path reads, in words, in the order of its features."""
-    words = {"wide_text": "character n-grams", "text": "TF-IDF text", "tabular": "tabular values"}
-    return [words[m] for m in wide_path_inputs(preprocessor.modalities, NetworkSpec.for_preprocessor(preprocessor))]
+def wide_sources(preprocessor, spec: NetworkSpec | None = None) -> list[str]:
+    """What the wide path of a network of `spec` (default: the one `preprocessor` makes) reads, in
+    words, in the order of its features."""
+    spec = spec or NetworkSpec.for_preprocessor(preprocessor)
+    words = {"wide_text": "character n-grams", "text": "TF-IDF text", "tabular": "tabular values",
+             "text_vector": "the text backbone's sentence vector"}
+    return [words[m] for m in wide_path_inputs(preprocessor.modalities, spec)]
 
 
-def wide_features(preprocessor, examples):
+def wide_features(preprocessor, examples, text_vectors=None):
     """The wide path's inputs for `examples`, exactly what the model's wide layer sees (its own
-    n-grams' TF-IDF, or a model before 0.9's network TF-IDF vectors; then the encoded tabular values),
-    as a sparse matrix; and whether each row has any text feature, which is what the blend blends on
-    (all True without text)."""
+    n-grams' TF-IDF, or a model before 0.9's network TF-IDF vectors; then the encoded tabular values;
+    then the text backbone's vectors `text_vectors` [rows, hidden] at unit length, when given: a
+    network that reads them computes them in float32, the feature cache holds them in float16), as a
+    sparse matrix; and whether each row has any text feature, which is what the blend
+    blends on (all True without text)."""
     import scipy.sparse as sparse
     import tensorflow as tf
 
     specs = preprocessor.input_specs()
     spec = NetworkSpec.for_preprocessor(preprocessor)
-    read = wide_path_inputs(preprocessor.modalities, spec)
+    # A run resumed from a model before 0.12 reads no vector: what is given decides.
+    read = tuple(m for m in wide_path_inputs(preprocessor.modalities, spec) if m != "text_vector" or
+                 text_vectors is not None)
     columns = tuple("text" if m == "wide_text" else m for m in read)
     text_width = spec.wide_width if "wide_text" in read else spec.text_width if "text" in read else 0
     # Sparse n-grams come a few thousand rows at a time; dense TF-IDF in batches of about 32 MB.
@@ -101,11 +109,19 @@ def wide_features(preprocessor, examples):
             blocks.append(sparse.csr_matrix(preprocessor.encode_text(tensors["text"]).numpy(), dtype=np.float64))
         if "tabular" in read:
             blocks.append(sparse.csr_matrix(preprocessor.encode_tabular(tensors).numpy(), dtype=np.float64))
+        if "text_vector" in read:
+            blocks.append(sparse.csr_matrix(_unit_rows(text_vectors[indices.start:indices.stop])))
         parts.append(sparse.hstack(blocks, format="csr"))
     features = sparse.vstack(parts).tocsr()
     if not text_width:
         return features, np.ones(len(examples), bool)
     return features, features[:, :text_width].getnnz(axis=1) > 0
+
+
+def _unit_rows(vectors) -> np.ndarray:
+    """Each row scaled to unit length, as the model's UnitNormalization layer scales it."""
+    vectors = np.asarray(vectors, np.float64)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def _sparse_rows(ids, weights, width: int):
@@ -125,20 +141,21 @@ def blend(deep, wide, present, alpha):
 
 
 def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: str, seed: int,
-                  say=lambda message: None, tune=None) -> WideFit:
+                  say=lambda message: None, tune=None, text_vectors=None) -> WideFit:
     """Fit the linear part and choose alpha on the validation rows' held-out blend (on the rows at
     positions `tune` of them, when given: those early stopping did not see); both go into `model`.
     Up to WIDE_MAX_ROWS rows it learns from every labelled row (cross-fitted, so the validation rows'
     logits stay held out, and C chosen on every row's held-out logits); past that, from (a seeded
     sample of at most WIDE_MAX_ROWS of) the training rows, C chosen on the validation rows, which
-    keeps the time bounded."""
+    keeps the time bounded. `text_vectors` (a TextVectors) are the text backbone's vectors of the
+    rows, where the wide path reads them."""
     preprocessor = model.preprocessor
     y_val = preprocessor.label_targets(val_rows.labels)
     if len(train_rows) + len(val_rows) <= WIDE_MAX_ROWS:
-        linear = _cross_fitted(preprocessor, train_rows, val_rows, y_val, class_weight, seed, say)
+        linear = _cross_fitted(preprocessor, train_rows, val_rows, y_val, class_weight, seed, say, text_vectors)
     else:
         say(f"Wide path: fitting a linear model on a sample of the training rows, C {_grid_words()} ...")
-        linear = _sample_fitted(preprocessor, train_rows, val_rows, y_val, class_weight, seed)
+        linear = _sample_fitted(preprocessor, train_rows, val_rows, y_val, class_weight, seed, text_vectors)
     chosen_on = np.arange(len(y_val)) if tune is None else np.asarray(tune)
     alpha = choose_alpha(y_val[chosen_on], deep_val_logits[chosen_on], linear.val[chosen_on],
                          linear.present[chosen_on], preprocessor.multi_label)
@@ -156,11 +173,12 @@ def fit_wide_path(model, train_rows, val_rows, deep_val_logits, class_weight: st
     return WideFit(record, blend(deep_val_logits, linear.val, linear.present, alpha))
 
 
-def _cross_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str, seed: int, say) -> _LinearFit:
+def _cross_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str, seed: int, say,
+                  text_vectors) -> _LinearFit:
     import scipy.sparse as sparse
 
-    train_features, _ = wide_features(preprocessor, train_rows)
-    val_features, val_present = wide_features(preprocessor, val_rows)
+    train_features, _ = wide_features(preprocessor, train_rows, _vectors(text_vectors, "train"))
+    val_features, val_present = wide_features(preprocessor, val_rows, _vectors(text_vectors, "val"))
     features = sparse.vstack([train_features, val_features]).tocsr()
     del train_features, val_features
     labels = np.concatenate([preprocessor.label_targets(train_rows.labels), y_val])
@@ -181,21 +199,29 @@ def _grid_words() -> str:
     return ", ".join(f"{C:g}" for C in sorted(C_GRID))
 
 
-def _sample_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str, seed: int) -> _LinearFit:
+def _sample_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str, seed: int,
+                   text_vectors) -> _LinearFit:
     size = min(WIDE_MAX_ROWS, len(train_rows))
     sample = np.sort(np.random.default_rng(seed).choice(len(train_rows), size, replace=False))
     rows = train_rows.subset(sample)
-    features, _ = wide_features(preprocessor, rows)
+    features, _ = wide_features(preprocessor, rows, _vectors(text_vectors, "train", sample))
     labels = preprocessor.label_targets(rows.labels)
     fits, start = {}, None
     for C in sorted(C_GRID):
         fits[C] = start = fit_linear(features, labels, preprocessor.num_classes, class_weight, C, start=start)
+    held_out, present = _held_out_logits(preprocessor, val_rows, list(fits.values()), text_vectors)
+    val_logits = dict(zip(fits, held_out))
+
+    def try_C(C: float, edge: float) -> float:
+        fits[C] = fit_linear(features, labels, preprocessor.num_classes, class_weight, C, start=fits[edge])
+        val_logits[C] = _held_out_logits(preprocessor, val_rows, [fits[C]], text_vectors)[0][0]
+        return held_out_loss(y_val, val_logits[C])
+
+    losses = extend_grid({C: held_out_loss(y_val, logits) for C, logits in val_logits.items()}, C_GRID, try_C)
     del features
-    held_out, present = _held_out_logits(preprocessor, val_rows, list(fits.values()))
-    losses = {C: held_out_loss(y_val, logits) for C, logits in zip(fits, held_out)}
     chosen = best_C(losses)
-    val = held_out[list(fits).index(chosen)]
-    return _LinearFit(fits[chosen][0], fits[chosen][1], val, present, chosen, _rounded(losses),
+    val = val_logits[chosen]
+    return _LinearFit(fits[chosen][0], fits[chosen][1], val, present, chosen, _rounded(dict(sorted(losses.items()))),
                       f"a sample of {size} training rows" if size < len(train_rows) else "training rows")
 
 
@@ -203,13 +229,18 @@ def _rounded(losses: dict) -> dict:
     return {f"{C:g}": round(float(loss), 6) for C, loss in losses.items()}
 
 
-def _held_out_logits(preprocessor, rows, fits):
-    """Each (kernel, bias) of `fits`' logits of `rows`, and whether each row has text features, a
-    chunk of rows at a time: the validation rows of a big table hold gigabytes of sparse features."""
+def _vectors(text_vectors, which: str, positions=None):
+    return None if text_vectors is None else text_vectors.of(which, positions)
+
+
+def _held_out_logits(preprocessor, rows, fits, text_vectors):
+    """Each (kernel, bias) of `fits`' logits of the validation `rows`, and whether each row has text
+    features, a chunk of rows at a time: the validation rows of a big table hold gigabytes of sparse
+    features."""
     logits, present = [[] for _ in fits], []
     for start in range(0, len(rows), WIDE_MAX_ROWS):
-        features, has_text = wide_features(preprocessor, rows.subset(np.arange(start, min(start + WIDE_MAX_ROWS,
-                                                                                          len(rows)))))
+        chunk = np.arange(start, min(start + WIDE_MAX_ROWS, len(rows)))
+        features, has_text = wide_features(preprocessor, rows.subset(chunk), _vectors(text_vectors, "val", chunk))
         for part, (kernel, bias) in zip(logits, fits):
             part.append(features @ kernel + bias)
         present.append(has_text)

@@ -45,6 +45,33 @@ def text_backbone_features(texts, preprocessor, extractor, cache=None) -> TextFe
     return TextFeatures(vectors, blank, cached, len(missing))
 
 
+class TextVectors:
+    """The text backbone's pooled vectors of a run's training and validation rows, as its final model
+    computes them: those the feature cache gave training (the backbone stayed frozen), else computed
+    by `extractor` (holding the final weights): every validation row's once, when first asked for
+    (they are asked for again and again), the training rows' for the rows asked for (once: all of
+    them, or a big table's sample)."""
+
+    def __init__(self, rows: dict, preprocessor, extractor, cached: dict | None = None):
+        self._rows, self._preprocessor, self._extractor = rows, preprocessor, extractor
+        self._cached = dict(cached or {})
+
+    def of(self, which: str, positions=None) -> np.ndarray:
+        """float32 [rows, hidden]: the vectors of the rows `which` ("train" or "val") at `positions`
+        (None: all of them)."""
+        if which == "val" and which not in self._cached:
+            self._cached[which] = self._computed(self._rows[which].texts)
+        if which in self._cached:
+            vectors = self._cached[which]
+            return np.asarray(vectors if positions is None else vectors[positions], np.float32)
+        texts = self._rows[which].texts
+        texts = texts if positions is None else [texts[i] for i in positions]
+        return self._computed(texts)
+
+    def _computed(self, texts) -> np.ndarray:
+        return text_backbone_features(texts, self._preprocessor, self._extractor).vectors.astype(np.float32)
+
+
 def _vectors(extractor, preprocessor, texts) -> np.ndarray:
     inputs = preprocessor.encode_text_inputs(np.array(texts, dtype=object))
     return np.asarray(extractor.predict_on_batch(inputs)).astype(np.float16)

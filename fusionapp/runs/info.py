@@ -122,5 +122,7 @@ def _model_lines(info: dict, model: dict, training: dict) -> list[str]:
     if text_backbone:
         lines.append(f"text model   {text_backbone['class']} from a {text_backbone['source']} folder "
                      f"(sha256 {text_backbone['weights_sha256'][:16]}...), {text_backbone['sequence_length']} tokens, "
-                     f"{text_backbone['pooling']}-pooled, fine-tuned layers {training.get('fine_tune_text', 0)}")
+                     f"{text_backbone['pooling']}-pooled, "
+                     + (f"rank-{training['text_lora']} LoRA adapters" if training.get("text_lora") else
+                        f"fine-tuned layers {training.get('fine_tune_text', 0)}"))
     return lines

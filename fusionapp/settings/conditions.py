@@ -56,8 +56,8 @@ TEXT_BACKBONE = Applies("with --text-backbone, when the model reads text",
 TABULAR = Applies("when the model reads tabular columns (--tabular-col)", lambda run: reads(run, "tabular"))
 STARTS_PRETRAINED = Applies("with a pretrained --image-backbone, --text-backbone or --image-text-backbone",
                             lambda run: run.model.starts_pretrained)
-FINE_TUNING = Applies("with --fine-tune or --fine-tune-text",
-                      lambda run: bool(run.training.fine_tune or run.training.fine_tune_text))
+FINE_TUNING = Applies("with --fine-tune, --fine-tune-text or --text-lora",
+                      lambda run: bool(run.training.fine_tune or run.training.fine_tune_text or run.training.text_lora))
 DATA_SERVICE = Applies("with --data-service", lambda run: bool(run.training.data_service))
 SINGLE_LABEL = Applies("without --multi-label (--min-label-count drops the rare labels of label sets)",
                        lambda run: not run.model.multi_label)

@@ -28,6 +28,9 @@ class RunSettings:
         if training.data_service and self.model.starts_pretrained and training.feature_cache:
             raise SettingError("feature_cache", True, "off with --data-service (its workers read the rows): "
                                "--no-feature-cache")
+        if training.text_lora and training.fine_tune_text:
+            raise SettingError("text_lora", training.text_lora, "0 with --fine-tune-text: the text backbone is "
+                               "tuned one way, its top layers or LoRA adapters")
 
     @property
     def features_only(self) -> bool:

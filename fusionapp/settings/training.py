@@ -67,6 +67,11 @@ class TrainingSettings:
                                   default_words="0, off; the flag alone: 2",
                                   help="Then unfreeze the text backbone's top LAYERS transformer layers and train "
                                        "on.")
+    text_lora: int = integer(0, 0, applies=TEXT_BACKBONE, flag_value=8, metavar="[RANK]",
+                             default_words="0, off; the flag alone: 8",
+                             help="Then train rank-RANK LoRA adapters on the text backbone's attention query and "
+                                  "value projections (and their biases), the rest of it frozen, and train on (not "
+                                  "with --fine-tune-text).")
     fine_tune_epochs: int = integer(5, 1, applies=FINE_TUNING, help="Maximum epochs of fine-tuning.")
     fine_tune_learning_rate: float = number(2e-4, 0.0, 10.0, low_open=True, applies=FINE_TUNING,
                                             help="Peak learning rate of fine-tuning.")

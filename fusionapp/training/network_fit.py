@@ -13,13 +13,14 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from fusionapp.compat import build_from_local_batch
+from fusionapp.compat import build_from_local_batch, restart_lora
 from fusionapp.console import keras_verbosity, printer
 from fusionapp.data.pipeline import make_dataset, steps_per_pass
 from fusionapp.data.sharding import Shard
 from fusionapp.model import NetworkSpec, build_classifier, copy_weights
 from fusionapp.model.dtype_policy import precision_policy
 from fusionapp.pretrained.records import ImageTextRecord, PretrainedRecords
+from fusionapp.pretrained.text_features import TextVectors
 from fusionapp.pretrained.weights import weights_sha256
 from fusionapp.runs import layout
 from fusionapp.settings import RunSettings
@@ -28,6 +29,10 @@ from fusionapp.training.frozen_backbone import cached_features, frozen_backbone
 from fusionapp.training.image_text import frozen_image_text
 from fusionapp.training.loss import class_weights, training_loss
 from fusionapp.training.text_preset import cached_text_features, frozen_text_backbone
+
+
+# The spec fields that train the text backbone in the second phase (its cached vectors then stale).
+TEXT_TUNING = {"fine_tune_text", "text_lora"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,9 @@ class FittedNetwork:
     # that branch reads its input), and the spec of a network that reads them (None: no such features)
     val_features: tuple = (None, None)
     reader_spec: NetworkSpec | None = None
+    # the text backbone's pooled vectors of the training and validation rows (TextVectors), where
+    # the wide path reads them; else None
+    text_vectors: object = None
 
 
 @dataclass
@@ -67,6 +75,8 @@ def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: 
     them when None); the frozen backbones' features are cached for every validation row."""
     say, training = printer(verbose), settings.training
     spec = NetworkSpec.for_preprocessor(preprocessor)
+    if checkpoint_model is not None:  # a run started before 0.12 goes on without the wide path's text vector
+        spec = dataclasses.replace(spec, wide_embedding=checkpoint_model.spec.wide_embedding)
     extractor, record, text_extractor, text_record = _frozen_backbones(settings, preprocessor, out)
     state, digest = _check_backbones(state or TrainingState(), extractor, record, text_record)
     if state.epoch:
@@ -76,12 +86,13 @@ def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: 
                   state), class_weights(preprocessor, train_rows, training.class_weight), verbose, stop=stop)
     # The backbones fine-tuned in a second phase, and how many top layers of each.
     tuned = {name: layers for name, layers, backbone in (("fine_tune", training.fine_tune, extractor),
-                                                         ("fine_tune_text", training.fine_tune_text, text_extractor))
+                                                         ("fine_tune_text", training.fine_tune_text, text_extractor),
+                                                         ("text_lora", training.text_lora, text_extractor))
              if layers and backbone is not None}
+    tunes_text = bool(TEXT_TUNING & set(tuned))
     # Cached features serve the frozen phase, and the second phase for a backbone it does not tune.
     cached = extractor is not None and training.feature_cache and not (state.fine_tuning and "fine_tune" in tuned)
-    cached_text = text_extractor is not None and training.feature_cache and not (
-        state.fine_tuning and "fine_tune_text" in tuned)
+    cached_text = text_extractor is not None and training.feature_cache and not (state.fine_tuning and tunes_text)
     phase.features = cached_features(train_rows, val_rows, preprocessor, extractor, digest, record, say) \
         if cached else None
     phase.text_features = cached_text_features(train_rows, val_rows, preprocessor, text_extractor, text_record,
@@ -96,7 +107,7 @@ def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: 
         _finish_phase(model, final, extractor if cached else None, text_extractor if cached_text else None)
         checkpoint_model = None
     if tuned:
-        cached, cached_text = cached and "fine_tune" not in tuned, cached_text and "fine_tune_text" not in tuned
+        cached, cached_text = cached and "fine_tune" not in tuned, cached_text and not tunes_text
         phase.features, phase.text_features = (phase.features if cached else None,
                                                phase.text_features if cached_text else None)
         second = _reading_features(dataclasses.replace(spec, **tuned), record if cached else None,
@@ -116,7 +127,19 @@ def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: 
     return FittedNetwork(final, state.history, state.best_epoch,
                          PretrainedRecords({key: value for key, value in records.items() if value is not None}),
                          ((phase.features or (None, None))[1], (phase.text_features or (None, None))[1]),
-                         reader if reader != spec else None)
+                         reader if reader != spec else None, _text_vectors(phase, spec, final, text_extractor))
+
+
+def _text_vectors(phase: Phase, spec: NetworkSpec, final, extractor):
+    """The rows' text vectors for the wide path (TextVectors), where it reads them: the cached ones
+    the last phase trained on, else computed by the extractor with the final model's weights."""
+    if not spec.wide_embedding or extractor is None:
+        return None
+    if phase.text_features is not None:
+        train, val = phase.text_features
+        return TextVectors({}, phase.preprocessor, None, {"train": train.vectors, "val": val.vectors})
+    extractor.backbone.set_weights(final.backbones.text.get_weights())
+    return TextVectors({"train": phase.train_rows, "val": phase.val_rows}, phase.preprocessor, extractor)
 
 
 def _frozen_backbones(settings: RunSettings, preprocessor, out: str):
@@ -166,7 +189,8 @@ def _finish_phase(model, final, extractor, text_extractor) -> None:
 
 def _tuned_words(tuned: dict) -> list[str]:
     words = {"fine_tune": "the top {} image backbone layers (batch norm frozen)",
-             "fine_tune_text": "the top {} text backbone transformer layers"}
+             "fine_tune_text": "the top {} text backbone transformer layers",
+             "text_lora": "rank-{} LoRA adapters of the text backbone's attention"}
     return [words[name].format(layers) for name, layers in tuned.items()]
 
 
@@ -235,6 +259,8 @@ def _run_phase(model, phase: Phase, epochs: int) -> None:
         train_data, val_data = _datasets(phase, start_step=done * steps)
         if phase.placement.num_workers > 1:
             build_from_local_batch(model, train_data)
+        if model.spec.text_lora and model.backbones.text is not None:  # a resumed phase's adapters were merged
+            restart_lora(model.backbones.text, phase.settings.training.seed)
         callbacks = [checkpoint]
         if phase.settings.training.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(phase.out, layout.TENSORBOARD_DIR)))

@@ -10,7 +10,7 @@ import os
 
 from fusionapp.data.memory import check_fits
 from fusionapp.model.dtype_policy import precision_policy
-from fusionapp.model.pretrained_text import text_features_extractor, transformer_stack
+from fusionapp.model.pretrained_text import check_lora_targets, text_features_extractor, transformer_stack
 from fusionapp.preprocessing.configs import ImageTextConfig, TextConfig, TextInput
 from fusionapp.pretrained.cache import FeatureCache, TextCacheKey
 from fusionapp.pretrained.records import JointBranchRecord, TextBackboneRecord
@@ -33,6 +33,8 @@ def checked_text_preset(settings: RunSettings, load_weights: bool = True):
     preset = load_text_preset(source, settings.text.sequence_length, load_weights)
     if settings.training.fine_tune_text:
         transformer_stack(preset.backbone)
+    if settings.training.text_lora:
+        check_lora_targets(preset.backbone)
     return source, preset
 
 

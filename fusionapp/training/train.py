@@ -145,7 +145,7 @@ def _train_locked(data: str, out: str, settings: RunSettings, asked: tuple[str, 
     say(f"After the network: its logits on the {len(rows.val)} validation rows ...")
     after = after_network.fit_after_network(fitted.model, rows.train, rows.val,
                                             val_logits.network_val_logits(fitted, settings, rows.val), settings, say,
-                                            tune)
+                                            tune, fitted.text_vectors)
     record.update(**after.record, epochs_run=len(fitted.history), best_epoch=fitted.best_epoch)
     say("Scoring the validation rows ...")
     reports = {"validation": validation_report(fitted.model, rows.val, after.val_logits, len(rows.skipped))}
