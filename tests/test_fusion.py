@@ -9,7 +9,7 @@ from conftest import TINY_MODEL, TINY_TEXT
 from fusionapp.settings import applicable
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # three trainings; the suite's other runs hold the fused model's training
 def test_fused_model_beats_each_single_modality(tmp_path):
     from fusionapp import make_demo, train
 

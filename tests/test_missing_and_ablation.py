@@ -57,7 +57,7 @@ def redundant_table(folder, rows=360, seed=0):
     return write_csv(folder / "redundant.csv", table)
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # two trainings compared: a property of learning, not of a code path the suite lacks
 def test_modality_dropout_teaches_the_model_to_answer_without_an_input(tmp_path):
     """Trained with images and texts blanked at random (the default 0.3), the model answers from
     the text alone when the image is missing; the same model trained on complete rows never saw a

@@ -69,6 +69,8 @@ def test_the_validation_rows_split_into_a_stopping_half_and_a_tuning_half():
     assert (again[0] == stop).all() and (again[1] == tune).all()
     stop, tune = stop_and_tune([None] * 9, seed=0, multi_label=True)
     assert len(stop) + len(tune) == 9 and not set(stop) & set(tune)
+    stop, tune = stop_and_tune(labels, seed=3, multi_label=False, multiple=4)  # replicas share its batches
+    assert len(stop) % 4 == 0 and sorted([*stop, *tune]) == list(range(len(labels)))
 
 
 def test_the_blend_is_chosen_on_rows_early_stopping_did_not_see(one_row_class, tmp_path, monkeypatch, capsys):

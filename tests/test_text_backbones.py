@@ -179,9 +179,9 @@ def capture_post_hoc_logits(monkeypatch) -> dict:
         seen["from_cache"] = fitted.val_features != (None, None)
         return original_logits(fitted, settings, val_rows)
 
-    def fit(model, train_rows, val_rows, network_logits, settings, say):
+    def fit(model, train_rows, val_rows, network_logits, settings, say, *rest):
         seen.update(cached=network_logits, whole=predict_examples(model, val_rows).logits)
-        return original_fit(model, train_rows, val_rows, network_logits, settings, say)
+        return original_fit(model, train_rows, val_rows, network_logits, settings, say, *rest)
 
     monkeypatch.setattr(val_logits, "network_val_logits", logits)
     monkeypatch.setattr(post_hoc, "fit_after_network", fit)
@@ -278,6 +278,7 @@ def test_a_named_preset_offline_is_one_line_and_writes_nothing(tmp_path, capsys,
     assert not out.exists()
 
 
+@pytest.mark.slow  # a kill and a resume: tests/test_resume.py holds resuming in the default suite
 def test_a_run_killed_while_fine_tuning_resumes_without_the_preset(text_backbone_run, demo_rows, tmp_path, capsys,
                                                                    monkeypatch):
     from fusionapp.pretrained.cache import cache_usage
@@ -331,6 +332,7 @@ def test_lora_adapters_train_and_the_run_keeps_them_merged_into_the_backbone(dem
     assert_usage_error(code, err, "--text-lora", "must be 0 with --fine-tune-text")
 
 
+@pytest.mark.slow  # a kill and a resume, as the fine-tuning one above
 def test_a_run_killed_in_its_lora_phase_resumes_with_adapters_that_still_learn(demo_table, tmp_path, capsys):
     """A checkpoint keeps the adapters merged into their projections (Keras zeroes both factors on
     loading it, which would leave them without a gradient): the resumed phase draws new ones and

@@ -371,3 +371,20 @@ def test_past_the_row_bound_the_c_grid_goes_on_past_its_edge_too(monkeypatch):
     fitted = fit_wide_path(model, train_rows, val_rows, predict_examples(model, val_rows).logits, "none", seed=0)
     tried = sorted(float(C) for C in fitted.record["C_log_loss"])
     assert tried[0] == 1e-3 and len(tried) > 1 and fitted.record["C"] > 1e-3
+
+
+def test_the_grid_goes_past_its_edge_only_for_a_gain_beyond_the_rows_noise():
+    """A C past the edge is taken where it beats the edge by more than a standard error of the rows'
+    paired loss differences; one that is lower by less is recorded and not taken."""
+    from fusionapp.posthoc.linear import GRID_STEP, MAX_EXTENSIONS, extend_grid
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 400)
+    truth = np.eye(3)[labels]
+    logits = {1.0: rng.normal(size=(400, 3))}
+    losses, chosen = extend_grid(logits, labels, (1.0,),
+                                 lambda C, edge: logits[edge] + 0.002 * truth + rng.normal(scale=0.05, size=(400, 3)))
+    assert chosen == 1.0 and sorted(losses) == [1.0, GRID_STEP]
+    logits = {1.0: logits[1.0]}
+    losses, chosen = extend_grid(logits, labels, (1.0,), lambda C, edge: logits[edge] + 0.3 * truth)
+    assert chosen == GRID_STEP ** MAX_EXTENSIONS and len(losses) == MAX_EXTENSIONS + 1

@@ -39,9 +39,9 @@ class ClassPrior(layers.Layer):
 @keras.saving.register_keras_serializable(package="fusionapp")
 class WideLinear(layers.Layer):
     """The wide path's linear model over its own sparse n-grams and its dense values (the tabular
-    values, the text backbone's vector): sum_j weight_j x kernel[id_j] (+ dense @ tabular_kernel) + bias. The n-grams arrive as ids and
-    weights padded per batch (id 0 weighs nothing), so a vocabulary of 100,000s costs a gather, not a
-    [batch, vocabulary] matrix. Fitted after the network (fusionapp/posthoc/wide.py), never by gradient.
+    values, the text backbone's vector): sum_j weight_j x kernel[id_j] (+ dense @ tabular_kernel)
+    + bias. The n-grams arrive as ids and weights padded per batch (id 0 weighs nothing), so a
+    vocabulary of 100,000s costs a gather, not a [batch, vocabulary] matrix. Fitted after the network (fusionapp/posthoc/wide.py), never by gradient.
     Inputs: [ids, weights] or [ids, weights, dense]. (The dense kernel keeps the name it had when
     the tabular values were all it read.)"""
 

@@ -76,7 +76,8 @@ def _wide(model, train_rows, val_rows, deep_logits, settings: RunSettings, say, 
     alpha, losses = fitted.record["alpha"], fitted.record["val_log_loss"]
     weight = (f"weights {min(alpha.values()):.1f}-{max(alpha.values()):.1f} (per label)" if isinstance(alpha, dict)
               else f"weight {alpha:.1f}")
-    say(f"Wide path: linear model (C {fitted.record['C']:g}) on {' and '.join(wide_sources(model.preprocessor, model.spec))}, "
+    sources = " and ".join(wide_sources(model.preprocessor, model.spec))
+    say(f"Wide path: linear model (C {fitted.record['C']:g}) on {sources}, "
         f"blended with {weight} "
         f"(held-out validation log loss {losses['deep']:.4f} network alone, {losses['wide']:.4f} linear alone, "
         f"{losses['blend']:.4f} blended)")

@@ -41,10 +41,9 @@ class CrossFit:
 def cross_fit(features, labels, num_classes: int, class_weight: str, grid, folds: np.ndarray,
               progress=None) -> CrossFit:
     """`folds` gives each row's fold (0 .. K-1): fold k's rows are predicted by a fit on the others,
-    for each C of `grid`, and of the grid extended by a factor of GRID_STEP past whichever edge the
-    best C sits at (at most MAX_EXTENSIONS times each way), so the choice is never the grid's edge
-    while the held-out loss still falls beyond it. The C of the lowest held-out log loss (ties: the
-    smaller) is refitted on every row. `progress(done, total)` is called after each fold of the grid."""
+    for each C of `grid`, and past whichever edge the best C sits at while the held-out loss falls
+    clearly beyond it (`extend_grid`). The C chosen is refitted on every row. `progress(done, total)`
+    is called after each fold of the grid."""
     grid = sorted(float(C) for C in grid)
     count = int(folds.max()) + 1
     held_out, fits = {}, {}
@@ -55,31 +54,56 @@ def cross_fit(features, labels, num_classes: int, class_weight: str, grid, folds
         if progress is not None:
             progress(fold + 1, count)
 
-    def try_C(C: float, edge: float) -> float:
+    def try_C(C: float, edge: float) -> np.ndarray:
         for fold in range(count):
             _fit_fold(features, labels, folds, fold, num_classes, class_weight, C, fits[edge][fold], held_out, fits)
-        return held_out_loss(labels, held_out[C])
+        return held_out[C]
 
-    losses = extend_grid({C: held_out_loss(labels, held_out[C]) for C in grid}, grid, try_C)
-    chosen = best_C(losses)
+    losses, chosen = extend_grid(held_out, labels, grid, try_C)
     kernel, bias = fit_linear(features, labels, num_classes, class_weight, chosen,
                               start=tuple(np.mean([fit[i] for fit in fits[chosen]], axis=0) for i in (0, 1)))
-    return CrossFit(kernel, bias, held_out[chosen], chosen, dict(sorted(losses.items())))
+    return CrossFit(kernel, bias, held_out[chosen], chosen, losses)
 
 
-def extend_grid(losses: dict, grid, try_C) -> dict:
-    """`losses` (C -> held-out log loss over `grid`), with C tried past whichever edge the best sits
-    at, a factor of GRID_STEP at a time (at most MAX_EXTENSIONS times each way), while the best is
-    that edge: `try_C(C, edge)` fits C, from the edge's fit, and returns its held-out loss."""
-    losses = dict(losses)
+def extend_grid(logits: dict, labels, grid, try_C) -> tuple[dict, float]:
+    """(each C tried -> its held-out log loss, the C chosen), from `logits` (C -> the rows' held-out
+    logits, for each C of `grid`; extended in place). The grid's C of the lowest loss is chosen; while
+    it is an edge of the grid, C goes on past it a factor of GRID_STEP at a time (at most
+    MAX_EXTENSIONS times), `try_C(C, edge)` giving its held-out logits from the edge's fit, and is
+    taken only where it beats the edge by more than one standard error of their rows' paired loss
+    differences. Taken for any lower loss, the grid drifted to a near-unregularised fit for a gain
+    the rows could not tell from noise, which cost the rare classes (docs/figures.md)."""
+    losses = {C: held_out_loss(labels, logits[C]) for C in grid}
+    accepted = dict(losses)
+    chosen = best_C(accepted)
     for _ in range(MAX_EXTENSIONS * 2):
-        chosen = best_C(losses)
-        edge = max(losses) if chosen == max(losses) else min(losses) if chosen == min(losses) else None
-        if edge is None or _extensions(edge, grid) >= MAX_EXTENSIONS:
+        up = chosen == max(accepted)
+        if not (up or chosen == min(accepted)) or _extensions(chosen, grid) >= MAX_EXTENSIONS:
             break
-        C = edge * GRID_STEP if edge == max(losses) else edge / GRID_STEP
-        losses[C] = try_C(C, edge)
-    return losses
+        C = chosen * GRID_STEP if up else chosen / GRID_STEP
+        logits[C] = try_C(C, chosen)
+        losses[C] = held_out_loss(labels, logits[C])
+        if not _clearly_better(labels, logits[C], logits[chosen]):
+            break
+        accepted[C], chosen = losses[C], C
+    return dict(sorted(losses.items())), chosen
+
+
+def _clearly_better(labels, logits, than) -> bool:
+    """Whether `logits`' mean row log loss is below `than`'s by more than a standard error of the
+    rows' differences."""
+    differences = row_log_losses(labels, logits) - row_log_losses(labels, than)
+    return differences.mean() < -differences.std(ddof=1) / np.sqrt(len(differences))
+
+
+def row_log_losses(labels, logits) -> np.ndarray:
+    """Each row's log loss under `logits` (a 0/1 label matrix: the mean over its labels)."""
+    multi_label = is_multi_label(labels)
+    probabilities = np.clip(probabilities_of(logits, multi_label), 1e-15, 1 - 1e-15)
+    if multi_label:
+        positive = np.asarray(labels) > 0.5
+        return -np.mean(np.where(positive, np.log(probabilities), np.log1p(-probabilities)), axis=1)
+    return -np.log(probabilities[np.arange(len(labels)), np.asarray(labels)])
 
 
 def _fit_fold(features, labels, folds, fold: int, num_classes: int, class_weight: str, C: float, start,

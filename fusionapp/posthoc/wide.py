@@ -28,8 +28,7 @@ import numpy as np
 from fusionapp.data.examples import raw_columns
 from fusionapp.model import NetworkSpec
 from fusionapp.model.classifier import wide_path_inputs
-from fusionapp.posthoc.linear import (C_GRID, FOLDS, best_C, cross_fit, extend_grid, fit_linear, fold_numbers,
-                                     held_out_loss)
+from fusionapp.posthoc.linear import C_GRID, FOLDS, cross_fit, extend_grid, fit_linear, fold_numbers, held_out_loss
 
 # Past this many labelled rows the linear model learns from a sample of this many training rows:
 # lbfgs on every row of a million would take longer than the network's epoch.
@@ -212,16 +211,14 @@ def _sample_fitted(preprocessor, train_rows, val_rows, y_val, class_weight: str,
     held_out, present = _held_out_logits(preprocessor, val_rows, list(fits.values()), text_vectors)
     val_logits = dict(zip(fits, held_out))
 
-    def try_C(C: float, edge: float) -> float:
+    def try_C(C: float, edge: float) -> np.ndarray:
         fits[C] = fit_linear(features, labels, preprocessor.num_classes, class_weight, C, start=fits[edge])
-        val_logits[C] = _held_out_logits(preprocessor, val_rows, [fits[C]], text_vectors)[0][0]
-        return held_out_loss(y_val, val_logits[C])
+        return _held_out_logits(preprocessor, val_rows, [fits[C]], text_vectors)[0][0]
 
-    losses = extend_grid({C: held_out_loss(y_val, logits) for C, logits in val_logits.items()}, C_GRID, try_C)
+    losses, chosen = extend_grid(val_logits, y_val, C_GRID, try_C)
     del features
-    chosen = best_C(losses)
     val = val_logits[chosen]
-    return _LinearFit(fits[chosen][0], fits[chosen][1], val, present, chosen, _rounded(dict(sorted(losses.items()))),
+    return _LinearFit(fits[chosen][0], fits[chosen][1], val, present, chosen, _rounded(losses),
                       f"a sample of {size} training rows" if size < len(train_rows) else "training rows")
 
 

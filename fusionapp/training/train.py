@@ -134,7 +134,7 @@ def _train_locked(data: str, out: str, settings: RunSettings, asked: tuple[str, 
     rows = _holdout(rows, preprocessor, settings, out, record, placement, say)
     check_pixel_cache(len(rows.train) + len(rows.val), preprocessor.image_size, settings.training.pixel_cache)
     clock.lap("adapt")
-    stop, tune = stop_and_tune(rows.val.labels, settings.training.seed, preprocessor.multi_label)
+    stop, tune = stop_and_tune(rows.val.labels, settings.training.seed, preprocessor.multi_label, placement.replicas)
     record.update(n_val_stop=len(stop), n_val_tune=len(tune))
     say(f"Of the {len(rows.val)} validation rows, {len(stop)} decide early stopping and {len(tune)} what is "
         "fitted after the network (the blend, offsets, temperature), which the choice of epoch has not seen")

@@ -78,11 +78,20 @@ def load_rows(data: str, settings: RunSettings, say, clock=None) -> tuple[Traini
 STOP_SHARE = 0.5
 
 
-def stop_and_tune(labels, seed: int, multi_label: bool) -> tuple[np.ndarray, np.ndarray]:
+def stop_and_tune(labels, seed: int, multi_label: bool, multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(the positions of the validation rows early stopping reads, those the post-hoc parts are
     chosen on): seeded halves, each class's rows dealt alternately between them (label sets: at
-    random), so both halves hold every class the rows have."""
-    rng = np.random.default_rng([seed, 7])
+    random), so both halves hold every class the rows have. The first holds a multiple of
+    `multiple` rows (the replicas that share each validation batch: a batch they cannot share
+    evenly fails under tf.distribute), the rows left over going to the second."""
+    stop, tune = _halves(labels, np.random.default_rng([seed, 7]), multi_label)
+    spare = len(stop) % multiple if len(stop) >= multiple else 0
+    if spare:
+        stop, tune = stop[:-spare], np.sort(np.concatenate([tune, stop[-spare:]]))
+    return stop, tune
+
+
+def _halves(labels, rng, multi_label: bool) -> tuple[np.ndarray, np.ndarray]:
     if multi_label:
         order = rng.permutation(len(labels))
         cut = int(round(len(labels) * STOP_SHARE))
