@@ -347,11 +347,13 @@ def test_fused_sets_beat_each_single_modality(tmp_path):
     from fusionapp import train
 
     table = colour_word_table(tmp_path / "data")
-    settings = {**TINY_MODEL, "image_size": 16, "image_filters": (16, 32), "epochs": 6, "verbose": 0,
-                "multi_label": True}
+    settings = {**TINY_MODEL, "image_size": 16, "image_filters": (16, 32), "epochs": 6, "multi_label": True}
     reports = {}
+    from fusionapp.settings import applicable
+
     for modalities in (("image", "text"), ("image",), ("text",)):
-        run = train(table, str(tmp_path / "_".join(modalities)), modalities=modalities, **settings)
+        run = train(table, str(tmp_path / "_".join(modalities)), verbose=0,
+                    **applicable({**settings, "modalities": modalities}))
         reports[modalities] = json.loads(Path(run, "test_metrics.json").read_text())
     fused, image_only, text_only = (reports[m]["micro_f1"] for m in reports)
     assert fused > max(image_only, text_only) + 0.1, reports

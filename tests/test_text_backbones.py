@@ -150,8 +150,10 @@ def test_a_multilingual_preset_reads_unspaced_text_in_a_multi_label_run_with_one
                      "split": "test" if i % 6 == 0 else "train"})
     table = write_csv(tmp_path / "ja.csv", rows)
     preset = tiny_xlm_roberta_preset(str(tmp_path / "xlmr"), [r["text"] for r in rows])
-    out = train(table, str(tmp_path / "run"), epochs=2, verbose=0, multi_label=True, text_backbone=preset,
-                sequence_length=16, **TINY_MODEL)
+    from fusionapp.settings import applicable
+
+    out = train(table, str(tmp_path / "run"), epochs=2, verbose=0, **applicable(
+        {**TINY_MODEL, "modalities": ("text",), "multi_label": True, "text_backbone": preset, "sequence_length": 16}))
     from fusionapp import load_model
 
     tokenizer = load_model(out).preprocessor.text_tokenizer
