@@ -66,8 +66,9 @@ class ModelSettings:
                                 search=Search(choices=(128, 256, 512)))
     dropout: float = number(0.3, 0.0, 0.95, help="Dropout rate.", search=Search(0.0, 0.6))
     wide: bool = switch(True, search=Search(choices=(True, False)),
-                        help="Blend in a linear model on the text's own character n-grams and the tabular values, "
-                             "fitted after the network; its weight in the blend is chosen on held-out rows.")
+                        help="Blend in a linear model on the text's own character n-grams, the tabular values "
+                             "and a --text-backbone's sentence vector, fitted after the network; its weight in the "
+                             "blend is chosen on held-out rows.")
     calibrate: bool = switch(True, help="Fit one temperature on the validation rows so that confidences match "
                                         "accuracy.")
     multi_label: bool = switch(False, help="Each row has a set of labels: a sigmoid output and a tuned decision "
