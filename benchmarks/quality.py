@@ -193,20 +193,11 @@ def _linear_baseline(table, label_col, vectorizer):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from fusionapp.evaluation.metrics import classification_report
-
-    rows = [row for row in _read(table) if row[label_col].strip()]
-    train = [row for row in rows if row["split"] in ("train", "val")]
-    classes = sorted({row[label_col] for row in train})
-    test = [row for row in rows if row["split"] == "test" and row[label_col] in classes]
+    _, train, test, classes = _baseline_rows(table, label_col)
     model = make_pipeline(TfidfVectorizer(sublinear_tf=True, **vectorizer),
                           LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000))
     model.fit([row["text"] for row in train], [row[label_col] for row in train])
-    probabilities = model.predict_proba([row["text"] for row in test])
-    order = [list(model.classes_).index(name) for name in classes]
-    probabilities = probabilities[:, order]
-    return classification_report([classes.index(row[label_col]) for row in test], probabilities,
-                                 probabilities.argmax(axis=1), classes)
+    return _test_report(model, [row["text"] for row in test], test, label_col, classes)
 
 
 _VECTORS: dict = {}  # (folder, text) -> its sentence vector, shared by every fold of a set
@@ -219,15 +210,10 @@ def _embedding_baseline(table, label_col, folder):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from fusionapp.evaluation.metrics import classification_report
-
-    rows = [row for row in _read(table) if row[label_col].strip()]
+    rows, train, test, classes = _baseline_rows(table, label_col)
     missing = sorted({row["text"] for row in rows} - {text for (f, text) in _VECTORS if f == folder})
     if missing:
         _VECTORS.update({(folder, text): vector for text, vector in zip(missing, sentence_vectors(folder, missing))})
-    train = [row for row in rows if row["split"] in ("train", "val")]
-    classes = sorted({row[label_col] for row in train})
-    test = [row for row in rows if row["split"] == "test" and row[label_col] in classes]
     tfidf = TfidfVectorizer(sublinear_tf=True, analyzer="char_wb", ngram_range=(2, 5), min_df=2)
 
     def features(part, fit=False):
@@ -239,8 +225,24 @@ def _embedding_baseline(table, label_col, folder):
 
     model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000)
     model.fit(features(train, fit=True), [row[label_col] for row in train])
-    probabilities = model.predict_proba(features(test))
-    probabilities = probabilities[:, [list(model.classes_).index(name) for name in classes]]
+    return _test_report(model, features(test), test, label_col, classes)
+
+
+def _baseline_rows(table, label_col):
+    """(the labelled rows, those a baseline learns from: train + val, the test rows of a class it
+    saw, those classes in order)."""
+    rows = [row for row in _read(table) if row[label_col].strip()]
+    train = [row for row in rows if row["split"] in ("train", "val")]
+    classes = sorted({row[label_col] for row in train})
+    test = [row for row in rows if row["split"] == "test" and row[label_col] in classes]
+    return rows, train, test, classes
+
+
+def _test_report(model, inputs, test, label_col, classes):
+    """fusionapp's report of a fitted scikit-learn model's probabilities on the test rows."""
+    from fusionapp.evaluation.metrics import classification_report
+
+    probabilities = model.predict_proba(inputs)[:, [list(model.classes_).index(name) for name in classes]]
     return classification_report([classes.index(row[label_col]) for row in test], probabilities,
                                  probabilities.argmax(axis=1), classes)
 

@@ -333,9 +333,13 @@ def post_json(url, payload):
 
 def asgi_post_json(app, path, payload):
     """(status, parsed JSON body) of one POST to an ASGI app, called in-process (no server)."""
+    return asgi_request(app, "POST", path, json.dumps(payload).encode())
+
+
+def asgi_request(app, method, path, body=b"", content_type="application/json"):
+    """(status, parsed JSON body) of one request to an ASGI app, called in-process (no server)."""
     import asyncio
 
-    body = json.dumps(payload).encode()
     path, _, query = path.partition("?")
     sent = []
 
@@ -345,9 +349,9 @@ def asgi_post_json(app, path, payload):
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
              "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
-             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+             "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())],
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
     asyncio.run(app(scope, receive, send))
     status = next(message["status"] for message in sent if message["type"] == "http.response.start")

@@ -19,8 +19,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from conftest import (DEMO_CLASSES, assert_usage_error, browser_page, http, multipart, needs_chromium, post_json,
-                      run_cli, serving_process)
+from conftest import (DEMO_CLASSES, asgi_request, assert_usage_error, browser_page, http, multipart, needs_chromium,
+                      post_json, run_cli, serving_process)
 
 # The keys of GET /metadata, as docs/serving.md lists them.
 METADATA_KEYS = {"classes", "multi_label", "label_sep", "inputs", "run", "model_version", "versions",
@@ -107,27 +107,6 @@ def leaves(value, keys=None, strings=None) -> tuple[set, list]:
     elif isinstance(value, str):
         strings.append(value)
     return keys, strings
-
-
-def asgi_request(app, method, path, body=b"", content_type="application/json"):
-    """(status, parsed JSON body) of one request to an ASGI app, called in-process (no server)."""
-    path, _, query = path.partition("?")
-    sent = []
-
-    async def receive():
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
-             "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())],
-             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
-    asyncio.run(app(scope, receive, send))
-    status = next(message["status"] for message in sent if message["type"] == "http.response.start")
-    return status, json.loads(b"".join(message.get("body", b"") for message in sent
-                                       if message["type"] == "http.response.body"))
 
 
 def test_requests_are_parsed_against_the_inputs_the_model_takes():
