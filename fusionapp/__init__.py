@@ -1,11 +1,11 @@
 """fusionapp: image + text (+ tabular) classifiers you can train, evaluate and serve."""
 
-__version__ = "0.12.0"
+__version__ = "0.13.0"
 
 # The Python API is imported lazily so `import fusionapp` (and `fusionapp --help`) stays fast:
 # TensorFlow is only loaded when one of these functions is first used.
 _API = {
-    "train": "fusionapp.training",
+    "train": "fusionapp.search.api",
     "evaluate": "fusionapp.evaluation",
     "predict": "fusionapp.inference",
     "make_demo": "fusionapp.data.demo",

@@ -103,6 +103,7 @@ def test_sigkill_between_the_best_weights_and_the_state_commit(demo_table, tmp_p
     resume_and_check(run, capsys)
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 def test_second_training_into_the_same_folder_refuses_while_different_folders_work(demo_table, tmp_path, capsys):
     from fusionapp import train
 

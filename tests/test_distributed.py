@@ -39,6 +39,7 @@ def _assert_loadable_run(run_dir: str, table: str) -> None:
                                                    for row, label in zip(rows, labels)) / 160)
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 @pytest.mark.integration
 def test_mirrored_over_two_logical_cpus(demo_table, tmp_path):
     out = tmp_path / "mirrored"

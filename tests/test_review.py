@@ -207,6 +207,7 @@ def test_the_explainer_explains_the_decision_of_the_raw_input_function(monkeypat
     assert explanation["modalities"]["tabular"] == pytest.approx(change[second], abs=1e-6)
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 @pytest.mark.integration
 @needs_chromium
 def test_the_page_names_the_run_and_shows_the_likeliest_few_classes(tmp_path):

@@ -226,6 +226,7 @@ def test_the_data_service_hands_out_every_row_once_per_pass(data_service):
     assert sum(abs(counts[row] - 4) for row in range(rows)) <= 8
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 @pytest.mark.integration
 def test_training_through_the_data_service_matches_local_training(data_service, demo_table, tmp_path):
     import tensorflow as tf

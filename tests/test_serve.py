@@ -667,6 +667,7 @@ def test_sigterm_answers_every_accepted_connection_on_a_busy_machine(loaded_serv
     assert _post_outcome(url + "/predict", {"text": "x"})[0] == "URLError"  # no longer accepting
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads the worker processes from Linux's /proc")
 def test_two_worker_processes_share_the_port_and_their_metrics_and_stop_on_sigterm(trained_run, server, pair):
     """`--workers 2`: two processes (each loading the model), answers equal to one process's,

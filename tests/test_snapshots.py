@@ -93,6 +93,7 @@ def test_the_sentence_transformers_pooling_is_read(pooling, tmp_path):
     assert sentence_pooling(tiny_bert_snapshot(str(tmp_path / "plain"))) == "mean"
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 @pytest.mark.integration
 def test_a_tokenizer_json_snapshot_trains_and_answers_without_its_folder(demo_dir, demo_table, tmp_path, capsys):
     """Only tokenizer.json, CLS pooling and a Normalize module: the run pools as the snapshot says,

@@ -22,6 +22,7 @@ def test_cached_images_give_the_same_run(cache, demo_table, tmp_path):
     assert not os.path.exists(os.path.join(cached, "cache"))  # removed once training ends
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 @pytest.mark.integration
 @pytest.mark.parametrize("precision", ["mixed_bfloat16"])
 def test_mixed_precision_trains_and_restores_the_global_policy(precision, demo_table, tmp_path):

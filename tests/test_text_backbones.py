@@ -190,6 +190,7 @@ def capture_post_hoc_logits(monkeypatch) -> dict:
     return seen
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 @pytest.mark.integration
 def test_a_clip_model_is_both_branches_frozen_and_cached_with_one_answer(demo_dir, demo_table, tmp_path, capsys,
                                                                          monkeypatch):
@@ -302,6 +303,7 @@ def test_a_run_killed_while_fine_tuning_resumes_without_the_preset(text_backbone
     assert [int(row["epoch"]) for row in read_csv(os.path.join(run_dir, "history.csv"))] == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 def test_lora_adapters_train_and_the_run_keeps_them_merged_into_the_backbone(demo_table, tmp_path, capsys):
     """--text-lora trains adapters on the attention's query and value projections (and their biases)
     only: the saved backbone differs from the preset's there and nowhere else, and holds no adapter

@@ -30,8 +30,8 @@ import numpy as np
 
 from fusionapp.data.examples import Examples, raw_columns
 from fusionapp.data.images import encoded_dimensions
-from fusionapp.inference.explain_text import text_weights
-from fusionapp.inference.raw_inference import inference_for
+from fusionapp.inference.explain_text import left_out_words, text_weights, top_words
+from fusionapp.inference.raw_inference import inference_for, predict_examples
 from fusionapp.preprocessing.configs import TextInput
 from fusionapp.preprocessing.raw_values import missing_inputs, tabular_key
 
@@ -58,25 +58,15 @@ def explain_examples(model, examples: Examples) -> list[dict]:
 
 
 def explain_row(model, row: Examples) -> dict:
-    import tensorflow as tf
-
+    if hasattr(model, "members"):
+        return _explain_ensemble(model, row)
     preprocessor = model.preprocessor
     modalities = preprocessor.modalities
-    variants = [row] + [row.blanked(m) for m in modalities]
-    columns = [raw_columns(v, modalities, preprocessor.tabular_kinds, read_images=True) for v in variants]
-    explainer = _explainer(model)
-    out = explainer({name: tf.constant(np.concatenate([c[name] for c in columns]), dtype=spec.dtype)
-                     for name, spec in explainer.specs.items()})
-    out = {name: value.numpy() for name, value in out.items()}
+    columns, out = _explained(model, row)
     probabilities, predicted = out["probabilities"], int(out["predicted"])
     base = float(probabilities[0, predicted])
     missing = _missing(columns[0], modalities, preprocessor.tabular_columns)
-    explanation = {"modalities": {m: float(probabilities[1 + k, predicted] - base) for k, m in enumerate(modalities)
-                                  if m not in missing},
-                   "missing": missing, "units": {"modalities": UNITS["modalities"]}}
-    if preprocessor.multi_label:
-        # Several labels may be chosen; the explanation is of the likeliest.
-        explanation.update(label=preprocessor.class_names[predicted], probability=base)
+    explanation = _modality_figures(preprocessor, probabilities, predicted, missing)
     if "text" in modalities and "text" not in missing:
         explanation["text"] = text_weights(model, row, out, predicted, base)
         explanation["units"]["text"] = TEXT_UNITS.get(preprocessor.text.input, LEFT_OUT_UNITS)
@@ -85,12 +75,85 @@ def explain_row(model, row: Examples) -> dict:
                                           explanation["modalities"]["image"])
         explanation["units"]["image"] = UNITS["image"]
     if "tabular" in modalities and "tabular" not in missing:
-        contributions = out["tabular_gradient"] * out["tabular"]
-        ends = np.cumsum(preprocessor.tabular_widths())
-        explanation["tabular"] = {name: float(contributions[end - width:end].sum()) for (name, _), width, end
-                                  in zip(preprocessor.tabular_columns, preprocessor.tabular_widths(), ends)
-                                  if f"tabular:{name}" not in missing}
+        explanation["tabular"] = _tabular_figures(preprocessor, out, missing)
         explanation["units"]["tabular"] = UNITS["tabular"]
+    return explanation
+
+
+def _explained(model, row: Examples, target: int = -1):
+    """(the raw columns of the row and of its copies each lacking one input, the explainer's outputs)
+    for the class or label `target` (-1: the likeliest)."""
+    import tensorflow as tf
+
+    preprocessor = model.preprocessor
+    modalities = preprocessor.modalities
+    variants = [row] + [row.blanked(m) for m in modalities]
+    columns = [raw_columns(v, modalities, preprocessor.tabular_kinds, read_images=True) for v in variants]
+    explainer = _explainer(model)
+    out = explainer({name: tf.constant(np.concatenate([c[name] for c in columns]), dtype=spec.dtype)
+                     for name, spec in explainer.specs.items()}, tf.constant(target, tf.int32))
+    return columns, {name: value.numpy() for name, value in out.items()}
+
+
+def _modality_figures(preprocessor, probabilities, predicted: int, missing: list[str]) -> dict:
+    """The explanation's start: each input's probability change when blanked (rows 1.. of
+    `probabilities`, in modality order), what is missing, and the units."""
+    base = float(probabilities[0, predicted])
+    explanation = {"modalities": {m: float(probabilities[1 + k, predicted] - base)
+                                  for k, m in enumerate(preprocessor.modalities) if m not in missing},
+                   "missing": missing, "units": {"modalities": UNITS["modalities"]}}
+    if preprocessor.multi_label:
+        # Several labels may be chosen; the explanation is of the likeliest.
+        explanation.update(label=preprocessor.class_names[predicted], probability=base)
+    return explanation
+
+
+def _tabular_figures(preprocessor, out: dict, missing: list[str]) -> dict[str, float]:
+    contributions = out["tabular_gradient"] * out["tabular"]
+    ends = np.cumsum(preprocessor.tabular_widths())
+    return {name: float(contributions[end - width:end].sum()) for (name, _), width, end
+            in zip(preprocessor.tabular_columns, preprocessor.tabular_widths(), ends)
+            if f"tabular:{name}" not in missing}
+
+
+def _explain_ensemble(model, row: Examples) -> dict:
+    """An ensemble's explanation of its own decision: inputs blanked and words left out through the
+    whole ensemble; the image's Grad-CAM and the tabular figures of each member for the ensemble's
+    class, averaged with the members' weights."""
+    import tensorflow as tf
+
+    preprocessor = model.preprocessor
+    modalities = preprocessor.modalities
+    variants = [row] + [row.blanked(m) for m in modalities]
+    probabilities = np.concatenate([predict_examples(model, variant).probabilities for variant in variants])
+    predicted = int(np.argmax(probabilities[0]))
+    columns = raw_columns(row, modalities, preprocessor.tabular_kinds, read_images=True)
+    missing = _missing(columns, modalities, preprocessor.tabular_columns)
+    explanation = _modality_figures(preprocessor, probabilities, predicted, missing)
+    if "text" in modalities and "text" not in missing:
+        words = left_out_words(model, row, row.texts[0], predicted, float(probabilities[0, predicted]))
+        explanation["text"], explanation["units"]["text"] = top_words(words), LEFT_OUT_UNITS
+    if not ({"image", "tabular"} & set(modalities) - set(missing)):
+        return explanation
+    cams, tabular = [], {}
+    for member, weight in zip(model.members, model.member_weights):
+        _, out = _explained(member, row, predicted)
+        if "feature_map" in out:
+            cams.append((weight, _grad_cam(out["feature_map"], out["feature_gradient"])))
+        if "tabular" in modalities and "tabular" not in missing:
+            for name, value in _tabular_figures(member.preprocessor, out, missing).items():
+                tabular[name] = tabular.get(name, 0.0) + weight * value
+    if "image" in modalities and "image" not in missing:
+        strength = min(1.0, abs(explanation["modalities"]["image"]) / IMAGE_MATTERS)
+        heatmap = None
+        if cams:
+            size = _heatmap_size(preprocessor, columns["image"][0])
+            cam = sum(weight * tf.image.resize(cam[..., None].astype(np.float32), size).numpy()[..., 0]
+                      for weight, cam in cams)
+            heatmap = _heatmap_png(cam / cam.max() if cam.max() > 0 else cam, size, strength)
+        explanation["image"], explanation["units"]["image"] = {"heatmap": heatmap, "strength": strength}, UNITS["image"]
+    if tabular:
+        explanation["tabular"], explanation["units"]["tabular"] = tabular, UNITS["tabular"]
     return explanation
 
 
@@ -117,20 +180,25 @@ def _image_map(preprocessor, image: bytes, out: dict, change: float) -> dict:
     strength = min(1.0, abs(change) / IMAGE_MATTERS)
     if "feature_map" not in out:  # a joint image-text model's image branch has no map to show
         return {"heatmap": None, "strength": strength}
-    width, height = encoded_dimensions(image) or (preprocessor.image_size,) * 2
-    # The input image's size, but at most HEATMAP_MAX_SIDE on its longest side: a phone photo's
-    # full-size map would be megabytes of JSON for a picture scaled down to show it.
-    scale = min(1.0, HEATMAP_MAX_SIDE / max(width, height))
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
     cam = _grad_cam(out["feature_map"], out["feature_gradient"])
-    return {"heatmap": _heatmap_png(cam, size, strength), "strength": strength}
+    return {"heatmap": _heatmap_png(cam, _heatmap_size(preprocessor, image), strength), "strength": strength}
+
+
+def _heatmap_size(preprocessor, image: bytes) -> tuple[int, int]:
+    """(height, width) of a heat map: the input image's size, but at most HEATMAP_MAX_SIDE on its
+    longest side: a phone photo's full-size map would be megabytes of JSON for a picture scaled
+    down to show it."""
+    width, height = encoded_dimensions(image) or (preprocessor.image_size,) * 2
+    scale = min(1.0, HEATMAP_MAX_SIDE / max(width, height))
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def _explainer(model):
     """A function traced once for any batch: raw inputs -> the model's preprocessor -> the network,
     with the raw-input function's decision (its probabilities and row 0's likeliest class or label),
-    and on row 0 its encoded text and tabular inputs and the gradients of its centred logit with
-    respect to them and to the image feature map. Built once per model."""
+    and on row 0 its encoded text and tabular inputs and the gradients of its centred logit (of the
+    class `target`; -1: the likeliest) with respect to them and to the image feature map. Built once
+    per model."""
     if model in _EXPLAINERS:
         return _EXPLAINERS[model]
     import keras
@@ -142,8 +210,8 @@ def _explainer(model):
     graph = keras.Model(model.input, ([feature_map] if feature_map is not None else []) + [model.output])
     specs = preprocessor.input_specs()
 
-    @tf.function(input_signature=[specs])
-    def run(raw):
+    @tf.function(input_signature=[specs, tf.TensorSpec((), tf.int32)])
+    def run(raw, target):
         inputs = preprocessor.encode(raw)
         watched = {name: value for name, value in inputs.items() if value.dtype == tf.float32}
         with tf.GradientTape() as tape:
@@ -151,7 +219,8 @@ def _explainer(model):
             results = graph(inputs, training=False)
             results = results if isinstance(results, (list, tuple)) else [results]
             decision = decide(tf.cast(results[-1], tf.float32))
-            logits, predicted = decision["logits"], decision["ranking"][0, 0]
+            logits = decision["logits"]
+            predicted = tf.where(target >= 0, target, decision["ranking"][0, 0])
             # Multi-label: the likeliest label's own logit, which its sigmoid alone reads. Single-label:
             # the predicted class's logit less the mean logit, what softmax sees of it, without the
             # probability's saturation, whose gradient vanishes on confident predictions.

@@ -24,7 +24,7 @@ WORD = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-
 def text_weights(model, row: Examples, out: dict, predicted: int, base: float) -> list[list]:
     preprocessor, text = model.preprocessor, row.texts[0]
     if preprocessor.text.input != TextInput.TF_IDF:
-        return top_words(_left_out_words(model, row, text, predicted, base))
+        return top_words(left_out_words(model, row, text, predicted, base))
     weights = _ngram_weights(preprocessor, out["text"], out["text_gradient"])
     words = _words_of_ngrams(text, weights, preprocessor.text.tokens)
     if "wide_ids" in out:
@@ -104,7 +104,7 @@ def _words_of_ngrams(text: str, weights: dict[str, float], tokens: str) -> dict[
     return totals
 
 
-def _left_out_words(model, row: Examples, text: str, predicted: int, base: float) -> dict[str, float]:
+def left_out_words(model, row: Examples, text: str, predicted: int, base: float) -> dict[str, float]:
     """For token-id encoders: the predicted class's probability lost when each word is left out."""
     matches = list(WORD.finditer(text))[:MAX_LEFT_OUT_WORDS]
     if not matches:

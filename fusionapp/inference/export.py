@@ -16,6 +16,7 @@ import tempfile
 from fusionapp.runs import files
 from fusionapp.errors import FusionError
 from fusionapp.inference.raw_inference import inference_for
+from fusionapp.model.ensemble import member_models
 from fusionapp.runs.load import load_run
 
 
@@ -27,16 +28,17 @@ def export_run(model: str, out: str, overwrite: bool = False) -> str:
         raise FusionError(f"{out}: already exists; pass --overwrite to replace it")
     run = load_run(model)
     inference = inference_for(run.model)
-    preprocessor = run.preprocessor
     archive = keras.export.ExportArchive()
     archive.track(run.model)
-    # The lookup tables of the preprocessor's layers are TensorFlow resources the archive must own.
-    for layer in (preprocessor, getattr(preprocessor, "text_vectorizer", None),
-                  getattr(preprocessor, "text_tokenizer", None), *preprocessor.category_lookups):
-        if layer is not None:
-            if not layer.built:  # a text backbone's tokenizer builds on first use, after its vocabulary loads
-                layer.build(None)
-            archive.track(layer)
+    # The lookup tables of the preprocessors' layers (an ensemble's members have one each) are
+    # TensorFlow resources the archive must own.
+    for preprocessor in (member.preprocessor for member in member_models(run.model)):
+        for layer in (preprocessor, getattr(preprocessor, "text_vectorizer", None),
+                      getattr(preprocessor, "text_tokenizer", None), *preprocessor.category_lookups):
+            if layer is not None:
+                if not layer.built:  # a text backbone's tokenizer builds on first use, after its vocabulary loads
+                    layer.build(None)
+                archive.track(layer)
     names = list(inference.specs)
 
     def serve(*values):

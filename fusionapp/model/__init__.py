@@ -8,9 +8,10 @@ this package registers every class a model file names (the preprocessor's too), 
 
 import fusionapp.preprocessing  # noqa: F401 - registers the Preprocessor saved inside model files
 from fusionapp.model.classifier import Backbones, FusionClassifier, Head, build_classifier
+from fusionapp.model.ensemble import FusionEnsemble, member_models
 from fusionapp.model.losses import LabelBinaryCrossentropy
 from fusionapp.model.spec import NetworkSpec
 from fusionapp.model.weight_copy import copy_weights
 
 __all__ = ["Backbones", "FusionClassifier", "Head", "LabelBinaryCrossentropy", "NetworkSpec", "build_classifier",
-           "copy_weights"]
+           "FusionEnsemble", "copy_weights", "member_models"]

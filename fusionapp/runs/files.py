@@ -57,10 +57,10 @@ def atomic_path(path: str, suffix: str = ""):
 def _signal_for_tests(path: str) -> None:
     """The crash tests' one hook, so they stop a training at an exact instant instead of polling for
     files: with FUSIONAPP_TEST_SIGNAL="KILL epoch0002.keras" (a signal name, then a glob of file
-    names) the process sends itself that signal when the first such file is written, before its
+    names, or of whole paths: "KILL */trials/0001/resume/epoch0001.keras") the process sends itself that signal when the first such file is written, before its
     rename. docs/tests.md lists the instants the tests use."""
     name, _, pattern = os.environ.get("FUSIONAPP_TEST_SIGNAL", "").partition(" ")
-    if pattern and fnmatch(os.path.basename(path), pattern):
+    if pattern and (fnmatch(os.path.basename(path), pattern) or fnmatch(path, pattern)):
         del os.environ["FUSIONAPP_TEST_SIGNAL"]  # once: a process stopped here and continued runs to its end
         os.kill(os.getpid(), getattr(signal, f"SIG{name}"))
 

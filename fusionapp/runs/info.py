@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from fusionapp.runs.files import read_json
-from fusionapp.runs.layout import CONFIG_FILE, METRICS_FILE, TEST_METRICS_FILE
+from fusionapp.runs.layout import CONFIG_FILE, LEADERBOARD_FILE, METRICS_FILE, TEST_METRICS_FILE
 from fusionapp.runs.load import resolve_run_dir
 
 
@@ -44,7 +44,22 @@ def run_info(model: str) -> dict:
         "validation_metrics": read_json(metrics_path) if os.path.exists(metrics_path) else None,
         "test_metrics": read_json(test_path) if os.path.exists(test_path) else None,
         "versions": {key: config.get(f"{key}_version") for key in ("fusionapp", "tensorflow", "keras")},
+        # a search's run (train --time-limit): its ensemble, the search, and one row per trial
+        "ensemble": config.get("ensemble"),
+        "search_summary": config.get("search_summary"),
+        "leaderboard": read_leaderboard(run_dir),
     }
+
+
+def read_leaderboard(run_dir: str) -> list[dict] | None:
+    """A search's leaderboard.csv as dicts, best first (None: not a search's run)."""
+    import csv
+
+    path = os.path.join(run_dir, LEADERBOARD_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 
 
 def format_info(info: dict) -> str:
@@ -92,6 +107,7 @@ def format_info(info: dict) -> str:
             else:
                 lines.append(f"{title:<12} accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} "
                              f"({m['n_examples']} rows)")
+    lines += _search_lines(info)
     versions = info["versions"]
     lines.append(f"versions     fusionapp {versions['fusionapp']}, TensorFlow {versions['tensorflow']}, "
                  f"Keras {versions['keras']}")
@@ -125,4 +141,36 @@ def _model_lines(info: dict, model: dict, training: dict) -> list[str]:
                      f"{text_backbone['pooling']}-pooled, "
                      + (f"rank-{training['text_lora']} LoRA adapters" if training.get("text_lora") else
                         f"fine-tuned layers {training.get('fine_tune_text', 0)}"))
+    return lines
+
+
+# The leaderboard rows `info` prints (leaderboard.csv holds them all).
+LEADERBOARD_LINES = 10
+
+
+def _search_lines(info: dict) -> list[str]:
+    """A search's run: the ensemble, the search, and the top of the leaderboard."""
+    ensemble, search, board = info.get("ensemble"), info.get("search_summary"), info.get("leaderboard")
+    if not ensemble:
+        return []
+    members = ", ".join(f"trial {member['trial']} x{member['weight']:.2f}" for member in ensemble["members"])
+    lines = [f"ensemble     {members}; temperature {ensemble['temperature']:.3f} (held-out log loss "
+             f"{ensemble['held_out_log_loss']:.4f} on {ensemble['held_out_rows']} rows no trial saw); the lines "
+             "above on the model are its heaviest member's"]
+    if search:
+        counts = ", ".join(f"{count} {state}" for state, count in search["trial_states"].items())
+        lines.append(f"search       preset {search['preset']}, limit {search['time_limit_s']:g} s; trials: {counts}")
+    if board:
+        columns = ("trial", "state", "in_ensemble", "held_out_log_loss", "held_out_score", "test_macro_f1",
+                   "seconds")
+        settings = [name for name in board[0] if name not in columns and name not in
+                    ("val_accuracy", "val_macro_f1", "test_accuracy", "val_micro_f1", "test_micro_f1", "epochs_run",
+                     "run", "note")]
+        lines.append("leaderboard  " + "  ".join(columns) + "  settings")
+        for row in board[:LEADERBOARD_LINES]:
+            values = "  ".join(f"{row.get(name, '')[:8]:>{len(name)}}" for name in columns)
+            chosen = ", ".join(f"{name}={row[name][:10]}" for name in settings if row.get(name))
+            lines.append(f"             {values}  {chosen or row.get('note', '')}")
+        if len(board) > LEADERBOARD_LINES:
+            lines.append(f"             ... {len(board) - LEADERBOARD_LINES} more in leaderboard.csv")
     return lines

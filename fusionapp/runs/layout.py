@@ -30,11 +30,20 @@ IMAGE_TEXT_WEIGHTS = "image-text-backbone.weights.h5"  # inside RESUME_DIR: a jo
 PIXEL_CACHE_DIR = "pixel-cache"  # --pixel-cache disk, while training
 TENSORBOARD_DIR = "tensorboard"
 LOCK_FILE = ".lock"
+# A search's run (train --time-limit): the ensemble's files above, and these
+SEARCH_DIR = "search"  # its study (SQLite) and search.json, what --resume and search-join read
+SEARCH_FILE = "search.json"  # inside SEARCH_DIR
+STUDY_FILE = "study.db"  # inside SEARCH_DIR
+TRIALS_DIR = "trials"  # one run folder per trial, trials/0000, trials/0001, ...
+HELD_OUT_FILE = "held_out_probabilities.npy"  # inside a trial: its probabilities on the rows the search held out
+LEADERBOARD_FILE = "leaderboard.csv"
+SEARCH_HISTORY_FILE = "search_history.png"
+PARAM_IMPORTANCES_FILE = "param_importances.png"
 REPLACED_DIR = ".replaced"  # the run an --overwrite replaces, until the new one has a checkpoint
 # What `train --overwrite` may remove; anything else in the folder is the user's and stays.
 RUN_FILES = (MODEL_FILE, CONFIG_FILE, PREPROCESSING_FILE, HISTORY_FILE, METRICS_FILE, SKIPPED_FILE,
-             TEST_METRICS_FILE, LEARNING_CURVE_FILE)
-RUN_FOLDERS = (RESUME_DIR, TENSORBOARD_DIR, PIXEL_CACHE_DIR)
+             TEST_METRICS_FILE, LEARNING_CURVE_FILE, LEADERBOARD_FILE, SEARCH_HISTORY_FILE, PARAM_IMPORTANCES_FILE)
+RUN_FOLDERS = (RESUME_DIR, TENSORBOARD_DIR, PIXEL_CACHE_DIR, SEARCH_DIR, TRIALS_DIR)
 
 
 def write_skipped(path: str, bad_rows) -> None:
@@ -67,10 +76,16 @@ def run_folder(path: str, new_run: bool):
     try:
         yield
     except BaseException:
-        if new_run and not os.path.exists(os.path.join(path, RESUME_DIR, STATE_FILE)):
+        if new_run and not resumable(path):
             _put_back(path, found, made)
         raise
     shutil.rmtree(os.path.join(path, REPLACED_DIR), ignore_errors=True)
+
+
+def resumable(path: str) -> bool:
+    """Whether the folder holds a run's last epoch, or a search's study, that --resume continues."""
+    return os.path.exists(os.path.join(path, RESUME_DIR, STATE_FILE)) or \
+        os.path.exists(os.path.join(path, SEARCH_DIR, SEARCH_FILE))
 
 
 def _put_back(path: str, found: set, made: bool) -> None:

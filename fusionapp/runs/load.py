@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import fusionapp
 from fusionapp.errors import FusionError, one_line
 from fusionapp.runs.files import read_json
-from fusionapp.runs.layout import CONFIG_FILE, MODEL_FILE, RESUME_DIR, RUN_FORMAT, STATE_FILE
+from fusionapp.runs.layout import (CONFIG_FILE, MODEL_FILE, RESUME_DIR, RUN_FORMAT, SEARCH_DIR, SEARCH_FILE,
+                                   STATE_FILE)
 
 # What a damaged or foreign file makes Keras' loader raise. Anything else (a bug of fusionapp's own
 # classes, say) keeps its type and traceback rather than passing for the user's file.
@@ -42,6 +43,9 @@ def resolve_run_dir(path: str) -> str:
             raise FusionError(f"{path}: not a fusionapp run (expected a run directory or its {MODEL_FILE})")
         return os.path.dirname(os.path.abspath(path))
     if not os.path.exists(os.path.join(path, MODEL_FILE)):
+        if os.path.exists(os.path.join(path, SEARCH_DIR, SEARCH_FILE)):
+            raise FusionError(f"{path}: the search did not finish (no {MODEL_FILE}); continue it with "
+                              f"`fusionapp train --resume --out {path}`")
         if os.path.exists(os.path.join(path, RESUME_DIR, STATE_FILE)):
             raise FusionError(f"{path}: training did not finish (no {MODEL_FILE}); continue it with "
                               f"`fusionapp train --resume --out {path}`")

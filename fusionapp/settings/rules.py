@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 
 from fusionapp.errors import FusionError, UsageProblem
@@ -223,6 +224,37 @@ def service_address(default: str, **about):
         return value if "://" in value else f"grpc://{value}"
 
     return _rule_field(default, Rule(requirement, coerce), about)
+
+
+# The units a duration may be written in: `20m`, `1h30m`, `900s`, or a bare number of seconds.
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def duration(**about):
+    """A wall time in seconds, written `20m`, `1h`, `1h30m`, `900s` or `900`; 0 for none."""
+    requirement = "a duration such as 20m, 1h, 1h30m or 900s (0: none)"
+
+    def coerce(name, value):
+        if _is_int(value) or isinstance(value, float):
+            seconds = float(value)
+        elif isinstance(value, str) and value.strip():
+            text = value.strip().lower().replace(" ", "")
+            match = _DURATION.fullmatch(text)
+            if re.fullmatch(r"\d+(?:\.\d+)?", text):
+                seconds = float(text)
+            elif match and any(match.groups()):
+                seconds = sum(float(part) * unit for part, unit in zip(match.groups(), _DURATION_UNITS.values())
+                              if part)
+            else:
+                raise SettingError(name, value, requirement)
+        else:
+            raise SettingError(name, value, requirement)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise SettingError(name, value, requirement)
+        return seconds
+
+    return _rule_field(0.0, Rule(requirement, coerce), about)
 
 
 def folder(default: str | None, **about):

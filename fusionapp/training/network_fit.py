@@ -66,13 +66,14 @@ class Phase:
     features: list | None = None  # cached backbone features of (train, val), or None: images
     text_features: list | None = None  # cached text backbone vectors of (train, val), or None: texts
     stop: object = None  # positions of the validation rows early stopping reads (None: every one)
+    callbacks: tuple = ()  # Keras callbacks of a search's trial: its pruning and its deadline
 
 
 def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: str, placement, checkpoint_model,
-                state, verbose: int, stop=None) -> FittedNetwork:
+                state, verbose: int, stop=None, callbacks: tuple = ()) -> FittedNetwork:
     """`checkpoint_model` and `state` (a TrainingState) are what `--resume` continues from (None: a new run).
-    Early stopping and the best epoch are decided on the validation rows at positions `stop` (all of
-    them when None); the frozen backbones' features are cached for every validation row."""
+    Early stopping and the best epoch are decided on the validation rows at positions `stop` (all of them
+    when None); frozen backbones' features are cached for every one. `callbacks` run in every phase."""
     say, training = printer(verbose), settings.training
     spec = NetworkSpec.for_preprocessor(preprocessor)
     if checkpoint_model is not None:  # a run started before 0.12 goes on without the wide path's text vector
@@ -83,7 +84,7 @@ def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: 
         say(f"Resuming after epoch {state.epoch}")
     loss = training_loss(preprocessor, train_rows, training.class_weight)
     phase = Phase(settings, preprocessor, train_rows, val_rows, out, placement, RunCheckpoint(out, training.patience,
-                  state), class_weights(preprocessor, train_rows, training.class_weight), verbose, stop=stop)
+                  state), class_weights(preprocessor, train_rows, training.class_weight), verbose, stop, callbacks)
     # The backbones fine-tuned in a second phase, and how many top layers of each.
     tuned = {name: layers for name, layers, backbone in (("fine_tune", training.fine_tune, extractor),
                                                          ("fine_tune_text", training.fine_tune_text, text_extractor),
@@ -261,7 +262,7 @@ def _run_phase(model, phase: Phase, epochs: int) -> None:
             build_from_local_batch(model, train_data)
         if model.spec.text_lora and model.backbones.text is not None:  # a resumed phase's adapters were merged
             restart_lora(model.backbones.text, phase.settings.training.seed)
-        callbacks = [checkpoint]
+        callbacks = [checkpoint, *phase.callbacks]
         if phase.settings.training.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(phase.out, layout.TENSORBOARD_DIR)))
         model.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=done, steps_per_epoch=steps,

@@ -23,6 +23,7 @@ from fusionapp.settings import RunSettings, apply_flat, check_applies, given_set
 from fusionapp.settings.resume import check_request
 from fusionapp.training.auto_precision import resolve_precision
 from fusionapp.training.checkpoints import load_state, restore_seed_states
+from fusionapp.training.hooks import TrialHooks
 from fusionapp.training.finish import save_run, test_report, validation_report
 from fusionapp.training.image_text import image_text_config
 from fusionapp.training.network_fit import fit_network
@@ -88,6 +89,15 @@ def train(data: str | None = None, out: str | None = None, *, resume: bool = Fal
     return out
 
 
+def new_search_run(data, out, overwrite: bool, verbose: int, settings: RunSettings | None, flat: dict):
+    """(data, out, settings, the names of the settings asked for) of a search's new run, checked as
+    a run's are (the machine, the pretrained models), its precision resolved."""
+    data, out, run_settings, asked = _requested(data, out, False, overwrite, settings, flat, verbose)
+    check_environment(run_settings, printer(verbose))
+    check_pretrained_models(run_settings)
+    return data, out, apply_flat(run_settings, {"precision": resolve_precision(run_settings.training.precision)}), asked
+
+
 def _requested(data, out, resume: bool, overwrite: bool, settings: RunSettings | None, flat: dict, verbose: int):
     """(data, out, settings, the names of the settings asked for) of a new run, checked, or of the
     run a resume continues."""
@@ -102,25 +112,34 @@ def _requested(data, out, resume: bool, overwrite: bool, settings: RunSettings |
     return *new_run(data, out, run_settings, verbose), asked
 
 
+def train_trial(data: str, out: str, settings: RunSettings, placement, hooks: TrialHooks, verbose: int) -> str:
+    """One model of a search, trained into a new run folder `out` on the rows the search read once
+    (`hooks.rows`), with its callbacks; the fitted model is left in `hooks.model`."""
+    return _train_in(data, out, settings, (), placement, False, False, verbose, hooks)
+
+
 def _train_in(data: str, out: str, settings: RunSettings, asked: tuple[str, ...], placement, resume: bool,
-              overwrite: bool, verbose: int) -> str:
+              overwrite: bool, verbose: int, hooks: TrialHooks | None = None) -> str:
     import keras
 
     with layout.run_folder(out, new_run=not resume), layout.run_lock(out), \
             precision_policy(settings.training.precision):
         layout.prepare_run_dir(out, resume=resume, overwrite=overwrite)
         keras.utils.set_random_seed(settings.training.seed)
-        return _train_locked(data, out, settings, asked, placement, resume, verbose)
+        return _train_locked(data, out, settings, asked, placement, resume, verbose, hooks)
 
 
 def _train_locked(data: str, out: str, settings: RunSettings, asked: tuple[str, ...], placement, resume: bool,
-                  verbose: int) -> str:
+                  verbose: int, hooks: TrialHooks | None = None) -> str:
     """The stages of a run. `asked`: the settings the user gave, checked again once the data says
-    which inputs the model reads."""
+    which inputs the model reads. `hooks`: what a search gives a trial (None: a run of its own)."""
     say = printer(verbose)
     record = RunRecord(out, data, settings, data_fingerprint(data))
     clock = StageClock()
-    rows, settings = load_rows(data, settings, say, clock)
+    if hooks is None:
+        rows, settings = load_rows(data, settings, say, clock)
+    else:
+        rows, settings = hooks.rows, settings.resolved(hooks.modalities)
     check_applies(settings, asked)
     record.update(settings=settings.to_dict())
     if not resume:
@@ -139,7 +158,7 @@ def _train_locked(data: str, out: str, settings: RunSettings, asked: tuple[str, 
     say(f"Of the {len(rows.val)} validation rows, {len(stop)} decide early stopping and {len(tune)} what is "
         "fitted after the network (the blend, offsets, temperature), which the choice of epoch has not seen")
     fitted = fit_network(settings, preprocessor, rows.train, rows.val, out, placement, checkpoint_model, state, verbose,
-                         stop=stop)
+                         stop=stop, callbacks=hooks.callbacks if hooks else ())
     clock.lap("network")
     record.update(**fitted.records)
     say(f"After the network: its logits on the {len(rows.val)} validation rows ...")
@@ -161,6 +180,8 @@ def _train_locked(data: str, out: str, settings: RunSettings, asked: tuple[str, 
     record.update(stage_seconds=clock.seconds)
     record.save()
     say(f"Saved the run to {out}")
+    if hooks is not None:
+        hooks.model = fitted.model
     return out
 
 

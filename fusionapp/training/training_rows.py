@@ -91,6 +91,26 @@ def stop_and_tune(labels, seed: int, multi_label: bool, multiple: int = 1) -> tu
     return stop, tune
 
 
+def held_for_selection(labels, seed: int, multi_label: bool, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """(the positions of the validation rows a search keeps for choosing among its trials and
+    ensembling them, the rest): about `share` of each class's rows (label sets: of the rows), seeded.
+    No trial sees the first, neither to stop nor to fit what follows its network."""
+    rng = np.random.default_rng([seed, 11])
+    if multi_label:
+        order = rng.permutation(len(labels))
+        cut = int(round(len(labels) * share))
+        return np.sort(order[:cut]), np.sort(order[cut:])
+    held = []
+    by_class = {}
+    for position, label in enumerate(labels):
+        by_class.setdefault(label, []).append(position)
+    for label in sorted(by_class):
+        positions = rng.permutation(by_class[label])
+        held += list(positions[:int(len(positions) * share + rng.random())])  # rounded at random
+    held = np.sort(np.asarray(held, dtype=int))
+    return held, np.setdiff1d(np.arange(len(labels)), held)
+
+
 def _halves(labels, rng, multi_label: bool) -> tuple[np.ndarray, np.ndarray]:
     if multi_label:
         order = rng.permutation(len(labels))
