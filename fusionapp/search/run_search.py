@@ -27,6 +27,7 @@ from fusionapp.search.study import open_study, requeue_interrupted, shown_url, s
 from fusionapp.search.trials import SearchContext, process_name, run_trials
 from fusionapp.settings import RunSettings, flat_value, option_of, setting_field
 from fusionapp.settings.search import SearchSettings
+from fusionapp.training.request import check_recorded_data
 from fusionapp.training.strategies import make_placement
 from fusionapp.training.training_rows import held_for_selection, load_rows
 
@@ -134,11 +135,8 @@ def _recorded_search(path: str) -> dict:
     if data in FRAME_NAMES:
         raise FusionError(f"{out}: this search read an in-memory table ({data}), which no other process can read "
                           "again: search into a new --out")
-    if not data.startswith("tfds:") and not os.path.exists(data):
-        raise FusionError(f"{data}: no such file (the data this search started with)")
-    if recorded.get("data_files") is not None and data_fingerprint(data) != recorded["data_files"]:
-        raise FusionError(f"{data} changed since the search started (its size or modification time differs); its "
-                          "trials and held-out rows must see the rows it started with: search into a new --out")
+    check_recorded_data(data, recorded.get("data_files"), "search", "its trials and held-out rows must see the "
+                                                                      "rows it started with: search into a new --out")
     if "***" in recorded["search_settings"]["search_storage"]:
         recorded["search_settings"]["search_storage"] = ""  # the password is not recorded: --search-storage gives it
     return recorded

@@ -54,12 +54,19 @@ def resumed_run(data: str | None, out: str | None, given: dict):
     if data is not None and data_label(data) != recorded:
         raise FusionError(f"--resume continues the run on the data it started with ({recorded}), not {data}; "
                           "leave DATA out, or train into a new --out")
-    if not recorded.startswith("tfds:") and not os.path.exists(recorded):
-        raise FusionError(f"{recorded}: no such file (the data this run started with)")
-    if config.get("data_files") is not None and data_fingerprint(recorded) != config["data_files"]:
-        raise FusionError(f"{recorded} changed since the run started (its size or modification time differs); "
-                          "a resumed run must see the rows it started with: train into a new --out")
+    check_recorded_data(recorded, config.get("data_files"), "run", "a resumed run must see the rows it started "
+                                                                   "with: train into a new --out")
     return recorded, resumed_settings(RunSettings.from_dict(config["settings"]), given)
+
+
+def check_recorded_data(recorded: str, fingerprint: dict | None, what: str, why: str) -> None:
+    """The table a run or search (`what`) recorded is still there, and unchanged since (`why`: what
+    needs it unchanged, and what to do instead)."""
+    if not recorded.startswith("tfds:") and not os.path.exists(recorded):
+        raise FusionError(f"{recorded}: no such file (the data this {what} started with)")
+    if fingerprint is not None and data_fingerprint(recorded) != fingerprint:
+        raise FusionError(f"{recorded} changed since the {what} started (its size or modification time differs); "
+                          f"{why}")
 
 
 def check_pretrained_models(settings: RunSettings) -> None:
