@@ -25,7 +25,8 @@ from fusionapp.training.finish import test_report
 def build_ensemble(study, context: SearchContext, storage: str) -> dict[int, float]:
     """Select, calibrate, score and save the ensemble; its weights by trial number."""
     say = context.say
-    finished = [trial for trial in finished_trials(study) if _held_out(context, trial) is not None]
+    held_out = {trial.number: _held_out(context, trial) for trial in finished_trials(study)}
+    finished = [trial for trial in finished_trials(study) if held_out[trial.number] is not None]
     if not finished:
         notes = [trial.user_attrs.get("note") for trial in study.get_trials(deepcopy=False)]
         first = next((note for note in notes if note), "none started")
@@ -33,7 +34,7 @@ def build_ensemble(study, context: SearchContext, storage: str) -> dict[int, flo
                           f"(first trial: {first}); give more time, or continue with `fusionapp train --resume "
                           f"--time-limit ... --out {context.out}`")
     started = time.time()
-    probabilities = [_held_out(context, trial) for trial in finished]
+    probabilities = [held_out[trial.number] for trial in finished]
     multi_label = np.ndim(context.y_held) == 2
     selection = greedy_selection(probabilities, context.y_held, multi_label, _ensemble_size(finished, context))
     chosen = sorted(selection.weights.items(), key=lambda item: (-item[1], item[0]))
