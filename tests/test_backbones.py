@@ -167,6 +167,7 @@ def test_bad_backbone_settings_are_usage_errors(args, option, words, demo_table,
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_feature_cache_is_reused_across_runs(backbone_run, weights_files, demo_table, tmp_path, capsys):
     from fusionapp.pretrained.cache import cache_usage
 

@@ -12,7 +12,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "fusionapp"
 # The flow, first to last: a package may import only those before it (and the base modules).
 FLOW = ("settings", "preprocessing", "data", "model", "runs", "pretrained", "inference", "evaluation", "posthoc",
-        "training", "search", "serve", "cli")
+        "training", "search", "audit", "serve", "cli")
 BASE = ("errors", "console")
 
 

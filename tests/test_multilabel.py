@@ -245,6 +245,7 @@ def test_unknown_labels_are_left_out_and_counted(capsys, multilabel_run, multila
     assert_user_error(code, err, "row 3", "not a JSON list")
 
 
+@pytest.mark.slow
 def test_predict_serve_and_export_choose_the_same_sets(capsys, multilabel_run, multilabel_table, tmp_path):
     from fusionapp import predict
     from fusionapp.runs.load import load_run

@@ -11,7 +11,7 @@ from fusionapp.settings import RunSettings, apply_flat
 from fusionapp.settings.resume import resumed_settings
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_a_killed_run_resumes_as_the_uninterrupted_run_would_have_gone_on(demo_rows, tmp_path, capsys):
     from fusionapp import train
 

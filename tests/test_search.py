@@ -215,7 +215,7 @@ def _study_trials(run):
         return dict(db.execute("SELECT number, state FROM trials ORDER BY number"))
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_search_killed_mid_trial_resumes(demo_table, tmp_path):
     """SIGKILL in trial 1's first epoch: the resumed search keeps trial 0 untouched, runs trial 1's
     settings again, and ends with its ensemble."""
@@ -308,7 +308,7 @@ def postgres_url():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_two_processes_share_one_study(postgres_url, demo_table, tmp_path):
     """A search led by `train --search-storage postgresql://...` and a `search-join` process run
     disjoint trials of one study, and the leader ensembles them all."""

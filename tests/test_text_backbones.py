@@ -114,6 +114,7 @@ def test_the_wide_path_reads_the_backbones_vector_beside_its_ngrams(text_backbon
     np.testing.assert_allclose(logits[present], linear[present], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_predict_serve_and_export_give_one_answer_without_the_preset(text_backbone_run, demo_dir, tmp_path, capsys):
     from fusionapp import predict
 

@@ -10,14 +10,14 @@ import sys
 
 import click
 
-from fusionapp.cli import scoring, service, tools, train  # noqa: F401 - each registers its commands with the group
+from fusionapp.cli import audit, scoring, service, tools, train  # noqa: F401 - each registers its commands
 from fusionapp.cli.group import cli
 from fusionapp.console import load_tensorflow
 from fusionapp.errors import FusionError, UsageProblem, one_line
 
 __all__ = ["cli", "main"]
 
-TENSORFLOW_COMMANDS = ("train", "evaluate", "predict", "export", "serve", "backbones")
+TENSORFLOW_COMMANDS = ("train", "audit", "evaluate", "predict", "export", "serve", "backbones")
 
 
 def main(argv=None):

@@ -52,6 +52,13 @@ def run_column_options(function):
                                 for name in [*COLUMN_FLAGS, "image_root"]])
 
 
+def table_options(function):
+    """Every column name, the image root and --multi-label: how a table is read without a run."""
+    names = [name for name, (section, _) in FLAT_NAMES.items() if section == "columns" and name not in OLD_NAMES]
+    return _decorate(function, [_click_option(name, setting_field(name)) for name in
+                                [*names, "image_root", "multi_label"]])
+
+
 def fields_options(cls, names: tuple[str, ...] | None = None):
     """A decorator adding the options of settings dataclass `cls` (its fields `names`, or all)."""
     items = [item for item in dataclasses.fields(cls) if names is None or item.name in names]

@@ -11,7 +11,7 @@ from fusionapp.evaluation.calibration import ECE_BINS, expected_calibration_erro
 from fusionapp.runs import files
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,15 +20,15 @@ def _pyplot():
     return plt
 
 
-def _save(figure, path: str) -> None:
+def save_figure(figure, path: str) -> None:
     with files.atomic_path(path, suffix=".png") as temporary:
         figure.savefig(temporary, dpi=110, bbox_inches="tight", format="png")
-    _pyplot().close(figure)
+    pyplot().close(figure)
 
 
 def learning_curve(history: list[dict], path: str) -> None:
     """Loss and accuracy (per-label binary accuracy for multi-label runs) per epoch, training and validation."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [row["epoch"] for row in history]
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     accuracy = "binary_accuracy" if "binary_accuracy" in history[0] else "accuracy"
@@ -41,7 +41,7 @@ def learning_curve(history: list[dict], path: str) -> None:
         axis.set_title(metric)
         axis.grid(alpha=0.3)
         axis.legend()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def evaluation_plots(y_true, probabilities, predicted, class_names, folder: str) -> list[str]:
@@ -50,7 +50,7 @@ def evaluation_plots(y_true, probabilities, predicted, class_names, folder: str)
     and there is no confusion matrix: a row's labels are not one class."""
     from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
 
-    plt = _pyplot()
+    plt = pyplot()
     os.makedirs(folder, exist_ok=True)
     y_true = np.asarray(y_true)
     multi_label = is_multi_label(y_true)
@@ -66,7 +66,7 @@ def evaluation_plots(y_true, probabilities, predicted, class_names, folder: str)
         axis.set_title(title)
         axis.grid(alpha=0.3)
         written.append(os.path.join(folder, name))
-        _save(figure, written[-1])
+        save_figure(figure, written[-1])
     written.append(os.path.join(folder, "reliability.png"))
     reliability_diagram(y_true, probabilities, written[-1])
     return written
@@ -75,13 +75,13 @@ def evaluation_plots(y_true, probabilities, predicted, class_names, folder: str)
 def _confusion_matrix(y_true, predicted, class_names, folder: str) -> str:
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    figure, axis = _pyplot().subplots(figsize=(1.2 * len(class_names) + 3, 1.2 * len(class_names) + 2.5))
+    figure, axis = pyplot().subplots(figsize=(1.2 * len(class_names) + 3, 1.2 * len(class_names) + 2.5))
     ConfusionMatrixDisplay.from_predictions(y_true, predicted, labels=list(range(len(class_names))),
                                             display_labels=class_names, ax=axis, colorbar=False,
                                             xticks_rotation=45)
     axis.set_title("confusion matrix (rows = true)")
     path = os.path.join(folder, "confusion_matrix.png")
-    _save(figure, path)
+    save_figure(figure, path)
     return path
 
 
@@ -89,7 +89,7 @@ def reliability_diagram(y_true, probabilities, path: str) -> None:
     """Accuracy against mean confidence in the 15 confidence bins of the ECE, with each bin's rows;
     multi-label: the share of (row, label) forecasts in each bin whose row carries the label."""
 
-    plt = _pyplot()
+    plt = pyplot()
     multi_label = is_multi_label(y_true)
     observed = "share carrying the label" if multi_label else "accuracy"
     bins = reliability_bins(y_true, probabilities)
@@ -109,4 +109,4 @@ def reliability_diagram(y_true, probabilities, path: str) -> None:
     counts.set_xlabel("a label's probability" if multi_label else "confidence (top probability)")
     counts.set_ylabel("rows")
     counts.set_xlim(0, 1)
-    _save(figure, path)
+    save_figure(figure, path)

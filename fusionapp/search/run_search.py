@@ -135,8 +135,8 @@ def _recorded_search(path: str) -> dict:
     if data in FRAME_NAMES:
         raise FusionError(f"{out}: this search read an in-memory table ({data}), which no other process can read "
                           "again: search into a new --out")
-    check_recorded_data(data, recorded.get("data_files"), "search", "its trials and held-out rows must see the "
-                                                                      "rows it started with: search into a new --out")
+    check_recorded_data(data, recorded.get("data_files"), "search run",
+                        "its trials and held-out rows must see the rows it started with: search into a new --out")
     if "***" in recorded["search_settings"]["search_storage"]:
         recorded["search_settings"]["search_storage"] = ""  # the password is not recorded: --search-storage gives it
     return recorded

@@ -1,0 +1,1 @@
+"""Auditing a data set: wrong labels, duplicates and leaks, outliers, and what to label next."""

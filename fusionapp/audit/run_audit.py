@@ -1,0 +1,170 @@
+"""`fusionapp audit`: which rows of a table to look at, in a few passes over it.
+
+1. Every row's signals (fusionapp/audit/signals.py): image hashes and thumbnails, text signatures.
+2. A seeded sample of the labelled rows (all of them, up to --fit-rows): the features are fitted on
+   it and a linear model cross-fitted, so each sampled row's probabilities come from folds that did
+   not learn from it.
+3. Every row again, a chunk at a time (texts and cells only): its embedding, and the probabilities
+   of the rows outside the sample, from the model fitted on the sample.
+Then confident learning, duplicates and outliers on what was kept, and the reports
+(fusionapp/audit/report.py). With --label-next, the run's own probabilities replace 2 and 3's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from fusionapp.audit.confident import audit_labels, audit_multi_label
+from fusionapp.audit.cross_fit import cross_fitted
+from fusionapp.audit.duplicates import duplicate_pairs
+from fusionapp.audit.findings import Findings, find_issues
+from fusionapp.audit.next_rows import label_next_rows
+from fusionapp.audit.passes import fitted_featurizer, row_chunks, shown_examples, table_chunks, tabular_kinds
+from fusionapp.audit.report import check_out, shown_rows, write_reports
+from fusionapp.audit.request import AuditRequest, sample_of
+from fusionapp.audit.signals import TableSignals, table_signals
+from fusionapp.errors import FusionError
+from fusionapp.evaluation.calibration import probabilities_of
+from fusionapp.inference.run_rows import run_columns
+from fusionapp.preprocessing.labels import LabelCellError, parse_label_set
+from fusionapp.runs.load import load_run
+from fusionapp.settings import Columns
+
+
+@dataclass
+class Labels:
+    """The labelled rows' targets: class indices (-1: no label), or a 0/1 matrix and which rows have one."""
+
+    class_names: list[str]
+    classes: np.ndarray  # int64 [rows]; multi-label: -1 where the row has no label, else 0
+    matrix: np.ndarray | None = None  # multi-label: [rows, labels]
+
+    @property
+    def labelled(self) -> np.ndarray:
+        return np.flatnonzero(self.classes >= 0)
+
+
+@dataclass
+class Scored:
+    """Every row's signals, targets, out-of-fold probabilities and embedding."""
+
+    signals: TableSignals
+    columns: Columns
+    labels: Labels
+    probabilities: np.ndarray  # [rows, classes]: out of fold for the sampled rows
+    embedding: np.ndarray  # [rows, EMBEDDING_WIDTH]
+    sampled: int
+    left_out: int  # sampled rows the first round flagged, left out of the second round's fits
+
+
+def run_audit(request: AuditRequest, say=print) -> dict:
+    """Audit `request.data` into `request.out`; returns report.json's content."""
+    started = time.perf_counter()
+    settings = request.settings
+    check_out(request.out, settings.overwrite)
+    run, columns = _run_and_columns(request)
+    if settings.label_next:
+        return label_next_rows(request, run, columns, say)
+    scored = out_of_fold(request, run, columns, say)
+    labels, signals, probabilities = scored.labels, scored.signals, scored.probabilities
+    if labels.matrix is None:
+        label_audit = audit_labels(labels.classes[labels.labelled], probabilities[labels.labelled])
+    else:
+        label_audit = audit_multi_label(labels.matrix[labels.labelled], probabilities[labels.labelled])
+    say("Looking for duplicates and outliers ...")
+    findings = find_issues(signals, labels, label_audit, probabilities, scored.embedding,
+                           duplicate_pairs(signals.prints))
+    shown = shown_examples(request, columns, signals, shown_rows(findings, settings.report_rows))
+    report = write_reports(request, scored, label_audit, findings, shown, seconds=time.perf_counter() - started)
+    say(f"Wrote {request.out}: {_summary(findings)}")
+    return report
+
+
+def out_of_fold(request: AuditRequest, run, columns: Columns, say=print) -> Scored:
+    """Read the table and give every labelled row probabilities from a model that did not learn from it."""
+    settings = request.settings
+    say(f"Reading {request.data} ...")
+    modalities = run.modalities if run is not None else None
+    signals = table_signals(table_chunks(request, columns, modalities, with_labels=True), say)
+    kinds = tabular_kinds(request, columns, signals, run)
+    multi_label = run.preprocessor.multi_label if run is not None else request.multi_label
+    labels = _labels(signals, columns, multi_label, request.data)
+    if len(labels.labelled) < 2 * settings.folds:
+        raise FusionError(f"{request.data}: {len(labels.labelled)} labelled rows; the audit's {settings.folds}-fold "
+                          f"cross-fit needs at least {2 * settings.folds} (column '{columns.label}')")
+    sample = sample_of(labels.labelled, settings.fit_rows, settings.seed)
+    say(f"Fitting the audit's features on {len(sample)} rows ...")
+    featurizer, sample_rows = fitted_featurizer(request, columns, signals, kinds, sample)
+    say(f"Cross-fitting a linear model, {settings.folds} folds, twice (the second time without the rows the "
+        "first flags) ...")
+    targets = labels.matrix[sample] if labels.matrix is not None else labels.classes[sample]
+    fit = cross_fitted(featurizer.transform(sample_rows, signals.thumbnails[sample]), targets,
+                       len(labels.class_names), settings.folds, settings.seed)
+    say("Scoring every row ...")
+    probabilities, embedding = _every_row(request, columns, signals, featurizer, fit, labels, sample)
+    return Scored(signals, columns, labels, probabilities, embedding, len(sample), fit.left_out)
+
+
+def _run_and_columns(request: AuditRequest):
+    if request.model is None:
+        if request.settings.label_next:
+            raise FusionError("--label-next needs --model RUN: the run whose uncertainty picks the rows")
+        return None, request.columns
+    run = load_run(request.model)
+    given = {item.name: getattr(request.columns, item.name) for item in dataclasses.fields(Columns)
+             if getattr(request.columns, item.name) != getattr(Columns(), item.name)}
+    return run, run_columns(run, given)
+
+
+def _labels(signals: TableSignals, columns: Columns, multi_label: bool, data: str) -> Labels:
+    if signals.labels is None:
+        raise FusionError(f"{data}: no column '{columns.label}' to audit (an unlabelled table needs --label-next)")
+    cells = signals.labels
+    if not multi_label:
+        names = sorted({cell for cell in cells if cell})
+        if len(names) < 2:
+            raise FusionError(f"{data}: column '{columns.label}' has {len(names)} distinct label(s); an audit of "
+                              "labels needs at least 2")
+        index = {name: i for i, name in enumerate(names)}
+        return Labels(names, np.array([index[cell] if cell else -1 for cell in cells], np.int64))
+    sets = []
+    for row, cell in zip(signals.row_numbers, cells):
+        try:
+            sets.append(parse_label_set(cell or "", columns.label_sep))
+        except LabelCellError as error:
+            raise FusionError(f"{data}: row {row}, column '{columns.label}': label cell {cell[:40]!r} "
+                              f"{error}") from None
+    names = sorted({label for labels in sets for label in labels})
+    if not names:
+        raise FusionError(f"{data}: column '{columns.label}' has no labels")
+    index = {name: i for i, name in enumerate(names)}
+    matrix = np.zeros((len(sets), len(names)), np.float32)
+    for row, labels in enumerate(sets):
+        matrix[row, [index[label] for label in labels]] = 1.0
+    return Labels(names, np.where(matrix.any(axis=1), 0, -1).astype(np.int64), matrix)
+
+
+def _every_row(request, columns, signals: TableSignals, featurizer, fit, labels: Labels, sample):
+    """Every row's probabilities (out of fold in the sample, from the sample's model elsewhere) and
+    embedding, a chunk at a time."""
+    multi_label = labels.matrix is not None
+    probabilities = np.zeros((len(signals), len(labels.class_names)), np.float32)
+    embedding = None
+    for start, rows in row_chunks(request, columns, signals):
+        thumbnails = signals.thumbnails[start:start + len(rows)]
+        features, embedded = featurizer.transform(rows, thumbnails, embed=True)
+        if embedding is None:
+            embedding = np.zeros((len(signals), embedded.shape[1]), np.float32)
+        embedding[start:start + len(rows)] = embedded
+        probabilities[start:start + len(rows)] = probabilities_of(features @ fit.kernel + fit.bias, multi_label)
+    probabilities[sample] = probabilities_of(fit.held_out_logits, multi_label)
+    return probabilities, embedding
+
+
+def _summary(findings: Findings) -> str:
+    counts = findings.counts()
+    return ", ".join(f"{count} {kind}" for kind, count in counts.items()) or "no issues"
