@@ -57,6 +57,10 @@ class Featurizer:
             self.svd = TruncatedSVD(width, random_state=seed).fit(features)
         return self
 
+    @property
+    def embedding_width(self) -> int:
+        return self.svd.n_components if self.svd is not None else 1
+
     def transform(self, examples: Examples, thumbnails: np.ndarray, embed: bool = False):
         """The rows' features (sparse [rows, features]); with `embed`, also their embeddings."""
         import scipy.sparse as sparse

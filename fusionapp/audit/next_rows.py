@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 
 from fusionapp.audit.label_next import margins, rows_to_label
-from fusionapp.audit.passes import fitted_featurizer, row_chunks, table_chunks, tabular_kinds
+from fusionapp.audit.passes import featurised_chunks, fitted_featurizer, table_chunks, tabular_kinds
 from fusionapp.audit.report import write_label_next
 from fusionapp.audit.request import AuditRequest, sample_of
 from fusionapp.audit.signals import table_signals
@@ -33,7 +33,7 @@ def label_next_rows(request: AuditRequest, run, columns, say) -> dict:
     featurizer, _ = fitted_featurizer(request, columns, signals, kinds, sample)
     multi_label = run.preprocessor.multi_label
     probabilities = np.full((len(signals), run.preprocessor.num_classes), np.nan, np.float32)
-    embedding = np.zeros((len(signals), 1), np.float32)
+    embedding = np.zeros((len(signals), featurizer.embedding_width), np.float32)
     positions = {int(row): index for index, row in enumerate(signals.row_numbers)}
     for examples, bad_rows in iter_rows_for_run(run, request.data, None, need_label=False,
                                                 column_overrides=dataclasses.asdict(columns),
@@ -44,18 +44,15 @@ def label_next_rows(request: AuditRequest, run, columns, say) -> dict:
         where = np.array([positions[int(row)] for row in kept.row_numbers], np.int64)
         if len(kept):
             probabilities[where] = predict_examples(run.model, kept).probabilities
-    for start, rows in row_chunks(request, columns, signals):
-        _, embedded = featurizer.transform(rows, signals.thumbnails[start:start + len(rows)], embed=True)
-        if embedding.shape[1] != embedded.shape[1]:
-            embedding = np.zeros((len(signals), embedded.shape[1]), np.float32)
-        embedding[start:start + len(rows)] = embedded
+    for where, _, embedded in featurised_chunks(request, columns, signals, featurizer):
+        embedding[where] = embedded
     scored = candidates[np.isfinite(probabilities[candidates]).all(axis=1)]
     if not len(scored):
         raise FusionError(f"{request.data}: no unlabelled row could be scored by {request.model}")
     margin = margins(probabilities[scored], multi_label)
-    chosen = scored[rows_to_label(margin, embedding[scored], settings.label_next, settings.seed)]
-    written = write_label_next(request, signals, chosen, probabilities[chosen], margins(probabilities[chosen],
-                                                                                        multi_label),
+    picked = rows_to_label(margin, embedding[scored], settings.label_next, settings.seed)
+    chosen = scored[picked]
+    written = write_label_next(request, signals, chosen, probabilities[chosen], margin[picked],
                                run.preprocessor.class_names, len(candidates), len(scored))
     say(f"Wrote the {len(chosen)} rows to label next to {written}")
     return {"label_next": len(chosen), "unlabelled": int(len(candidates)), "scored": int(len(scored))}

@@ -16,11 +16,10 @@ from fusionapp.settings import Columns
 ROWS_AT_ONCE = 10_000
 
 
-def table_chunks(request: AuditRequest, columns: Columns, modalities, with_labels: bool, read=None):
-    """The table's rows, a chunk at a time, with the modalities `read` (default: all it has)."""
-    chosen = modalities if read is None else tuple(read)
+def table_chunks(request: AuditRequest, columns: Columns, modalities, with_labels: bool):
+    """The table's rows, a chunk at a time, with `modalities` (None: all it has)."""
     return iter_examples(request.data, columns, image_root=request.image_root, need_label=with_labels,
-                         modalities=chosen)
+                         modalities=None if modalities is None else tuple(modalities))
 
 
 def tabular_kinds(request, columns: Columns, signals: TableSignals, run) -> dict[str, str]:
@@ -29,7 +28,7 @@ def tabular_kinds(request, columns: Columns, signals: TableSignals, run) -> dict
     if run is not None:
         return dict(run.preprocessor.tabular_kinds)
     cells = {name: [] for name in columns.tabular_names}
-    for examples in table_chunks(request, columns, ("tabular",), with_labels=False, read=("tabular",)):
+    for examples in table_chunks(request, columns, ("tabular",), with_labels=False):
         for name in cells:
             cells[name].extend(examples.tabular[name][:1000 - len(cells[name])])
         if all(len(values) >= 1000 for values in cells.values()):
@@ -42,7 +41,7 @@ def _read_rows(request, columns: Columns, signals: TableSignals, positions: np.n
     read = [m for m in signals.modalities if m != "image"]
     parts, offset = [], 0
     wanted = np.asarray(positions)
-    for examples in table_chunks(request, columns, None, with_labels=False, read=read or ("text",)):
+    for examples in table_chunks(request, columns, read or ("text",), with_labels=False):
         inside = wanted[(wanted >= offset) & (wanted < offset + len(examples))] - offset
         if len(inside):
             parts.append(examples.subset(inside.tolist()))
@@ -76,7 +75,15 @@ def _reads_cells(signals: TableSignals) -> bool:
     return any(m in signals.modalities for m in ("text", "tabular"))
 
 
-def row_chunks(request, columns, signals: TableSignals):
+def featurised_chunks(request, columns, signals: TableSignals, featurizer: Featurizer):
+    """(the rows' positions, their features, their embeddings) of every ROWS_AT_ONCE rows of the table."""
+    for start, rows in _row_chunks(request, columns, signals):
+        where = slice(start, start + len(rows))
+        features, embedded = featurizer.transform(rows, signals.thumbnails[where], embed=True)
+        yield where, features, embedded
+
+
+def _row_chunks(request, columns, signals: TableSignals):
     """(offset, Examples) of every ROWS_AT_ONCE rows of the table, their texts and cells (image-only:
     placeholders): their features are held at once, a few KB a row."""
     if not _reads_cells(signals):
@@ -87,7 +94,7 @@ def row_chunks(request, columns, signals: TableSignals):
         return
     read = [m for m in signals.modalities if m != "image"]
     offset = 0
-    for examples in table_chunks(request, columns, None, with_labels=False, read=read):
+    for examples in table_chunks(request, columns, read, with_labels=False):
         for start in range(0, len(examples), ROWS_AT_ONCE):
             yield offset + start, examples.subset(list(range(start, min(start + ROWS_AT_ONCE, len(examples)))))
         offset += len(examples)

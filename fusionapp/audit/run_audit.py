@@ -23,14 +23,14 @@ from fusionapp.audit.cross_fit import cross_fitted
 from fusionapp.audit.duplicates import duplicate_pairs
 from fusionapp.audit.findings import Findings, find_issues
 from fusionapp.audit.next_rows import label_next_rows
-from fusionapp.audit.passes import fitted_featurizer, row_chunks, shown_examples, table_chunks, tabular_kinds
+from fusionapp.audit.passes import featurised_chunks, fitted_featurizer, shown_examples, table_chunks, tabular_kinds
 from fusionapp.audit.report import check_out, shown_rows, write_reports
 from fusionapp.audit.request import AuditRequest, sample_of
 from fusionapp.audit.signals import TableSignals, table_signals
 from fusionapp.errors import FusionError
 from fusionapp.evaluation.calibration import probabilities_of
 from fusionapp.inference.run_rows import run_columns
-from fusionapp.preprocessing.labels import LabelCellError, parse_label_set
+from fusionapp.preprocessing.labels import label_cell_problem, label_counts, label_matrix
 from fusionapp.runs.load import load_run
 from fusionapp.settings import Columns
 
@@ -131,20 +131,15 @@ def _labels(signals: TableSignals, columns: Columns, multi_label: bool, data: st
                               "labels needs at least 2")
         index = {name: i for i, name in enumerate(names)}
         return Labels(names, np.array([index[cell] if cell else -1 for cell in cells], np.int64))
-    sets = []
+    cells = [cell or "" for cell in cells]
     for row, cell in zip(signals.row_numbers, cells):
-        try:
-            sets.append(parse_label_set(cell or "", columns.label_sep))
-        except LabelCellError as error:
-            raise FusionError(f"{data}: row {row}, column '{columns.label}': label cell {cell[:40]!r} "
-                              f"{error}") from None
-    names = sorted({label for labels in sets for label in labels})
+        problem = label_cell_problem(cell, columns.label_sep)
+        if problem:
+            raise FusionError(f"{data}: row {row}, column '{columns.label}': {problem}")
+    names = sorted(label_counts(cells, columns.label_sep))
     if not names:
         raise FusionError(f"{data}: column '{columns.label}' has no labels")
-    index = {name: i for i, name in enumerate(names)}
-    matrix = np.zeros((len(sets), len(names)), np.float32)
-    for row, labels in enumerate(sets):
-        matrix[row, [index[label] for label in labels]] = 1.0
+    matrix = label_matrix(cells, names, columns.label_sep)
     return Labels(names, np.where(matrix.any(axis=1), 0, -1).astype(np.int64), matrix)
 
 
@@ -153,14 +148,10 @@ def _every_row(request, columns, signals: TableSignals, featurizer, fit, labels:
     embedding, a chunk at a time."""
     multi_label = labels.matrix is not None
     probabilities = np.zeros((len(signals), len(labels.class_names)), np.float32)
-    embedding = None
-    for start, rows in row_chunks(request, columns, signals):
-        thumbnails = signals.thumbnails[start:start + len(rows)]
-        features, embedded = featurizer.transform(rows, thumbnails, embed=True)
-        if embedding is None:
-            embedding = np.zeros((len(signals), embedded.shape[1]), np.float32)
-        embedding[start:start + len(rows)] = embedded
-        probabilities[start:start + len(rows)] = probabilities_of(features @ fit.kernel + fit.bias, multi_label)
+    embedding = np.zeros((len(signals), featurizer.embedding_width), np.float32)
+    for where, features, embedded in featurised_chunks(request, columns, signals, featurizer):
+        embedding[where] = embedded
+        probabilities[where] = probabilities_of(features @ fit.kernel + fit.bias, multi_label)
     probabilities[sample] = probabilities_of(fit.held_out_logits, multi_label)
     return probabilities, embedding
 
