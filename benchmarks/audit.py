@@ -6,7 +6,8 @@
     python benchmarks/audit.py time         # `fusionapp audit` on fashion_products, wall time and peak memory
     python benchmarks/audit.py scale [--rows 1000000]   # a generated table (benchmarks/scale.py's)
 
-noise: 5% and 10% of the labelled rows get another label (--seeds injections a case, averaged),
+noise: 5% and 10% of the labelled rows get another label (--seeds injections a case, averaged; --cases
+chooses them; --time-limit S cross-fits the network too, as `audit --time-limit` does),
 uniformly or the class's most similar one (the class it is most often taken for by the clean
 table's out-of-fold probabilities). The audit's out-of-fold probabilities of the noisy table are
 scored three ways: the AUROC of its label-quality score against the injected rows, the F1 of its
@@ -75,11 +76,16 @@ def _request(table: str, out: str, tabular=(), **settings):
     return AuditRequest(table, out, Columns(tabular=tuple(tabular)), AuditSettings(overwrite=True, **settings))
 
 
-def _scored(table: str, tabular):
+def _scored(table: str, tabular, time_limit: float = 0.0):
     from fusionapp.audit.run_audit import out_of_fold
 
     request = _request(table, tempfile.mkdtemp(), tabular)
-    return out_of_fold(request, None, request.columns, say=lambda line: None)
+    deadline = time.time() + time_limit if time_limit else None
+    say = (lambda line: print("  " + line, flush=True)) if time_limit else (lambda line: None)
+    scored = out_of_fold(request, None, request.columns, say=say, deadline=deadline)
+    if time_limit:
+        print(f"  the network's cross-fit: {scored.network}", flush=True)
+    return scored
 
 
 # === Label noise ===
@@ -94,19 +100,19 @@ def noise(args) -> None:
         truth = clean.labels.classes
         similar = _similar_classes(truth, clean.probabilities, len(names))
         clean_f1 = _retrained_f1(rows, [row["label"] for row in rows], np.ones(len(rows), bool))
-        for rate in (0.05, 0.10):
-            for kind in ("uniform", "pairs"):
-                results = [_noise_case(rows, clean, similar, tabular, rate, kind, seed, folder, clean_f1)
-                           for seed in range(1, args.seeds + 1)]
-                mean = {key: float(np.mean([result[key] for result in results])) for key in results[0]}
-                print(f"{name:8s} {kind:8s} {rate:.0%}, mean of {args.seeds} seeds: AUROC {mean['auroc']:.4f}  "
-                      f"F1 {mean['ours']:.3f} (cleanlab {mean['cleanlab']:.3f})  retrained macro-F1 clean "
-                      f"{clean_f1:.4f} noisy {mean['noisy']:.4f} cleaned {mean['cleaned']:.4f} (recovered "
-                      f"{(mean['cleaned'] - mean['noisy']) / (clean_f1 - mean['noisy']):.0%})", flush=True)
+        for case in args.cases.split(","):
+            kind, rate = case.split(":")[0], float(case.split(":")[1]) / 100
+            results = [_noise_case(rows, clean, similar, tabular, rate, kind, seed, folder, clean_f1, args.time_limit)
+                       for seed in range(1, args.seeds + 1)]
+            mean = {key: float(np.mean([result[key] for result in results])) for key in results[0]}
+            print(f"{name:8s} {kind:8s} {rate:.0%}, mean of {args.seeds} seeds: AUROC {mean['auroc']:.4f}  "
+                  f"F1 {mean['ours']:.3f} (cleanlab {mean['cleanlab']:.3f})  retrained macro-F1 clean "
+                  f"{clean_f1:.4f} noisy {mean['noisy']:.4f} cleaned {mean['cleaned']:.4f} (recovered "
+                  f"{(mean['cleaned'] - mean['noisy']) / (clean_f1 - mean['noisy']):.0%})", flush=True)
 
 
 def _noise_case(rows, clean, similar, tabular, rate: float, kind: str, seed: int, folder: str,
-                clean_f1: float) -> dict:
+                clean_f1: float, time_limit: float = 0.0) -> dict:
     """One injection of noise, audited and retrained on."""
     from cleanlab.filter import find_label_issues
     from sklearn.metrics import f1_score, roc_auc_score
@@ -124,7 +130,7 @@ def _noise_case(rows, clean, similar, tabular, rate: float, kind: str, seed: int
     is_noisy = np.zeros(len(rows), bool)
     is_noisy[flipped] = True
     started = time.perf_counter()
-    scored = _scored(_write(noisy_rows, os.path.join(folder, f"noisy-{kind}-{rate}-{seed}.csv")), tabular)
+    scored = _scored(_write(noisy_rows, os.path.join(folder, f"noisy-{kind}-{rate}-{seed}.csv")), tabular, time_limit)
     labels, probabilities = scored.labels.classes, scored.probabilities
     verdict = audit_labels(labels, probabilities)
     seconds = time.perf_counter() - started
@@ -332,6 +338,10 @@ def main() -> None:
     command = commands.add_parser("noise")
     command.add_argument("--sets", default="fashion,mvsa")
     command.add_argument("--seeds", type=int, default=3, help="Noise injections per case, averaged.")
+    command.add_argument("--cases", default="uniform:5,pairs:5,uniform:10,pairs:10",
+                         help="KIND:PERCENT of the labels changed, KIND uniform or pairs (to the most similar class).")
+    command.add_argument("--time-limit", type=float, default=0.0,
+                         help="Seconds for the network's cross-fit of each noisy table (audit --time-limit); 0: none.")
     command.set_defaults(run=noise)
     command = commands.add_parser("duplicates")
     command.add_argument("--seed", type=int, default=0)

@@ -184,16 +184,31 @@ def test_audit_writes_its_reports_and_finds_what_was_put_there(tmp_path, capsys,
     assert (out / "issues.csv").read_bytes() == before
 
 
-def test_chunks_of_a_big_table_give_the_same_audit(tmp_path, capsys, demo_table, monkeypatch):
+def test_chunks_of_a_big_table_and_parquet_tables_give_the_same_audit(tmp_path, capsys, demo_table, monkeypatch):
+    """The command line's CSV tables, and the Python API's Parquet ones from the table read 37 rows at
+    a time, hold the same rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import fusionapp
     from fusionapp.data import tables
+    from fusionapp.inference.writers import csv_cell
 
     code, _, err = run_cli(capsys, "audit", demo_table, "--out", tmp_path / "whole", "--folds", "2")
     assert code == 0, err
     monkeypatch.setattr(tables, "CHUNK_ROWS", 37)
-    code, _, err = run_cli(capsys, "audit", demo_table, "--out", tmp_path / "chunked", "--folds", "2")
-    assert code == 0, err
-    for name in ("issues.csv", "label_quality.csv"):
-        assert (tmp_path / "whole" / name).read_text() == (tmp_path / "chunked" / name).read_text()
+    report = fusionapp.audit_table(demo_table, str(tmp_path / "chunked"), say=lambda line: None, folds=2,
+                                   format="parquet")
+    assert report["cross_fit"]["folds"] == 2 and report["files"][:2] == ["issues.parquet", "label_quality.parquet"]
+    assert json.loads((tmp_path / "chunked" / "report.json").read_text())["rows"] == report["rows"]
+    assert not (tmp_path / "chunked" / "issues.csv").exists()
+    for name in ("issues", "label_quality"):
+        table = pq.read_table(tmp_path / "chunked" / f"{name}.parquet")
+        assert table.schema.field("row").type == pa.int64() and table.schema.field("given_label").type == pa.string()
+        written = [{key: csv_cell(value) for key, value in row.items()} for row in table.to_pylist()]
+        assert written == read_csv(tmp_path / "whole" / f"{name}.csv") and written
+    issues = pq.read_table(tmp_path / "chunked" / "issues.parquet")
+    assert issues.schema.field("score").type == pa.float64() and issues.schema.field("other_row").type == pa.int64()
 
 
 def test_a_multi_label_table_is_audited_per_label(tmp_path, capsys):
@@ -245,8 +260,13 @@ def test_bad_input_gets_one_line(tmp_path, capsys, demo_table, demo_rows):
     assert_user_error(code, err, "nope")
     code, _, err = run_cli(capsys, "audit", demo_table, "--out", tmp_path / "c", "--folds", "1")
     assert_usage_error(code, err, "--folds")
+    code, _, err = run_cli(capsys, "audit", demo_table, "--out", tmp_path / "c", "--format", "xlsx")
+    assert_usage_error(code, err, "--format", "one of csv, parquet")
     code, _, err = run_cli(capsys, "audit", demo_table, "--out", tmp_path / "d", "--label-next", "5")
     assert_user_error(code, err, "--label-next", "--model")
+    code, _, err = run_cli(capsys, "audit", demo_table, "--out", tmp_path / "d", "--label-next", "5",
+                           "--time-limit", "10m")
+    assert_usage_error(code, err, "--time-limit applies to an audit of labels, not with --label-next")
     (tmp_path / "file").write_text("x")
     code, _, err = run_cli(capsys, "audit", demo_table, "--out", tmp_path / "file")
     assert_usage_error(code, err, "--out", "is a file")
@@ -255,17 +275,45 @@ def test_bad_input_gets_one_line(tmp_path, capsys, demo_table, demo_rows):
     with open(rows[6]["image"], "rb") as handle:
         (tmp_path / "broken.png").write_bytes(handle.read()[:40])
     rows[6]["image"] = str(tmp_path / "broken.png")
-    code, _, err = run_cli(capsys, "audit", write_csv(tmp_path / "t.csv", rows), "--out", tmp_path / "e",
-                           "--folds", "2")
+    code, out, err = run_cli(capsys, "audit", write_csv(tmp_path / "t.csv", rows), "--out", tmp_path / "e",
+                             "--folds", "2", "--time-limit", "1")
     assert code == 0, err  # unreadable images are findings, not errors
+    assert "--time-limit leaves under 20 s a fold for the network: the linear model alone" in out
+    assert "network" not in json.loads((tmp_path / "e" / "report.json").read_text())["cross_fit"]
     kinds = {(issue["kind"], issue["id"]) for issue in read_csv(tmp_path / "e" / "issues.csv")}
     assert ("unreadable_image", rows[4]["id"]) in kinds and ("unreadable_image", rows[6]["id"]) in kinds
     assert not os.path.exists(tmp_path / "a")  # nothing is written for an audit that cannot start
 
 
-def test_the_python_api_audits_too(tmp_path, demo_table):
-    import fusionapp
+def test_with_a_run_the_columns_named_win_even_as_the_default_names(tmp_path, monkeypatch):
+    """With --model the run's columns and image root are the defaults; a column the user names wins,
+    even one named as the default is (the run read 'caption', the user says 'text')."""
+    from types import SimpleNamespace
 
-    report = fusionapp.audit_table(demo_table, str(tmp_path / "api"), say=lambda line: None, folds=3)
-    assert report["cross_fit"]["folds"] == 3
-    assert json.loads((tmp_path / "api" / "report.json").read_text())["rows"] == report["rows"]
+    from fusionapp.audit import run_audit as module
+    from fusionapp.audit.api import audit_request
+    from fusionapp.settings import Columns, RunSettings
+
+    settings = RunSettings(columns=Columns(text="caption", label="sentiment"), image_root=str(tmp_path))
+    monkeypatch.setattr(module, "load_run", lambda folder: SimpleNamespace(config={"settings": settings.to_dict()}))
+    request, _, columns = module._with_run(audit_request("t.csv", "out", "run", {"text_col": "text"}))
+    assert (columns.text, columns.label, request.image_root) == ("text", "sentiment", str(tmp_path))
+    request, _, columns = module._with_run(audit_request("t.csv", "out", "run", {"image_root": "elsewhere"}))
+    assert (columns.text, request.image_root) == ("caption", "elsewhere")
+
+
+@pytest.mark.slow  # two searches of about 40 s (the default suite holds the linear audit and a too-short limit)
+def test_the_network_is_cross_fitted_within_the_time_limit(tmp_path, capsys, demo_table):
+    import time
+
+    started = time.time()
+    code, out, err = run_cli(capsys, "audit", demo_table, "--out", tmp_path / "audit", "--folds", "2",
+                             "--time-limit", "100", "--tabular-col", "price", "--tabular-col", "seller")
+    assert code == 0, err
+    assert time.time() - started <= 105
+    assert "Cross-fitting the network, fold 2 of 2" in out
+    report = json.loads((tmp_path / "audit" / "report.json").read_text())
+    network = report["cross_fit"]["network"]
+    assert network["rows"] == report["labelled"] and 0 <= network["accuracy"] <= 1
+    assert "averaged with the network's" in report["cross_fit"]["model"]
+    assert len(read_csv(tmp_path / "audit" / "label_quality.csv")) == report["labelled"]

@@ -39,7 +39,8 @@ def resume_and_check(run, capsys):
     assert leftovers == [] and not os.path.exists(os.path.join(run, "resume"))
 
 
-@pytest.mark.parametrize("moment", [pytest.param("first_checkpoint", marks=pytest.mark.slow), "checkpoint_write",
+@pytest.mark.parametrize("moment", [pytest.param("first_checkpoint", marks=pytest.mark.slow),
+                                    pytest.param("checkpoint_write", marks=pytest.mark.slow),
                                     pytest.param("history_write", marks=pytest.mark.slow),
                                     pytest.param("final_save", marks=pytest.mark.slow)])
 def test_sigkill_then_resume_finishes_the_run(moment, demo_table, tmp_path, capsys):

@@ -23,7 +23,7 @@ def _corrupt_table(tmp_path):
     return str(path)
 
 
-@pytest.mark.parametrize("existing", [False, True])
+@pytest.mark.parametrize("existing", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_a_train_that_fails_on_its_data_leaves_out_as_it_found_it(existing, demo_table, tmp_path, capsys):
     out = tmp_path / "run"
     if existing:

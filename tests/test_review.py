@@ -128,6 +128,7 @@ def test_a_bug_while_reading_a_form_is_a_500_and_a_broken_form_a_400(trained_run
 
 
 # === A finished model in an unfinished run ===
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 @pytest.mark.integration
 def test_a_test_split_without_one_usable_row_leaves_a_complete_run(demo_rows, tmp_path, capsys):
     for row in demo_rows:

@@ -37,6 +37,7 @@ def test_class_quotas_keep_every_class_while_they_can():
     assert sum(class_quotas(Counter(a=5, b=3, c=1), 2).values()) == 2
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 @pytest.mark.integration
 def test_train_and_evaluate_on_a_sample_of_parquet_shards(demo_dir, tmp_path, capsys):
     import pyarrow as pa

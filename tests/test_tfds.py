@@ -29,6 +29,7 @@ class TinyCaptionedPhotos(tfds.core.GeneratorBasedBuilder):
         raise NotImplementedError("only used under tfds.testing.mock_data")
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 @pytest.mark.integration
 def test_train_evaluate_on_a_tfds_source(tmp_path):
     from fusionapp import evaluate, train

@@ -15,15 +15,17 @@ def audit_request(data: str, out: str, model: str | None, options: dict) -> Audi
     """Raises SettingError for a refused value (None: not given)."""
     audit_names = {item.name for item in dataclasses.fields(AuditSettings)}
     settings = audit_settings(**{name: value for name, value in options.items() if name in audit_names})
+    # A repeatable flag not given comes as () from click.
     columns = {FLAT_NAMES[name][1]: value for name, value in options.items()
-               if value is not None and name in FLAT_NAMES and FLAT_NAMES[name][0] == "columns"}
+               if value not in (None, ()) and name in FLAT_NAMES and FLAT_NAMES[name][0] == "columns"}
     if "tabular" in columns:
         columns["tabular"] = tuple(columns["tabular"])
     multi_label = options.get("multi_label")
     if multi_label is not None:
         setting_field("multi_label").metadata["rule"].coerce("multi_label", multi_label)
     return AuditRequest(data, out, Columns(**columns), settings, image_root=options.get("image_root"),
-                        multi_label=bool(multi_label) or "label_sep" in columns, model=model)
+                        multi_label=bool(multi_label) or "label_sep" in columns, model=model,
+                        given_columns=tuple(columns))
 
 
 def audit_table(data: str, out: str, model: str | None = None, say: Callable[[str], None] = print,
@@ -33,13 +35,14 @@ def audit_table(data: str, out: str, model: str | None = None, say: Callable[[st
 
     Args:
         data: A table (CSV, JSON Lines, Parquet) or `tfds:NAME[:SPLIT]`.
-        out: The folder to write issues.csv, label_quality.csv, report.json and report.html into.
+        out: The folder to write issues.csv, label_quality.csv (or .parquet), report.json and report.html
+            into.
         model: A run folder: its columns are read, and label_next ranks rows by its uncertainty.
         say: Where progress lines go.
-        **options: The audit's options (`folds`, `fit_rows`, `report_rows`, `label_next`, `seed`,
-            `overwrite`) and how the table is read (`image_col`, `text_col`, `label_col`,
-            `tabular_col`, `split_col`, `id_col`, `label_sep`, `image_root`, `multi_label`), as
-            the command line names them.
+        **options: The audit's options (`folds`, `fit_rows`, `report_rows`, `label_next`,
+            `time_limit`, `format`, `seed`, `overwrite`) and how the table is read (`image_col`,
+            `text_col`, `label_col`, `tabular_col`, `split_col`, `id_col`, `label_sep`,
+            `image_root`, `multi_label`), as the command line names them.
 
     Returns:
         report.json's content.

@@ -34,6 +34,8 @@ class CrossFit:
     bias: np.ndarray
     held_out_logits: np.ndarray
     left_out: int  # rows the first round flagged, which the last round's fits did not learn from
+    fold_of: np.ndarray | None = None  # each sampled row's fold
+    learnt_from: np.ndarray | None = None  # the sampled rows the last round's fits learnt from
 
 
 def cross_fitted(features, targets: np.ndarray, classes: int, folds: int, seed: int) -> CrossFit:
@@ -45,7 +47,7 @@ def cross_fitted(features, targets: np.ndarray, classes: int, folds: int, seed: 
         fit = _one_round(features, targets, classes, fold_of, learnt_from)
         if round_number + 1 < ROUNDS:
             learnt_from = ~_flagged(targets, probabilities_of(fit.held_out_logits, targets.ndim == 2))
-    return CrossFit(fit.kernel, fit.bias, fit.held_out_logits, int((~learnt_from).sum()))
+    return CrossFit(fit.kernel, fit.bias, fit.held_out_logits, int((~learnt_from).sum()), fold_of, learnt_from)
 
 
 def _one_round(features, targets, classes: int, fold_of: np.ndarray, learnt_from: np.ndarray) -> CrossFit:

@@ -12,7 +12,7 @@ from fusionapp.audit.confident import LabelAudit
 from fusionapp.audit.outliers import class_distances, column_distances, far_rows
 from fusionapp.audit.signals import IMAGE_BLANK, IMAGE_NONE, IMAGE_OK, IMAGE_UNREADABLE, TableSignals
 
-# In the order issues.csv and the report list them.
+# In the order the issues table and the report list them.
 KINDS = {
     "label": "the given label is likely wrong (confident learning)",
     "leak": "a duplicate of a row in another split",

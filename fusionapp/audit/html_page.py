@@ -30,7 +30,7 @@ def write_html(path: str, report: dict, by_kind: dict[str, list[dict]], pictures
              f"<p>{report['rows']} rows, {report['labelled']} labelled, {len(report['classes'])} "
              f"{'labels' if report['multi_label'] else 'classes'}; probabilities cross-fitted over "
              f"{report['cross_fit']['folds']} folds of {report['cross_fit']['rows']} rows. "
-             "The full lists are issues.csv and label_quality.csv.</p>",
+             f"The full lists are {_e(report['files'][0])} and {_e(report['files'][1])}.</p>",
              "<table class='counts'>"]
     for kind, about in report["kinds"].items():
         parts.append(f"<tr><td><a href='#{kind}'>{kind}</a></td><td>{about['rows']}</td><td>{_e(about['meaning'])}"

@@ -38,10 +38,14 @@ def tabular_kinds(request, columns: Columns, signals: TableSignals, run) -> dict
 
 def _read_rows(request, columns: Columns, signals: TableSignals, positions: np.ndarray):
     """The Examples (texts and tabular cells) of the rows at `positions` of the table, in one pass."""
-    read = [m for m in signals.modalities if m != "image"]
+    return rows_at(request, columns, positions, [m for m in signals.modalities if m != "image"] or ["text"])
+
+
+def rows_at(request, columns: Columns, positions: np.ndarray, modalities) -> Examples:
+    """The Examples (of `modalities`; images as paths or bytes) of the rows at `positions`, in one pass."""
     parts, offset = [], 0
     wanted = np.asarray(positions)
-    for examples in table_chunks(request, columns, read or ("text",), with_labels=False):
+    for examples in table_chunks(request, columns, modalities, with_labels=False):
         inside = wanted[(wanted >= offset) & (wanted < offset + len(examples))] - offset
         if len(inside):
             parts.append(examples.subset(inside.tolist()))

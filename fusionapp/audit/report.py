@@ -1,9 +1,10 @@
-"""What an audit writes into its folder, each file whole or not at all: issues.csv, label_quality.csv,
-report.json, the PNGs and report.html; label_next.csv for --label-next. The folder's file names are
-spelt here and nowhere else."""
+"""What an audit writes into its folder, each file whole or not at all: issues.csv, label_quality.csv
+(or .parquet, --format), report.json, the PNGs and report.html; label_next.csv for --label-next. The
+folder's file names are spelt here and nowhere else."""
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
@@ -12,19 +13,26 @@ from fusionapp.audit.findings import KINDS, Findings
 from fusionapp.audit.html_page import write_html
 from fusionapp.errors import FusionError
 from fusionapp.evaluation.plots import pyplot, save_figure
+from fusionapp.inference.writers import TableWriter
 from fusionapp.runs import files
 
-ISSUES_FILE = "issues.csv"
-QUALITY_FILE = "label_quality.csv"
+# The row tables, written as NAME.csv or NAME.parquet (--format).
+ISSUES, QUALITY, LABEL_NEXT = "issues", "label_quality", "label_next"
 REPORT_FILE = "report.json"
 HTML_FILE = "report.html"
-LABEL_NEXT_FILE = "label_next.csv"
 KINDS_PNG = "issues_by_kind.png"
 QUALITY_PNG = "label_quality.png"
 NOISE_PNG = "noise_matrix.png"
-AUDIT_FILES = (ISSUES_FILE, QUALITY_FILE, REPORT_FILE, HTML_FILE, LABEL_NEXT_FILE, KINDS_PNG, QUALITY_PNG, NOISE_PNG)
-ISSUE_COLUMNS = ["row", "id", "split", "kind", "score", "given_label", "suggested_label", "other_row", "reason"]
-QUALITY_COLUMNS = ["row", "id", "split", "given_label", "suggested_label", "label_quality", "flagged"]
+AUDIT_FILES = (*(f"{name}.{kind}" for name in (ISSUES, QUALITY, LABEL_NEXT) for kind in ("csv", "parquet")),
+               REPORT_FILE, HTML_FILE, KINDS_PNG, QUALITY_PNG, NOISE_PNG)
+# Each row table's columns, and the Arrow type of those that are not strings.
+ISSUE_COLUMNS = {"row": "int64", "id": None, "split": None, "kind": None, "score": "float64", "given_label": None,
+                 "suggested_label": None, "other_row": "int64", "reason": None}
+QUALITY_COLUMNS = {"row": "int64", "id": None, "split": None, "given_label": None, "suggested_label": None,
+                   "label_quality": "float64", "flagged": "int64"}
+LABEL_NEXT_COLUMNS = {"rank": "int64", "row": "int64", "id": None, "split": None, "predicted_label": None,
+                      "probability": "float64", "margin": "float64"}
+ROWS_AT_ONCE = 10_000
 # The noise matrix's plot shows at most this many classes: those with the most suspected rows.
 NOISE_PLOT_CLASSES = 20
 
@@ -43,23 +51,24 @@ def check_out(out: str, overwrite: bool) -> None:
 def write_reports(request, scored, label_audit, findings: Findings, shown, seconds: float) -> dict:
     """Every file of a labelled audit; returns report.json's content. `shown` (row index -> the
     row's image and text) are the rows report.html shows."""
-    out = request.out
+    out, kind = request.out, request.settings.format
     signals, labels = scored.signals, scored.labels
     given = _given(signals, labels)
     order = findings.order()
-    files.write_csv(os.path.join(out, ISSUES_FILE), ISSUE_COLUMNS, (
-        [signals.row_numbers[findings.rows[i]], _id(signals, findings.rows[i]), _split(signals, findings.rows[i]),
+    tables = [f"{ISSUES}.{kind}", f"{QUALITY}.{kind}"]
+    _write_table(os.path.join(out, tables[0]), ISSUE_COLUMNS, (
+        [int(signals.row_numbers[findings.rows[i]]), _id(signals, findings.rows[i]), _split(signals, findings.rows[i]),
          findings.kinds[i], round(findings.scores[i], 6), given[findings.rows[i]], findings.suggested[i],
-         signals.row_numbers[findings.others[i]] if findings.others[i] >= 0 else "", findings.reasons[i]]
+         int(signals.row_numbers[findings.others[i]]) if findings.others[i] >= 0 else None, findings.reasons[i]]
         for i in order))
     flagged = {findings.rows[i] for i in order if findings.kinds[i] == "label"}
-    files.write_csv(os.path.join(out, QUALITY_FILE), QUALITY_COLUMNS, (
-        [signals.row_numbers[row], _id(signals, row), _split(signals, row), given[row], findings.suggested_labels[row],
-         round(float(findings.quality[row]), 6), int(row in flagged)]
+    _write_table(os.path.join(out, tables[1]), QUALITY_COLUMNS, (
+        [int(signals.row_numbers[row]), _id(signals, row), _split(signals, row), given[row],
+         findings.suggested_labels[row], round(float(findings.quality[row]), 6), int(row in flagged)]
         for row in labels.labelled))
     report = _report(request, scored, label_audit, findings, given, seconds)
     pictures = _plots(out, findings, labels, label_audit)
-    report["files"] = [ISSUES_FILE, QUALITY_FILE, REPORT_FILE, HTML_FILE, *pictures]
+    report["files"] = [*tables, REPORT_FILE, HTML_FILE, *pictures]
     files.write_json(os.path.join(out, REPORT_FILE), report)
     write_html(os.path.join(out, HTML_FILE), report, _shown_issues(findings, order, request.settings.report_rows,
                                                                    signals, given, shown), pictures)
@@ -68,7 +77,7 @@ def write_reports(request, scored, label_audit, findings: Findings, shown, secon
 
 
 def shown_rows(findings: Findings, limit: int) -> list[int]:
-    """The rows report.html shows: the first `limit` of each kind, in issues.csv's order."""
+    """The rows report.html shows: the first `limit` of each kind, in the issues table's order."""
     seen, per_kind = [], {}
     for i in findings.order():
         kind = findings.kinds[i]
@@ -82,17 +91,31 @@ def shown_rows(findings: Findings, limit: int) -> list[int]:
 
 def write_label_next(request, signals, chosen, probabilities, margin, class_names, unlabelled: int,
                      scored: int) -> str:
-    path = os.path.join(request.out, LABEL_NEXT_FILE)
+    name = f"{LABEL_NEXT}.{request.settings.format}"
+    path = os.path.join(request.out, name)
     top = np.argsort(-probabilities, axis=1)[:, :2] if len(chosen) else np.zeros((0, 2), int)
-    files.write_csv(path, ["rank", "row", "id", "split", "predicted_label", "probability", "margin"], (
-        [rank + 1, signals.row_numbers[row], _id(signals, row), _split(signals, row), class_names[top[rank, 0]],
+    _write_table(path, LABEL_NEXT_COLUMNS, (
+        [rank + 1, int(signals.row_numbers[row]), _id(signals, row), _split(signals, row), class_names[top[rank, 0]],
          round(float(probabilities[rank, top[rank, 0]]), 6), round(float(margin[rank]), 6)]
         for rank, row in enumerate(chosen)))
     files.write_json(os.path.join(request.out, REPORT_FILE), {
         "data": request.data, "model": request.model, "rows": len(signals), "unlabelled": unlabelled,
-        "scored": scored, "label_next": len(chosen), "files": [LABEL_NEXT_FILE, REPORT_FILE]})
-    _remove_stale(request.out, [LABEL_NEXT_FILE, REPORT_FILE])
+        "scored": scored, "label_next": len(chosen), "files": [name, REPORT_FILE]})
+    _remove_stale(request.out, [name, REPORT_FILE])
     return path
+
+
+def _write_table(path: str, columns: dict[str, str | None], rows) -> None:
+    """A row table, CSV or Parquet by its name, written ROWS_AT_ONCE rows at a time into a file that
+    replaces `path` once whole."""
+    rows, header = iter(rows), list(columns)
+    with TableWriter(path, {name: kind for name, kind in columns.items() if kind}) as writer:
+        while True:
+            chunk = list(itertools.islice(rows, ROWS_AT_ONCE))
+            if chunk or writer.header is None:
+                writer.write(header, chunk)
+            if len(chunk) < ROWS_AT_ONCE:
+                return
 
 
 def _remove_stale(out: str, written: list[str]) -> None:
@@ -136,27 +159,28 @@ def _report(request, scored, label_audit, findings: Findings, given, seconds: fl
         "kinds": {kind: {"rows": count, "meaning": KINDS[kind]} for kind, count in findings.counts().items()},
         "per_class": per_class,
         "cross_fit": {"folds": request.settings.folds, "rows": scored.sampled, "left_out": scored.left_out,
-                      "model": "logistic regression on hashed character n-grams, tabular cells and image thumbnails",
-                      **_out_of_fold_scores(scored)},
+                      "model": "logistic regression on hashed character n-grams, tabular cells and image thumbnails"
+                               + (", averaged with the network's (--time-limit)" if scored.network else ""),
+                      **out_of_fold_scores(labels, labels.labelled, scored.probabilities[labels.labelled])},
         "seconds": round(seconds, 1),
     }
+    if scored.network:
+        report["cross_fit"]["network"] = scored.network
     if labels.matrix is None:
         report["label_noise"] = _noise_summary(label_audit, labels.class_names)
     return report
 
 
-def _out_of_fold_scores(scored) -> dict:
-    """How well the audit's own model predicts the given labels out of fold: the weaker it is, the
-    more right labels it doubts."""
+def out_of_fold_scores(labels, rows: np.ndarray, probabilities: np.ndarray) -> dict:
+    """How well out-of-fold `probabilities` (of `rows`) predict the given labels: the weaker the
+    audit's model, the more right labels it doubts."""
     from sklearn.metrics import accuracy_score, f1_score
 
-    labels = scored.labels
-    rows = labels.labelled
     if labels.matrix is None:
-        truth, predicted = labels.classes[rows], scored.probabilities[rows].argmax(axis=1)
+        truth, predicted = labels.classes[rows], probabilities.argmax(axis=1)
         return {"accuracy": round(float(accuracy_score(truth, predicted)), 4),
                 "macro_f1": round(float(f1_score(truth, predicted, average="macro")), 4)}
-    truth, predicted = labels.matrix[rows], scored.probabilities[rows] >= 0.5
+    truth, predicted = labels.matrix[rows], probabilities >= 0.5
     return {"micro_f1": round(float(f1_score(truth, predicted, average="micro", zero_division=0)), 4),
             "macro_f1": round(float(f1_score(truth, predicted, average="macro", zero_division=0)), 4)}
 

@@ -21,6 +21,9 @@ class AuditRequest:
     image_root: str | None = None
     multi_label: bool = False
     model: str | None = None
+    # The Columns fields the user named: with a run, these replace the run's own (a name given equal
+    # to the default still counts).
+    given_columns: tuple[str, ...] = ()
 
 
 def sample_of(rows: np.ndarray, size: int, seed: int) -> np.ndarray:

@@ -4,6 +4,7 @@
 2. A seeded sample of the labelled rows (all of them, up to --fit-rows): the features are fitted on
    it and a linear model cross-fitted, so each sampled row's probabilities come from folds that did
    not learn from it.
+   With --time-limit, the whole network is cross-fitted on the sample too (network_fit.py).
 3. Every row again, a chunk at a time (texts and cells only): its embedding, and the probabilities
    of the rows outside the sample, from the model fitted on the sample.
 Then confident learning, duplicates and outliers on what was kept, and the reports
@@ -22,14 +23,15 @@ from fusionapp.audit.confident import audit_labels, audit_multi_label
 from fusionapp.audit.cross_fit import cross_fitted
 from fusionapp.audit.duplicates import duplicate_pairs
 from fusionapp.audit.findings import Findings, find_issues
+from fusionapp.audit.network_fit import network_probabilities
 from fusionapp.audit.next_rows import label_next_rows
 from fusionapp.audit.passes import featurised_chunks, fitted_featurizer, shown_examples, table_chunks, tabular_kinds
-from fusionapp.audit.report import check_out, shown_rows, write_reports
+from fusionapp.audit.report import check_out, out_of_fold_scores, shown_rows, write_reports
 from fusionapp.audit.request import AuditRequest, sample_of
 from fusionapp.audit.signals import TableSignals, table_signals
 from fusionapp.errors import FusionError
 from fusionapp.evaluation.calibration import probabilities_of
-from fusionapp.inference.run_rows import run_columns
+from fusionapp.inference.run_rows import run_columns, run_image_root
 from fusionapp.preprocessing.labels import label_cell_problem, label_counts, label_matrix
 from fusionapp.runs.load import load_run
 from fusionapp.settings import Columns
@@ -59,17 +61,19 @@ class Scored:
     embedding: np.ndarray  # [rows, EMBEDDING_WIDTH]
     sampled: int
     left_out: int  # sampled rows the first round flagged, left out of the second round's fits
+    network: dict | None = None  # with --time-limit: the network's cross-fit, and how well it alone did
 
 
 def run_audit(request: AuditRequest, say=print) -> dict:
     """Audit `request.data` into `request.out`; returns report.json's content."""
-    started = time.perf_counter()
+    started, wall_started = time.perf_counter(), time.time()
     settings = request.settings
     check_out(request.out, settings.overwrite)
-    run, columns = _run_and_columns(request)
+    request, run, columns = _with_run(request)
     if settings.label_next:
         return label_next_rows(request, run, columns, say)
-    scored = out_of_fold(request, run, columns, say)
+    deadline = wall_started + settings.time_limit if settings.time_limit else None
+    scored = out_of_fold(request, run, columns, say, deadline)
     labels, signals, probabilities = scored.labels, scored.signals, scored.probabilities
     if labels.matrix is None:
         label_audit = audit_labels(labels.classes[labels.labelled], probabilities[labels.labelled])
@@ -84,8 +88,9 @@ def run_audit(request: AuditRequest, say=print) -> dict:
     return report
 
 
-def out_of_fold(request: AuditRequest, run, columns: Columns, say=print) -> Scored:
-    """Read the table and give every labelled row probabilities from a model that did not learn from it."""
+def out_of_fold(request: AuditRequest, run, columns: Columns, say=print, deadline: float | None = None) -> Scored:
+    """Read the table and give every labelled row probabilities from a model that did not learn from
+    it; with a `deadline` (time.time()), the network's cross-fitted ones too, where it leaves room."""
     settings = request.settings
     say(f"Reading {request.data} ...")
     modalities = run.modalities if run is not None else None
@@ -104,20 +109,33 @@ def out_of_fold(request: AuditRequest, run, columns: Columns, say=print) -> Scor
     targets = labels.matrix[sample] if labels.matrix is not None else labels.classes[sample]
     fit = cross_fitted(featurizer.transform(sample_rows, signals.thumbnails[sample]), targets,
                        len(labels.class_names), settings.folds, settings.seed)
+    network = None
+    if deadline is not None:
+        started = time.time()
+        network = network_probabilities(request, columns, labels, sample, fit, signals.modalities, deadline, say)
+        seconds = time.time() - started
     say("Scoring every row ...")
     probabilities, embedding = _every_row(request, columns, signals, featurizer, fit, labels, sample)
-    return Scored(signals, columns, labels, probabilities, embedding, len(sample), fit.left_out)
+    summary = None
+    if network is not None:
+        linear = probabilities[sample]
+        probabilities[sample] = np.where(np.isfinite(network), (linear + np.nan_to_num(network)) / 2, linear)
+        read = np.isfinite(network).all(axis=1)
+        summary = {"seconds": round(seconds, 1), "rows": int(read.sum()),
+                   **out_of_fold_scores(labels, sample[read], network[read])}
+    return Scored(signals, columns, labels, probabilities, embedding, len(sample), fit.left_out, summary)
 
 
-def _run_and_columns(request: AuditRequest):
+def _with_run(request: AuditRequest):
+    """(request, run, columns): with --model, the run's columns and image root wherever the user
+    named none."""
     if request.model is None:
         if request.settings.label_next:
             raise FusionError("--label-next needs --model RUN: the run whose uncertainty picks the rows")
-        return None, request.columns
+        return request, None, request.columns
     run = load_run(request.model)
-    given = {item.name: getattr(request.columns, item.name) for item in dataclasses.fields(Columns)
-             if getattr(request.columns, item.name) != getattr(Columns(), item.name)}
-    return run, run_columns(run, given)
+    columns = run_columns(run, {name: getattr(request.columns, name) for name in request.given_columns})
+    return dataclasses.replace(request, image_root=run_image_root(run, request.image_root)), run, columns
 
 
 def _labels(signals: TableSignals, columns: Columns, multi_label: bool, data: str) -> Labels:

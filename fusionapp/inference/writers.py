@@ -36,18 +36,22 @@ def csv_cell(value) -> str:
     return str(value)
 
 
-def _parquet_type(name: str):
-    """The Arrow type of a typed prediction column; None for a column of strings."""
+def _parquet_type(name: str, types: dict[str, str]):
+    """The Arrow type of a typed column (`types`: column -> Arrow type name, else a prediction
+    column's); None for a column of strings."""
     import pyarrow as pa
 
+    if name in types:
+        return getattr(pa, types[name])()
     if name in _LIST_COLUMNS:
         return pa.list_(pa.string())
     return pa.float32() if name.startswith(_FLOAT_PREFIXES) else None
 
 
 class TableWriter:
-    def __init__(self, path: str | None):
+    def __init__(self, path: str | None, types: dict[str, str] | None = None):
         self.path = path
+        self.types = types or {}
         self.parquet = path not in ("-", None) and path.lower().endswith(PARQUET_SUFFIXES)
         self.header = None
         self._writer = None
@@ -85,9 +89,10 @@ class TableWriter:
         import pyarrow.parquet as pq
 
         columns = list(zip(*rows)) if rows else [[] for _ in self.header]
-        arrays = [pa.array(list(column), _parquet_type(name)) if _parquet_type(name) is not None
+        types = [_parquet_type(name, self.types) for name in self.header]
+        arrays = [pa.array(list(column), kind) if kind is not None
                   else pa.array([None if value is None else str(value) for value in column], pa.string())
-                  for name, column in zip(self.header, columns)]
+                  for kind, column in zip(types, columns)]
         table = pa.Table.from_arrays(arrays, names=self.header)
         if self._writer is None:
             self._writer = pq.ParquetWriter(self._temp, table.schema)

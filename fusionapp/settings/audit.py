@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fusionapp.errors import FusionError
-from fusionapp.settings.rules import check_fields, integer, switch
+from fusionapp.settings.given import given_settings
+from fusionapp.settings.options import Applies
+from fusionapp.settings.rules import check_fields, choice, duration, integer, switch
+
+LABELS = Applies("to an audit of labels, not with --label-next", lambda audit: audit.label_next == 0)
 
 
 @dataclass(frozen=True)
@@ -18,8 +21,15 @@ class AuditSettings:
                                               "(which did not learn from them either).")
     report_rows: int = integer(50, 1, 10_000, help="Rows report.html shows of each kind of issue, worst first.")
     label_next: int = integer(0, 0, help="Rank the unlabelled rows of DATA and write the N to label next "
-                                         "(label_next.csv); needs --model. 0: audit the labelled rows.",
+                                         "(label_next.csv or .parquet); needs --model. 0: audit the labelled rows.",
                               metavar="N")
+    time_limit: float = duration(metavar="DURATION", default_words="0: the linear model alone", applies=LABELS,
+                                 help="Cross-fit the whole network too, within this wall time counted from the "
+                                      "audit's start: each fold a search (train --time-limit, preset fast) on the "
+                                      "other folds' rows; its out-of-fold probabilities are averaged with the "
+                                      "linear model's.")
+    format: str = choice("csv", ("csv", "parquet"), help="The row tables (issues, label_quality, label_next) as "
+                                                         "CSV or Parquet.")
     seed: int = integer(0, 0, help="Seed of the folds, the sample and the clustering.")
     overwrite: bool = switch(False, help="Replace what an earlier audit wrote in --out.")
 
@@ -29,7 +39,4 @@ class AuditSettings:
 
 def audit_settings(**values) -> AuditSettings:
     """The audit options, checked; None means the default."""
-    try:
-        return AuditSettings(**{name: value for name, value in values.items() if value is not None})
-    except TypeError as error:
-        raise FusionError(str(error)) from None
+    return given_settings(AuditSettings, values)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from fusionapp.errors import FusionError
+from fusionapp.settings.given import given_settings
 from fusionapp.settings.model import IMAGE_BACKBONES
-from fusionapp.settings.options import Applies, option_of
-from fusionapp.settings.rules import (NotApplicable, Rule, SettingError, _rule_field, check_fields, choice, duration,
+from fusionapp.settings.options import Applies
+from fusionapp.settings.rules import (Rule, SettingError, _rule_field, check_fields, choice, duration,
                                      names)
 
 PRESETS = ("fast", "balanced", "best")
@@ -70,13 +70,4 @@ SEARCH_NAMES = tuple(item.name for item in dataclasses.fields(SearchSettings))
 def search_settings(values: dict) -> SearchSettings:
     """The search settings among flat-named `values` (None = not given), checked: a refused value
     raises SettingError; one given without --time-limit, NotApplicable."""
-    given = {name: value for name, value in values.items() if name in SEARCH_NAMES and value is not None}
-    try:
-        settings = SearchSettings(**given)
-    except TypeError as error:
-        raise FusionError(str(error)) from None
-    for item in dataclasses.fields(SearchSettings):
-        applies = option_of(item).applies
-        if item.name in given and applies is not None and not applies.test(settings):
-            raise NotApplicable(item.name, applies.words)
-    return settings
+    return given_settings(SearchSettings, {name: value for name, value in values.items() if name in SEARCH_NAMES})

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fusionapp.errors import FusionError
+from fusionapp.settings.given import given_settings
 from fusionapp.settings.rules import check_fields, integer, number, switch
 
 # The most items one /predict/batch request may carry; a batch of the model never needs more.
@@ -36,7 +36,4 @@ class ServeSettings:
 
 def serve_settings(**values) -> ServeSettings:
     """The serve options, checked; None means the default."""
-    try:
-        return ServeSettings(**{name: value for name, value in values.items() if value is not None})
-    except TypeError as error:
-        raise FusionError(str(error)) from None
+    return given_settings(ServeSettings, values)
