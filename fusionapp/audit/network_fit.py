@@ -3,26 +3,29 @@ preset fast) on the other folds' rows, less those the linear model's first round
 predicts its own fold. Its out-of-fold probabilities are averaged with the linear model's, so a
 label is doubted where both models, which err differently, doubt it.
 
-The folds share what is left of the limit evenly; a fold that cannot have SHORTEST_FOLD_S seconds
-is not started, and the audit goes on with the linear model alone (a fold that fails does the same).
+The folds share what is left of the limit evenly; where a fold cannot have SHORTEST_FOLD_S seconds
+the network is left out, and the audit goes on with the linear model alone. A fold whose search fails
+leaves its rows the linear model's. A class a fold's network never learnt has no probability (NaN),
+so the mean keeps the linear model's there.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 
 import numpy as np
 
 from fusionapp.audit.passes import rows_at
-from fusionapp.errors import FusionError
 from fusionapp.inference.predict import predict
 from fusionapp.search.api import train
 from fusionapp.settings import Columns
 
-# Seconds below which a fold's search would not finish one trial worth reading.
-SHORTEST_FOLD_S = 20.0
+# Seconds below which a fold's search would not finish one trial worth reading: the search keeps
+# 20 s for its ensemble and reports, and a trial needs its data read and an epoch.
+SHORTEST_FOLD_S = 30.0
 # Seconds of the limit kept for what follows the network: duplicates, outliers and the reports.
 AFTER_NETWORK_S = 15.0
 # The share of a fold's training rows its search stops and chooses on.
@@ -34,7 +37,8 @@ IMAGE, TEXT, LABEL, SPLIT = "__audit_image", "__audit_text", "__audit_label", "_
 def network_probabilities(request, columns: Columns, labels, sample: np.ndarray, fit, modalities, deadline: float,
                           say) -> np.ndarray | None:
     """[len(sample), classes]: each sampled row's probabilities from a network that did not learn
-    from it; None where the time left cannot hold every fold (the audit then keeps the linear model's)."""
+    from it (NaN where it has none); None where the time left cannot hold every fold, or no fold's
+    search finished (the audit then keeps the linear model's)."""
     folds = int(fit.fold_of.max()) + 1
     if (deadline - AFTER_NETWORK_S - time.time()) / folds < SHORTEST_FOLD_S:
         say(f"--time-limit leaves under {SHORTEST_FOLD_S:.0f} s a fold for the network: the linear model alone")
@@ -43,27 +47,51 @@ def network_probabilities(request, columns: Columns, labels, sample: np.ndarray,
     names = labels.class_names
     cells = _label_cells(labels, sample, columns.label_sep)
     rng = np.random.default_rng(request.settings.seed)
-    probabilities = np.zeros((len(sample), len(names)), np.float32)
+    probabilities = np.full((len(sample), len(names)), np.nan, np.float32)
     with tempfile.TemporaryDirectory(prefix="fusionapp-audit-") as work:
         for fold in range(folds):
             budget = (deadline - AFTER_NETWORK_S - time.time()) / (folds - fold)
             if budget < SHORTEST_FOLD_S:
-                say(f"Fold {fold + 1} of the network would get {budget:.0f} s: the linear model alone")
-                return None
+                say(f"Fold {fold + 1} of the network would get {budget:.0f} s: it keeps the linear model's")
+                break
             say(f"Cross-fitting the network, fold {fold + 1} of {folds}: a search of {budget:.0f} s ...")
             inside = np.flatnonzero((fit.fold_of != fold) & fit.learnt_from)
-            splits = np.where(rng.random(len(inside)) < VAL_SHARE, "val", "train")
             held = np.flatnonzero(fit.fold_of == fold)
+            folder = os.path.join(work, f"fold{fold}")
+            table = _table(rows.subset(inside), [cells[i] for i in inside], _splits(labels, sample[inside], rng))
             try:
-                run = train(_table(rows.subset(inside), [cells[i] for i in inside], splits.tolist()),
-                            os.path.join(work, f"fold{fold}"), time_limit=budget, preset="fast", verbose=0,
-                            **_flags(columns, labels, rows))
+                run = train(table, folder, time_limit=budget, started=time.time(), preset="fast", verbose=0,
+                            seed=request.settings.seed, **_flags(columns, labels, rows))
                 answered = predict(run, _table(rows.subset(held), None, None), verbose=0)
-            except FusionError as error:
-                say(f"Fold {fold + 1} of the network failed ({error}): the linear model alone")
-                return None
+            except Exception as error:  # noqa: BLE001 - the network is optional: a failure leaves the linear model's
+                reason = (str(error).splitlines() or [type(error).__name__])[0]
+                say(f"Fold {fold + 1} of the network failed ({reason}): its rows keep the linear model's")
+                continue
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
             probabilities[held] = _class_probabilities(answered, names)
-    return probabilities
+    return probabilities if np.isfinite(probabilities).any() else None
+
+
+def averaged(linear: np.ndarray, network: np.ndarray, multi_label: bool) -> np.ndarray:
+    """The mean of both models' probabilities; the linear model's where the network has none (NaN),
+    single-label rows then summing to 1 again."""
+    mixed = np.where(np.isfinite(network), (linear + np.nan_to_num(network)) / 2, linear)
+    return mixed if multi_label else mixed / mixed.sum(axis=1, keepdims=True)
+
+
+def _splits(labels, rows: np.ndarray, rng) -> list[str]:
+    """A seeded VAL_SHARE of `rows` to stop and choose on, each class keeping most of its rows to
+    learn from (a class of under 1 / VAL_SHARE rows gives none); multi-label rows at random."""
+    splits = np.full(len(rows), "train", dtype=object)
+    if labels.matrix is not None:
+        splits[rng.random(len(rows)) < VAL_SHARE] = "val"
+        return splits.tolist()
+    classes = labels.classes[rows]
+    for c in np.unique(classes):
+        members = rng.permutation(np.flatnonzero(classes == c))
+        splits[members[:int(VAL_SHARE * len(members))]] = "val"
+    return splits.tolist()
 
 
 def _label_cells(labels, sample: np.ndarray, separator: str) -> list[str]:
@@ -82,7 +110,8 @@ def _flags(columns: Columns, labels, rows) -> dict:
     if rows.tabular:
         flags["tabular_col"] = tuple(columns.tabular)
     if labels.matrix is not None:
-        flags.update(multi_label=True, label_sep=columns.label_sep)
+        # Every label the audit scores, however rare in a fold.
+        flags.update(multi_label=True, label_sep=columns.label_sep, min_label_count=1)
     return flags
 
 
@@ -102,9 +131,9 @@ def _table(rows, cells: list[str] | None, splits: list[str] | None):
 
 
 def _class_probabilities(answered, names: list[str]) -> np.ndarray:
-    """The prediction table's prob_<class> columns in the audit's class order: 0 for a class the
-    fold's training rows lacked, NaN for a row the network could not read."""
+    """The prediction table's prob_<class> columns in the audit's class order: NaN for a class the
+    fold's training rows lacked and for a row the network could not read."""
     found = set(answered.column_names)
     columns = [answered.column(f"prob_{name}").to_numpy(zero_copy_only=False).astype(np.float32)
-               if f"prob_{name}" in found else np.zeros(answered.num_rows, np.float32) for name in names]
+               if f"prob_{name}" in found else np.full(answered.num_rows, np.nan, np.float32) for name in names]
     return np.stack(columns, axis=1)

@@ -23,7 +23,7 @@ from fusionapp.audit.confident import audit_labels, audit_multi_label
 from fusionapp.audit.cross_fit import cross_fitted
 from fusionapp.audit.duplicates import duplicate_pairs
 from fusionapp.audit.findings import Findings, find_issues
-from fusionapp.audit.network_fit import network_probabilities
+from fusionapp.audit.network_fit import averaged, network_probabilities
 from fusionapp.audit.next_rows import label_next_rows
 from fusionapp.audit.passes import featurised_chunks, fitted_featurizer, shown_examples, table_chunks, tabular_kinds
 from fusionapp.audit.report import check_out, out_of_fold_scores, shown_rows, write_reports
@@ -118,11 +118,10 @@ def out_of_fold(request: AuditRequest, run, columns: Columns, say=print, deadlin
     probabilities, embedding = _every_row(request, columns, signals, featurizer, fit, labels, sample)
     summary = None
     if network is not None:
-        linear = probabilities[sample]
-        probabilities[sample] = np.where(np.isfinite(network), (linear + np.nan_to_num(network)) / 2, linear)
-        read = np.isfinite(network).all(axis=1)
+        probabilities[sample] = averaged(probabilities[sample], network, labels.matrix is not None)
+        read = np.isfinite(network).any(axis=1)
         summary = {"seconds": round(seconds, 1), "rows": int(read.sum()),
-                   **out_of_fold_scores(labels, sample[read], network[read])}
+                   **out_of_fold_scores(labels, sample[read], np.nan_to_num(network[read]))}
     return Scored(signals, columns, labels, probabilities, embedding, len(sample), fit.left_out, summary)
 
 

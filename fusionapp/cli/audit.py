@@ -15,7 +15,7 @@ from fusionapp.settings.audit import AuditSettings
 @click.argument("data")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder to write issues.csv, label_quality.csv (.parquet with --format parquet), report.json, "
-                   "report.html and the PNGs into (label_next.csv with --label-next).")
+                   "report.html and the PNGs into (label_next.csv or .parquet with --label-next).")
 @click.option("--model", type=click.Path(), help="A trained run: DATA is read with its columns (unless others are "
                                                  "given), and --label-next ranks rows by its uncertainty.")
 @fields_options(AuditSettings)

@@ -24,10 +24,10 @@ class AuditSettings:
                                          "(label_next.csv or .parquet); needs --model. 0: audit the labelled rows.",
                               metavar="N")
     time_limit: float = duration(metavar="DURATION", default_words="0: the linear model alone", applies=LABELS,
-                                 help="Cross-fit the whole network too, within this wall time counted from the "
-                                      "audit's start: each fold a search (train --time-limit, preset fast) on the "
-                                      "other folds' rows; its out-of-fold probabilities are averaged with the "
-                                      "linear model's.")
+                                 help="Cross-fit the whole network too: each fold a search (train --time-limit, "
+                                      "preset fast) on the other folds' rows, the searches ending within this wall "
+                                      "time counted from the audit's start (scoring every row and the reports "
+                                      "follow); its out-of-fold probabilities are averaged with the linear model's.")
     format: str = choice("csv", ("csv", "parquet"), help="The row tables (issues, label_quality, label_next) as "
                                                          "CSV or Parquet.")
     seed: int = integer(0, 0, help="Seed of the folds, the sample and the clustering.")
