@@ -118,6 +118,7 @@ def test_the_same_checks_fail_with_random_weights(region_run, region_data):
     assert not passes(figures), figures
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 def test_cli_api_and_http_give_the_same_explanation(region_run, region_data, tmp_path, capsys):
     from fusionapp import predict
     from fusionapp.runs.load import load_run

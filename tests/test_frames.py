@@ -28,6 +28,7 @@ def _probabilities(table, classes):
     return np.array([[float(row[f"prob_{name}"]) for name in classes] for row in table])
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 def test_a_dataframe_predicts_as_the_same_rows_from_a_csv(trained_run, test_rows, tmp_path):
     from PIL import Image
 

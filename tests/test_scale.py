@@ -154,6 +154,7 @@ def test_steps_per_epoch_sets_the_epoch(monkeypatch):
     assert steps_per_epoch(phase) == 5
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 def test_predict_streams_csv_and_parquet_and_shards_split_the_table(trained_run, demo_table, tmp_path):
     import pyarrow.parquet as pq
 
