@@ -37,8 +37,8 @@ IMAGE, TEXT, LABEL, SPLIT = "__audit_image", "__audit_text", "__audit_label", "_
 def network_probabilities(request, columns: Columns, labels, sample: np.ndarray, fit, modalities, deadline: float,
                           say) -> np.ndarray | None:
     """[len(sample), classes]: each sampled row's probabilities from a network that did not learn
-    from it (NaN where it has none); None where the time left cannot hold every fold, or no fold's
-    search finished (the audit then keeps the linear model's)."""
+    from it (NaN where it has none: a fold the time left could not hold or whose search failed);
+    None where no fold could start or finish (the audit then keeps the linear model's)."""
     folds = int(fit.fold_of.max()) + 1
     if (deadline - AFTER_NETWORK_S - time.time()) / folds < SHORTEST_FOLD_S:
         say(f"--time-limit leaves under {SHORTEST_FOLD_S:.0f} s a fold for the network: the linear model alone")
