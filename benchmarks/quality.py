@@ -1,7 +1,8 @@
 """Accuracy on real data: fusionapp's fused, image-only and text-only models against two fixed
 TF-IDF + logistic regression text baselines, all scored on the `test` split.
 
-    python benchmarks/quality.py DATA [--label-col label] [--tabular-col NAME ...] [--folds 1] [--seeds 1]
+    python benchmarks/quality.py DATA [--label-col label] [--tabular-col NAME ...] [--folds 1 [--from-fold 1]]
+        [--seeds 1]
     python benchmarks/quality.py --suite [--shared ../shared/data]     # every single-label set, 3 seeds
 
 DATA is a table with image, text, label and split columns. With `--folds K`, a `folds_10.csv` beside
@@ -90,6 +91,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--label-col", default="label")
     parser.add_argument("--tabular-col", action="append", default=[])
     parser.add_argument("--folds", type=int, default=1)
+    parser.add_argument("--from-fold", type=int, default=1, help="start at this fold (folds FROM..FOLDS)")
     parser.add_argument("--seeds", type=int, help="seeds per set (1; with --suite 3)")
     parser.add_argument("--models", default="fused,image-only,text-only,tfidf-char_wb,tfidf-char")
     parser.add_argument("--rows", type=int, help="use only the first N rows (a quick check)")
@@ -106,7 +108,8 @@ def main(argv=None) -> dict:
     work = tempfile.mkdtemp(prefix="fusionapp-quality-")
     sets = suite(args.shared, work, seeds) if args.suite else [
         {"name": os.path.basename(os.path.dirname(os.path.abspath(args.data))), "data": args.data,
-         "label_col": args.label_col, "tabular_col": args.tabular_col, "folds": args.folds, "seeds": seeds}]
+         "label_col": args.label_col, "tabular_col": args.tabular_col, "folds": args.folds, "seeds": seeds,
+         "first_fold": args.from_fold}]
     models = args.models.split(",")
     text_model = args.text_model or minilm_folder()
     if not text_model and {"tfidf+embedding", "backbone", "backbone+ft", "backbone+lora"} & set(models):
@@ -126,12 +129,13 @@ def main(argv=None) -> dict:
     return summaries if args.suite else summaries[sets[0]["name"]]
 
 
-def run_set(name, data, label_col, tabular_col, folds, models, seeds, rows, overrides, text_model=None) -> list[dict]:
+def run_set(name, data, label_col, tabular_col, folds, models, seeds, rows, overrides, text_model=None,
+            first_fold=1) -> list[dict]:
     table_rows = _read(data)
     table_rows = table_rows[:rows] if rows else table_rows
     results = []
     with tempfile.TemporaryDirectory() as work:
-        for fold in range(1, folds + 1):
+        for fold in range(first_fold, folds + 1):
             table = _fold_table(data, table_rows, fold, folds, work)
             for seed in range(seeds):
                 for model in models:

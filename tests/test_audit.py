@@ -184,6 +184,7 @@ def test_audit_writes_its_reports_and_finds_what_was_put_there(tmp_path, capsys,
     assert (out / "issues.csv").read_bytes() == before
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 def test_chunks_of_a_big_table_and_parquet_tables_give_the_same_audit(tmp_path, capsys, demo_table, monkeypatch):
     """The command line's CSV tables, and the Python API's Parquet ones from the table read 37 rows at
     a time, hold the same rows."""
@@ -211,6 +212,7 @@ def test_chunks_of_a_big_table_and_parquet_tables_give_the_same_audit(tmp_path, 
     assert issues.schema.field("score").type == pa.float64() and issues.schema.field("other_row").type == pa.int64()
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 def test_a_multi_label_table_is_audited_per_label(tmp_path, capsys):
     from fusionapp.data.demo import make_demo
 
@@ -367,3 +369,17 @@ def test_the_network_is_cross_fitted_within_the_time_limit(tmp_path, capsys, dem
     assert network["rows"] == report["labelled"] and network["accuracy"] > 0.25  # four classes: above chance
     assert "averaged with the network's" in report["cross_fit"]["model"]
     assert len(read_csv(tmp_path / "audit" / "label_quality.csv")) == report["labelled"]
+
+
+def test_given_labels_are_written_as_the_table_writes_them():
+    """A row's given label as a table cell: the class, or the label set joined by --label-sep (the
+    separator the data uses, not a fixed one); "" where the row has none. Per-class counts read the
+    classes themselves, so a separator inside no name matters."""
+    from fusionapp.audit.run_audit import Labels
+
+    single = Labels(["cat", "dog"], np.array([1, -1, 0]))
+    assert single.cells() == ["dog", "", "cat"] and single.names(1) == [] and single.names(0) == ["dog"]
+    matrix = np.array([[1, 0, 1], [0, 0, 0], [0, 1, 0]])
+    sets = Labels(["comedy", "drama", "war"], np.array([0, -1, 0]), matrix, ";")
+    assert sets.cells() == ["comedy;war", "", "drama"] and sets.cells([2, 0]) == ["drama", "comedy;war"]
+    assert sets.names(0) == ["comedy", "war"]

@@ -134,6 +134,7 @@ def write_keras_published_format(name, weights_files, path):
     return source
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 def test_keras_published_h5_format_loads(weights_files, tmp_path):
     from fusionapp.pretrained.weights import WeightsFile, load_extractor
 
@@ -342,6 +343,7 @@ train({demo_table!r}, {str(out)!r}, strategy="mirrored", precision="mixed_bfloat
     assert {weight.dtype for weight in model.weights} == {"float32"}
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 def test_a_resume_refuses_a_backbone_whose_weights_changed(weights_files, tmp_path):
     import keras
 

@@ -106,6 +106,7 @@ def test_evaluate_reports_ece_and_brier_of_its_predictions_and_plots_reliability
     assert os.path.getsize(tmp_path / "plots" / "reliability.png") > 1000
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 @pytest.mark.integration
 def test_no_calibrate_leaves_the_temperature_out(demo_table, tmp_path):
     from fusionapp import train

@@ -162,6 +162,7 @@ def test_python_api_refuses_what_the_flags_refuse(trained_run, demo_table):
         evaluate(trained_run, demo_table, on_bad_row="ignore", verbose=0)
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 @pytest.mark.integration
 def test_a_run_reads_tables_as_it_was_trained_to(demo_dir, tmp_path, capsys):
     """evaluate and predict reuse the run's --image-root and column names unless given others."""

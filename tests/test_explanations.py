@@ -274,6 +274,7 @@ def text_decides_run(tmp_path_factory):
     return run, table
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 def test_an_image_that_does_not_matter_gives_a_faint_heat_map(text_decides_run, region_run, region_data, tmp_path,
                                                              capsys):
     from conftest import heatmap_array

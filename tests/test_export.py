@@ -15,7 +15,9 @@ def bfloat16_run(demo_table, tmp_path_factory):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("run_name", ["trained_run", pytest.param("bfloat16_run", marks=pytest.mark.slow)])
+# test_one_answer.py holds the trained run's export in the default suite.
+@pytest.mark.slow
+@pytest.mark.parametrize("run_name", ["trained_run", "bfloat16_run"])
 def test_exported_savedmodel_matches_predict(run_name, request, demo_rows, tmp_path, capsys):
     trained_run = request.getfixturevalue(run_name)
     code, _, err = run_cli(capsys, "export", trained_run, "--out", tmp_path / "exported")

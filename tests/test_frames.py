@@ -59,6 +59,7 @@ def test_a_dataframe_predicts_as_the_same_rows_from_a_csv(trained_run, test_rows
     assert evaluate(trained_run, frame, verbose=0)["accuracy"] == evaluate(trained_run, csv_path, verbose=0)["accuracy"]
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 def test_train_takes_a_dataframe(demo_dir, tmp_path):
     import json
 

@@ -15,30 +15,36 @@ def good_rows(demo_rows):
     return demo_rows[:5]
 
 
-@pytest.mark.parametrize("maker", list(IMAGE_CASES), ids=lambda maker: maker.__name__)
-def test_hostile_image(maker, trained_run, good_rows, tmp_path, capsys):
-    expected = IMAGE_CASES[maker]
-    good_rows[2]["image"] = maker(tmp_path)
-    table = write_csv(tmp_path / "t.csv", good_rows)
+def test_hostile_images(trained_run, good_rows, tmp_path, capsys):
+    """Every hostile image in one table (one evaluate and one predict, as a user's table would hold
+    them): the accepted ones predicted, each refused one skipped and named with its reason."""
+    makers = list(IMAGE_CASES)
+    rows = [dict(row) for row in good_rows]
+    for maker in makers:
+        folder = tmp_path / maker.__name__
+        folder.mkdir()
+        rows.append({**good_rows[0], "image": maker(folder)})
+    table = write_csv(tmp_path / "t.csv", rows)
     code, _, err = run_cli(capsys, "evaluate", trained_run, table, "--out", tmp_path / "r.json",
                            "--skipped", tmp_path / "s.csv")
     assert code == 0 and "Traceback" not in err, err
     report = json.load(open(tmp_path / "r.json"))
     code, _, _ = run_cli(capsys, "predict", trained_run, table, "--out", tmp_path / "p.csv")
     predictions = read_csv(tmp_path / "p.csv")
-    assert code == 0 and len(predictions) == 5
-    if expected is None:
-        assert report["n_examples"] == 5 and report["n_skipped"] == 0
-        assert all(row["predicted_label"] for row in predictions)
-        return
-    assert report["n_examples"] == 4 and report["n_skipped"] == 1
-    skipped = read_csv(tmp_path / "s.csv")
-    assert [(row["row"], row["column"]) for row in skipped] == [("3", "image")]
-    assert expected in skipped[0]["reason"]
-    assert predictions[2]["predicted_label"] == "" and expected in predictions[2]["error"]
-    assert all(row["predicted_label"] for i, row in enumerate(predictions) if i != 2)
+    assert code == 0 and len(predictions) == len(rows)
+    refused = {len(good_rows) + i: IMAGE_CASES[maker] for i, maker in enumerate(makers) if IMAGE_CASES[maker]}
+    assert report["n_examples"] == len(rows) - len(refused) and report["n_skipped"] == len(refused)
+    skipped = {int(row["row"]) - 1: row for row in read_csv(tmp_path / "s.csv")}
+    assert sorted(skipped) == sorted(refused)
+    for index, row in enumerate(predictions):
+        if index in refused:
+            assert skipped[index]["column"] == "image" and refused[index] in skipped[index]["reason"], skipped[index]
+            assert row["predicted_label"] == "" and refused[index] in row["error"], (makers[index - 5], row)
+        else:
+            assert row["predicted_label"], (index, row)
+    first = min(refused)
     code, _, err = run_cli(capsys, "evaluate", trained_run, table, "--on-bad-row", "error")
-    assert_user_error(code, err, "t.csv row 3", "column 'image'", expected)
+    assert_user_error(code, err, f"t.csv row {first + 1}", "column 'image'", refused[first])
 
 
 def test_huge_image_is_refused_from_its_header(tmp_path):

@@ -91,3 +91,8 @@ def test_exported_savedmodel(trained_run, case_rows, reference, tmp_path, capsys
     assert code == 0, err
     exported = exported_outputs(tmp_path / "exported", case_rows, tmp_path)
     assert_same("SavedModel", exported["probabilities"], [names.split() for names in exported["missing"]], reference)
+    # the outputs docs/serving.md lists, and a second export refused rather than written over
+    assert exported["outputs"] == ["confidence", "logits", "missing", "predicted", "predicted_label", "probabilities",
+                                   "ranking"]
+    code, _, err = run_cli(capsys, "export", trained_run, "--out", tmp_path / "exported")
+    assert code == 1 and "already exists" in err

@@ -144,6 +144,11 @@ def test_search_keeps_its_time_and_writes_its_leaderboard(search_run):
     assert os.path.exists(os.path.join(run, "search_history.png"))
     for member in members:
         assert os.path.exists(os.path.join(run, member["run"], "model.keras"))
+    # Each validation pass reached the trial (the pruning and deadline callback ran inside fit): 0.13
+    # to 0.15 dropped the callbacks, so no trial was pruned or stopped at its deadline.
+    with sqlite3.connect(os.path.join(run, "search", "study.db")) as db:
+        reported = dict(db.execute("SELECT trial_id, COUNT(*) FROM trial_intermediate_values GROUP BY trial_id"))
+    assert reported and all(count >= 1 for count in reported.values()), reported
 
 
 @pytest.mark.integration
@@ -242,6 +247,7 @@ def test_search_killed_mid_trial_resumes(demo_table, tmp_path):
     assert os.path.exists(run / "model.keras")
 
 
+@pytest.mark.slow  # moved out of the default suite's 10 minutes (docs/tests.md)
 @pytest.mark.integration
 def test_ensemble_explains_its_own_decision(search_run, demo_dir):
     """The explanation is of the ensemble's decision: its class, its probability change when an input
@@ -345,19 +351,30 @@ def test_two_processes_share_one_study(postgres_url, demo_table, tmp_path):
     assert int(joiner.stdout.split("Finished ")[1].split()[0]) >= 1, joiner.stdout  # a trial of its own, finished
 
 
-def test_first_trial_is_the_settings_as_given_within_the_space():
+def test_first_trials_are_the_settings_as_given_then_each_candidate_model():
     """Trial 0 is enqueued with the default settings as they resolve (image size "auto" -> 64), each a
-    value Optuna's distributions accept."""
-    from fusionapp.search.run_search import _as_given
+    value Optuna's distributions accept; then one trial for each candidate text model named, the
+    same settings with that model (the text encoder, which it replaces, not proposed)."""
+    from fusionapp.search.run_search import _first_trials
     from fusionapp.search.space import PRESETS
     from fusionapp.search.trials import SearchContext
     from fusionapp.settings import RunSettings, option_of, setting_field
     from fusionapp.settings.search import SearchSettings
 
-    context = SearchContext("data.csv", "run", RunSettings(), (), SearchSettings(time_limit=60), PRESETS["balanced"],
+    search = SearchSettings(time_limit=60, search_text_backbone=("/models/a", "/models/b"))
+    context = SearchContext("data.csv", "run", RunSettings(), (), search, PRESETS["balanced"],
                             None, None, None, ("image", "text"), None, None, print)
-    given = _as_given(context)
+    given, *candidates = _first_trials(context)
     assert given["image_size"] == 64 and given["learning_rate"] == 0.002 and given["text_encoder"] == "bag"
+    assert given["text_backbone"] == ""
     for name, value in given.items():
         rule = option_of(setting_field(name)).search
-        assert value in rule.choices if rule.choices else rule.low <= value <= rule.high
+        assert name == "text_backbone" or (value in rule.choices if rule.choices else rule.low <= value <= rule.high)
+    assert [values["text_backbone"] for values in candidates] == ["/models/a", "/models/b"]
+    for values in candidates:
+        assert "text_encoder" not in values
+        assert {name: value for name, value in values.items() if name != "text_backbone"} == \
+            {name: value for name, value in given.items() if name not in ("text_backbone", "text_encoder")}
+    asked = SearchContext("data.csv", "run", RunSettings(), ("text_backbone",), search, PRESETS["balanced"],
+                          None, None, None, ("image", "text"), None, None, print)
+    assert len(_first_trials(asked)) == 1  # a model given is kept in every trial, not a candidate

@@ -84,9 +84,19 @@ def test_the_blend_is_chosen_on_rows_early_stopping_did_not_see(one_row_class, t
         return choose(y_val, deep, linear, present, multi_label)
 
     monkeypatch.setattr(wide, "choose_alpha", spying)
+    from fusionapp.training import network_fit
+
+    datasets = network_fit._datasets
+
+    def spying_datasets(phase, start_step):
+        seen["stop_rows"] = len(phase.val_rows) if phase.stop is None else len(phase.stop)
+        return datasets(phase, start_step)
+
+    monkeypatch.setattr(network_fit, "_datasets", spying_datasets)
     code, out, err = run_cli(capsys, "train", one_row_class, "--out", tmp_path / "run", "--epochs", 1)
     assert code == 0, err
     config = json.load(open(tmp_path / "run" / "config.json"))
     assert config["n_val_stop"] + config["n_val_tune"] == config["n_val"] == 18
     assert seen["rows"] == config["n_val_tune"] == 9
+    assert seen["stop_rows"] == config["n_val_stop"] == 9  # early stopping read its half alone (not in 0.13-0.15)
     assert f"{config['n_val_stop']} decide early stopping and 9 what is fitted after the network" in out

@@ -38,6 +38,7 @@ class Findings:
     others: list[int] = field(default_factory=list)  # the other row of a duplicate (index), else -1
     quality: np.ndarray | None = None  # every row's label-quality score (NaN: no label)
     suggested_labels: list[str] = field(default_factory=list)  # every row's likeliest label(s)
+    _order: list[int] = field(default_factory=list, repr=False)  # order()'s answer, kept while no issue is added
 
     def add(self, row: int, kind: str, score: float, reason: str, suggested: str = "", other: int = -1) -> None:
         self.rows.append(int(row))
@@ -55,8 +56,11 @@ class Findings:
 
     def order(self) -> list[int]:
         """Issue positions by kind (KINDS' order), then worst first, then by row."""
-        rank = {kind: i for i, kind in enumerate(KINDS)}
-        return sorted(range(len(self.rows)), key=lambda i: (rank[self.kinds[i]], -self.scores[i], self.rows[i]))
+        if len(self._order) != len(self.rows):  # add() only appends, so a new issue changes the count
+            rank = {kind: i for i, kind in enumerate(KINDS)}
+            self._order = sorted(range(len(self.rows)),
+                                 key=lambda i: (rank[self.kinds[i]], -self.scores[i], self.rows[i]))
+        return self._order
 
 
 def find_issues(signals: TableSignals, labels, label_audit, probabilities, embedding, pairs) -> Findings:
@@ -86,7 +90,8 @@ def _label_issues(findings: Findings, labels, label_audit, probabilities, rows: 
     quality = np.stack([audit.quality for audit in label_audit], axis=1)
     flagged = np.stack([audit.flagged for audit in label_audit], axis=1)
     findings.quality[labelled] = quality.min(axis=1)
-    findings.suggested_labels = ["|".join(names[k] for k in np.flatnonzero(row >= 0.5)) for row in probabilities]
+    findings.suggested_labels = [labels.separator.join(names[k] for k in np.flatnonzero(row >= 0.5))
+                                 for row in probabilities]
     for position in np.flatnonzero(flagged.any(axis=1)):
         row = labelled[position]
         wrong = np.flatnonzero(flagged[position])

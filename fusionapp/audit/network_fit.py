@@ -45,7 +45,7 @@ def network_probabilities(request, columns: Columns, labels, sample: np.ndarray,
         return None
     rows = rows_at(request, columns, sample, modalities)
     names = labels.class_names
-    cells = _label_cells(labels, sample, columns.label_sep)
+    cells = labels.cells(sample)
     rng = np.random.default_rng(request.settings.seed)
     probabilities = np.full((len(sample), len(names)), np.nan, np.float32)
     with tempfile.TemporaryDirectory(prefix="fusionapp-audit-") as work:
@@ -92,12 +92,6 @@ def _splits(labels, rows: np.ndarray, rng) -> list[str]:
         members = rng.permutation(np.flatnonzero(classes == c))
         splits[members[:int(VAL_SHARE * len(members))]] = "val"
     return splits.tolist()
-
-
-def _label_cells(labels, sample: np.ndarray, separator: str) -> list[str]:
-    if labels.matrix is None:
-        return [labels.class_names[c] for c in labels.classes[sample]]
-    return [separator.join(labels.class_names[k] for k in np.flatnonzero(row)) for row in labels.matrix[sample]]
 
 
 def _flags(columns: Columns, labels, rows) -> dict:

@@ -53,7 +53,7 @@ def write_reports(request, scored, label_audit, findings: Findings, shown, secon
     row's image and text) are the rows report.html shows."""
     out, kind = request.out, request.settings.format
     signals, labels = scored.signals, scored.labels
-    given = _given(signals, labels)
+    given = labels.cells()
     order = findings.order()
     tables = [f"{ISSUES}.{kind}", f"{QUALITY}.{kind}"]
     _write_table(os.path.join(out, tables[0]), ISSUE_COLUMNS, (
@@ -126,12 +126,6 @@ def _remove_stale(out: str, written: list[str]) -> None:
             os.remove(os.path.join(out, name))
 
 
-def _given(signals, labels) -> list[str]:
-    if labels.matrix is None:
-        return [labels.class_names[c] if c >= 0 else "" for c in labels.classes]
-    return ["|".join(labels.class_names[k] for k in np.flatnonzero(row)) for row in labels.matrix]
-
-
 def _id(signals, row: int) -> str:
     return signals.ids[row] if signals.ids is not None else ""
 
@@ -144,12 +138,11 @@ def _report(request, scored, label_audit, findings: Findings, given, seconds: fl
     signals, labels = scored.signals, scored.labels
     per_class = {name: {"rows": 0} for name in labels.class_names}
     for row in labels.labelled:
-        for name in given[row].split("|") if labels.matrix is not None else [given[row]]:
+        for name in labels.names(row):
             per_class[name]["rows"] += 1
     for row, kind in zip(findings.rows, findings.kinds):
-        if given[row]:
-            for name in given[row].split("|") if labels.matrix is not None else [given[row]]:
-                per_class[name][kind] = per_class[name].get(kind, 0) + 1
+        for name in labels.names(row):
+            per_class[name][kind] = per_class[name].get(kind, 0) + 1
     report = {
         "data": request.data,
         "rows": len(signals),

@@ -44,10 +44,23 @@ class Labels:
     class_names: list[str]
     classes: np.ndarray  # int64 [rows]; multi-label: -1 where the row has no label, else 0
     matrix: np.ndarray | None = None  # multi-label: [rows, labels]
+    separator: str = "|"  # multi-label: how a label set is written, as the table writes it (--label-sep)
 
     @property
     def labelled(self) -> np.ndarray:
         return np.flatnonzero(self.classes >= 0)
+
+    def names(self, row: int) -> list[str]:
+        """The row's given class, or label set; none where it has no label."""
+        if self.matrix is None:
+            return [self.class_names[self.classes[row]]] if self.classes[row] >= 0 else []
+        return [self.class_names[k] for k in np.flatnonzero(self.matrix[row])]
+
+    def cells(self, rows=None) -> list[str]:
+        """The given label of each of `rows` (all rows: None) as a table cell: the class, or the label
+        set joined by the separator; "" where the row has no label."""
+        rows = range(len(self.classes)) if rows is None else rows
+        return [self.separator.join(self.names(row)) for row in rows]
 
 
 @dataclass
@@ -157,7 +170,7 @@ def _labels(signals: TableSignals, columns: Columns, multi_label: bool, data: st
     if not names:
         raise FusionError(f"{data}: column '{columns.label}' has no labels")
     matrix = label_matrix(cells, names, columns.label_sep)
-    return Labels(names, np.where(matrix.any(axis=1), 0, -1).astype(np.int64), matrix)
+    return Labels(names, np.where(matrix.any(axis=1), 0, -1).astype(np.int64), matrix, columns.label_sep)
 
 
 def _every_row(request, columns, signals: TableSignals, featurizer, fit, labels: Labels, sample):

@@ -25,7 +25,7 @@ from fusionapp.search.leaderboard import save_search_plots, write_leaderboard
 from fusionapp.search.space import CANDIDATES, PRESETS, trial_settings
 from fusionapp.search.study import open_study, requeue_interrupted, shown_url, storage_url, trials_of
 from fusionapp.search.trials import SearchContext, process_name, run_trials
-from fusionapp.settings import RunSettings, flat_value, option_of, setting_field
+from fusionapp.settings import RunSettings, apply_flat, flat_value, option_of, setting_field
 from fusionapp.settings.search import SearchSettings
 from fusionapp.training.request import check_recorded_data
 from fusionapp.training.strategies import make_placement
@@ -74,7 +74,8 @@ def search(data: str, out: str, settings: RunSettings, search_settings: SearchSe
             if again:
                 say(f"Running again the {again} trial(s) the interrupted search left unfinished")
         if not study.get_trials(deepcopy=False):
-            study.enqueue_trial(_as_given(context))
+            for values in _first_trials(context):
+                study.enqueue_trial(values)
         say(f"Searching ({search_settings.preset}) for {budget.trials_left():.0f} s, then ensembling; study: "
             f"{shown_url(url)}; {len(context.held)} validation rows held out of every trial")
         run_trials(study, context)
@@ -169,11 +170,21 @@ def _targets(held, train_labels, settings: RunSettings):
     return held, np.asarray([index[label] for label in held.labels], dtype=np.int64)
 
 
-def _as_given(context: SearchContext) -> dict:
-    """The first trial's values: the settings as given, "auto" ones as they resolve (the model
-    `train` without --time-limit would have trained), so the search never ends below it. A value
+def _first_trials(context: SearchContext) -> list[dict]:
+    """The first trials' values: the settings as given, "auto" ones as they resolve (the model `train`
+    without --time-limit would have trained), so the search never ends below it; then the same with
+    each candidate model the user named, which a few random proposals could otherwise miss."""
+    first = [_as_given(context, {})]
+    for name, source in CANDIDATES.items():
+        if name not in context.asked:
+            first += [_as_given(context, {name: model}) for model in getattr(context.search, source)]
+    return first
+
+
+def _as_given(context: SearchContext, chosen: dict) -> dict:
+    """The values of the settings as given, with `chosen` ({flat name: value}) put in first. A value
     outside its search range is left for the sampler to propose."""
-    resolved = context.base.resolved(context.modalities)
+    resolved = apply_flat(context.base, chosen).resolved(context.modalities)
     _, proposed = trial_settings(context.base, context.preset, context.search, context.asked, context.modalities,
                                  lambda name, rule: flat_value(resolved, name))
     return {name: value for name, value in proposed.items()

@@ -63,6 +63,9 @@ class Phase:
     checkpoint: object
     class_weight: dict | None
     verbose: int
+    # Keyword-only from here: 0.13 to 0.15 passed `stop` and `callbacks` by position into the two
+    # fields below, so early stopping read every validation row and a search's trials lost their callbacks.
+    _: dataclasses.KW_ONLY
     features: list | None = None  # cached backbone features of (train, val), or None: images
     text_features: list | None = None  # cached text backbone vectors of (train, val), or None: texts
     stop: object = None  # positions of the validation rows early stopping reads (None: every one)
@@ -71,9 +74,8 @@ class Phase:
 
 def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: str, placement, checkpoint_model,
                 state, verbose: int, stop=None, callbacks: tuple = ()) -> FittedNetwork:
-    """`checkpoint_model` and `state` (a TrainingState) are what `--resume` continues from (None: a new run).
-    Early stopping and the best epoch are decided on the validation rows at positions `stop` (all of them
-    when None); frozen backbones' features are cached for every one. `callbacks` run in every phase."""
+    """`checkpoint_model`, `state` (a TrainingState): what `--resume` continues from (None: a new run).
+    Early stopping reads the validation rows at `stop` (None: all); `callbacks` run in every phase."""
     say, training = printer(verbose), settings.training
     spec = NetworkSpec.for_preprocessor(preprocessor)
     if checkpoint_model is not None:  # a run started before 0.12 goes on without the wide path's text vector
@@ -84,7 +86,8 @@ def fit_network(settings: RunSettings, preprocessor, train_rows, val_rows, out: 
         say(f"Resuming after epoch {state.epoch}")
     loss = training_loss(preprocessor, train_rows, training.class_weight)
     phase = Phase(settings, preprocessor, train_rows, val_rows, out, placement, RunCheckpoint(out, training.patience,
-                  state), class_weights(preprocessor, train_rows, training.class_weight), verbose, stop, callbacks)
+                  state), class_weights(preprocessor, train_rows, training.class_weight), verbose, stop=stop,
+                  callbacks=callbacks)
     # The backbones fine-tuned in a second phase, and how many top layers of each.
     tuned = {name: layers for name, layers, backbone in (("fine_tune", training.fine_tune, extractor),
                                                          ("fine_tune_text", training.fine_tune_text, text_extractor),
