@@ -105,7 +105,7 @@ def _flags(columns: Columns, labels, rows) -> dict:
         flags["tabular_col"] = tuple(columns.tabular)
     if labels.matrix is not None:
         # Every label the audit scores, however rare in a fold.
-        flags.update(multi_label=True, label_sep=columns.label_sep, min_label_count=1)
+        flags.update(multi_label=True, label_sep=labels.separator, min_label_count=1)  # as cells() joins them
     return flags
 
 

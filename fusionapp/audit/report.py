@@ -66,7 +66,7 @@ def write_reports(request, scored, label_audit, findings: Findings, shown, secon
         [int(signals.row_numbers[row]), _id(signals, row), _split(signals, row), given[row],
          findings.suggested_labels[row], round(float(findings.quality[row]), 6), int(row in flagged)]
         for row in labels.labelled))
-    report = _report(request, scored, label_audit, findings, given, seconds)
+    report = _report(request, scored, label_audit, findings, seconds)
     pictures = _plots(out, findings, labels, label_audit)
     report["files"] = [*tables, REPORT_FILE, HTML_FILE, *pictures]
     files.write_json(os.path.join(out, REPORT_FILE), report)
@@ -134,7 +134,7 @@ def _split(signals, row: int) -> str:
     return signals.splits[row] if signals.splits is not None else ""
 
 
-def _report(request, scored, label_audit, findings: Findings, given, seconds: float) -> dict:
+def _report(request, scored, label_audit, findings: Findings, seconds: float) -> dict:
     signals, labels = scored.signals, scored.labels
     per_class = {name: {"rows": 0} for name in labels.class_names}
     for row in labels.labelled:
