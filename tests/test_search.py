@@ -48,26 +48,44 @@ def test_search_flags_are_refused_in_one_line(capsys, tmp_path):
 
 
 def test_greedy_selection_by_hand():
-    """Three candidates on four rows of two classes: A is best alone (log loss 0.787) though sure and
-    wrong on row 1; B (0.801) is sure and wrong on row 2 only; the mixture of the two halves their
-    mistakes (0.379); C, sure and wrong on three rows, never joins."""
+    """Three candidates on 400 rows of two classes, each sure (0.99) of every row but its mistakes: A
+    is wrong on 40 rows, B on 80 others, C on 160. B alone is clearly worse than A (so the selection
+    starts from A alone), but the mixture of the two halves their mistakes, a clear gain, so B joins;
+    C never does. On a quarter of the rows the same gap is noise (two standard errors), so the
+    selection starts from A and B in equal shares."""
     from fusionapp.evaluation.calibration import mean_log_loss
     from fusionapp.search.selection import greedy_selection
 
-    y = np.array([0, 0, 1, 1])
-    a = np.array([[0.95, 0.05], [0.05, 0.95], [0.05, 0.95], [0.05, 0.95]])
-    b = np.array([[0.9, 0.1], [0.95, 0.05], [0.95, 0.05], [0.05, 0.95]])
-    c = np.array([[0.1, 0.9], [0.2, 0.8], [0.9, 0.1], [0.8, 0.2]])
+    def sure(y, wrong):
+        chosen = np.where(np.isin(np.arange(len(y)), wrong), 1 - y, y)
+        return np.where(np.eye(2)[chosen] > 0, 0.99, 0.01)
+
+    y = np.arange(400) % 2
+    a, b, c = sure(y, range(40)), sure(y, range(40, 120)), sure(y, range(120, 280))
     selection = greedy_selection([a, b, c], y, multi_label=False, size=3)
     assert selection.weights == {0: 0.5, 1: 0.5}
-    assert sum(selection.weights.values()) == pytest.approx(1.0)
-    mixed = sum(share * [a, b, c][i] for i, share in selection.weights.items())
+    mixed = (a + b) / 2
     assert selection.loss == pytest.approx(mean_log_loss(y, mixed))
-    assert selection.loss == pytest.approx(0.3789, abs=1e-4)
-    assert mean_log_loss(y, a) == pytest.approx(0.7874, abs=1e-4)
+    assert selection.loss < mean_log_loss(y, a) / 2
     assert selection.temperature > 0
-    only = greedy_selection([a, b, c], y, multi_label=False, size=1)
-    assert only.weights == {0: 1.0}
+    assert greedy_selection([a, b, c], y, multi_label=False, size=1).weights == {0: 1.0}
+    few = greedy_selection([a[::4], b[::4], c[::4]], y[::4], multi_label=False, size=3)
+    assert few.weights == {0: 0.5, 1: 0.5}  # reached from the start, not by an addition
+    assert greedy_selection([a[::4], b[::4], c[::4]], y[::4], multi_label=False, size=3, rounds=0).weights \
+        == {0: 0.5, 1: 0.5}
+    assert greedy_selection([a, b, c], y, multi_label=False, size=3, rounds=0).weights == {0: 1.0}
+
+
+def test_the_held_out_loss_is_the_mean_of_the_rows_log_losses():
+    from fusionapp.evaluation.calibration import mean_log_loss
+    from fusionapp.search.selection import held_out_loss, row_losses
+
+    rng = np.random.default_rng(0)
+    sets, probabilities = (rng.random((50, 4)) > 0.6).astype(float), rng.random((50, 4))
+    assert held_out_loss(sets, probabilities) == pytest.approx(mean_log_loss(sets, probabilities))
+    y, spread = rng.integers(0, 3, 50), rng.dirichlet([1, 1, 1], 50)
+    assert held_out_loss(y, spread) == pytest.approx(mean_log_loss(y, spread))
+    assert row_losses(y, spread, False)[0] == pytest.approx(-np.log(spread[0, y[0]]))
 
 
 def test_space_proposes_only_what_applies():

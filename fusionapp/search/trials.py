@@ -13,10 +13,10 @@ import keras
 import numpy as np
 
 from fusionapp.errors import FusionError, one_line
-from fusionapp.evaluation.calibration import mean_log_loss
 from fusionapp.inference.raw_inference import predict_examples
 from fusionapp.runs import files, layout
 from fusionapp.search.budget import Budget
+from fusionapp.search.selection import held_out_loss
 from fusionapp.search.space import Preset, optuna_suggest, trial_settings
 from fusionapp.settings import RunSettings
 from fusionapp.settings.search import SearchSettings
@@ -143,7 +143,7 @@ def _objective(trial, context: SearchContext) -> float:
         raise TrialFailed(trial.user_attrs["note"])
     with files.atomic_path(os.path.join(out, layout.HELD_OUT_FILE), suffix=".npy") as temporary:
         np.save(temporary, predictions.probabilities)
-    loss = mean_log_loss(context.y_held, predictions.probabilities)
+    loss = held_out_loss(context.y_held, predictions.probabilities)
     config = files.read_json(os.path.join(out, layout.CONFIG_FILE))
     stages = config.get("stage_seconds", {})
     held_s = time.time() - network_done
