@@ -342,7 +342,8 @@ def test_two_processes_share_one_study(postgres_url, demo_table, tmp_path):
     import optuna
 
     run = tmp_path / "run"
-    flags = ["--preset", "fast", "--epochs", "2", "--tabular-col", "price", "--tabular-col", "seller",
+    # One epoch a trial: a trial is never pruned after its last pass, so the joiner finishes its own.
+    flags = ["--preset", "fast", "--epochs", "1", "--tabular-col", "price", "--tabular-col", "seller",
              *[part for name, value in TINY_MODEL.items()
                for part in (f"--{name.replace('_', '-')}", ",".join(map(str, value)) if isinstance(value, tuple)
                             else str(value))]]
@@ -396,3 +397,27 @@ def test_first_trials_are_the_settings_as_given_then_each_candidate_model():
     asked = SearchContext("data.csv", "run", RunSettings(), ("text_backbone",), search, PRESETS["balanced"],
                           None, None, None, ("image", "text"), None, None, print)
     assert len(_first_trials(asked)) == 1  # a model given is kept in every trial, not a candidate
+
+
+def test_a_trial_is_not_pruned_after_its_last_epoch():
+    """Pruning saves the epochs left; after the last there are none, and the finished trial may serve
+    the ensemble. Every pass is still reported."""
+    import optuna
+
+    from fusionapp.search.trials import TrialCallback
+
+    class Trial:
+        reported = []
+
+        def report(self, value, step):
+            self.reported.append((step, value))
+
+        def should_prune(self):
+            return True
+
+    callback = TrialCallback(Trial(), deadline=float("inf"))
+    callback.set_params({"epochs": 2})
+    with pytest.raises(optuna.TrialPruned):
+        callback.on_epoch_end(0, {"val_loss": 0.9})
+    callback.on_epoch_end(1, {"val_loss": 0.8})
+    assert Trial.reported == [(1, 0.9), (2, 0.8)]

@@ -84,7 +84,9 @@ class TrialCallback(keras.callbacks.Callback):
         if not np.isfinite(loss):  # a diverged trial: nothing to gain from more epochs
             raise TrialFailed(f"its validation loss is {loss} after pass {self.passes}")
         self.trial.report(float(loss), step=self.passes)
-        if self.trial.should_prune():
+        # After the fit's last epoch there is nothing left to save: the trial is kept for the ensemble.
+        last = epoch + 1 >= (self.params or {}).get("epochs", 0)
+        if not last and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after validation pass {self.passes}")
 
 
