@@ -63,23 +63,20 @@ def _macro_f1(y, probabilities, offsets=None) -> float:
     return float(f1_score(y, logits.argmax(axis=1), average="macro", labels=sorted(set(y.tolist()))))
 
 
-def plain_losses(y_true, probabilities, multi_label=False):
-    """Each row's log loss, every class weighing as many rows as it has."""
-    return -np.log(np.clip(probabilities[np.arange(len(y_true)), y_true], 1e-7, 1))
-
-
-def balanced_losses(y_true, probabilities, multi_label=False):
-    """Each row's log loss weighted so that every class counts the same (their mean: the balanced
-    log loss, a criterion weighing classes as macro-F1 does; tried in 0.17, not kept)."""
-    _, position, counts = np.unique(y_true, return_inverse=True, return_counts=True)
-    return plain_losses(y_true, probabilities) * len(y_true) / (len(counts) * counts[position])
+def class_weights(y) -> np.ndarray:
+    """Each row's weight so that every class counts the same (the rows' weighted log losses average to
+    the balanced log loss, a criterion weighing classes as macro-F1 does; tried in 0.17, not kept)."""
+    _, position, counts = np.unique(y, return_inverse=True, return_counts=True)
+    return len(y) / (len(counts) * counts[position])
 
 
 def greedy_from_the_best(held: list, y_held, size: int, rounds: int = 25) -> dict:
     """fusionapp 0.13-0.16's rule: start from the trial with the lowest held-out log loss, then add
     (with replacement) the one that most lowers the mixture's, while one does."""
+    from fusionapp.search.selection import row_losses
+
     def loss(mixed):
-        return plain_losses(y_held, mixed).mean()
+        return row_losses(y_held, mixed).mean()
 
     counts = {min(range(len(held)), key=lambda i: loss(held[i])): 1}
     current = loss(held[next(iter(counts))])
@@ -103,7 +100,10 @@ def rules(table: dict, size: int) -> dict:
 
     from fusionapp.posthoc.decisions import tune_offsets
     from fusionapp.search import selection
-    from fusionapp.search.selection import greedy_selection, mixture
+    from fusionapp.search.selection import greedy_selection, mixture, row_losses
+
+    def balanced_losses(y, probabilities):
+        return row_losses(y, probabilities) * class_weights(y)
 
     y_held, y_test, numbers = table["y_held"], table["y_test"], sorted(table["trials"])
     scores = {f"trial {n}": _macro_f1(y_test, table["trials"][n]["test"]) for n in numbers}

@@ -35,6 +35,23 @@ def mean_log_loss(y_true, probabilities) -> float:
     return float(log_loss(y_true, probabilities, labels=list(range(np.shape(probabilities)[1]))))
 
 
+def row_log_losses(y_true, probabilities, eps: float) -> np.ndarray:
+    """Each row's log loss, the probabilities clipped `eps` from 0 and 1 (a 0/1 label matrix: the mean
+    over its labels); their mean is mean_log_loss's."""
+    probabilities = np.clip(probabilities, eps, 1 - eps)
+    if is_multi_label(y_true):
+        positive = np.asarray(y_true) > 0.5
+        return -np.mean(np.where(positive, np.log(probabilities), np.log1p(-probabilities)), axis=1)
+    return -np.log(probabilities[np.arange(len(y_true)), np.asarray(y_true)])
+
+
+def clearly_positive(differences: np.ndarray, errors: float, floor: float = 0.0) -> bool:
+    """Whether paired row differences (of log losses, say) are above zero by more than `errors`
+    standard errors, and by more than `floor`: a gain the rows can tell from noise."""
+    spread = differences.std(ddof=1) / np.sqrt(len(differences)) if len(differences) > 1 else 0.0
+    return differences.mean() > max(errors * spread, floor)
+
+
 def expected_calibration_error(y_true, probabilities, bins: int = ECE_BINS) -> float:
     """Sum over equal-width confidence bins of (rows in bin / rows) x |accuracy - mean confidence|,
     the confidence of a row being its top probability (scikit-learn has no multiclass ECE)."""

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fusionapp.evaluation.calibration import is_multi_label, mean_log_loss, probabilities_of
+from fusionapp.evaluation.calibration import (clearly_positive, is_multi_label, mean_log_loss, probabilities_of,
+                                              row_log_losses)
 
 FOLDS = 5
 # scikit-learn's C (inverse regularisation strength) is chosen from these on the held-out log loss:
@@ -92,18 +93,9 @@ def extend_grid(logits: dict, labels, grid, try_C) -> tuple[dict, float]:
 def _clearly_better(labels, logits, than) -> bool:
     """Whether `logits`' mean row log loss is below `than`'s by more than a standard error of the
     rows' differences."""
-    differences = row_log_losses(labels, logits) - row_log_losses(labels, than)
-    return differences.mean() < -differences.std(ddof=1) / np.sqrt(len(differences))
-
-
-def row_log_losses(labels, logits) -> np.ndarray:
-    """Each row's log loss under `logits` (a 0/1 label matrix: the mean over its labels)."""
     multi_label = is_multi_label(labels)
-    probabilities = np.clip(probabilities_of(logits, multi_label), 1e-15, 1 - 1e-15)
-    if multi_label:
-        positive = np.asarray(labels) > 0.5
-        return -np.mean(np.where(positive, np.log(probabilities), np.log1p(-probabilities)), axis=1)
-    return -np.log(probabilities[np.arange(len(labels)), np.asarray(labels)])
+    return clearly_positive(row_log_losses(labels, probabilities_of(than, multi_label), 1e-15)
+                            - row_log_losses(labels, probabilities_of(logits, multi_label), 1e-15), errors=1.0)
 
 
 def _fit_fold(features, labels, folds, fold: int, num_classes: int, class_weight: str, C: float, start,

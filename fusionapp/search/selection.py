@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fusionapp.evaluation.calibration import clearly_positive, row_log_losses
 from fusionapp.model.ensemble import EPSILON
 from fusionapp.posthoc.decisions import tune_thresholds
 from fusionapp.posthoc.temperature import fit_temperature
@@ -28,12 +29,14 @@ from fusionapp.posthoc.temperature import fit_temperature
 ROUNDS = 25
 # How many standard errors of the paired row differences make one loss clearly lower than another.
 ERRORS = 2.0
+# Below this a gain is rounding (a member added to a mixture of itself).
+FLOOR = 1e-6
 
 
 @dataclass(frozen=True)
 class Selection:
     weights: dict[int, float]  # position in the candidates -> its share of the mixture, summing to 1
-    loss: float  # the mixture's held-out loss (held_out_loss), before the temperature
+    loss: float  # the mixture's log loss on the held-out rows, before the temperature
     temperature: float
     thresholds: np.ndarray | None  # multi-label: per label, tuned on the calibrated mixture
 
@@ -48,25 +51,9 @@ def mixture_logits(mixed: np.ndarray, multi_label: bool) -> np.ndarray:
     return np.log(mixed) - np.log1p(-mixed) if multi_label else np.log(mixed)
 
 
-def row_losses(y_true, probabilities, multi_label: bool) -> np.ndarray:
-    """Each held-out row's log loss (multi-label: the mean over its labels); their mean is the
-    search's criterion, mean_log_loss's figure."""
-    probabilities = np.clip(probabilities, EPSILON, 1 - EPSILON)
-    if multi_label:
-        positive = np.asarray(y_true) > 0.5
-        return -np.where(positive, np.log(probabilities), np.log1p(-probabilities)).mean(axis=1)
-    return -np.log(probabilities[np.arange(len(y_true)), np.asarray(y_true)])
-
-
-def held_out_loss(y_true, probabilities) -> float:
-    """The search's criterion on the held-out rows (`y_true` a 0/1 matrix for label sets)."""
-    return float(row_losses(y_true, probabilities, np.ndim(y_true) == 2).mean())
-
-
-def clearly_positive(differences: np.ndarray) -> bool:
-    """Whether the rows' paired differences are above zero by more than ERRORS standard errors."""
-    spread = differences.std(ddof=1) / np.sqrt(len(differences)) if len(differences) > 1 else 0.0
-    return differences.mean() > max(ERRORS * spread, 1e-6)
+def row_losses(y_true, probabilities) -> np.ndarray:
+    """Each held-out row's log loss, clipped as the ensemble clips (the mean: mean_log_loss's)."""
+    return row_log_losses(y_true, probabilities, EPSILON)
 
 
 def greedy_selection(probabilities: list[np.ndarray], y_true, multi_label: bool, size: int,
@@ -77,19 +64,19 @@ def greedy_selection(probabilities: list[np.ndarray], y_true, multi_label: bool,
     mixture holds at most `size` distinct candidates."""
     if not probabilities:
         raise ValueError("no candidates to select from")
-    losses = [row_losses(y_true, candidate, multi_label) for candidate in probabilities]
+    losses = [row_losses(y_true, candidate) for candidate in probabilities]
     ranked = sorted(range(len(probabilities)), key=lambda i: (losses[i].mean(), i))
-    start = [i for i in ranked if not clearly_positive(losses[i] - losses[ranked[0]])][:max(size, 1)]
+    start = [i for i in ranked if not clearly_positive(losses[i] - losses[ranked[0]], ERRORS, FLOOR)][:max(size, 1)]
     counts = {i: 1 for i in start}
     for _ in range(rounds):
         total = sum(counts.values())
         base = sum(count * probabilities[i] for i, count in counts.items())
-        current = row_losses(y_true, base / total, multi_label)
+        current = row_losses(y_true, base / total)
         allowed = range(len(probabilities)) if len(counts) < size else sorted(counts)
-        gains = {i: current - row_losses(y_true, (base + probabilities[i]) / (total + 1), multi_label)
+        gains = {i: current - row_losses(y_true, (base + probabilities[i]) / (total + 1))
                  for i in allowed}
         choice = max(gains, key=lambda i: (gains[i].mean(), -i))
-        if not clearly_positive(gains[choice]):
+        if not clearly_positive(gains[choice], ERRORS, FLOOR):
             break
         counts[choice] = counts.get(choice, 0) + 1
     total = sum(counts.values())
@@ -100,4 +87,4 @@ def greedy_selection(probabilities: list[np.ndarray], y_true, multi_label: bool,
     thresholds = None
     if multi_label:
         thresholds = tune_thresholds(y_true, 1 / (1 + np.exp(-logits / temperature)))
-    return Selection(weights, float(row_losses(y_true, mixed, multi_label).mean()), temperature, thresholds)
+    return Selection(weights, float(row_losses(y_true, mixed).mean()), temperature, thresholds)

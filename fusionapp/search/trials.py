@@ -13,10 +13,10 @@ import keras
 import numpy as np
 
 from fusionapp.errors import FusionError, one_line
+from fusionapp.evaluation.calibration import mean_log_loss
 from fusionapp.inference.raw_inference import predict_examples
 from fusionapp.runs import files, layout
 from fusionapp.search.budget import Budget
-from fusionapp.search.selection import held_out_loss
 from fusionapp.search.space import Preset, optuna_suggest, trial_settings
 from fusionapp.settings import RunSettings
 from fusionapp.settings.search import SearchSettings
@@ -85,7 +85,8 @@ class TrialCallback(keras.callbacks.Callback):
             raise TrialFailed(f"its validation loss is {loss} after pass {self.passes}")
         self.trial.report(float(loss), step=self.passes)
         # After the fit's last epoch there is nothing left to save: the trial is kept for the ensemble.
-        last = epoch + 1 >= (self.params or {}).get("epochs", 0)
+        epochs = (self.params or {}).get("epochs")
+        last = epochs is not None and epoch + 1 >= epochs
         if not last and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after validation pass {self.passes}")
 
@@ -145,7 +146,7 @@ def _objective(trial, context: SearchContext) -> float:
         raise TrialFailed(trial.user_attrs["note"])
     with files.atomic_path(os.path.join(out, layout.HELD_OUT_FILE), suffix=".npy") as temporary:
         np.save(temporary, predictions.probabilities)
-    loss = held_out_loss(context.y_held, predictions.probabilities)
+    loss = mean_log_loss(context.y_held, predictions.probabilities)
     config = files.read_json(os.path.join(out, layout.CONFIG_FILE))
     stages = config.get("stage_seconds", {})
     held_s = time.time() - network_done
